@@ -1,0 +1,447 @@
+"""The depot's store: devices, their keys, every delivery record, conflicts and assigned routes.
+
+SQLite in WAL mode with synchronous=FULL, one file. FULL because an acknowledgement lets the device
+delete records: a commit that a power cut could roll back (NORMAL in WAL) would lose them forever.
+Every write method commits before it returns, so callers may acknowledge as soon as it returned.
+
+`Storage` is the interface the rest of the depot uses; `Store` is the SQLite implementation, so a
+server database can follow behind the same methods. Connections are per thread (the sync runs one
+thread per dock, the ingest server many), writes serialise on SQLite's own lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import record
+from record import Record, RecordError
+
+KEY_LEN = 32
+STORE_FILE = "depot.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id   TEXT PRIMARY KEY,
+    key         BLOB NOT NULL,
+    enrolled_at REAL NOT NULL,
+    ack_seq     INTEGER NOT NULL DEFAULT 0,
+    last_seen   REAL,
+    firmware    TEXT,
+    board       TEXT,
+    route_id    TEXT,
+    route_hash  BLOB,
+    pending     INTEGER,
+    watermark   INTEGER,
+    battery     INTEGER,
+    free_flash  INTEGER,
+    last_source TEXT
+);
+CREATE TABLE IF NOT EXISTS records (
+    device_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    payload     BLOB NOT NULL,
+    sha256      BLOB NOT NULL,
+    route_id    TEXT NOT NULL,
+    stop_id     TEXT NOT NULL,
+    item_id     TEXT NOT NULL,
+    outcome     INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_route ON records(route_id);
+CREATE TABLE IF NOT EXISTS conflicts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    stored_sha  BLOB,
+    payload     BLOB NOT NULL,
+    source      TEXT NOT NULL,
+    at          REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    device_id   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    value       INTEGER NOT NULL,
+    PRIMARY KEY (device_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS routes (
+    device_id   TEXT PRIMARY KEY,
+    route_id    TEXT,
+    package     BLOB NOT NULL,
+    sha256      BLOB NOT NULL,
+    assigned_at REAL NOT NULL,
+    pushed_at   REAL
+);
+"""
+
+
+class StoreError(Exception):
+    pass
+
+
+class UnknownDevice(StoreError, KeyError):
+    """The device was never enrolled in this store."""
+
+
+@dataclass
+class IngestResult:
+    stored: int = 0
+    duplicates: int = 0
+    conflicts: list[int] = field(default_factory=list)  # seqs refused: other payload or device id
+    ack_seq: int = 0  # highest contiguous seq committed for the device, after this ingest
+    invalid: int = 0  # byte strings that are not records at all
+
+
+@dataclass
+class Conflict:
+    id: int
+    device_id: str
+    seq: int
+    reason: str
+    source: str
+    at: float
+    payload: bytes
+
+
+@dataclass
+class DeviceInfo:
+    device_id: str
+    enrolled_at: float
+    ack_seq: int
+    last_seen: float | None
+    firmware: str | None
+    board: str | None
+    route_id: str | None
+    route_hash: bytes | None
+    pending: int | None
+    watermark: int | None
+    battery: int | None
+    free_flash: int | None
+    last_source: str | None
+
+
+@dataclass
+class AssignedRoute:
+    device_id: str
+    route_id: str | None
+    package: bytes
+    sha256: bytes
+    assigned_at: float
+    pushed_at: float | None
+
+
+class Storage(Protocol):
+    """What the depot's commands and the ingest server need from a store."""
+
+    def enrol(self, device_id: str) -> bytes: ...
+    def key(self, device_id: str) -> bytes | None: ...
+    def ingest(self, device_id: str, records: Iterable[bytes], source: str) -> IngestResult: ...
+    def ack_seq(self, device_id: str) -> int: ...
+    def records(self, device_id: str | None = None, route_id: str | None = None) -> list[Record]: ...
+    def gaps(self, device_id: str) -> list[int]: ...
+    def conflicts(self, device_id: str | None = None) -> list[Conflict]: ...
+    def next_counter(self, device_id: str, name: str = "ack") -> int: ...
+    def advance_counter(self, device_id: str, name: str, value: int) -> bool: ...
+    def seen(self, device_id: str, source: str, **status: object) -> None: ...
+    def device(self, device_id: str) -> DeviceInfo | None: ...
+    def devices(self) -> list[DeviceInfo]: ...
+    def assign_route(self, device_id: str, package: bytes | str | os.PathLike[str],
+                     route_id: str | None = None) -> AssignedRoute: ...
+    def assigned_route(self, device_id: str) -> AssignedRoute | None: ...
+    def mark_pushed(self, device_id: str, sha256: bytes) -> None: ...
+
+
+def default_path(store: str | os.PathLike[str] | None = None) -> Path:
+    """--store PATH, else $DEPOT_HOME/depot.sqlite3, else the per-user data folder."""
+    if store:
+        return Path(store)
+    home = os.environ.get("DEPOT_HOME")
+    if home:
+        return Path(home) / STORE_FILE
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "depot" / STORE_FILE
+
+
+_STATUS_FIELDS = ("firmware", "board", "route_id", "route_hash", "pending", "watermark", "battery",
+                  "free_flash")
+
+
+class Store:
+    """SQLite implementation of `Storage`."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = default_path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._db().executescript(_SCHEMA)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken with the write lock up front so it never deadlocks on
+        upgrade; committed (durably, synchronous=FULL) when the block ends without error."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def enrol(self, device_id: str) -> bytes:
+        """Create the device's secret key (never printed or logged); refuse a second enrolment so
+        a typo cannot orphan a flashed device's key."""
+        if not device_id or len(device_id.encode()) > record.MAX_TEXT:
+            raise StoreError("device id must be 1 to %d bytes" % record.MAX_TEXT)
+        key = os.urandom(KEY_LEN)
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM devices WHERE device_id=?", (device_id,)).fetchone():
+                raise StoreError(f"device {device_id!r} is already enrolled")
+            db.execute("INSERT INTO devices(device_id, key, enrolled_at) VALUES (?,?,?)",
+                       (device_id, key, time.time()))
+        return key
+
+    def key(self, device_id: str) -> bytes | None:
+        row = self._db().execute("SELECT key FROM devices WHERE device_id=?", (device_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    # -- records -------------------------------------------------------------------------------
+
+    def ingest(self, device_id: str, records: Iterable[bytes], source: str) -> IngestResult:
+        """Store encoded records idempotently on (device_id, seq); committed when this returns.
+
+        A record seen before with the same bytes is a duplicate; with other bytes, or naming another
+        device, it is refused and flagged in the conflicts table: never overwritten."""
+        res = IngestResult()
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT ack_seq FROM devices WHERE device_id=?", (device_id,)).fetchone()
+            if row is None:
+                raise UnknownDevice(device_id)
+            ack = row[0]
+            for data in records:
+                data = bytes(data)
+                try:
+                    rec = record.decode(data)
+                except (RecordError, ValueError, UnicodeError):
+                    res.invalid += 1
+                    continue
+                if rec.seq < 1:
+                    res.invalid += 1
+                    continue
+                digest = hashlib.sha256(data).digest()
+                if rec.device_id != device_id:
+                    self._conflict(db, device_id, rec.seq, "device id mismatch", None, data, source, now)
+                    res.conflicts.append(rec.seq)
+                    continue
+                old = db.execute("SELECT sha256 FROM records WHERE device_id=? AND seq=?",
+                                 (device_id, rec.seq)).fetchone()
+                if old is not None:
+                    if bytes(old[0]) == digest:
+                        res.duplicates += 1
+                    else:
+                        self._conflict(db, device_id, rec.seq, "payload differs", old[0], data, source, now)
+                        res.conflicts.append(rec.seq)
+                    continue
+                db.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           (device_id, rec.seq, data, digest, rec.route_id, rec.stop_id, rec.item_id,
+                            rec.outcome, source, now))
+                res.stored += 1
+            res.ack_seq = self._advance_ack(db, device_id, ack)
+        return res
+
+    @staticmethod
+    def _conflict(db: sqlite3.Connection, device_id: str, seq: int, reason: str, stored: bytes | None,
+                  data: bytes, source: str, now: float) -> None:
+        db.execute("INSERT INTO conflicts(device_id, seq, reason, stored_sha, payload, source, at) "
+                   "VALUES (?,?,?,?,?,?,?)", (device_id, seq, reason, stored, data, source, now))
+
+    @staticmethod
+    def _advance_ack(db: sqlite3.Connection, device_id: str, ack: int) -> int:
+        cur = db.execute("SELECT seq FROM records WHERE device_id=? AND seq>? ORDER BY seq",
+                         (device_id, ack))
+        for (seq,) in cur:
+            if seq != ack + 1:
+                break
+            ack = seq
+        cur.close()
+        db.execute("UPDATE devices SET ack_seq=? WHERE device_id=?", (ack, device_id))
+        return ack
+
+    def ack_seq(self, device_id: str) -> int:
+        row = self._db().execute("SELECT ack_seq FROM devices WHERE device_id=?", (device_id,)).fetchone()
+        if row is None:
+            raise UnknownDevice(device_id)
+        return int(row[0])
+
+    def records(self, device_id: str | None = None, route_id: str | None = None) -> list[Record]:
+        return [record.decode(p) for p in self.payloads(device_id, route_id)]
+
+    def payloads(self, device_id: str | None = None, route_id: str | None = None) -> list[bytes]:
+        """Encoded records in (device_id, seq) order, optionally for one device and/or route."""
+        sql, args = "SELECT payload FROM records", []
+        where = []
+        if device_id is not None:
+            where.append("device_id=?")
+            args.append(device_id)
+        if route_id is not None:
+            where.append("route_id=?")
+            args.append(route_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY device_id, seq"
+        return [bytes(r[0]) for r in self._db().execute(sql, args)]
+
+    def count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            return int(self._db().execute("SELECT count(*) FROM records").fetchone()[0])
+        return int(self._db().execute("SELECT count(*) FROM records WHERE device_id=?",
+                                      (device_id,)).fetchone()[0])
+
+    def gaps(self, device_id: str) -> list[int]:
+        """Every sequence number missing between 1 and the highest one held: always reported."""
+        seqs = [r[0] for r in self._db().execute(
+            "SELECT seq FROM records WHERE device_id=? ORDER BY seq", (device_id,))]
+        missing: list[int] = []
+        expect = 1
+        for s in seqs:
+            missing.extend(range(expect, s))
+            expect = s + 1
+        return missing
+
+    def conflicts(self, device_id: str | None = None) -> list[Conflict]:
+        sql = "SELECT id, device_id, seq, reason, source, at, payload FROM conflicts"
+        args: Sequence[object] = ()
+        if device_id is not None:
+            sql += " WHERE device_id=?"
+            args = (device_id,)
+        return [Conflict(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]))
+                for r in self._db().execute(sql + " ORDER BY id", args)]
+
+    # -- counters ------------------------------------------------------------------------------
+
+    def next_counter(self, device_id: str, name: str = "ack") -> int:
+        """A value never handed out before for (device, name), durably reserved before it returns:
+        a crash after it skips a number but can never reuse one."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM counters WHERE device_id=? AND name=?",
+                             (device_id, name)).fetchone()
+            value = (row[0] if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO counters VALUES (?,?,?)", (device_id, name, value))
+        return value
+
+    def advance_counter(self, device_id: str, name: str, value: int) -> bool:
+        """Accept `value` only if above the last accepted one (replay guard for device counters)."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM counters WHERE device_id=? AND name=?",
+                             (device_id, name)).fetchone()
+            if row is not None and value <= row[0]:
+                return False
+            db.execute("INSERT OR REPLACE INTO counters VALUES (?,?,?)", (device_id, name, value))
+        return True
+
+    def counter(self, device_id: str, name: str = "ack") -> int:
+        row = self._db().execute("SELECT value FROM counters WHERE device_id=? AND name=?",
+                                 (device_id, name)).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- device registry -----------------------------------------------------------------------
+
+    def seen(self, device_id: str, source: str, **status: object) -> None:
+        """Record that the device talked to us, with whatever status it reported."""
+        unknown = set(status) - set(_STATUS_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown status fields: {sorted(unknown)}")
+        cols = ["last_seen=?", "last_source=?"] + [f"{k}=?" for k in status]
+        with self._tx() as db:
+            cur = db.execute(f"UPDATE devices SET {', '.join(cols)} WHERE device_id=?",
+                             (time.time(), source, *status.values(), device_id))
+            if cur.rowcount == 0:
+                raise UnknownDevice(device_id)
+
+    def device(self, device_id: str) -> DeviceInfo | None:
+        row = self._db().execute(f"SELECT {_DEVICE_COLS} FROM devices WHERE device_id=?",
+                                 (device_id,)).fetchone()
+        return DeviceInfo(*row) if row else None
+
+    def devices(self) -> list[DeviceInfo]:
+        return [DeviceInfo(*r) for r in
+                self._db().execute(f"SELECT {_DEVICE_COLS} FROM devices ORDER BY device_id")]
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def assign_route(self, device_id: str, package: bytes | str | os.PathLike[str],
+                     route_id: str | None = None) -> AssignedRoute:
+        """Make `package` (bytes or a file) the next route pushed to the device at its sync."""
+        data = package if isinstance(package, bytes) else Path(package).read_bytes()
+        digest = hashlib.sha256(data).digest()
+        now = time.time()
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM devices WHERE device_id=?", (device_id,)).fetchone():
+                raise UnknownDevice(device_id)
+            db.execute("INSERT OR REPLACE INTO routes VALUES (?,?,?,?,?,NULL)",
+                       (device_id, route_id, data, digest, now))
+        return AssignedRoute(device_id, route_id, data, digest, now, None)
+
+    def assigned_route(self, device_id: str) -> AssignedRoute | None:
+        row = self._db().execute("SELECT device_id, route_id, package, sha256, assigned_at, pushed_at "
+                                 "FROM routes WHERE device_id=?", (device_id,)).fetchone()
+        if row is None:
+            return None
+        return AssignedRoute(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4], row[5])
+
+    def mark_pushed(self, device_id: str, sha256: bytes) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE routes SET pushed_at=? WHERE device_id=? AND sha256=?",
+                       (time.time(), device_id, sha256))
+
+
+_DEVICE_COLS = ("device_id, enrolled_at, ack_seq, last_seen, firmware, board, route_id, route_hash, "
+                "pending, watermark, battery, free_flash, last_source")
+
+
+def open_store(path: str | os.PathLike[str] | None = None) -> Store:
+    """The store named by --store / $DEPOT_HOME / the per-user default."""
+    return Store(path)
