@@ -1,0 +1,217 @@
+"""What happens when a carrier scans a parcel: identify, find the stop, judge the fix against the
+stop's fence, and record the outcome durably, asking the carrier when the device is not sure.
+
+Pure logic: the route, fence engine, identifier parser, GNSS state, journal and clock are handed in,
+so the same code runs on a device, in the simulator and under test. The flow is a small state
+machine driven by two events, `scan(raw)` and `key(name)`; each returns a Prompt for the screen.
+"""
+
+import record
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731
+
+# flow states
+IDLE = const(0)
+CONFIRM_OVERRIDE = const(1)  # outside/unsure: carrier picks an override reason
+CONFIRM_WRONG_STOP = const(2)  # item belongs to another stop than the fence the carrier stands in
+CONFIRM_FENCE_MATCH = const(3)  # item not on the route: deliver to the stop whose fence we are in?
+PICK_ATTEMPT_REASON = const(4)  # attempt mode: why it was not delivered
+CONFIRM_CORRECTION = const(5)  # cancel the last record with a correction record
+
+# prompt kinds, which the UI maps to screen, buzzer and LED patterns
+P_READY = const(0)
+P_RECORDED = const(1)
+P_ASK = const(2)
+P_REFUSED = const(3)
+P_INVALID = const(4)
+P_FULL = const(5)
+
+# override reasons: why a delivery outside the fence (or with an unsure fix) is right
+OVERRIDE_REASONS = (
+    (1, "GPS poor here"),
+    (2, "Entrance elsewhere"),
+    (3, "Met addressee nearby"),
+    (4, "Fence looks wrong"),
+)
+
+_UERE_DM = const(40)  # accuracy radius per unit of HDOP: 4 m user-equivalent range error
+
+
+class Prompt:
+    """What the screen shows after an event. One instance is reused for every event."""
+
+    def __init__(self):
+        self.kind = P_READY
+        self.title = ""
+        self.detail = ""
+        self.choices = ()  # (code, label) the carrier picks from with up/down/ok
+        self.choice = 0
+        self.seq = 0  # sequence number of the record just written
+        self.verdict = record.V_NONE
+        self.distance_dm = 0
+
+    def set(self, kind, title, detail="", choices=()):
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.choices = choices
+        self.choice = 0
+        return self
+
+
+class Delivery:
+    def __init__(self, route, fences, idents, gnss, journal, device_id, clock, reasons=None):
+        self.route = route  # routepkg.RoutePackage
+        self.fences = fences  # geofence module: locate(route, lat, lon), verdict(route, i, ...)
+        self.idents = idents  # ident parser: parse(raw) -> result with .ok, .item_id, .message
+        self.gnss = gnss  # nmea parser state: valid, lat_e6, lon_e6, hdop_x100, fix_ticks, utc_s
+        self.journal = journal
+        self.device_id = device_id
+        self.clock = clock  # object with time_s() and ticks_ms()
+        self.attempt_reasons = reasons or route.reason_codes
+        self.state = IDLE
+        self.attempt_mode = False
+        self.prompt = Prompt()
+        self.last_seq = 0
+        self._rec = record.Record(device_id=device_id)
+        self._stop = -1
+        self._item = ""
+        self._match = 0
+        self._flags = 0
+        self.delivered = bytearray((route.stop_count + 7) // 8)  # one bit per stop, for "next stop"
+
+    # events -----------------------------------------------------------------------------------------
+
+    def scan(self, raw):
+        if self.state != IDLE:
+            return self.prompt  # finish the open question first
+        code = self.idents.parse(raw)
+        if not code.ok:
+            return self.prompt.set(P_INVALID, "Invalid code", code.message)
+        self._item = code.item_id
+        self._flags = 0
+        stop = self.route.find_item(self._item)
+        here, contains, _ = self._locate()
+        if stop < 0:
+            if here < 0 or not contains:
+                return self.prompt.set(P_REFUSED, "Not on route", "No stop fence here: not recorded")
+            self._stop, self._match = here, record.M_FENCE
+            self.state = CONFIRM_FENCE_MATCH
+            return self.prompt.set(P_ASK, "Not on route", "Deliver to %s? OK/Back" % self._label(here))
+        self._stop, self._match = stop, record.M_ITEM
+        if contains and here != stop:
+            self._flags |= record.F_WRONG_STOP
+            self._match = record.M_OTHER_STOP
+            self.state = CONFIRM_WRONG_STOP
+            return self.prompt.set(P_ASK, "Wrong stop?", "Item is for %s. OK/Back" % self._label(stop))
+        return self._judge()
+
+    def key(self, name):
+        p = self.prompt
+        if self.state == IDLE:
+            if name == "up":
+                self.attempt_mode = not self.attempt_mode
+                return p.set(P_READY, "Attempt mode" if self.attempt_mode else "Delivery mode")
+            if name == "back" and self.last_seq:
+                self.state = CONFIRM_CORRECTION
+                return p.set(P_ASK, "Cancel last?", "Record %d. OK/Back" % self.last_seq)
+            return p
+        if name == "back":
+            self.state = IDLE
+            return p.set(P_READY, "Cancelled", "Nothing recorded")
+        if p.choices and name in ("up", "down"):
+            p.choice = (p.choice + (1 if name == "down" else -1)) % len(p.choices)
+            return p
+        if name != "ok":
+            return p
+        state, self.state = self.state, IDLE
+        if state in (CONFIRM_WRONG_STOP, CONFIRM_FENCE_MATCH):
+            return self._judge()
+        if state == CONFIRM_OVERRIDE:
+            self._flags |= record.F_OVERRIDE
+            return self._record(record.DELIVERED, p.choices[p.choice][0], 0)
+        if state == PICK_ATTEMPT_REASON:
+            return self._record(record.ATTEMPTED, p.choices[p.choice][0], 0)
+        if state == CONFIRM_CORRECTION:
+            self._flags = 0
+            return self._record(record.CORRECTION, 0, self.last_seq)
+        return p
+
+    # steps ------------------------------------------------------------------------------------------
+
+    def _judge(self):
+        if self.attempt_mode:
+            self.state = PICK_ATTEMPT_REASON
+            return self.prompt.set(P_ASK, "Attempt: reason?", self._label(self._stop), self.attempt_reasons)
+        verdict, dist = self._verdict(self._stop)
+        self.prompt.verdict, self.prompt.distance_dm = verdict, dist
+        if verdict == record.V_INSIDE:
+            return self._record(record.DELIVERED, 0, 0)
+        self.state = CONFIRM_OVERRIDE
+        what = "Outside fence" if verdict == record.V_OUTSIDE else "Position unsure"
+        return self.prompt.set(P_ASK, what, "%s %dm: reason?" % (self._label(self._stop), dist // 10),
+                               OVERRIDE_REASONS)
+
+    def _record(self, outcome, reason, corrects):
+        r = self._rec
+        g = self.gnss
+        verdict, dist = (record.V_NONE, 0) if outcome == record.CORRECTION else self._verdict(self._stop)
+        stop = self.route.stop(self._stop) if outcome != record.CORRECTION else None
+        r.outcome, r.reason, r.corrects, r.flags = outcome, reason, corrects, self._flags
+        r.route_id, r.package_hash = self.route.route_id, self.route.package_hash
+        r.stop_id = stop.stop_id if stop else ""
+        r.item_id = self._item if stop else ""
+        r.match = self._match if stop else 0
+        r.verdict, r.distance_dm = verdict, dist
+        r.device_time = self.clock.time_s()
+        if g.valid:
+            r.lat_e6, r.lon_e6, r.gnss_time = g.lat_e6, g.lon_e6, g.utc_s
+            r.accuracy_dm = g.hdop_x100 * _UERE_DM // 100
+            r.fix_age_s = min(self._fix_age_ms() // 1000, record.NO_AGE - 1)
+        else:
+            r.lat_e6 = r.lon_e6 = r.gnss_time = r.accuracy_dm = 0
+            r.fix_age_s = record.NO_AGE
+            r.flags |= record.F_NO_FIX
+        try:
+            seq = self.journal.append(r)  # durable when it returns: only then may the carrier hear it
+        except Exception as e:  # JournalFull, JournalError, OSError: refuse, never pretend
+            return self.prompt.set(P_FULL, "NOT RECORDED", str(e) or "Flash full: dock the device")
+        self.last_seq = seq
+        if stop is not None and outcome == record.DELIVERED:
+            self.delivered[self._stop >> 3] |= 1 << (self._stop & 7)
+        titles = {record.DELIVERED: "Delivered", record.ATTEMPTED: "Attempt saved",
+                  record.CORRECTION: "Cancelled #%d" % corrects}
+        p = self.prompt.set(P_RECORDED, titles[outcome], self._label(self._stop) if stop else "")
+        p.seq, p.verdict, p.distance_dm = seq, verdict, dist
+        return p
+
+    # helpers ----------------------------------------------------------------------------------------
+
+    def _fix_age_ms(self):
+        return self.clock.ticks_diff(self.clock.ticks_ms(), self.gnss.fix_ticks)
+
+    def _locate(self):
+        g = self.gnss
+        if not g.valid:
+            return -1, False, 0
+        return self.fences.locate(self.route, g.lat_e6, g.lon_e6)
+
+    def _verdict(self, stop):
+        g = self.gnss
+        if not g.valid:
+            return record.V_UNSURE, 0
+        return self.fences.verdict(self.route, stop, g.lat_e6, g.lon_e6, g.hdop_x100, self._fix_age_ms())
+
+    def _label(self, stop):
+        s = self.route.stop(stop)
+        return "#%d %s" % (s.seq, s.address)
+
+    def next_stop(self):
+        """Index of the first stop in route order not yet delivered, or -1 when the day is done."""
+        for i in range(self.route.stop_count):
+            if not self.delivered[i >> 3] & (1 << (i & 7)):
+                return i
+        return -1
