@@ -1,0 +1,266 @@
+"""Device-side reader of the route package (spec: docs/route-package.md).
+
+Opening a package proves it first: header and per-section CRC32, then the HMAC-SHA256 trailer under
+the device's key, all streamed through one small buffer. Any failure raises PackageError with a
+message for the carrier's screen, so the caller keeps the previous route. After that the package
+is served from the file by seek + readinto into buffers allocated once here: the route never sits
+in RAM, whatever its size.
+"""
+
+import array
+import binascii
+import hashlib
+import struct
+import sys
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731
+
+import sign
+
+MAGIC = b"RPKG"
+VERSION = const(1)
+HEADER = "<4sBBHHH16sIiiIII8sI"
+HEADER_LEN = const(64)
+SECTION = "<4sIII"  # tag, offset, length, crc32
+SECTION_LEN = const(16)
+TRAILER_LEN = const(32)  # HMAC-SHA256
+DIR_ENTRY = "<iiiiiii"  # x0 y0 x1 y1 geom_off geom_words rec_off
+GRID_HEAD = "<iiiHH"  # x0 y0 cell nx ny
+ITEM_ENTRY = "<IH"  # crc32(item id), stop index; sorted by (crc, stop)
+ITEM_LEN = const(6)
+TAGS = (b"STOP", b"RECS", b"GEOM", b"GRID", b"ITEM", b"RSNS")
+
+# reason kinds (RSNS section)
+K_ATTEMPT = const(1)  # EMH: why the item was not delivered
+K_ACTION = const(2)  # EMH: what was done with it / how it was delivered
+K_OVERRIDE = const(3)  # why the carrier confirmed a delivery the fence did not
+
+_CHUNK = const(256)
+_MPY = sys.implementation.name == "micropython"
+
+
+class PackageError(ValueError):
+    pass
+
+
+class Stop:
+    def __init__(self, index, stop_id, seq, address, items):
+        self.index = index
+        self.stop_id = stop_id
+        self.seq = seq
+        self.address = address
+        self.items = items
+        self.item_count = len(items)
+
+
+class RoutePackage:
+    def __init__(self, path, key):
+        try:
+            self.file = open(path, "rb")
+        except OSError:
+            raise PackageError("route package %s cannot be opened" % path) from None
+        try:
+            self._verify(key)
+            self._setup()
+        except PackageError:
+            self.file.close()
+            raise
+        except (ValueError, IndexError, UnicodeError, OSError):
+            self.file.close()
+            raise PackageError("route package is malformed") from None
+
+    # -- proof ----------------------------------------------------------------------------------
+    def _verify(self, key):
+        f = self.file
+        size = f.seek(0, 2)
+        if size < HEADER_LEN + TRAILER_LEN:
+            raise PackageError("route package truncated (%d bytes)" % size)
+        f.seek(0)
+        head = f.read(HEADER_LEN)
+        h = struct.unpack(HEADER, head)
+        if h[0] != MAGIC:
+            raise PackageError("not a route package (bad magic)")
+        if h[1] != VERSION:
+            raise PackageError("route package version %d not supported (want %d)" % (h[1], VERSION))
+        nsec = h[2]
+        hlen = h[3]
+        if hlen != HEADER_LEN + nsec * SECTION_LEN or hlen + TRAILER_LEN > size:
+            raise PackageError("route package truncated or header corrupt")
+        table = f.read(hlen - HEADER_LEN)
+        if binascii.crc32(table, binascii.crc32(head[:60])) & 0xFFFFFFFF != h[14]:
+            raise PackageError("route package header CRC mismatch (corrupt)")
+        body_end = size - TRAILER_LEN
+        buf = bytearray(_CHUNK)
+        secs = {}
+        for k in range(nsec):
+            tag, off, ln, crc = struct.unpack_from(SECTION, table, k * SECTION_LEN)
+            name = tag.decode()
+            if off < hlen or off + ln > body_end:
+                raise PackageError("route package truncated: section %s out of bounds" % name)
+            if self._crc(buf, off, ln) != crc:
+                raise PackageError("route package section %s CRC mismatch (corrupt)" % name)
+            secs[tag] = (off, ln)
+        for tag in TAGS:
+            if tag not in secs:
+                raise PackageError("route package lacks section %s" % tag.decode())
+        # HMAC over everything before the trailer, and sha256 of the whole file for records
+        signer = sign.Signer(key)
+        inner = hashlib.sha256(signer._ipad)
+        whole = hashlib.sha256()
+        mv = memoryview(buf)
+        f.seek(0)
+        pos = 0
+        while pos < size:
+            n = f.readinto(buf)
+            if not n:
+                raise PackageError("route package truncated while reading")
+            if pos < body_end:
+                inner.update(mv[: min(n, body_end - pos)])
+            whole.update(mv[:n])
+            pos += n
+        f.seek(body_end)
+        tag = f.read(TRAILER_LEN)
+        outer = hashlib.sha256(signer._opad)
+        outer.update(inner.digest())
+        if not sign.equal(outer.digest(), tag):
+            raise PackageError("route package signature invalid: tampered, or signed for another device")
+        self.package_hash = whole.digest()[:8]
+        self.size = size
+        self._head = h
+        self._secs = secs
+
+    def _crc(self, buf, off, ln):
+        f = self.file
+        f.seek(off)
+        crc = 0
+        mv = memoryview(buf)
+        while ln > 0:
+            n = f.readinto(buf)
+            if not n:
+                raise PackageError("route package truncated while reading")
+            if n > ln:
+                n = ln
+            crc = binascii.crc32(mv[:n], crc)
+            ln -= n
+        return crc & 0xFFFFFFFF
+
+    # -- serving --------------------------------------------------------------------------------
+    def _setup(self):
+        h = self._head
+        self.stop_count = h[4]
+        self.route_id = h[6].rstrip(b"\0").decode()
+        self.service_date = h[7]
+        self.origin_lat_e6 = h[8]
+        self.origin_lon_e6 = h[9]
+        self.kx = h[10]
+        self.ky = h[11]
+        self.item_count = h[12]
+        secs = self._secs
+        self.dir_off = secs[b"STOP"][0]
+        if secs[b"STOP"][1] != self.stop_count * 28:
+            raise PackageError("route package stop directory size mismatch")
+        self.item_off = secs[b"ITEM"][0]
+        f = self.file
+        goff = secs[b"GRID"][0]
+        f.seek(goff)
+        self.gx0, self.gy0, self.cell, self.nx, self.ny = struct.unpack(GRID_HEAD, f.read(16))
+        if self.cell <= 0:
+            raise PackageError("route package grid corrupt")
+        self.starts_off = goff + 16
+        self.list_off = self.starts_off + 4 * (self.nx * self.ny + 1)
+        # buffers the geofence engine reuses for every fix
+        self.geo = array.array("h", bytes(2 * max(h[5], 4)))
+        self.box = array.array("i", bytes(28))
+        self.pair = array.array("i", bytes(8))
+        self.lst = array.array("H", bytes(64))
+        self.seen = bytearray(self.stop_count)
+        self.gen = 0
+        self.cand = -1
+        self.near_dist = 0
+        self.near_in = False
+        self.reason_codes, self.reason_kinds = self._reasons()
+
+    def readn(self, buf, nbytes):
+        """Read nbytes at the file position into the start of buf, without allocating on the VM."""
+        if _MPY:
+            return self.file.readinto(buf, nbytes)
+        return self.file.readinto(memoryview(buf).cast("B")[:nbytes])
+
+    def _reasons(self):
+        off, ln = self._secs[b"RSNS"]
+        f = self.file
+        f.seek(off)
+        data = f.read(ln)
+        codes = []
+        kinds = {}
+        n = data[0]
+        p = 1
+        for _ in range(n):
+            code, kind, tl = data[p], data[p + 1], data[p + 2]
+            codes.append((code, bytes(data[p + 3: p + 3 + tl]).decode()))
+            kinds[code] = kind
+            p += 3 + tl
+        return codes, kinds
+
+    def _entry(self, i):
+        if not 0 <= i < self.stop_count:
+            raise IndexError("stop index %d out of range" % i)
+        f = self.file
+        f.seek(self.dir_off + 28 * i)
+        return struct.unpack(DIR_ENTRY, f.read(28))
+
+    def bbox(self, i):
+        return self._entry(i)[:4]
+
+    def stop(self, i):
+        """The stop at index i (walking order): Stop(index, stop_id, seq, address, items)."""
+        e = self._entry(i)
+        f = self.file
+        f.seek(e[6])
+        seq, nitems = struct.unpack("<HH", f.read(4))
+        sid = self._text()
+        addr = self._text()
+        items = [self._text() for _ in range(nitems)]
+        return Stop(i, sid, seq, addr, items)
+
+    def _text(self):
+        f = self.file
+        n = f.read(1)[0]
+        return f.read(n).decode()
+
+    def find_item(self, item_id):
+        """Index of the stop that lists item_id, or -1: binary search of the item index by seek."""
+        b = item_id.encode() if isinstance(item_id, str) else item_id
+        want = binascii.crc32(b) & 0xFFFFFFFF
+        f = self.file
+        lo = 0
+        hi = self.item_count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            f.seek(self.item_off + ITEM_LEN * mid)
+            if struct.unpack(ITEM_ENTRY, f.read(ITEM_LEN))[0] < want:
+                lo = mid + 1
+            else:
+                hi = mid
+        s = b.decode()
+        while lo < self.item_count:
+            f.seek(self.item_off + ITEM_LEN * lo)
+            crc, idx = struct.unpack(ITEM_ENTRY, f.read(ITEM_LEN))
+            if crc != want:
+                break
+            if s in self.stop(idx).items:  # crc32 collisions are told apart by the stop's own list
+                return idx
+            lo += 1
+        return -1
+
+    def close(self):
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
