@@ -1,0 +1,291 @@
+"""Cellular upload batches and the server's acknowledgement: the one byte layout both sides use.
+Spec: docs/upload-api.md. Runs on MicroPython (device) and CPython (server, tests).
+
+A batch is a signed header followed by length-prefixed encoded records. The header carries the
+SHA-256 of the body as sent and the MAC covers every header byte (device id, request counter,
+clock, sequence range, count, body length, flags, body hash), so the server can tell a forged
+header (bad MAC) from a body altered in transit (MAC good, body hash wrong). The acknowledgement
+is signed under the same key and names the request counter, so an old acknowledgement cannot be
+replayed to the device.
+"""
+
+import hashlib
+import struct
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731
+
+from sign import MAC_LEN, equal
+
+MAGIC = b"PSUB"
+ACK_MAGIC = b"PSAK"
+VERSION = const(1)
+F_DEFLATE = const(1)  # body is a raw deflate stream of the record list
+WBITS = const(10)  # 1 KiB deflate window: small enough for a device to inflate
+
+# magic, version, flags, id length, reserved, counter, device clock, first seq, last seq, count,
+# body length
+_HEAD = "<4sBBBBIIIIHI"
+HEAD_LEN = const(30)
+# magic, version, status, id length, reserved, counter, ack seq, stored, duplicates, conflicts
+_ACK = "<4sBBBBIIHHH"
+ACK_LEN = const(22)
+MAX_ID = const(64)
+MAX_RECORD = const(255)  # one length byte per record; record.MAX_LEN is 212
+
+ACK_OK = const(0)
+ACK_CONFLICT = const(1)  # some records clash with what the server holds; refused and flagged
+
+_BATCH_TAG = b"upload-batch/1"
+_ACK_TAG = b"upload-ack/1"
+
+
+class FormatError(ValueError):
+    pass
+
+
+def header_len(device_id):
+    return HEAD_LEN + len(device_id) + 2 * MAC_LEN  # + body SHA-256 + MAC
+
+
+class BatchWriter:
+    """Builds batches in one preallocated buffer: records are copied in as they are read from the
+    journal, the header and MAC are written in front once the range is known."""
+
+    def __init__(self, device_id, signer, size=4096):
+        self.id = device_id.encode() if isinstance(device_id, str) else device_id
+        if len(self.id) > MAX_ID:
+            raise FormatError("device id too long")
+        self.signer = signer
+        self.buf = bytearray(size)
+        self.mv = memoryview(self.buf)
+        self.hlen = header_len(self.id)
+        self.begin()
+
+    def begin(self):
+        self.n = self.hlen
+        self.count = 0
+        self.first = 0
+        self.last = 0
+
+    def add(self, seq, rec):
+        """Append one encoded record; False (nothing written) when it would not fit."""
+        ln = len(rec)
+        if ln > MAX_RECORD:
+            raise FormatError("record too long")
+        if self.n + 1 + ln > len(self.buf):
+            return False
+        self.buf[self.n] = ln
+        self.mv[self.n + 1: self.n + 1 + ln] = rec
+        self.n += 1 + ln
+        if self.count == 0:
+            self.first = seq
+        self.last = seq
+        self.count += 1
+        return True
+
+    def finish(self, counter, clock):
+        """Write header and MAC; return a memoryview of the whole request body."""
+        body = self.mv[self.hlen: self.n]
+        struct.pack_into(_HEAD, self.buf, 0, MAGIC, VERSION, 0, len(self.id), 0, counter, clock,
+                         self.first, self.last, self.count, len(body))
+        end = HEAD_LEN + len(self.id)
+        self.buf[HEAD_LEN: end] = self.id
+        self.buf[end: end + MAC_LEN] = hashlib.sha256(body).digest()
+        self.buf[end + MAC_LEN: self.hlen] = self.signer.mac(_BATCH_TAG, self.mv[: end + MAC_LEN])
+        return self.mv[: self.n]
+
+
+def encode_batch(device_id, signer, counter, clock, records, compress=False):
+    """Convenience for hosts and tests: `records` is a list of encoded record bytes."""
+    body = bytearray()
+    for r in records:
+        if len(r) > MAX_RECORD:
+            raise FormatError("record too long")
+        body.append(len(r))
+        body += r
+    flags = 0
+    if compress:
+        packed = _deflate(bytes(body))
+        if packed is not None and len(packed) < len(body):
+            body = bytearray(packed)
+            flags = F_DEFLATE
+    idb = device_id.encode() if isinstance(device_id, str) else device_id
+    first = _seq(records[0]) if records else 0
+    last = _seq(records[-1]) if records else 0
+    head = struct.pack(_HEAD, MAGIC, VERSION, flags, len(idb), 0, counter, clock, first, last,
+                       len(records), len(body)) + idb + hashlib.sha256(body).digest()
+    return head + signer.mac(_BATCH_TAG, head) + bytes(body)
+
+
+def _seq(rec):
+    return struct.unpack_from("<I", rec, 8)[0]  # record.seq_of, without importing record
+
+
+class Batch:
+    """A parsed, not yet verified, batch. `authentic` checks the header MAC, `intact` the body."""
+
+    def __init__(self, data):
+        if len(data) < HEAD_LEN:
+            raise FormatError("short batch")
+        f = struct.unpack_from(_HEAD, data, 0)
+        if f[0] != MAGIC or f[1] != VERSION:
+            raise FormatError("not a version %d batch" % VERSION)
+        self.flags = f[2]
+        idl = f[3]
+        self.counter = f[5]
+        self.clock = f[6]
+        self.first = f[7]
+        self.last = f[8]
+        self.count = f[9]
+        self.body_len = f[10]
+        mv = memoryview(data)
+        self.hlen = HEAD_LEN + idl + 2 * MAC_LEN
+        if len(data) < self.hlen:
+            raise FormatError("short batch")
+        self.device_id = bytes(mv[HEAD_LEN: HEAD_LEN + idl]).decode()
+        self.signed = mv[: self.hlen - MAC_LEN]
+        self.body_hash = mv[HEAD_LEN + idl: self.hlen - MAC_LEN]
+        self.mac = mv[self.hlen - MAC_LEN: self.hlen]
+        self.body = mv[self.hlen:]
+
+    def authentic(self, signer):
+        """The header (ids, counter, range, body hash) was signed under this key."""
+        return signer.verify(self.mac, _BATCH_TAG, self.signed)
+
+    def intact(self):
+        """The body is the one the device signed."""
+        return len(self.body) == self.body_len and equal(hashlib.sha256(self.body).digest(), self.body_hash)
+
+    def records(self):
+        """The encoded records, as a list of bytes; FormatError if the body does not parse."""
+        body = self.body
+        if self.flags & F_DEFLATE:
+            body = memoryview(_inflate(bytes(body)))
+        elif self.flags:
+            raise FormatError("unknown flags")
+        out = []
+        n = 0
+        while n < len(body):
+            ln = body[n]
+            if n + 1 + ln > len(body):
+                raise FormatError("record truncated")
+            out.append(bytes(body[n + 1: n + 1 + ln]))
+            n += 1 + ln
+        if len(out) != self.count:
+            raise FormatError("record count mismatch")
+        if out and (_seq(out[0]) != self.first or _seq(out[-1]) != self.last):
+            raise FormatError("sequence range mismatch")
+        return out
+
+
+def encode_ack(signer, device_id, counter, ack_seq, stored=0, duplicates=0, conflicts=0, status=ACK_OK):
+    idb = device_id.encode() if isinstance(device_id, str) else device_id
+    head = struct.pack(_ACK, ACK_MAGIC, VERSION, status, len(idb), 0, counter, ack_seq,
+                       min(stored, 0xFFFF), min(duplicates, 0xFFFF), min(conflicts, 0xFFFF)) + idb
+    return head + signer.mac(_ACK_TAG, head)
+
+
+class Ack:
+    def __init__(self, status, counter, ack_seq, stored, duplicates, conflicts):
+        self.status = status
+        self.counter = counter
+        self.ack_seq = ack_seq
+        self.stored = stored
+        self.duplicates = duplicates
+        self.conflicts = conflicts
+
+
+def parse_ack(data, signer, device_id, counter):
+    """The acknowledgement for request `counter`, or None if it is not one the server signed for it
+    (bad MAC, another device, another request, truncated): never trust a bare HTTP 200."""
+    idb = device_id.encode() if isinstance(device_id, str) else device_id
+    if len(data) != ACK_LEN + len(idb) + MAC_LEN:
+        return None
+    f = struct.unpack_from(_ACK, data, 0)
+    if f[0] != ACK_MAGIC or f[1] != VERSION or f[3] != len(idb) or f[5] != counter:
+        return None
+    mv = memoryview(data)
+    if not equal(mv[ACK_LEN: ACK_LEN + len(idb)], idb):
+        return None
+    end = ACK_LEN + len(idb)
+    if not signer.verify(mv[end:], _ACK_TAG, mv[:end]):
+        return None
+    return Ack(f[2], f[5], f[6], f[7], f[8], f[9])
+
+
+def _deflate(data):
+    try:
+        import io
+
+        import deflate  # MicroPython: only builds with compression support can write
+
+        out = io.BytesIO()
+        d = deflate.DeflateIO(out, deflate.RAW, WBITS)
+        d.write(data)  # type: ignore[attr-defined]
+        d.close()
+        return out.getvalue()  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        pass
+    try:
+        import zlib  # type: ignore  # CPython
+
+        c = zlib.compressobj(9, zlib.DEFLATED, -WBITS)  # type: ignore[attr-defined]
+        return c.compress(data) + c.flush()
+    except ImportError:
+        return None
+
+
+def _inflate(data):
+    try:
+        import zlib  # type: ignore
+
+        return zlib.decompress(data, -15)  # type: ignore[call-arg]
+    except ImportError:
+        pass
+    import io
+
+    import deflate
+
+    return deflate.DeflateIO(io.BytesIO(data), deflate.RAW, WBITS).read()
+
+
+class CounterLease:
+    """Request counters that never repeat, across power cuts, without a flash write per request.
+
+    The state file holds the end of the current lease. At start we resume from that end, so the
+    counters of a lease interrupted by a power cut are skipped, never reused. The file is replaced
+    with write-new + rename (atomic on littlefs) before any counter of a new lease is handed out.
+    """
+
+    def __init__(self, path, lease=16):
+        self.path = path
+        self.lease = lease
+        self.next = self._load()
+        self.end = self.next  # nothing leased yet in this boot
+
+    def _load(self):
+        try:
+            with open(self.path, "rb") as f:
+                b = f.read(4)
+            if len(b) == 4:
+                return struct.unpack("<I", b)[0]
+        except OSError:
+            pass
+        return 1
+
+    def take(self):
+        if self.next >= self.end:
+            end = self.next + self.lease
+            tmp = self.path + ".new"
+            with open(tmp, "wb") as f:
+                f.write(struct.pack("<I", end))
+            import os
+
+            os.rename(tmp, self.path)
+            self.end = end
+        c = self.next
+        self.next += 1
+        return c
