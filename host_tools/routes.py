@@ -1,0 +1,199 @@
+"""Routes as the depot's reports see them: stops in sequence, their expected items and their fences
+in longitude/latitude. A route comes from a compiled package (decoded with firmware/routepkg.py, the
+same code the device runs) or from the GeoJSON it was compiled from.
+
+Until the store keeps a route registry of its own, compiled packages are kept beside the store
+file, in `<store folder>/routes/<route id>.pkg` (`register`, `find`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A ring is a list of (lon, lat); a polygon is its outer ring then its holes.
+Ring = list[tuple[float, float]]
+Polygon = list[Ring]
+
+_EARTH_M = 6371008.8  # mean radius; fences are small, an equirectangular frame is exact enough
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class RouteError(ValueError):
+    """The route cannot be read, or is not known to the store."""
+
+
+@dataclass
+class Stop:
+    stop_id: str
+    seq: int
+    address: str
+    items: list[str]
+    polygons: list[Polygon] = field(default_factory=list)
+
+    def centre(self) -> tuple[float, float]:
+        """A point inside the fence (shapely's representative point): where the map numbers it."""
+        shape = fence_shape(self)
+        if shape is None:
+            return (0.0, 0.0)
+        p = shape.representative_point()
+        return (p.x, p.y)
+
+
+@dataclass
+class Route:
+    route_id: str
+    stops: list[Stop]
+    service_date: str = ""
+
+    def stop(self, stop_id: str) -> Stop | None:
+        for s in self.stops:
+            if s.stop_id == stop_id:
+                return s
+        return None
+
+    def item_stops(self) -> dict[str, str]:
+        """item id -> the stop it is expected at."""
+        return {item: s.stop_id for s in self.stops for item in s.items}
+
+
+def fence_shape(stop: Stop):
+    """The stop's fence as a shapely geometry (lon/lat), or None when it has none."""
+    from shapely.geometry import MultiPolygon
+    from shapely.geometry import Polygon as ShPolygon
+
+    parts = [ShPolygon(poly[0], poly[1:]) for poly in stop.polygons if poly and len(poly[0]) >= 3]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
+
+
+def distance_to_fence_m(stop: Stop, lon: float, lat: float) -> float:
+    """Metres from a position to the stop's fence edge, 0 inside (the host's own check of a scan)."""
+    from shapely.geometry import Point
+    from shapely.ops import transform
+
+    shape = fence_shape(stop)
+    if shape is None:
+        return math.inf
+    lon0, lat0 = lon, lat
+    k = math.cos(math.radians(lat0))
+
+    def to_m(x, y, z=None):
+        return ((x - lon0) * k * math.pi / 180 * _EARTH_M, (y - lat0) * math.pi / 180 * _EARTH_M)
+
+    return float(transform(to_m, shape).distance(Point(0.0, 0.0)))
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def load(path: str | Path, key: bytes | None = None) -> Route:
+    """A route from a compiled package (`.pkg`) or its source GeoJSON."""
+    p = Path(path)
+    if p.suffix.lower() in (".geojson", ".json"):
+        return from_geojson(p)
+    return from_package(p, key)
+
+
+def from_geojson(path: str | Path, route_id: str | None = None) -> Route:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise RouteError(f"{path}: cannot read GeoJSON: {exc}") from None
+    props = doc.get("properties") or {}
+    rid = route_id or props.get("route_id") or Path(path).stem
+    stops = []
+    for n, feat in enumerate(doc.get("features") or []):
+        fp = feat.get("properties") or {}
+        try:
+            stop = Stop(str(fp["stop_id"]), int(fp["seq"]), str(fp.get("address", "")),
+                        [str(i) for i in fp.get("items") or []])
+        except (KeyError, TypeError, ValueError):
+            raise RouteError(f"{path}: feature {n} lacks stop_id/seq") from None
+        stop.polygons = _geojson_polygons(feat.get("geometry") or {}, fp)
+        stops.append(stop)
+    stops.sort(key=lambda s: s.seq)
+    return Route(str(rid), stops, str(props.get("service_date", "")))
+
+
+def _geojson_polygons(geom: dict, props: dict) -> list[Polygon]:
+    kind = geom.get("type")
+    coords = geom.get("coordinates") or []
+    if kind == "Polygon":
+        return [[[(float(x), float(y)) for x, y, *_ in ring] for ring in coords]]
+    if kind == "MultiPolygon":
+        return [[[(float(x), float(y)) for x, y, *_ in ring] for ring in poly] for poly in coords]
+    if kind == "Point":
+        lon, lat = float(coords[0]), float(coords[1])
+        r = float(props.get("radius_m", 10.0))
+        k = math.cos(math.radians(lat))
+        ring = []
+        for i in range(32):
+            a = 2 * math.pi * i / 32
+            dx, dy = r * math.cos(a), r * math.sin(a)
+            ring.append((lon + math.degrees(dx / _EARTH_M) / k, lat + math.degrees(dy / _EARTH_M)))
+        ring.append(ring[0])
+        return [[ring]]
+    return []
+
+
+def from_package(path: str | Path, key: bytes | None = None) -> Route:
+    """Decode a compiled package with the firmware's own reader (firmware/routepkg.py)."""
+    try:
+        import routepkg  # type: ignore[import-not-found]  # firmware/, on sys.path via host_tools
+    except ImportError:
+        raise RouteError("firmware/routepkg.py is not available to read packages") from None
+    return _from_routepkg(routepkg, Path(path), key)
+
+
+def _from_routepkg(routepkg, path: Path, key: bytes | None) -> Route:
+    # Adapts whatever shape the package reader exposes; see routepkg.py's docstring.
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise RouteError(f"{path}: {exc}") from None
+    with f:
+        try:
+            pkg = routepkg.Package(f, key) if key is not None else routepkg.Package(f)
+        except Exception as exc:  # the reader's own error types vary; its message says why
+            raise RouteError(f"{path}: not a route package: {exc}") from None
+        stops = []
+        for i in range(pkg.stop_count):
+            st = pkg.stop(i)
+            polys = [[[(float(x), float(y)) for x, y in ring] for ring in poly]
+                     for poly in pkg.fence_lonlat(i)]
+            stops.append(Stop(str(st.stop_id), int(st.seq), str(st.address),
+                              [str(x) for x in st.items], polys))
+        stops.sort(key=lambda s: s.seq)
+        return Route(str(pkg.route_id), stops, str(getattr(pkg, "service_date", "")))
+
+
+# --- the registry beside the store ----------------------------------------------------------------
+
+def folder(store_path: str | Path) -> Path:
+    return Path(store_path).resolve().parent / "routes"
+
+
+def register(store_path: str | Path, source: str | Path, route_id: str | None = None) -> Path:
+    """Keep a copy of a compiled package (or its GeoJSON) so reports can find the route by id."""
+    src = Path(source)
+    route = load(src) if route_id is None else None
+    rid = route_id or (route.route_id if route else src.stem)
+    dest = folder(store_path) / (_SAFE_ID.sub("_", rid) + src.suffix.lower())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != dest.resolve():
+        shutil.copyfile(src, dest)
+    return dest
+
+
+def find(store_path: str | Path, route_id: str) -> Route:
+    base = folder(store_path) / _SAFE_ID.sub("_", route_id)
+    for suffix in (".pkg", ".geojson", ".json"):
+        p = Path(str(base) + suffix)
+        if p.exists():
+            return load(p)
+    raise RouteError(f"route {route_id!r} is not known to the store (looked in {base.parent})")

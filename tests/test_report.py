@@ -1,0 +1,221 @@
+"""`depot report`: per-stop outcomes, match rates and reconciliation of a small route, in every format,
+and the html map as headless Chromium renders it.
+
+The day behind the figures (route R-TEST, stops S1..S4):
+  H1 #1  A1 delivered at S1, inside            H1 #2  A2 delivered at S1, outside (override) 12.5 m
+  H1 #3  B1 attempted at S2 (absent; notice)   H1 #4  C1 delivered at S2, inside, but expected at S3
+  H1 #5  X9 (not on the route) matched by S3's fence     (H1 #6 never reached the store: a gap)
+  H1 #7  C2 delivered at S3, unsure (override)
+  H2 #1  D1 delivered at S4, inside            H2 #2  D2 delivered at S4 ... H2 #3 corrects #2
+So: 6 deliveries (3 inside, 1 override, 1 unsure, 1 by fence), 1 attempt; D2 missing; C1 wrong stop.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import record as rec
+
+from host_tools import cli, report, routes
+from host_tools.store import Store
+
+CHROMIUM = "/usr/bin/chromium"
+T0 = 1_780_000_000
+
+
+def _square(lon: float, lat: float, d: float = 0.0002) -> list[list[float]]:
+    return [[lon, lat], [lon + d, lat], [lon + d, lat + d * 0.7], [lon, lat + d * 0.7], [lon, lat]]
+
+
+ROUTE = {
+    "type": "FeatureCollection",
+    "properties": {"route_id": "R-TEST", "service_date": "2026-11-27"},
+    "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [_square(5.1200, 52.0900)]},
+         "properties": {"stop_id": "S1", "seq": 1, "address": "1 Canal St", "items": ["A1", "A2"]}},
+        {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [
+            [_square(5.1206, 52.0900, 0.0001)], [_square(5.1208, 52.0900, 0.0001)]]},
+         "properties": {"stop_id": "S2", "seq": 2, "address": "3 Canal St", "items": ["B1"]}},
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+            _square(5.1212, 52.0900, 0.0003), _square(5.1213, 52.0900 + 0.00005, 0.0001)[::-1]]},
+         "properties": {"stop_id": "S3", "seq": 3, "address": "5 Canal St (courtyard)",
+                        "items": ["C1", "C2"]}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5.1222, 52.0902]},
+         "properties": {"stop_id": "S4", "seq": 4, "address": "7 Canal St", "items": ["D1", "D2"],
+                        "radius_m": 8}},
+    ],
+}
+
+
+def _rec(dev: str, seq: int, stop: str, item: str, outcome: int = rec.DELIVERED, verdict: int = rec.V_INSIDE,
+         match: int = rec.M_ITEM, flags: int = 0, dist_dm: int = 0, reason: int = 0, action: int = 0,
+         corrects: int = 0, lon: float = 5.1201, lat: float = 52.09005) -> bytes:
+    return rec.Record(seq=seq, outcome=outcome, device_id=dev, route_id="R-TEST", stop_id=stop, item_id=item,
+                      verdict=verdict, match=match, flags=flags, distance_dm=dist_dm, reason=reason,
+                      action=action, corrects=corrects, device_time=T0 + 60 * seq, gnss_time=T0 + 60 * seq,
+                      lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6), accuracy_dm=40, fix_age_s=1).encode()
+
+
+@pytest.fixture()
+def day(tmp_path: Path) -> tuple[Path, routes.Route]:
+    src = tmp_path / "R-TEST.geojson"
+    src.write_text(json.dumps(ROUTE))
+    store_path = tmp_path / "depot.sqlite3"
+    st = Store(store_path)
+    for dev in ("H1", "H2"):
+        st.enrol(dev)
+    h1 = [
+        _rec("H1", 1, "S1", "A1"),
+        _rec("H1", 2, "S1", "A2", verdict=rec.V_OUTSIDE, flags=rec.F_OVERRIDE, dist_dm=125, lon=5.11995),
+        _rec("H1", 3, "S2", "B1", outcome=rec.ATTEMPTED, reason=1, action=1, lon=5.12065),
+        _rec("H1", 4, "S2", "C1", match=rec.M_OTHER_STOP, flags=rec.F_WRONG_STOP, lon=5.12085),
+        _rec("H1", 5, "S3", "X9", match=rec.M_FENCE, lon=5.1213),
+        _rec("H1", 7, "S3", "C2", verdict=rec.V_UNSURE, flags=rec.F_OVERRIDE, dist_dm=30, lon=5.1214),
+    ]
+    h2 = [
+        _rec("H2", 1, "S4", "D1", lon=5.1222, lat=52.0902),
+        _rec("H2", 2, "S4", "D2", lon=5.1222, lat=52.0902),
+        _rec("H2", 3, "S4", "D2", outcome=rec.CORRECTION, corrects=2, lon=5.1222, lat=52.0902),
+    ]
+    assert st.ingest("H1", h1, "test").stored == 6
+    assert st.ingest("H2", h2, "test").stored == 3
+    st.close()
+    routes.register(store_path, src)
+    return store_path, routes.find(store_path, "R-TEST")
+
+
+def _build(day) -> report.Report:
+    store_path, route = day
+    st = Store(store_path)
+    try:
+        return report.build(route, st, now=T0 + 86400)
+    finally:
+        st.close()
+
+
+def test_match_rates_lead_route_and_each_carrier(day):
+    rep = _build(day)
+    assert rep.total.to_dict() == {
+        "deliveries": 6, "attempts": 1, "match_rate": 0.5, "inside": 3, "inside_share": 0.5,
+        "override": 1, "override_share": 0.1667, "unsure": 1, "unsure_share": 0.1667,
+        "fence": 1, "fence_share": 0.1667}
+    assert rep.carriers["H1"].to_dict()["match_rate"] == 0.4
+    assert [rep.carriers["H1"].counts[c] for c in report.CLASSES] == [2, 1, 1, 1]
+    assert rep.carriers["H2"].to_dict()["match_rate"] == 1.0
+    text = report.to_text(rep)
+    lines = text.splitlines()
+    assert lines[3].startswith("route ") and "match  50.0%" in lines[3] and "override  16.7%" in lines[3]
+    assert "carrier H1" in lines[4] and "match  40.0%" in lines[4]
+    assert "(5 deliveries, 1 attempts)" in lines[4]
+    assert "carrier H2" in lines[5] and "match 100.0%" in lines[5]
+
+
+def test_reconciliation_missing_wrong_stop_outside_and_gaps(day):
+    rep = _build(day)
+    assert rep.missing == [("S4", "D2")]  # D2's delivery was corrected away
+    assert rep.wrong_stop == [("C1", "S3", "S2", "H1", 4)]
+    assert rep.outside == [("S1", "A2", 12.5, "H1", 2)]
+    assert rep.gaps == {"H1": [(6, 6)], "H2": []}
+    assert rep.corrections == [("H2", 3, 2)]
+    status = {sr.stop.stop_id: (sr.status, sr.delivered, sr.attempted, sr.missing, sr.elsewhere)
+              for sr in rep.stops}
+    assert status == {"S1": ("delivered", ["A1", "A2"], [], [], []),
+                      "S2": ("attempted", [], ["B1"], [], []),
+                      "S3": ("partial", ["C2"], [], [], ["C1"]),
+                      "S4": ("partial", ["D1"], [], ["D2"], [])}
+    text = report.to_text(rep)
+    assert "  sequence gaps: 1\n    H1: seq 6 missing\n" in text
+    assert "  items expected but not scanned: 1\n    D2 (stop S4)\n" in text
+    assert "    C1: expected at S3, scanned at S2 (H1 #4)\n" in text
+    assert "    A2 at S1: 12.5 m outside (H1 #2)\n" in text
+    assert "reason: addressee absent; action: notice left" in text
+    assert "(voided by #3)" in text
+
+
+def test_csv_rows(day):
+    rows = list(csv.DictReader(io.StringIO(report.to_csv(_build(day)))))
+    rates = {r["scope"]: r for r in rows if r["kind"] == "rate"}
+    assert list(rates) == ["route", "carrier:H1", "carrier:H2"]
+    assert (rates["route"]["match_rate"], rates["route"]["fence_share"], rates["route"]["deliveries"]) == \
+        ("0.5000", "0.1667", "6")
+    assert [(r["device_id"], r["seq"]) for r in rows if r["kind"] == "gap"] == [("H1", "6")]
+    assert [(r["stop_id"], r["item_id"]) for r in rows if r["kind"] == "missing"] == [("S4", "D2")]
+    scans = [r for r in rows if r["kind"] == "scan"]
+    assert len(scans) == 9
+    c1 = next(r for r in scans if r["item_id"] == "C1")
+    assert (c1["stop_id"], c1["expected_stop"], c1["wrong_stop"], c1["class"]) == ("S2", "S3", "1", "inside")
+    b1 = next(r for r in scans if r["item_id"] == "B1")
+    assert (b1["outcome"], b1["reason"], b1["action"]) == ("attempted", "addressee absent", "notice left")
+    a2 = next(r for r in scans if r["item_id"] == "A2")
+    assert (a2["verdict"], a2["override"], a2["distance_m"], a2["device_time"]) == \
+        ("outside", "1", "12.5", "2026-05-28T20:28:40Z")
+
+
+def test_geojson(day):
+    doc = json.loads(report.to_geojson(_build(day)))
+    props = doc["properties"]
+    assert props["route"]["match_rate"] == 0.5 and props["carriers"]["H1"]["unsure"] == 1
+    assert props["missing"] == [{"stop_id": "S4", "item_id": "D2"}]
+    assert props["gaps"] == {"H1": [[6, 6]], "H2": []}
+    kinds = [f["properties"]["kind"] for f in doc["features"]]
+    assert kinds.count("stop") == 4 and kinds.count("route") == 1 and kinds.count("scan") == 9
+    s2 = next(f for f in doc["features"] if f["properties"].get("stop_id") == "S2")
+    assert s2["geometry"]["type"] == "MultiPolygon"
+    line = next(f for f in doc["features"] if f["properties"]["kind"] == "route")
+    assert len(line["geometry"]["coordinates"]) == 4
+
+
+def test_cli_writes_every_format(day, tmp_path, capsys):
+    store_path, _ = day
+    assert cli.main(["--store", str(store_path), "report", "--route", "R-TEST"]) == 0
+    assert "Route R-TEST  (4 stops)" in capsys.readouterr().out
+    for fmt in report.FORMATS:
+        out = tmp_path / f"r.{fmt}"
+        argv = ["--store", str(store_path), "report", "--route", "R-TEST", "--format", fmt, "--out", str(out)]
+        assert cli.main(argv) == 0
+        assert out.stat().st_size > 200
+    assert cli.main(["--store", str(store_path), "report", "--route", "NOPE"]) == 2
+    assert "route 'NOPE' is not known" in capsys.readouterr().err
+
+
+def test_html_map_in_headless_chromium(day, tmp_path):
+    rep = _build(day)
+    page = tmp_path / "report.html"
+    page.write_text(report.to_html(rep), encoding="utf-8")
+    src = page.read_text()
+    assert "http://" not in src.replace('xmlns="http://www.w3.org/2000/svg"', "")  # offline
+    assert "https://" not in src
+    assert len(re.findall(r"<g class=\"stop [^\"]*\" data-stop-id=", src)) == 4
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing on CI: apt-get install -y chromium")
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    profile = tmp_path / "profile"
+    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}"]
+    dom = subprocess.run(base + ["--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    stops = re.findall(r"<g [^>]*data-stop-id=\"([^\"]+)\"[^>]*>", dom)
+    assert sorted(stops) == ["S1", "S2", "S3", "S4"]
+    # The page's own script marks each stop drawn with a non-empty box inside the map.
+    visible = re.findall(r"<g [^>]*data-stop-id=\"[^\"]+\"[^>]*data-visible=\"1\"", dom)
+    assert len(visible) == 4
+    assert 'data-stops-visible="4"' in dom
+    assert len(re.findall(r"<circle class=\"scan ", dom)) == 9
+    shot = tmp_path / "report.png"
+    subprocess.run(base + ["--window-size=1000,1400", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=60, check=True)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    keep = os.environ.get("REPORT_SCREENSHOT")
+    if keep:
+        shutil.copyfile(shot, keep)
