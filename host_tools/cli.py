@@ -7,6 +7,7 @@ import sys
 
 # Modules that add subcommands, in the order `depot --help` lists them.
 COMMAND_MODULES = [
+    "host_tools.cmd_route",
     "host_tools.cmd_serve",
     "host_tools.cmd_report",
 ]

@@ -1,0 +1,53 @@
+"""`depot route ...`: the route command group.
+
+`route compile` lives here. Other modules add their `route` subcommands by appending their dotted
+name to ROUTE_COMMAND_MODULES; each exposes `register_route(route_subparsers)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import sys
+
+from host_tools import route_compile
+
+ROUTE_COMMAND_MODULES: list[str] = [
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    route = subparsers.add_parser("route", help="compile and manage route packages")
+    rsub = route.add_subparsers(dest="route_command", required=True)
+    c = rsub.add_parser("compile", help="compile a GeoJSON route into a signed route package")
+    c.add_argument("geojson", metavar="ROUTE.geojson")
+    c.add_argument("--out", required=True, metavar="ROUTE.pkg")
+    c.add_argument("--key", metavar="KEYFILE",
+                   help="device key (32 raw bytes or 64 hex); default: all-zero key, re-sign per device")
+    c.add_argument("--board", default="sim", help="board whose fence_vertex_budget applies")
+    c.add_argument("--route-id", help="overrides the collection's route_id")
+    c.add_argument("--date", help="service date YYYY-MM-DD (overrides the collection's)")
+    c.set_defaults(func=run_compile)
+    for name in ROUTE_COMMAND_MODULES:
+        importlib.import_module(name).register_route(rsub)
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    try:
+        key = route_compile.read_key(args.key) if args.key else None
+        date = int(args.date.replace("-", "")) if args.date else None
+        res = route_compile.compile_file(args.geojson, board=args.board, route_id=args.route_id,
+                                         service_date=date, key=key)
+    except (route_compile.CompileError, KeyError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print("nothing written", file=sys.stderr)
+        return 2
+    for line in res.repairs:
+        print(f"repair: {line}")
+    route_compile.write_package(res.package, args.out)
+    digest = hashlib.sha256(res.package).hexdigest()[:16]
+    signed = "signed with " + args.key if key else "signed with the all-zero key (re-sign per device)"
+    print(f"{args.out}: route {res.route_id}, {res.stops} stops, {len(res.package)} bytes, "
+          f"hash {digest}, {signed}; {len(res.repairs)} repair(s)")
+    return 0
