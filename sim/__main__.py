@@ -6,6 +6,7 @@ import importlib
 import sys
 
 COMMAND_MODULES = [
+    "sim.fencecheck",
 ]
 
 
