@@ -23,20 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import record as rec  # firmware/record.py, via host_tools
+import routepack
 
 from host_tools.routes import Route, Stop
 
-# Non-delivery reasons and actions in the spirit of UPU EMSEVT (EMH event). The route or board config
-# may bring its own list; these are the labels used when it does not.
-REASONS = {
-    0: "none", 1: "addressee absent", 2: "door locked / no access", 3: "refused by addressee",
-    4: "address not found", 5: "addressee moved", 6: "business closed", 7: "item damaged",
-    8: "dangerous dog / unsafe", 9: "insufficient address", 10: "payment not available",
-}
-ACTIONS = {
-    0: "none", 1: "notice left", 2: "left with neighbour", 3: "left in safe place",
-    4: "returned to depot", 5: "retry next day", 6: "held at office for collection",
-}
+# Non-delivery reasons and actions (UPU EMSEVT EMH spirit) come with the route package; a route read
+# from GeoJSON falls back to the list the compiler puts in every package by default.
+DEFAULT_REASONS = {code: label for code, _kind, label in routepack.DEFAULT_REASONS}
 CLASSES = ("inside", "override", "unsure", "fence")
 FORMATS = ("text", "csv", "geojson", "html")
 
@@ -72,6 +65,7 @@ class Event:
     """One record as the report shows it."""
     r: Any  # record.Record
     cls: str  # delivery class (CLASSES), "attempt", or "correction"
+    labels: dict[int, str] = field(default_factory=lambda: DEFAULT_REASONS)
     voided_by: int = 0
 
     @property
@@ -86,6 +80,9 @@ class Event:
     def wrong_stop(self) -> bool:
         return bool(self.r.flags & rec.F_WRONG_STOP) or self.r.match == rec.M_OTHER_STOP
 
+    def label(self, code: int) -> str:
+        return self.labels.get(code, f"code {code}") if code else "none"
+
     def row(self) -> dict[str, Any]:
         r = self.r
         return {
@@ -93,8 +90,8 @@ class Event:
             "class": self.cls, "verdict": rec.VERDICTS.get(r.verdict, str(r.verdict)),
             "match": rec.MATCHES.get(r.match, str(r.match)), "override": int(self.override),
             "wrong_stop": int(self.wrong_stop),
-            "reason": REASONS.get(r.reason, f"reason {r.reason}") if r.outcome == rec.ATTEMPTED else "",
-            "action": ACTIONS.get(r.action, f"action {r.action}") if r.outcome == rec.ATTEMPTED else "",
+            "reason": self.label(r.reason) if r.outcome == rec.ATTEMPTED or r.reason else "",
+            "action": self.label(r.action) if r.outcome == rec.ATTEMPTED or r.action else "",
             "distance_m": r.distance_dm / 10, "lat": r.lat_e6 / 1e6, "lon": r.lon_e6 / 1e6,
             "device_time": iso(r.device_time), "gnss_time": iso(r.gnss_time),
             "voided_by": self.voided_by or "",
@@ -159,7 +156,8 @@ def classify(r: Any) -> str:
 
 def build(route: Route, store: RecordSource, now: float | None = None) -> Report:
     records = sorted(store.records(route_id=route.route_id), key=lambda r: (r.device_id, r.seq))
-    events = [Event(r, classify(r)) for r in records]
+    labels = route.reasons or DEFAULT_REASONS
+    events = [Event(r, classify(r), labels) for r in records]
     by_key = {(e.r.device_id, e.r.seq): e for e in events}
     corrections = []
     for e in events:

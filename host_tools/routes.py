@@ -49,6 +49,7 @@ class Route:
     route_id: str
     stops: list[Stop]
     service_date: str = ""
+    reasons: dict[int, str] = field(default_factory=dict)  # attempt reason/action code -> label
 
     def stop(self, stop_id: str) -> Stop | None:
         for s in self.stops:
@@ -74,19 +75,16 @@ def fence_shape(stop: Stop):
 
 def distance_to_fence_m(stop: Stop, lon: float, lat: float) -> float:
     """Metres from a position to the stop's fence edge, 0 inside (the host's own check of a scan)."""
+    import shapely
     from shapely.geometry import Point
-    from shapely.ops import transform
 
     shape = fence_shape(stop)
     if shape is None:
         return math.inf
-    lon0, lat0 = lon, lat
-    k = math.cos(math.radians(lat0))
-
-    def to_m(x, y, z=None):
-        return ((x - lon0) * k * math.pi / 180 * _EARTH_M, (y - lat0) * math.pi / 180 * _EARTH_M)
-
-    return float(transform(to_m, shape).distance(Point(0.0, 0.0)))
+    k = math.cos(math.radians(lat)) * math.pi / 180 * _EARTH_M
+    m = math.pi / 180 * _EARTH_M
+    local = shapely.transform(shape, lambda xy: (xy - (lon, lat)) * (k, m))
+    return float(local.distance(Point(0.0, 0.0)))
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -104,7 +102,7 @@ def from_geojson(path: str | Path, route_id: str | None = None) -> Route:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise RouteError(f"{path}: cannot read GeoJSON: {exc}") from None
-    props = doc.get("properties") or {}
+    props = {**(doc.get("properties") or {}), **{k: doc[k] for k in ("route_id", "service_date") if k in doc}}
     rid = route_id or props.get("route_id") or Path(path).stem
     stops = []
     for n, feat in enumerate(doc.get("features") or []):
@@ -142,34 +140,86 @@ def _geojson_polygons(geom: dict, props: dict) -> list[Polygon]:
 
 
 def from_package(path: str | Path, key: bytes | None = None) -> Route:
-    """Decode a compiled package with the firmware's own reader (firmware/routepkg.py)."""
+    """Decode a compiled package with the firmware's own reader (firmware/routepkg.py), which proves
+    its CRCs and HMAC under `key` first. Without the key (a report of a package compiled unsigned or
+    for an unknown device) only the CRCs are proven, by the same reader with the HMAC check skipped.
+    """
+    import routepkg  # firmware/, on sys.path via host_tools
+
     try:
-        import routepkg  # type: ignore[import-not-found]  # firmware/, on sys.path via host_tools
-    except ImportError:
-        raise RouteError("firmware/routepkg.py is not available to read packages") from None
-    return _from_routepkg(routepkg, Path(path), key)
+        pkg = routepkg.RoutePackage(str(path), key if key is not None else bytes(32))
+    except routepkg.PackageError as exc:
+        if key is not None or "signature" not in str(exc):
+            raise RouteError(f"{path}: {exc}") from None
+        pkg = _unsigned(routepkg, Path(path))
+    with pkg:
+        return _decode(pkg)
 
 
-def _from_routepkg(routepkg, path: Path, key: bytes | None) -> Route:
-    # Adapts whatever shape the package reader exposes; see routepkg.py's docstring.
+def _unsigned(routepkg, path: Path):
+    """The package re-signed with an all-zero key in a temporary copy, so the reader proves the CRCs."""
+    import tempfile
+
+    import routepack
+
+    data = routepack.resign(path.read_bytes(), bytes(32))
+    with tempfile.NamedTemporaryFile(suffix=".pkg", delete=False) as tmp:
+        tmp.write(data)
     try:
-        f = open(path, "rb")
-    except OSError as exc:
+        return routepkg.RoutePackage(tmp.name, bytes(32))
+    except routepkg.PackageError as exc:
         raise RouteError(f"{path}: {exc}") from None
-    with f:
-        try:
-            pkg = routepkg.Package(f, key) if key is not None else routepkg.Package(f)
-        except Exception as exc:  # the reader's own error types vary; its message says why
-            raise RouteError(f"{path}: not a route package: {exc}") from None
-        stops = []
-        for i in range(pkg.stop_count):
-            st = pkg.stop(i)
-            polys = [[[(float(x), float(y)) for x, y in ring] for ring in poly]
-                     for poly in pkg.fence_lonlat(i)]
-            stops.append(Stop(str(st.stop_id), int(st.seq), str(st.address),
-                              [str(x) for x in st.items], polys))
-        stops.sort(key=lambda s: s.seq)
-        return Route(str(pkg.route_id), stops, str(getattr(pkg, "service_date", "")))
+    finally:
+        Path(tmp.name).unlink(missing_ok=True)
+
+
+def _decode(pkg) -> Route:
+    import struct
+
+    f = pkg.file
+    stops = []
+    for i in range(pkg.stop_count):
+        st = pkg.stop(i)
+        f.seek(pkg.dir_off + 28 * i)
+        x0, y0, _x1, _y1, goff, words, _roff = struct.unpack("<iiiiiii", f.read(28))
+        f.seek(goff)
+        w = struct.unpack("<%dh" % words, f.read(2 * words))
+        rings = []
+        v = 1 + w[0]
+        for r in range(w[0]):
+            n = w[1 + r]
+            pts = [(x0 + w[v + 2 * k], y0 + w[v + 2 * k + 1]) for k in range(n)]
+            v += 2 * n
+            rings.append([_lonlat(pkg, x, y) for x, y in pts])
+        stops.append(Stop(str(st.stop_id), int(st.seq), str(st.address), [str(x) for x in st.items],
+                          _even_odd(rings)))
+    stops.sort(key=lambda s: s.seq)
+    d = str(pkg.service_date)
+    date = f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 else d
+    return Route(str(pkg.route_id), stops, date, {int(c): str(t) for c, t in pkg.reason_codes})
+
+
+def _lonlat(pkg, x: int, y: int) -> tuple[float, float]:
+    # inverse of geofence.local_x/local_y: dm -> micro-degrees at the route origin
+    return ((pkg.origin_lon_e6 + x * 65536 / pkg.kx) / 1e6, (pkg.origin_lat_e6 + y * 65536 / pkg.ky) / 1e6)
+
+
+def _even_odd(rings: list[Ring]) -> list[Polygon]:
+    """The package keeps every ring of every part, read with the even-odd rule; rebuild polygons
+    with their holes so GeoJSON and shapely see the same area the device tests."""
+    from shapely.geometry import Polygon as ShPolygon
+
+    area = None
+    for ring in rings:
+        if len(ring) < 3:
+            continue
+        p = ShPolygon(ring).buffer(0)
+        area = p if area is None else area.symmetric_difference(p)
+    if area is None or area.is_empty:
+        return []
+    parts = list(getattr(area, "geoms", [area]))
+    return [[list(p.exterior.coords)] + [list(h.coords) for h in p.interiors]
+            for p in parts if p.geom_type == "Polygon"]
 
 
 # --- the registry beside the store ----------------------------------------------------------------

@@ -3,7 +3,8 @@ and the html map as headless Chromium renders it.
 
 The day behind the figures (route R-TEST, stops S1..S4):
   H1 #1  A1 delivered at S1, inside            H1 #2  A2 delivered at S1, outside (override) 12.5 m
-  H1 #3  B1 attempted at S2 (absent; notice)   H1 #4  C1 delivered at S2, inside, but expected at S3
+  H1 #3  B1 attempted at S2 (addressee absent; notice card left)
+  H1 #4  C1 delivered at S2, inside, but expected at S3
   H1 #5  X9 (not on the route) matched by S3's fence     (H1 #6 never reached the store: a gap)
   H1 #7  C2 delivered at S3, unsure (override)
   H2 #1  D1 delivered at S4, inside            H2 #2  D2 delivered at S4 ... H2 #3 corrects #2
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 import record as rec
 
-from host_tools import cli, report, routes
+from host_tools import cli, report, route_compile, routes
 from host_tools.store import Store
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,8 +37,7 @@ def _square(lon: float, lat: float, d: float = 0.0002) -> list[list[float]]:
 
 
 ROUTE = {
-    "type": "FeatureCollection",
-    "properties": {"route_id": "R-TEST", "service_date": "2026-11-27"},
+    "type": "FeatureCollection", "route_id": "R-TEST", "service_date": "2026-11-27",
     "features": [
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [_square(5.1200, 52.0900)]},
          "properties": {"stop_id": "S1", "seq": 1, "address": "1 Canal St", "items": ["A1", "A2"]}},
@@ -66,8 +66,9 @@ def _rec(dev: str, seq: int, stop: str, item: str, outcome: int = rec.DELIVERED,
 
 @pytest.fixture()
 def day(tmp_path: Path) -> tuple[Path, routes.Route]:
-    src = tmp_path / "R-TEST.geojson"
-    src.write_text(json.dumps(ROUTE))
+    """The store of the day above, and the route as the report finds it: the compiled package."""
+    src = tmp_path / "R-TEST.pkg"
+    route_compile.write_package(route_compile.compile_geojson(ROUTE).package, src)
     store_path = tmp_path / "depot.sqlite3"
     st = Store(store_path)
     for dev in ("H1", "H2"):
@@ -75,7 +76,7 @@ def day(tmp_path: Path) -> tuple[Path, routes.Route]:
     h1 = [
         _rec("H1", 1, "S1", "A1"),
         _rec("H1", 2, "S1", "A2", verdict=rec.V_OUTSIDE, flags=rec.F_OVERRIDE, dist_dm=125, lon=5.11995),
-        _rec("H1", 3, "S2", "B1", outcome=rec.ATTEMPTED, reason=1, action=1, lon=5.12065),
+        _rec("H1", 3, "S2", "B1", outcome=rec.ATTEMPTED, reason=1, action=20, lon=5.12065),
         _rec("H1", 4, "S2", "C1", match=rec.M_OTHER_STOP, flags=rec.F_WRONG_STOP, lon=5.12085),
         _rec("H1", 5, "S3", "X9", match=rec.M_FENCE, lon=5.1213),
         _rec("H1", 7, "S3", "C2", verdict=rec.V_UNSURE, flags=rec.F_OVERRIDE, dist_dm=30, lon=5.1214),
@@ -90,6 +91,25 @@ def day(tmp_path: Path) -> tuple[Path, routes.Route]:
     st.close()
     routes.register(store_path, src)
     return store_path, routes.find(store_path, "R-TEST")
+
+
+def test_route_from_package_matches_its_geojson(day, tmp_path):
+    _, from_pkg = day
+    src = tmp_path / "R-TEST.geojson"
+    src.write_text(json.dumps(ROUTE))
+    from_json = routes.load(src)
+    assert (from_pkg.route_id, from_pkg.service_date) == ("R-TEST", "2026-11-27")
+    assert [(s.stop_id, s.seq, s.address, s.items) for s in from_pkg.stops] == \
+        [(s.stop_id, s.seq, s.address, s.items) for s in from_json.stops]
+    assert [len(s.polygons) for s in from_pkg.stops] == [1, 2, 1, 1]
+    assert len(from_pkg.stops[2].polygons[0]) == 2  # S3 keeps its courtyard as a hole
+    for a, b in zip(from_pkg.stops, from_json.stops, strict=True):
+        sa, sb = routes.fence_shape(a), routes.fence_shape(b)
+        assert sa is not None and sb is not None
+        assert sa.symmetric_difference(sb).area / sb.area < 0.06  # grid snap, 16-gon for the Point stop
+    # the host's own distance check: 12.5 m west of S1 measured on the fence
+    assert routes.distance_to_fence_m(from_pkg.stops[0], 5.1200 - 12.5 / 68500, 52.09005) == \
+        pytest.approx(12.5, abs=0.3)
 
 
 def _build(day) -> report.Report:
@@ -136,7 +156,7 @@ def test_reconciliation_missing_wrong_stop_outside_and_gaps(day):
     assert "  items expected but not scanned: 1\n    D2 (stop S4)\n" in text
     assert "    C1: expected at S3, scanned at S2 (H1 #4)\n" in text
     assert "    A2 at S1: 12.5 m outside (H1 #2)\n" in text
-    assert "reason: addressee absent; action: notice left" in text
+    assert "reason: Addressee absent; action: Notice card left" in text
     assert "(voided by #3)" in text
 
 
@@ -153,7 +173,8 @@ def test_csv_rows(day):
     c1 = next(r for r in scans if r["item_id"] == "C1")
     assert (c1["stop_id"], c1["expected_stop"], c1["wrong_stop"], c1["class"]) == ("S2", "S3", "1", "inside")
     b1 = next(r for r in scans if r["item_id"] == "B1")
-    assert (b1["outcome"], b1["reason"], b1["action"]) == ("attempted", "addressee absent", "notice left")
+    assert (b1["outcome"], b1["reason"], b1["action"]) == \
+        ("attempted", "Addressee absent", "Notice card left")
     a2 = next(r for r in scans if r["item_id"] == "A2")
     assert (a2["verdict"], a2["override"], a2["distance_m"], a2["device_time"]) == \
         ("outside", "1", "12.5", "2026-05-28T20:28:40Z")
