@@ -59,11 +59,12 @@ def _root(n):
 
 
 def mul_q16(d, k):
-    """d * k / 65536 for |d| < 2**24 and 0 <= k < 2**17, without any product reaching 2**30."""
+    """d * k / 65536, rounded, for |d| < 2**24 and 0 <= k < 2**17, without any product reaching 2**30."""
     neg = d < 0
     if neg:
         d = -d
-    r = (((d >> 12) * k) >> 4) + (((d & 4095) * k) >> 16)
+    # d*k = (hi*4096 + lo)*k; one rounding at the end, so host and device agree to the dm
+    r = ((d >> 12) * k + (((d & 4095) * k + 32768) >> 12)) >> 4
     return -r if neg else r
 
 

@@ -103,6 +103,7 @@ def town(seed: int = 1, stops: int = 220, area: str = "north", route_id: str | N
     blocks_across = 4 if stops <= 400 else 8
     features: list[dict[str, Any]] = []
     used: set[str] = set()
+    court_due = False
     row = 0
     while len(features) < stops:
         street = f"{STREETS[(row + (0 if sign > 0 else 13)) % len(STREETS)]} {SUFFIX[row % 4]}"
@@ -132,10 +133,12 @@ def town(seed: int = 1, stops: int = 220, area: str = "north", route_id: str | N
                     geom: dict[str, Any] = {"type": "Point", "coordinates": fr.pt(u + 5.0, v + side * 3.0)}
                     props["radius_m"] = round(rng.uniform(6.0, 10.0), 1)
                 else:
-                    kind = ("court" if n % 83 == 40 and i + 2 < len(lots)
+                    court_due = court_due or n % 83 == 30
+                    kind = ("court" if court_due and i + 2 < len(lots)
                             and abs(lots[i + 2] - u) < 3 * LOT_W else "L" if n % 7 == 3
                             else "garage" if n % 11 == 5 else "rect")
-                    if kind == "court":
+                    if kind == "court":  # a block of flats around a courtyard takes three lots
+                        court_due = False
                         u = min(u, lots[i + 2]) if side > 0 else lots[i + 2]
                         skip = 2
                     geom = _building(rng, kind, fr, u + rng.uniform(0.5, 1.5), v, side)
