@@ -6,7 +6,10 @@ import importlib
 import sys
 
 COMMAND_MODULES = [
+    "sim.devicecmd",
+    "sim.screenshot",
     "sim.fencecheck",
+    "sim.nmeadump",
 ]
 
 

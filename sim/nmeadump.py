@@ -1,0 +1,85 @@
+"""`python -m sim nmea-dump LOG`: the firmware's NMEA parser, on the real `micropython`, over a log.
+
+Prints one JSON object per line for each fix the parser accepts: `utc` (ISO 8601, null until an RMC
+has brought the date), `lat`, `lon` (decimal degrees), `quality`, `sats`, `hdop`, `sentence` (the
+type of the sentence that produced the fix). The log is streamed through the parser's byte path
+(`feed`) in UART-sized chunks, as the device reads its receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sim import mpy
+
+# Runs inside the VM. Numbers are formatted from the parser's ints so the output is exact and the
+# same on any VM (no float repr involved).
+_VM_CODE = """
+import sys, nmea
+
+def _deg(v):
+    s = "-" if v < 0 else ""
+    v = -v if v < 0 else v
+    return "%s%d.%06d" % (s, v // 1000000, v % 1000000)
+
+def _fix(p):
+    utc = p.iso()
+    sys.stdout.write('{"utc": %s, "lat": %s, "lon": %s, "quality": %d, "sats": %d, "hdop": %d.%02d, '
+                     '"sentence": "%s"}\\n' % ('"%s"' % utc if utc else "null", _deg(p.lat_e6),
+                     _deg(p.lon_e6), p.quality, p.sats, p.hdop // 100, p.hdop % 100,
+                     nmea.NAMES[p.sentence]))
+
+p = nmea.NMEA(_fix)
+buf = bytearray(256)
+with open(__LOG__, "rb") as f:
+    while True:
+        n = f.readinto(buf)
+        if not n:
+            break
+        p.feed(buf, n)
+p.feed(b"\\n", 1)  # a last line without its terminator
+sys.stderr.write("good=%d bad_checksum=%d malformed=%d unsupported=%d fixes=%d\\n" % (
+    p.good, p.bad_checksum, p.malformed, p.unsupported, p.fixes))
+"""
+
+
+def vm_command(log: str | Path, heap: str = mpy.DEFAULT_HEAP) -> list[str]:
+    code = _VM_CODE.replace("__LOG__", repr(str(Path(log).resolve())))
+    return [mpy.micropython_exe(), "-X", f"heapsize={heap}", "-c", code]
+
+
+def fixes(log: str | Path, heap: str = mpy.DEFAULT_HEAP) -> list[dict]:
+    """The fixes the firmware's parser accepts from `log`, as parsed JSON objects."""
+    proc = subprocess.run(vm_command(log, heap), capture_output=True, env=mpy.mpy_env(), timeout=600)
+    if proc.returncode != 0 or b"Traceback" in proc.stderr:
+        raise mpy.MicroPythonError(proc.stderr.decode(errors="replace"))
+    return [json.loads(line) for line in proc.stdout.decode().splitlines() if line]
+
+
+def _run(args: argparse.Namespace) -> int:
+    log = Path(args.log)
+    if not log.is_file():
+        print(f"nmea-dump: no such file: {log}", file=sys.stderr)
+        return 2
+    # stream: a day's log is long and the caller may be piping into head
+    proc = subprocess.Popen(vm_command(log, args.heap), stdout=subprocess.PIPE, env=mpy.mpy_env())
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            sys.stdout.write(line.decode())
+    except BrokenPipeError:
+        proc.kill()
+        return 0
+    return proc.wait()
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("nmea-dump", help="run the firmware's NMEA parser on micropython over a log",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("log", metavar="LOG", help="NMEA 0183 log file (one sentence a line)")
+    p.add_argument("--heap", default=mpy.DEFAULT_HEAP, help="micropython -X heapsize (default %(default)s)")
+    p.set_defaults(func=_run)

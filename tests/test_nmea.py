@@ -1,0 +1,327 @@
+"""The firmware's NMEA parser (firmware/nmea.py): pynmea2 is the oracle on CPython, and the real
+MicroPython VM must end in exactly the state CPython does, allocation-free, whatever bytes arrive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+import nmea
+import pynmea2  # pyright: ignore[reportMissingImports]
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def S(body: str) -> str:
+    c = 0
+    for ch in body.encode():
+        c ^= ch
+    return f"${body}*{c:02X}"
+
+
+# every talker and type, with the edge cases receivers really send
+HAND = [
+    S("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
+    S("GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W"),  # NMEA 2.0: no mode
+    S("GNRMC,235959.00,A,3351.40800,S,15112.91800,E,0.012,,311299,,,D"),  # south/east, empty course
+    S("GNGGA,235959.00,3351.40800,S,15112.91800,E,2,12,0.62,38.1,M,22.0,M,1.0,0000"),
+    S("GNGGA,000000.50,3436.00000,S,05822.80000,W,1,07,1.35,25.0,M,14.0,M,,"),  # rolls over midnight
+    S("GLGGA,101010.123,5545.12345,N,03737.54321,E,1,05,2.10,150.3,M,15.0,M,,"),
+    S("GAGGA,080000,4052.12345,N,07400.12345,W,4,18,0.55,10.0,M,-34.2,M,1.2,0042"),
+    S("GBGGA,080001,3954.56789,N,11623.45678,E,5,20,0.70,43.5,M,-8.0,M,,"),
+    S("BDGGA,080002,2232.00001,N,11408.99999,E,1,09,1.10,66.6,M,-2.5,M,,"),
+    S("GPGGA,080003,,,,,0,00,99.99,,,,,,"),  # no fix
+    S("GPGGA,,,,,,0,,,,,,,,"),  # cold start: nothing at all
+    S("GNGGA,080004.00,4807.0381234,N,01131.0009876,E,1,10,,501.0,M,47.0,M,,"),  # 7 decimals, no hdop
+    S("GPRMC,080005.00,V,,,,,,,050324,,,N"),  # no fix
+    S("GPRMC,080006.00,A,5130.00149,N,00007.20015,W,2.72,328.1,050324,,,A"),  # NMEA 2.3
+    S("GNRMC,080007.00,A,5130.00259,N,00007.20080,W,0.50,10.0,050324,,,A,V"),  # NMEA 4.1 nav status
+    S("GPRMC,080008.00,A,5130.00259,N,00007.20080,W,,,050324,,,E"),  # dead reckoning
+    S("GPRMC,080008.50,A,5130.00259,N,00007.20080,W,1.0,360.0,050324,,,N"),  # mode says no fix
+    S("GPGSA,A,3,04,05,,09,12,,,24,,,,,2.5,1.3,2.1"),
+    S("GNGSA,A,3,80,71,73,79,69,,,,,,,,1.83,1.09,1.47,2"),  # NMEA 4.1 system id
+    S("GPGSA,A,1,,,,,,,,,,,,,,,"),  # no fix, no DOPs
+    S("GPGLL,4916.45,N,12311.12,W,225444,A"),  # NMEA 2.0
+    S("GNGLL,3351.40800,S,15112.91800,E,080009.00,A,A"),
+    S("GPGLL,,,,,080010.00,V,N"),
+    S("GNGNS,080011.00,5130.00300,N,00007.20100,W,AAN,14,0.80,36.0,47.0,,,V"),
+    S("GNGNS,080012.00,,,,,NNN,00,,,,,"),
+    S("GNGNS,080013.00,0000.00000,N,00000.00000,E,DN,06,1.50,0.0,0.0,,"),  # null island
+]
+UNSUPPORTED = [S("GPGSV,3,1,11,03,03,111,00,04,15,270,00,06,01,010,00,13,06,292,00"),
+               S("GPVTG,054.7,T,034.4,M,005.5,N,010.2,K"),
+               S("GQGGA,080000,4052.1,N,07400.1,W,1,05,1.0,,,,,,"),
+               S("PUBX,00,081350.00,4717.113210,N,00833.915187,E")]
+
+
+def state(p: nmea.NMEA, code: int) -> tuple:
+    return (code, p.valid, p.lat_e6, p.lon_e6, p.quality, p.sats, p.hdop, p.pdop, p.vdop, p.fix_mode,
+            p.alt_dm, p.speed_kn100, p.speed_cms, p.course, p.days, p.ms, p.fixes, p.sentence,
+            p.good, p.bad_checksum, p.malformed, p.unsupported)
+
+
+def check_against_pynmea2(line: str, p: nmea.NMEA, code: int) -> None:
+    """The parser's state after `line` says what pynmea2 reads in it."""
+    m: Any = pynmea2.parse(line, check=True)
+    kind = m.sentence_type
+    assert code == nmea.NAMES.index(kind), line
+    if kind == "GSA":
+        assert p.fix_mode == (int(m.mode_fix_type) if m.mode_fix_type else p.fix_mode)
+        for ours, theirs in ((p.pdop, m.pdop), (p.hdop, m.hdop), (p.vdop, m.vdop)):
+            if theirs not in (None, ""):
+                assert ours == round(float(theirs) * 100)
+        return
+    status_ok = {"RMC": lambda: m.status == "A" and getattr(m, "mode_indicator", "A") != "N",
+                 "GLL": lambda: m.status == "A" and (getattr(m, "faa_mode", None) or "A") != "N",
+                 "GGA": lambda: bool(m.gps_qual),
+                 "GNS": lambda: m.mode_indicator.strip("N") != ""}[kind]
+    has_pos = bool(m.lat) and bool(m.lon)
+    assert p.valid == int(status_ok() and has_pos), line
+    if m.timestamp:
+        t = m.timestamp
+        assert p.ms == ((t.hour * 60 + t.minute) * 60 + t.second) * 1000 + t.microsecond // 1000
+    if kind == "RMC" and m.datestamp:
+        assert p.days == (m.datestamp - dt.date(1970, 1, 1)).days
+    if not p.valid:
+        return
+    assert abs(p.lat_e6 - m.latitude * 1e6) <= 0.51, line
+    assert abs(p.lon_e6 - m.longitude * 1e6) <= 0.51, line
+    assert nmea.NAMES[p.sentence] == kind
+    if kind in ("GGA", "GNS"):
+        assert p.sats == int(m.num_sats)
+        hd = m.horizontal_dil if kind == "GGA" else m.hdop
+        if hd not in (None, ""):
+            assert p.hdop == round(float(hd) * 100)
+    if kind == "GGA":
+        assert p.quality == int(m.gps_qual)
+        assert p.alt_dm == round(float(m.altitude) * 10)
+    if kind == "RMC":
+        if m.spd_over_grnd not in (None, ""):
+            assert p.speed_kn100 == round(float(m.spd_over_grnd) * 100)
+            assert abs(p.speed_cms - float(m.spd_over_grnd) * 1852 / 36) <= 0.5
+        if m.true_course not in (None, ""):
+            assert p.course == round(float(m.true_course) * 100)
+
+
+def run_cpython(lines: list[str]) -> list[tuple]:
+    p = nmea.NMEA()
+    return [state(p, p.parse(line.encode())) for line in lines]
+
+
+def run_vm(mpy, lines: list[str]) -> list[tuple]:
+    out = mpy(f"""
+        import nmea
+        p = nmea.NMEA()
+        for line in {[line.encode() for line in lines]!r}:
+            c = p.parse(line)
+            print(c, p.valid, p.lat_e6, p.lon_e6, p.quality, p.sats, p.hdop, p.pdop, p.vdop, p.fix_mode,
+                  p.alt_dm, p.speed_kn100, p.speed_cms, p.course, p.days, p.ms, p.fixes, p.sentence,
+                  p.good, p.bad_checksum, p.malformed, p.unsupported)
+        """)
+    return [tuple(int(x) for x in row.split()) for row in out.splitlines()]
+
+
+def test_hand_written_sentences_read_as_pynmea2_reads_them():
+    p = nmea.NMEA()
+    for line in HAND:
+        code = p.parse(line.encode() + b"\r\n")
+        check_against_pynmea2(line, p, code)
+    assert (p.good, p.bad_checksum, p.malformed, p.unsupported) == (len(HAND), 0, 0, 0)
+
+
+def test_the_vm_ends_every_sentence_in_the_state_cpython_does(mpy):
+    lines = HAND + UNSUPPORTED + [HAND[0][:-2] + "00", HAND[1][:40], "", "x" * 90]
+    assert run_vm(mpy, lines) == run_cpython(lines)
+
+
+def test_fix_values_southern_western_and_midnight_rollover():
+    p = nmea.NMEA()
+    p.parse(HAND[2].encode())  # RMC 23:59:59 on 1999-12-31, 33deg51.408'S 151deg12.918'E
+    assert (p.lat_e6, p.lon_e6, p.iso(), p.quality) == (-33856800, 151215300, "1999-12-31T23:59:59Z", 2)
+    assert p.unix() == 946684799
+    p.parse(HAND[4].encode())  # GGA 00:00:00.5 without a date: the day advances
+    assert (p.lat_e6, p.lon_e6) == (-34600000, -58380000)
+    assert p.iso() == "2000-01-01T00:00:00.500Z"
+    assert (p.sentence, p.fixes, p.sats, p.hdop) == (nmea.GGA, 2, 7, 135)
+
+
+def test_a_lost_fix_clears_valid_but_keeps_the_last_position_and_its_time():
+    p = nmea.NMEA()
+    p.parse(HAND[13].encode())
+    fixed_at = p.fix_ms
+    p.parse(HAND[12].encode())  # RMC V
+    assert p.valid == 0 and p.quality == 0 and p.fixes == 1 and p.fix_ms == fixed_at
+    assert (p.lat_e6, p.lon_e6) == (51500025, -120003)
+    assert p.age_ms(fixed_at + 4000) == 4000
+    assert nmea.NMEA().age_ms() == -1
+
+
+def test_counters_name_what_went_wrong():
+    p = nmea.NMEA()
+    good = HAND[0]
+    p.parse(good[:-2].encode() + b"00")  # wrong checksum
+    p.parse(good[:-3].encode())  # no checksum at all
+    p.parse(good.replace("$", "").encode())
+    p.parse(S("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,,,,,,,,,,,,,,,,,").encode())
+    p.parse(S("GPGGA,123519,4807.038,X,01131.000,E,1,08,0.9,545.4,M,46.9,M,,").encode())  # hemisphere
+    p.parse(S("GPGGA,123519,4867.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,").encode())  # 67 minutes
+    p.parse(S("GPRMC,123519,A,4807.038,N,01131.000,E,1.0,0.0,320394,,,A").encode())  # 32nd of March
+    p.parse(UNSUPPORTED[0].encode())
+    p.parse(b"\r\n")  # blank: not counted
+    assert (p.good, p.bad_checksum, p.malformed, p.unsupported, p.fixes) == (0, 1, 6, 1, 0)
+    assert (p.lat_e6, p.lon_e6) == (0, 0)  # nothing bad reached the state
+
+
+def test_sentences_longer_than_82_characters_with_cr_lf_are_refused():
+    body80 = "GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"
+    pad = 80 - len(S(body80))
+    fits = S(body80[:-1] + "0" * pad + ",")  # 80 characters + CR LF = 82
+    too_long = S(body80[:-1] + "0" * (pad + 1) + ",")
+    assert (len(fits), len(too_long)) == (80, 81)
+    p = nmea.NMEA()
+    assert p.parse(fits.encode() + b"\r\n") == nmea.GGA
+    assert p.parse(too_long.encode() + b"\r\n") == 0 and p.malformed == 1
+    p.feed(too_long.encode() + b"\r\n" + fits.encode() + b"\r\n")
+    assert (p.good, p.malformed) == (2, 2)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 4096])
+def test_the_byte_stream_gives_the_same_fixes_as_whole_lines(chunk):
+    blob = b"".join(line.encode() + b"\r\n" for line in HAND)
+    whole = nmea.NMEA()
+    for line in HAND:
+        whole.parse(line.encode())
+    p = nmea.NMEA()
+    got = 0
+    for i in range(0, len(blob), chunk):
+        piece = bytearray(blob[i:i + chunk])
+        got += p.feed(piece, len(piece))
+    assert state(p, 0) == state(whole, 0) and got == whole.fixes
+
+
+def test_noise_between_sentences_resyncs_at_the_next_dollar():
+    p = nmea.NMEA()
+    n = p.feed(b"\x00\xff\xfe$GPGG" + HAND[0].encode() + b"\n\x7f\x80garbage" + HAND[13].encode() + b"\r\n")
+    assert n == 2 and p.good == 2 and p.malformed == 3  # the noise, "$GPGG", the garbage
+
+
+def test_on_fix_runs_once_per_accepted_fix():
+    seen = []
+    p = nmea.NMEA(on_fix=lambda q: seen.append((nmea.NAMES[q.sentence], q.lat_e6)))
+    for line in HAND[:3]:
+        p.parse(line.encode())
+    assert seen == [("GGA", 48117300), ("RMC", 48117300), ("RMC", -33856800)]
+
+
+def test_parse_and_feed_allocate_nothing_on_the_vm(mpy):
+    lines = [line.encode() + b"\r\n" for line in HAND + UNSUPPORTED] + [b"$GPGGA,1*00", b"\xff" * 120]
+    out = mpy(f"""
+        import micropython, nmea
+        lines = {lines!r}
+        blob = bytearray(b"".join(lines))
+        mv = memoryview(blob)
+        hits = [0]
+        def on_fix(p):
+            hits[0] += 1
+        p = nmea.NMEA(on_fix)
+        def hot():
+            micropython.heap_lock()
+            try:
+                i = 0
+                while i < len(lines):
+                    p.parse(lines[i])
+                    i += 1
+                p.feed(mv, len(blob))
+                p.feed(blob, len(blob))
+            finally:
+                micropython.heap_unlock()
+        hot()
+        print(p.good, p.malformed, p.unsupported, p.fixes, hits[0])
+        """)
+    cp = nmea.NMEA()
+    for line in lines:
+        cp.parse(line)
+    blob = b"".join(lines)
+    cp.feed(memoryview(blob))
+    cp.feed(bytearray(blob))
+    assert out.split() == [str(v) for v in (cp.good, cp.malformed, cp.unsupported, cp.fixes, cp.fixes)]
+    assert cp.fixes == 3 * 17
+
+
+def _mutations(seed: int, n: int) -> list[bytes]:
+    rng = random.Random(seed)
+    base = [line.encode() for line in HAND + UNSUPPORTED]
+    out = []
+    for _ in range(n):
+        line = bytearray(rng.choice(base))
+        op = rng.randrange(6)
+        if op == 0:
+            line[rng.randrange(len(line))] = rng.randrange(256)
+        elif op == 1:
+            line = line[:rng.randrange(len(line))]
+        elif op == 2:
+            i = rng.randrange(len(line))
+            line[i:i] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8)))
+        elif op == 3:
+            line = bytearray(rng.randrange(256) for _ in range(rng.randrange(1, 120)))
+        elif op == 4:  # plausible digits in a field, checksum repaired: the parser must still judge
+            body = line[1:-3]
+            i = rng.randrange(len(body))
+            body[i] = rng.choice(b"0123456789.,-NSEWAV")
+            line = bytearray(S(body.decode("latin-1")).encode("latin-1"))
+        out.append(bytes(line))
+    return out
+
+
+def test_fuzzed_stream_on_the_vm_matches_cpython_and_never_raises(mpy, tmp_path):
+    blob = b"\r\n".join(_mutations(7, 3000)) + b"\r\n"
+    path = tmp_path / "fuzz.nmea"
+    path.write_bytes(blob)
+    out = mpy(f"""
+        import nmea
+        p = nmea.NMEA()
+        buf = bytearray(61)
+        with open({str(path)!r}, "rb") as f:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                p.feed(buf, n)
+        print(p.good, p.bad_checksum, p.malformed, p.unsupported, p.fixes, p.lat_e6, p.lon_e6, p.days, p.ms)
+        """)
+    p = nmea.NMEA()
+    for i in range(0, len(blob), 61):
+        p.feed(blob[i:i + 61])
+    expected = [p.good, p.bad_checksum, p.malformed, p.unsupported, p.fixes, p.lat_e6, p.lon_e6, p.days, p.ms]
+    assert [int(x) for x in out.split()] == expected
+    assert p.good > 100 and p.bad_checksum > 100 and p.malformed > 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_raise_and_each_line_counts_once(data):
+    p = nmea.NMEA()
+    p.parse(data)
+    counted = p.good + p.bad_checksum + p.malformed + p.unsupported
+    assert counted == (1 if data.rstrip(b"\r\n") else 0)
+    p.feed(data)
+    assert abs(p.lat_e6) <= 90_000_000 and abs(p.lon_e6) <= 180_000_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(HAND), st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
+       st.booleans())
+def test_mutated_sentences_never_raise_and_keep_state_in_range(line, edits, fix_checksum):
+    raw = bytearray(line.encode())
+    for pos, val in edits:
+        raw[pos % len(raw)] = val
+    if fix_checksum:
+        raw = bytearray(S(raw[1:-3].decode("latin-1")).encode("latin-1"))
+    p = nmea.NMEA()
+    code = p.parse(bytes(raw))
+    assert code in (0, 1, 2, 3, 4, 5)
+    assert abs(p.lat_e6) < 2**30 and abs(p.lon_e6) < 2**30 and 0 <= p.hdop < 2**30
+    if code and p.valid:
+        check_against_pynmea2(raw.decode("latin-1"), p, code)
