@@ -122,7 +122,7 @@ def _fence(name: str, geom: BaseGeometry, props: dict[str, Any], budget: int,
         geom = shapely.orient_polygons(geom.buffer(r * 10.0, quad_segs=POINT_QUAD_SEGS))
     elif geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise CompileError(f"{name}: geometry {geom.geom_type} is not areal (Polygon, MultiPolygon or Point)")
-    if geom.is_empty or geom.area <= 0:
+    if geom.is_empty:
         raise CompileError(f"{name}: empty geometry")
     before = _vertices(geom)
     geom = shapely.remove_repeated_points(geom, 0.0)
@@ -130,10 +130,12 @@ def _fence(name: str, geom: BaseGeometry, props: dict[str, Any], budget: int,
         repairs.append(f"{name}: removed {before - _vertices(geom)} duplicate point(s)")
     if not geom.is_valid:
         why = shapely.is_valid_reason(geom)
-        geom = _areal(shapely.make_valid(geom))
+        geom = shapely.orient_polygons(_areal(shapely.make_valid(geom)))  # one repair, one report
         if geom.is_empty or geom.area <= 0:
             raise CompileError(f"{name}: invalid geometry ({why}) has no area after repair")
         repairs.append(f"{name}: invalid geometry ({why}) repaired with make_valid")
+    if geom.area <= 0:
+        raise CompileError(f"{name}: geometry has no area")
     if any(not p.exterior.is_ccw or any(i.is_ccw for i in p.interiors) for p in _polys(geom)):
         repairs.append(f"{name}: ring orientation fixed (exterior counter-clockwise, holes clockwise)")
     geom = shapely.orient_polygons(geom)
