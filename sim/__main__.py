@@ -6,6 +6,8 @@ import importlib
 import sys
 
 COMMAND_MODULES = [
+    "sim.devicecmd",
+    "sim.screenshot",
     "sim.fencecheck",
     "sim.nmeadump",
 ]

@@ -1,0 +1,209 @@
+"""Python API over a virtual handheld's control socket (JSON lines), for tests, scenarios, demos.
+
+    with Device.start("day.img") as dev:
+        subprocess.run(["mpremote", "connect", dev.console, "fs", "ls"])
+        dev.scan("RR473124829GB", symbology="")
+        dev.screenshot("screen.png")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sim.mpy import ROOT
+
+
+class ControlError(RuntimeError):
+    pass
+
+
+class Control:
+    """One connection to a control socket; `call(cmd, **args)` returns the reply dict."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._sock: socket.socket | None = None
+        self._file: Any = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.path)
+        self._sock, self._file = sock, sock.makefile("rwb")
+
+    def call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        with self._lock:
+            if self._file is None:
+                self._connect()
+            f = self._file
+            assert f is not None
+            f.write(json.dumps({"cmd": cmd} | args).encode() + b"\n")
+            f.flush()
+            line = f.readline()
+        if not line:
+            raise ControlError(f"{cmd}: control socket closed")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise ControlError(f"{cmd}: {reply.get('error')}")
+        return reply
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = self._file = None
+
+
+class Device:
+    """A running `python -m sim device` process."""
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None, info: dict[str, Any]) -> None:
+        self.proc = proc
+        self.info = info
+        self.console: str = info["console"]
+        self.dock: str = info["dock"]
+        self.control = Control(info["control"])
+        self.workdir = Path(info["workdir"])
+
+    @classmethod
+    def start(cls, image: str | os.PathLike, board: str = "sim", heap: str = "256K",
+              workdir: str | os.PathLike | None = None, seed: int | None = None,
+              timeout: float = 20.0) -> Device:
+        cmd = [sys.executable, "-m", "sim", "device", "--flash", str(image), "--board", board, "--heap", heap]
+        if workdir is not None:
+            cmd += ["--workdir", str(workdir)]
+        if seed is not None:
+            cmd += ["--seed", str(seed)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait(timeout)
+            raise ControlError(f"sim device exited with status {proc.returncode} before it started")
+        dev = cls(proc, json.loads(line))
+        dev.wait_for(lambda s: True, timeout)  # the control socket answers
+        return dev
+
+    @classmethod
+    def attach(cls, control: str) -> Device:
+        """A device someone else started, by its control socket."""
+        return cls(None, Control(control).call("info"))
+
+    # --- helpers ---
+
+    def call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        return self.control.call(cmd, **args)
+
+    def status(self) -> dict[str, Any]:
+        return self.call("status")
+
+    def wait_for(self, pred: Any, timeout: float = 20.0) -> dict[str, Any]:
+        """Poll status() until pred(status) holds."""
+        end = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < end:
+            try:
+                last = self.status()
+                if pred(last):
+                    return last
+            except (OSError, ControlError) as exc:
+                last = exc
+            time.sleep(0.05)
+        raise TimeoutError(f"device did not reach the state in {timeout}s: {last}")
+
+    def wait_idle(self, timeout: float = 20.0) -> dict[str, Any]:
+        """Until the VM sits in its REPL (main.py ended or was interrupted)."""
+        return self.wait_for(lambda s: s["vm"] == "on" and s["state"] == "I", timeout)
+
+    def wait_running(self, boots: int | None = None, timeout: float = 20.0) -> dict[str, Any]:
+        """Until user code (boot.py/main.py) runs, optionally in boot number >= `boots`."""
+        return self.wait_for(lambda s: s["vm"] == "on" and s["state"] == "R"
+                             and (boots is None or s["boots"] >= boots), timeout)
+
+    def wait_off(self, timeout: float = 20.0) -> dict[str, Any]:
+        return self.wait_for(lambda s: s["vm"] == "off", timeout)
+
+    # --- peripherals ---
+
+    def scan(self, code: str, symbology: str = "]C1", suffix: str = "\r", misread: float = 0.0) -> str:
+        return self.call("scan", code=code, symbology=symbology, suffix=suffix, misread=misread)["sent"]
+
+    def key(self, name: str) -> None:
+        self.call("key", name=name)
+
+    def gnss(self, lines: list[str]) -> None:
+        self.call("gnss", lines=list(lines))
+
+    def gnss_walk(self, waypoints: list[tuple[float, float]], period: float = 1.0, **walk_args: Any) -> None:
+        self.call("gnss", walk={"waypoints": [list(p) for p in waypoints]} | walk_args, period=period)
+
+    def gnss_replay(self, path: str | os.PathLike, period: float = 1.0) -> None:
+        self.call("gnss", replay=str(path), period=period)
+
+    def gnss_stop(self) -> None:
+        self.call("gnss", stop=True)
+
+    def set_battery(self, mv: int) -> None:
+        self.call("battery", mv=mv)
+
+    def screenshot(self, path: str | os.PathLike, scale: int = 2) -> dict[str, Any]:
+        return self.call("screenshot", path=str(Path(path).resolve()), scale=scale)
+
+    def events(self, since: int = 0) -> list[dict[str, Any]]:
+        return self.call("events", since=since)["events"]
+
+    def console_text(self) -> str:
+        """The last 64 KiB the VM wrote to its console (whether or not anyone was attached)."""
+        return self.call("console")["text"]
+
+    def dock_fault(self, drop: float | None = None, flip: float | None = None, stall: float | None = None,
+                   unplug: bool | None = None) -> dict[str, Any]:
+        return self.call("dock_fault", drop=drop, flip=flip, stall=stall, unplug=unplug)["dock"]
+
+    def wear(self) -> dict[str, Any]:
+        return self.call("wear")
+
+    # --- power ---
+
+    def power_cut(self, after_writes: int | None = None, ooo: bool = False) -> None:
+        """Now (after_writes=None), or once `after_writes` more block writes reached the chip."""
+        if after_writes is None:
+            self.call("power_cut", now=True)
+        else:
+            self.call("power_cut", after_writes=after_writes, ooo=ooo)
+
+    def power_on(self) -> None:
+        self.call("power_on")
+
+    def reboot(self) -> None:
+        self.call("reboot")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            self.call("stop")
+            self.control.close()
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.control.close()
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
