@@ -1,0 +1,418 @@
+"""AT-command emulator of a cellular modem for the virtual handheld's modem UART.
+
+Speaks the two dialects the firmware drives (firmware/modem.py): SIMCom SIM7600 (`AT+HTTPINIT`,
+`AT+HTTPDATA`, `AT+HTTPACTION`, `AT+HTTPREAD`) and Quectel BG95/EC25 (`AT+QIACT`, `AT+QHTTPURL`,
+`AT+QHTTPPOST`, `AT+QHTTPREAD`), on a file-descriptor pair (the host end of a pty). HTTP POSTs
+are forwarded to a real server on loopback with http.client, and the status and body come back
+the way the modem would report them.
+
+Faults, for tests and the simulator's control socket (`inject`, one-shot, in order):
+    "cme:<n>"        the next command answers +CME ERROR: <n>
+    "timeout"        the next command gets no answer at all
+    "http:<n>"       the next HTTP action fails with modem error <n>; nothing reaches the server
+    "lost_response"  the next POST reaches the server, but the modem reports a network error:
+                     the device never sees the acknowledgement (the retry must not duplicate)
+    "truncate"       the next response body is cut in half
+    "corrupt"        one byte of the next response body is flipped
+    "duplicate"      the next HTTP result URC and response are sent twice
+`set_coverage(False)` drops registration (stat 2, searching, or 0) and the PDP context; HTTP
+actions then fail with the dialect's no-network error. Random faults at `fault_rate` come from a
+seeded RNG, so a run is reproducible.
+
+`air_bytes` counts what a POST costs on the radio: HTTP request line, headers, body and the
+response's status line, headers and body, plus a TCP/IP model (docs/upload-api.md): 40 bytes of
+IP+TCP header per segment (1,360-byte payload segments), 3 packets to open, 4 to close, one ACK
+per data segment.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import random
+import select
+import threading
+import time
+import urllib.parse
+
+TCP_SEGMENT = 1360
+TCP_HEADER = 40
+
+
+def tcp_overhead(request: int, response: int) -> int:
+    segs = -(-request // TCP_SEGMENT) + -(-response // TCP_SEGMENT)
+    return TCP_HEADER * (3 + 4 + 2 * segs)  # handshake, teardown, each segment and its ACK
+
+
+def http_request_bytes(url: str, body_len: int, content_type: str) -> int:
+    u = urllib.parse.urlsplit(url)
+    head = (f"POST {u.path or '/'} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {body_len}\r\n\r\n")
+    return len(head) + body_len
+
+
+class ModemEmulator:
+    """`ModemEmulator(fd_in, fd_out, dialect, server_url, seed)`; `.start()`, `.stop()`."""
+
+    def __init__(self, fd_in: int, fd_out: int, dialect: str = "sim7600",
+                 server_url: str = "http://127.0.0.1:8080", seed: int = 0, latency_s: float = 0.0,
+                 fault_rate: float = 0.0):
+        if dialect not in ("sim7600", "bg95"):
+            raise ValueError(f"unknown modem dialect {dialect!r}")
+        self.fd_in, self.fd_out = fd_in, fd_out
+        self.dialect = dialect
+        self.server_url = server_url
+        self.rng = random.Random(seed)
+        self.latency_s = latency_s
+        self.fault_rate = fault_rate
+        self.faults: list[str] = []
+        self.coverage = True
+        self.no_coverage_stat = 2
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.thread: threading.Thread | None = None
+        # counters for tests and the bench
+        self.air_bytes = 0
+        self.posts = 0  # POSTs that reached the server
+        self.commands: list[str] = []
+        self._reset_state()
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def start(self) -> ModemEmulator:
+        self.thread = threading.Thread(target=self._run, name=f"modem-{self.dialect}", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        if self.thread:
+            self.thread.join(timeout=5)
+
+    def set_coverage(self, on: bool) -> None:
+        with self.lock:
+            if not on and self.coverage:
+                self.no_coverage_stat = self.rng.choice((0, 2))
+                self.pdp = False  # the network tears the context down with the radio link
+            self.coverage = on
+
+    def inject(self, fault: str) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _reset_state(self) -> None:
+        self.echo = True
+        self.pdp = False
+        self.http_init = False
+        self.url = ""
+        self.content_type = "application/octet-stream"
+        self.response = b""
+        self.rx = bytearray()
+        self.want: int | None = None  # raw bytes awaited after DOWNLOAD/CONNECT
+        self.on_data = None
+
+    def _fault(self, *kinds: str) -> str | None:
+        """Take the first queued fault of these kinds (or a random one at fault_rate)."""
+        with self.lock:
+            for i, f in enumerate(self.faults):
+                if f.split(":")[0] in kinds:
+                    return self.faults.pop(i)
+        if self.fault_rate and "random" in kinds and self.rng.random() < self.fault_rate:
+            return self.rng.choice(["cme:100", "timeout", "http:" + self._net_error(), "lost_response",
+                                    "truncate", "duplicate"])
+        return None
+
+    def _net_error(self) -> str:
+        return "706" if self.dialect == "sim7600" else "716"
+
+    # -- I/O -----------------------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        while data:
+            try:
+                n = os.write(self.fd_out, data)
+            except BlockingIOError:
+                time.sleep(0.001)
+                continue
+            except OSError:
+                return  # the other end went away
+            data = data[n:]
+
+    def _line(self, text: str) -> None:
+        self._send(b"\r\n" + text.encode() + b"\r\n")
+
+    def _run(self) -> None:
+        while not self.stop_flag.is_set():
+            try:
+                r, _, _ = select.select([self.fd_in], [], [], 0.05)
+            except (OSError, ValueError):
+                return
+            if not r:
+                continue
+            try:
+                chunk = os.read(self.fd_in, 4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.rx += chunk
+            self._process()
+
+    def _process(self) -> None:
+        while True:
+            if self.want is not None:
+                if len(self.rx) < self.want:
+                    return
+                data, self.rx = bytes(self.rx[: self.want]), self.rx[self.want:]
+                self.want = None
+                cb, self.on_data = self.on_data, None
+                if cb:
+                    cb(data)
+                continue
+            i = self.rx.find(b"\r")
+            if i < 0:
+                return
+            line, self.rx = bytes(self.rx[:i]), self.rx[i + 1:]
+            if self.rx[:1] == b"\n":
+                del self.rx[:1]
+            text = line.decode(errors="replace").strip()
+            if not text:
+                continue
+            if self.echo:
+                self._send(line + b"\r")
+            self._command(text)
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def _command(self, text: str) -> None:
+        self.commands.append(text)
+        up = text.upper()
+        if not up.startswith("AT"):
+            self._line("ERROR")
+            return
+        f = self._fault("cme", "timeout")
+        if f == "timeout":
+            return
+        if f:
+            self._line("+CME ERROR: " + f.split(":")[1])
+            return
+        if self.latency_s:
+            time.sleep(self.latency_s * self.rng.random())
+        handler = getattr(self, "_" + self.dialect, None)
+        common = self._common(up, text)
+        if common is None and handler is not None:
+            common = handler(up, text)
+        if common is None:
+            self._line("ERROR")
+        elif common:
+            self._line(common)
+
+    def _common(self, up: str, text: str) -> str | None:
+        """Commands both dialects share. Returns the final result code, "" when the handler
+        answered itself, None when unknown."""
+        if up in ("AT", "AT+CMEE=1", "AT+CMEE=2", "ATI"):
+            return "OK"
+        if up == "ATE0":
+            self.echo = False
+            return "OK"
+        if up == "ATE1":
+            self.echo = True
+            return "OK"
+        if up == "AT+CPIN?":
+            self._line("+CPIN: READY")
+            return "OK"
+        if up in ("AT+CEREG?", "AT+CREG?"):
+            stat = 1 if self.coverage else self.no_coverage_stat
+            self._line(f"+{up[3:-1]}: 0,{stat}")
+            return "OK"
+        if up == "AT+CSQ":
+            self._line("+CSQ: 20,99" if self.coverage else "+CSQ: 99,99")
+            return "OK"
+        if up in ("AT+CFUN=1,1", "AT+CRESET"):
+            self._line("OK")
+            self._reset_state()
+            threading.Timer(0.05, lambda: self._line("RDY")).start()
+            return ""
+        return None
+
+    def _http_forward(self, body: bytes) -> tuple[int, bytes] | str:
+        """POST to the server. Returns (status, body) or the modem error code as a string."""
+        f = self._fault("http", "lost_response", "random")
+        if not self.coverage:
+            return "717" if self.dialect == "sim7600" else "716"
+        if f and f.startswith("http:"):
+            return f.split(":")[1]
+        if f in ("cme:100", "timeout"):
+            return self._net_error()
+        u = urllib.parse.urlsplit(self.url)
+        try:
+            conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=30)
+            conn.request("POST", u.path or "/", body=body, headers={"Content-Type": self.content_type})
+            resp = conn.getresponse()
+            data = resp.read()
+            head = f"HTTP/1.1 {resp.status} {resp.reason}\r\n" + "".join(
+                f"{k}: {v}\r\n" for k, v in resp.getheaders()) + "\r\n"
+            conn.close()
+        except OSError:
+            return "714" if self.dialect == "bg95" else "713"
+        self.posts += 1
+        req = http_request_bytes(self.url, len(body), self.content_type)
+        self.air_bytes += req + len(head) + len(data) + tcp_overhead(req, len(head) + len(data))
+        if f == "lost_response":
+            return self._net_error()
+        if f in ("truncate", "duplicate") and f not in self.faults:
+            with self.lock:
+                self.faults.insert(0, f)  # applies to this response; read by the URC/read steps
+        return resp.status, data
+
+    def _body_fault(self) -> tuple[bytes, bool]:
+        data = self.response
+        dup = False
+        f = self._fault("truncate", "corrupt", "duplicate")
+        if f == "truncate":
+            data = data[: len(data) // 2]
+        elif f == "corrupt" and data:
+            i = self.rng.randrange(len(data))
+            data = data[:i] + bytes([data[i] ^ 0x55]) + data[i + 1:]
+        elif f == "duplicate":
+            dup = True
+        return data, dup
+
+    # -- SIMCom SIM7600 ------------------------------------------------------------------------
+
+    def _sim7600(self, up: str, text: str) -> str | None:
+        if up.startswith("AT+CGDCONT="):
+            return "OK"
+        if up == "AT+CGACT?":
+            self._line(f"+CGACT: 1,{1 if self.pdp else 0}")
+            return "OK"
+        if up == "AT+CGACT=1,1":
+            if not self.coverage:
+                return "+CME ERROR: 30"
+            self.pdp = True
+            return "OK"
+        if up == "AT+CGACT=0,1":
+            self.pdp = False
+            return "OK"
+        if up == "AT+HTTPINIT":
+            if self.http_init:
+                return "ERROR"
+            self.http_init = True
+            return "OK"
+        if up == "AT+HTTPTERM":
+            if not self.http_init:
+                return "ERROR"
+            self.http_init = False
+            return "OK"
+        if up.startswith("AT+HTTPPARA="):
+            if not self.http_init:
+                return "ERROR"
+            name, _, value = text[len("AT+HTTPPARA="):].partition(",")
+            value = value.strip('"')
+            if name.strip('"').upper() == "URL":
+                self.url = value
+            elif name.strip('"').upper() == "CONTENT":
+                self.content_type = value
+            return "OK"
+        if up.startswith("AT+HTTPDATA="):
+            n = int(up.split("=")[1].split(",")[0])
+            self.body = b""
+
+            def got(data: bytes) -> None:
+                self.body = data
+                self._line("OK")
+
+            self.want, self.on_data = n, got
+            self._line("DOWNLOAD")
+            return ""
+        if up == "AT+HTTPACTION=1":
+            if not self.http_init:
+                return "ERROR"
+            self._line("OK")
+            if self.coverage and not self.pdp:
+                self._line("+HTTPACTION: 1,713,0")  # no context: the name lookup fails
+                return ""
+            r = self._http_forward(getattr(self, "body", b""))
+            if isinstance(r, str):
+                self._line(f"+HTTPACTION: 1,{r},0")
+                return ""
+            status, self.response = r
+            urc = f"+HTTPACTION: 1,{status},{len(self.response)}"
+            self._line(urc)
+            if "duplicate" in self.faults:
+                self._line(urc)
+            return ""
+        if up.startswith("AT+HTTPREAD=") and up != "AT+HTTPREAD?":
+            off, ln = (int(x) for x in up.split("=")[1].split(","))
+            data, dup = self._body_fault()
+            data = data[off: off + ln]
+            self._line("OK")
+            for _ in range(2 if dup else 1):
+                self._send(f"\r\n+HTTPREAD: DATA,{len(data)}\r\n".encode() + data + b"\r\n+HTTPREAD: 0\r\n")
+            return ""
+        return None
+
+    # -- Quectel BG95 / EC25 -------------------------------------------------------------------
+
+    def _bg95(self, up: str, text: str) -> str | None:
+        if up.startswith("AT+QICSGP="):
+            return "OK"
+        if up == "AT+QIACT?":
+            if self.pdp:
+                self._line('+QIACT: 1,1,1,"10.64.0.2"')
+            return "OK"
+        if up == "AT+QIACT=1":
+            if not self.coverage:
+                return "ERROR"
+            self.pdp = True
+            return "OK"
+        if up == "AT+QIDEACT=1":
+            self.pdp = False
+            return "OK"
+        if up.startswith("AT+QHTTPCFG="):
+            if "CONTENTTYPE" in up:
+                kinds = {"0": "application/x-www-form-urlencoded", "1": "text/plain",
+                         "2": "application/octet-stream", "3": "multipart/form-data",
+                         "4": "application/json"}
+                self.content_type = kinds.get(up.rsplit(",", 1)[1], "application/octet-stream")
+            return "OK"
+        if up.startswith("AT+QHTTPURL="):
+            n = int(up.split("=")[1].split(",")[0])
+
+            def got(data: bytes) -> None:
+                self.url = data.decode(errors="replace")
+                self._line("OK")
+
+            self.want, self.on_data = n, got
+            self._line("CONNECT")
+            return ""
+        if up.startswith("AT+QHTTPPOST="):
+            if not self.pdp:
+                return "+CME ERROR: 709" if self.coverage else "+CME ERROR: 716"
+            n = int(up.split("=")[1].split(",")[0])
+
+            def got(data: bytes) -> None:
+                self._line("OK")
+                r = self._http_forward(data)
+                if isinstance(r, str):
+                    self._line(f"+QHTTPPOST: {r}")
+                    return
+                status, self.response = r
+                urc = f"+QHTTPPOST: 0,{status},{len(self.response)}"
+                self._line(urc)
+                if "duplicate" in self.faults:
+                    self._line(urc)
+
+            self.want, self.on_data = n, got
+            self._line("CONNECT")
+            return ""
+        if up.startswith("AT+QHTTPREAD"):
+            data, dup = self._body_fault()
+            for _ in range(2 if dup else 1):
+                self._send(b"\r\nCONNECT\r\n" + data + b"\r\nOK\r\n\r\n+QHTTPREAD: 0\r\n")
+            return ""
+        return None
