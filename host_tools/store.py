@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS conflicts (
     source      TEXT NOT NULL,
     at          REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS absent (
+    device_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    at          REAL NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
     device_id   TEXT NOT NULL,
     name        TEXT NOT NULL,
@@ -150,6 +157,7 @@ class Storage(Protocol):
     def ack_seq(self, device_id: str) -> int: ...
     def records(self, device_id: str | None = None, route_id: str | None = None) -> list[Record]: ...
     def gaps(self, device_id: str) -> list[int]: ...
+    def declare_absent(self, device_id: str, seqs: Iterable[int], source: str) -> int: ...
     def conflicts(self, device_id: str | None = None) -> list[Conflict]: ...
     def next_counter(self, device_id: str, name: str = "ack") -> int: ...
     def advance_counter(self, device_id: str, name: str, value: int) -> bool: ...
@@ -298,10 +306,29 @@ class Store:
         db.execute("INSERT INTO conflicts(device_id, seq, reason, stored_sha, payload, source, at) "
                    "VALUES (?,?,?,?,?,?,?)", (device_id, seq, reason, stored, data, source, now))
 
+    def declare_absent(self, device_id: str, seqs: Iterable[int], source: str) -> int:
+        """The device said it never held these seqs (a lease skipped by a power cut, a torn tail):
+        they will never arrive, so the acknowledgement may pass them. `gaps` still reports them.
+        Returns the new ack_seq."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT ack_seq FROM devices WHERE device_id=?", (device_id,)).fetchone()
+            if row is None:
+                raise UnknownDevice(device_id)
+            db.executemany("INSERT OR IGNORE INTO absent VALUES (?,?,?,?)",
+                           [(device_id, s, source, now) for s in seqs if s > 0])
+            return self._advance_ack(db, device_id, row[0])
+
+    def absent(self, device_id: str) -> list[int]:
+        return [r[0] for r in self._db().execute(
+            "SELECT seq FROM absent WHERE device_id=? AND seq NOT IN "
+            "(SELECT seq FROM records WHERE device_id=?) ORDER BY seq", (device_id, device_id))]
+
     @staticmethod
     def _advance_ack(db: sqlite3.Connection, device_id: str, ack: int) -> int:
-        cur = db.execute("SELECT seq FROM records WHERE device_id=? AND seq>? ORDER BY seq",
-                         (device_id, ack))
+        cur = db.execute("SELECT seq FROM records WHERE device_id=? AND seq>? UNION "
+                         "SELECT seq FROM absent WHERE device_id=? AND seq>? ORDER BY seq",
+                         (device_id, ack, device_id, ack))
         for (seq,) in cur:
             if seq != ack + 1:
                 break
@@ -341,7 +368,8 @@ class Store:
                                       (device_id,)).fetchone()[0])
 
     def gaps(self, device_id: str) -> list[int]:
-        """Every sequence number missing between 1 and the highest one held: always reported."""
+        """Every sequence number missing between 1 and the highest one held, including those the
+        device declared absent: a missing record is always reported, never hidden."""
         seqs = [r[0] for r in self._db().execute(
             "SELECT seq FROM records WHERE device_id=? ORDER BY seq", (device_id,))]
         missing: list[int] = []

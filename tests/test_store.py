@@ -152,3 +152,14 @@ def test_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("DEPOT_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert default_path() == tmp_path / "xdg" / "depot" / "depot.sqlite3"
+
+
+def test_seqs_the_device_never_held_let_the_ack_pass_but_stay_reported(store: Store) -> None:
+    store.ingest("DEV1", [rec(1), rec(2), rec(5)], "dock")
+    assert store.declare_absent("DEV1", [3, 4], "dock") == 5
+    assert store.ack_seq("DEV1") == 5
+    assert store.gaps("DEV1") == [3, 4]
+    assert store.absent("DEV1") == [3, 4]
+    store.ingest("DEV1", [rec(3)], "cellular")  # it turned up after all: stored, no longer absent
+    assert store.absent("DEV1") == [4]
+    assert store.gaps("DEV1") == [4]

@@ -1,0 +1,506 @@
+"""Device side of the dock session (spec: docs/dock-protocol.md): one asyncio task on the dock port.
+
+The host leads; the device answers requests, streams its journal in a sliding window and takes a
+route package in resumable chunks. Records leave the journal only through `journal.acknowledge`,
+and only for an ACK whose HMAC (device key, device id, a session counter above every one accepted
+before, the sequence number) verifies: a rogue dock cannot make the device forget deliveries.
+The task never blocks the loop: it reads only what is there and yields after every frame.
+"""
+
+import asyncio
+import hashlib
+import os
+import struct
+
+import dockproto as P
+import record
+import sign
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731
+
+_RTO_MS = const(700)  # no PROGRESS for this long: resend from the last frame the host confirmed
+_FLUSH_EVERY = const(8192)  # route bytes between syncs: bounds what a power cut makes us resend
+_META_LEN = const(36)  # incoming.meta: u32 size + sha256
+# Requests whose repeat must get the first answer rather than run again (an ACK run twice would
+# be refused for its used counter). The others are idempotent and simply run again.
+_CACHED = (P.ACK, P.PUT_BEGIN, P.PUT_END)
+
+
+def make_raw(stream):
+    """On the unix port the dock is a pty file: raw mode, and reads return what is there (VMIN=0)
+    instead of waiting for the whole count, which would stall every task."""
+    try:
+        import termios  # type: ignore  # unix port only
+
+        fd = stream.fileno()
+        termios.setraw(fd)
+        attrs = termios.tcgetattr(fd)
+        attrs[6][6] = 0  # VMIN
+        attrs[6][5] = 0  # VTIME
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    except (ImportError, AttributeError, OSError):
+        pass  # a machine.UART opened with timeout=0 already behaves so
+
+
+class Dock:
+    def __init__(self, stream, journal, device_id, key, route_dir="/route", status=None,
+                 firmware="", board="", battery=None, counter_path=None, set_time=None, window=8):
+        self.s = stream
+        self.j = journal
+        self.device_id = device_id
+        self.key = key
+        self._signer = sign.Signer(key)
+        self.route_dir = route_dir
+        self.status = status
+        self.firmware = firmware
+        self.board = board
+        self.battery = battery
+        self.counter_path = counter_path or route_dir + "/dock.ctr"
+        self._set_time = set_time
+        self.window = window
+        self.dec = P.Decoder()
+        self.enc = P.Encoder()
+        self._rx = bytearray(256)
+        self._rxv = memoryview(self._rx)
+        self._rbuf = bytearray(record.MAX_LEN + 16)  # journal frame buffer
+        self._carry = bytearray(record.MAX_LEN)  # a record read that did not fit the last frame
+        self._carry_n = 0
+        self._cache = bytearray(P.MAX_WIRE)  # last reply, resent when the host repeats a request
+        self._cache_n = 0
+        self._cache_req = bytearray(64)  # (type, seq, payload) of the request it answered
+        self._cache_req_n = 0
+        self._gseq = 0
+        self._next = 0
+        self._acked = 0
+        self._acked_rec = 1
+        self._last = False
+        self.last_counter = self._load_counter()
+        self._route = None  # (route_id, hash8) of active.pkg, computed once
+        self._inc = None  # open /route/incoming.pkg while receiving
+        self._inc_size = 0
+        self._inc_sha = b""
+        self._have = 0
+        self._unflushed = 0
+        self._it = None  # journal iterator of the running stream
+        self.sent_frames = 0
+        self.refused_acks = 0
+
+    # --- the task -------------------------------------------------------------------------------
+
+    async def run(self):
+        make_raw(self.s)
+        reader = asyncio.StreamReader(self.s)
+        rxv = self._rxv
+        while True:
+            try:
+                if self._it is not None and self._inflight() < self.window and not self._last:
+                    self._send_records()
+                    n = self.s.readinto(rxv)  # whatever the host said meanwhile, without waiting
+                    if n:
+                        self._input(n)
+                    await asyncio.sleep_ms(0)
+                    continue
+                if self._it is not None:
+                    try:
+                        n = await asyncio.wait_for_ms(reader.readinto(rxv), _RTO_MS)
+                    except asyncio.TimeoutError:
+                        self._rewind()  # frames or their PROGRESS were lost
+                        continue
+                else:
+                    n = await reader.readinto(rxv)
+                if n:
+                    self._input(n)
+            except OSError:
+                # unplugged (pty hung up, UART error): forget the stream, keep serving the carrier
+                self._stop_stream()
+                await asyncio.sleep_ms(200)
+
+    def _input(self, n):
+        dec = self.dec
+        pos = 0
+        while pos < n:
+            pos = dec.feed(self._rx, pos, n)
+            if dec.ready:
+                self._handle(dec.type, dec.seq, memoryview(dec.buf)[P.HEAD: P.HEAD + dec.plen])
+
+    def _reply(self, rtype, seq, plen):
+        wire = self.enc.frame(rtype, 0, seq, plen)
+        self._write(wire)
+        if rtype & 0x7F in _CACHED:
+            self._cache[: len(wire)] = wire
+            self._cache_n = len(wire)
+        return wire
+
+    def _repeated(self, t, seq, pl):
+        """True if this request is the one the cached reply answered (the host lost our reply).
+        Compared in full: request ids wrap, and a new session may reuse one."""
+        n = len(pl)
+        c = self._cache_req
+        if n + 2 > len(c) or self._cache_req_n != n + 2 or c[0] != t or c[1] != seq:
+            return False
+        i = 0
+        while i < n:
+            if c[2 + i] != pl[i]:
+                return False
+            i += 1
+        return True
+
+    def _remember(self, t, seq, pl):
+        n = len(pl)
+        c = self._cache_req
+        if n + 2 <= len(c):
+            c[0] = t
+            c[1] = seq
+            c[2: 2 + n] = pl
+            self._cache_req_n = n + 2
+        else:
+            self._cache_req_n = 0
+
+    def _error(self, seq, code, msg):
+        p = self.enc.payload
+        p[0] = code
+        n = P.put_str(p, 1, msg[:200])
+        self._reply(P.ERROR, seq, n)
+
+    def _write(self, wire):
+        off = 0
+        while off < len(wire):
+            k = self.s.write(wire[off:] if off else wire)
+            off += k or 0
+
+    def _event(self, what, value=None):
+        if self.status is not None:
+            self.status(what, value)
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def _handle(self, t, seq, pl):
+        if t == P.PROGRESS:
+            self._progress(seq, pl)
+            return
+        if self._it is not None and t != P.PUT_DATA:
+            self._stop_stream()  # any new request ends a stream the host has given up on
+        if t in _CACHED:
+            if self._repeated(t, seq, pl):
+                self._write(memoryview(self._cache)[: self._cache_n])  # our reply was lost: same answer
+                return
+            self._cache_n = 0
+            self._remember(t, seq, pl)
+        try:
+            if t == P.HELLO:
+                self._hello(seq)
+            elif t == P.SET_CLOCK:
+                self._clock(seq, pl)
+            elif t == P.GET_RECORDS:
+                self._get(seq, pl)
+            elif t == P.ACK:
+                self._ack(seq, pl)
+            elif t == P.PUT_BEGIN:
+                self._put_begin(seq, pl)
+            elif t == P.PUT_DATA:
+                self._put_data(seq, pl)
+            elif t == P.PUT_END:
+                self._put_end(seq)
+            elif t == P.STATUS:
+                self._status(seq)
+            else:
+                self._error(seq, P.E_UNKNOWN, "unknown request %d" % t)
+        except (ValueError, IndexError) as e:
+            self._error(seq, P.E_BAD_REQUEST, "bad request: %s" % e)
+        except OSError as e:
+            self._error(seq, P.E_IO, "flash error: %s" % e)
+
+    def _hello(self, seq):
+        j = self.j
+        route_id, rhash = self._route_info()
+        last = getattr(j, "last_seq", j.next_seq - 1)
+        p = self.enc.payload
+        struct.pack_into(P.HELLO_FIXED, p, 0, j.watermark + 1, last, j.watermark, j.pending(),
+                         self._free(), self.last_counter, self._battery(), rhash)
+        n = struct.calcsize(P.HELLO_FIXED)
+        for s in (self.device_id, self.firmware, self.board, route_id):
+            n = P.put_str(p, n, s)
+        self._reply(P.HELLO | P.REPLY, seq, n)
+        self._event("docked", self.device_id)
+
+    def _clock(self, seq, pl):
+        t = struct.unpack_from("<I", pl, 0)[0]
+        setter = self._set_time
+        if setter is None:
+            import hal
+
+            setter = hal.set_time
+        setter(t)
+        self._reply(P.SET_CLOCK | P.REPLY, seq, 0)
+
+    def _status(self, seq):
+        j = self.j
+        route_id, _ = self._route_info()
+        p = self.enc.payload
+        last = getattr(j, "last_seq", j.next_seq - 1)
+        struct.pack_into(P.STATUS_FIXED, p, 0, j.pending(), last, j.watermark, self._free(),
+                         self._battery())
+        n = P.put_str(p, struct.calcsize(P.STATUS_FIXED), route_id)
+        n = P.put_str(p, n, j.space() if hasattr(j, "space") else "ok")
+        self._reply(P.STATUS | P.REPLY, seq, n)
+
+    def _ack(self, seq, pl):
+        upto, counter, tag = struct.unpack_from(P.ACK_FIXED, pl, 0)
+        if not self._signer.verify(tag, P.ack_message(self.device_id, counter, upto)):
+            self.refused_acks += 1
+            self._event("ack_refused", "bad signature")
+            self._error(seq, P.E_ACK_REFUSED, "ack refused: bad signature")
+            return
+        if counter <= self.last_counter:
+            self.refused_acks += 1
+            self._event("ack_refused", "stale counter")
+            self._error(seq, P.E_ACK_REFUSED, "ack refused: counter %d not above %d"
+                        % (counter, self.last_counter))
+            return
+        self._save_counter(counter)  # before deleting anything: the counter can never be replayed
+        self.j.acknowledge(upto)
+        struct.pack_into(P.ACK_REPLY, self.enc.payload, 0, self.j.watermark)
+        self._reply(P.ACK | P.REPLY, seq, 4)
+        self._event("ack", self.j.watermark)
+
+    # --- record stream --------------------------------------------------------------------------
+
+    def _get(self, seq, pl):
+        from_seq, window = struct.unpack_from(P.GET_FIXED, pl, 0)
+        self._stop_stream()
+        self._gseq = seq
+        self.window = max(1, min(window, 32))
+        self._next = 0
+        self._acked = 0
+        self._acked_rec = max(from_seq, 1)
+        self._last = False
+        self._it = self.j.records(self._acked_rec, self._rbuf)
+
+    def _inflight(self):
+        return (self._next - self._acked) & 0xFF
+
+    def _send_records(self):
+        p = self.enc.payload
+        off = 1
+        flags = 0
+        if self._carry_n:
+            n = self._carry_n
+            p[off] = n
+            p[off + 1: off + 1 + n] = memoryview(self._carry)[:n]
+            off += 1 + n
+            self._carry_n = 0
+        it = self._it
+        while it is not None:
+            try:
+                _, mv = next(it)
+            except StopIteration:
+                flags = P.F_LAST
+                break
+            n = len(mv)
+            if off + 1 + n > P.MAX_PAYLOAD:
+                self._carry[:n] = mv
+                self._carry_n = n
+                break
+            p[off] = n
+            p[off + 1: off + 1 + n] = mv
+            off += 1 + n
+        p[0] = flags
+        self._write(self.enc.frame(P.RECORDS, self._next, self._gseq, off))
+        self._next = (self._next + 1) & 0xFF
+        self.sent_frames += 1
+        if flags:
+            self._last = True
+
+    def _progress(self, gseq, pl):
+        if self._it is None or gseq != self._gseq:
+            return  # about a stream that has ended
+        nxt, next_rec, flags = struct.unpack_from(P.PROGRESS_FIXED, pl, 0)
+        if (nxt - self._acked) & 0xFF > self._inflight():
+            return  # not a frame we sent: stale
+        self._acked = nxt
+        self._acked_rec = next_rec
+        if self._last and nxt == self._next:
+            self._stop_stream()  # the host has everything, the final frame included
+        elif flags & P.F_NAK:
+            self._rewind()
+
+    def _rewind(self):
+        """Go back to the first frame the host has not confirmed (go-back-N)."""
+        if self._it is None:
+            return
+        self._close_it()
+        self._it = self.j.records(self._acked_rec, self._rbuf)
+        self._next = self._acked
+        self._carry_n = 0
+        self._last = False
+
+    def _close_it(self):
+        it = self._it
+        self._it = None
+        if it is not None and hasattr(it, "close"):
+            it.close()  # the generator's finally closes its segment file
+
+    def _stop_stream(self):
+        self._close_it()
+        self._carry_n = 0
+        self._last = False
+
+    # --- route package --------------------------------------------------------------------------
+
+    def _put_begin(self, seq, pl):
+        size, sha = struct.unpack_from(P.PUT_BEGIN_FIXED, pl, 0)
+        inc = self.route_dir + "/incoming.pkg"
+        meta = self.route_dir + "/incoming.meta"
+        self._close_incoming()
+        have = -1
+        try:
+            with open(meta, "rb") as f:
+                m = f.read(_META_LEN)
+            if len(m) == _META_LEN and struct.unpack_from("<I", m, 0)[0] == size and m[4:] == sha:
+                have = min(os.stat(inc)[6], size)  # resume what an earlier cut left
+        except OSError:
+            pass
+        if have < 0:
+            have = 0
+            with open(inc, "wb"):
+                pass
+            with open(meta + ".tmp", "wb") as f:
+                f.write(struct.pack("<I", size) + sha)
+            os.rename(meta + ".tmp", meta)
+        self._inc = open(inc, "r+b")
+        self._inc.seek(have)
+        self._inc_size = size
+        self._inc_sha = bytes(sha)
+        self._have = have
+        self._unflushed = 0
+        struct.pack_into(P.PUT_REPLY, self.enc.payload, 0, have, 0)
+        self._reply(P.PUT_BEGIN | P.REPLY, seq, 5)
+        self._event("route_receiving", have)
+
+    def _put_data(self, seq, pl):
+        if self._inc is None:
+            self._error(seq, P.E_BAD_REQUEST, "no route transfer open")
+            return
+        off = struct.unpack_from(P.PUT_DATA_FIXED, pl, 0)[0]
+        data = pl[4:]
+        late = 1
+        if off == self._have and self._have + len(data) <= self._inc_size:
+            self._inc.write(data)
+            self._have += len(data)
+            self._unflushed += len(data)
+            if self._unflushed >= _FLUSH_EVERY:
+                self._inc.flush()
+                self._unflushed = 0
+            late = 0
+        struct.pack_into(P.PUT_REPLY, self.enc.payload, 0, self._have, late)
+        self._reply(P.PUT_DATA | P.REPLY, seq, 5)
+
+    def _put_end(self, seq):
+        inc = self.route_dir + "/incoming.pkg"
+        if self._inc is None:
+            self._error(seq, P.E_BAD_REQUEST, "no route transfer open")
+            return
+        self._close_incoming()
+        if self._have != self._inc_size:
+            self._error(seq, P.E_ROUTE, "route incomplete: %d of %d bytes" % (self._have, self._inc_size))
+            return
+        if self._file_sha(inc) != self._inc_sha:
+            self._discard_incoming()
+            self._error(seq, P.E_ROUTE, "route transfer corrupt (sha256)")
+            return
+        try:
+            import routepkg
+
+            pkg = routepkg.RoutePackage(inc, self.key)
+            route_id = pkg.route_id
+            pkg.close()
+        except ValueError as e:  # PackageError is a ValueError
+            self._discard_incoming()
+            self._event("route_error", str(e))
+            self._error(seq, P.E_ROUTE, "route refused, previous kept: %s" % e)
+            return
+        os.rename(inc, self.route_dir + "/active.pkg")  # atomic on littlefs: old or new, never half
+        try:
+            os.remove(self.route_dir + "/incoming.meta")
+        except OSError:
+            pass
+        self._route = None
+        n = P.put_str(self.enc.payload, 0, route_id)
+        self._reply(P.PUT_END | P.REPLY, seq, n)
+        self._event("route", route_id)
+
+    def _close_incoming(self):
+        if self._inc is not None:
+            self._inc.close()  # close syncs on littlefs
+            self._inc = None
+
+    def _discard_incoming(self):
+        for name in ("/incoming.pkg", "/incoming.meta"):
+            try:
+                os.remove(self.route_dir + name)
+            except OSError:
+                pass
+
+    def _file_sha(self, path):
+        h = hashlib.sha256()
+        buf = self._rbuf
+        mv = memoryview(buf)
+        with open(path, "rb") as f:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                h.update(mv[:n])
+        return h.digest()
+
+    # --- small state ----------------------------------------------------------------------------
+
+    def _route_info(self):
+        if self._route is None:
+            path = self.route_dir + "/active.pkg"
+            route_id = ""
+            rhash = b"\0" * 8
+            try:
+                rhash = self._file_sha(path)[:8]
+                import routepkg
+
+                pkg = routepkg.RoutePackage(path, self.key)
+                route_id = pkg.route_id
+                pkg.close()
+            except (OSError, ValueError, ImportError):
+                pass
+            self._route = (route_id, rhash)
+        return self._route
+
+    def _free(self):
+        try:
+            st = os.statvfs(self.route_dir)
+            return min(st[0] * st[4], 0xFFFFFFFF)
+        except OSError:
+            return 0
+
+    def _battery(self):
+        if self.battery is None:
+            return 255
+        try:
+            return max(0, min(int(self.battery()), 254))
+        except (ValueError, TypeError):
+            return 255
+
+    def _load_counter(self):
+        try:
+            with open(self.counter_path, "rb") as f:
+                b = f.read(4)
+        except OSError:
+            return 0
+        return struct.unpack("<I", b)[0] if len(b) == 4 else 0
+
+    def _save_counter(self, counter):
+        tmp = self.counter_path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<I", counter))
+        os.rename(tmp, self.counter_path)  # atomic: the old counter or the new one
+        self.last_counter = counter

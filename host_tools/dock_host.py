@@ -1,0 +1,370 @@
+"""Host side of the dock link (spec: docs/dock-protocol.md) over pyserial.
+
+`DockLink` sends requests and waits for their answers (retransmitting on timeout), receives the
+record stream in a go-back-N window (PROGRESS after every frame in order, one NAK per hole), and
+pushes route packages in a window of PUT_DATA chunks that resumes from whatever the device holds.
+Failures are typed: DockTimeout (the device stopped answering), DockProtocolError (it answered
+nonsense), DeviceRefused (it answered with an ERROR frame), all DockErrors.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dockproto as P
+import record
+import serial
+
+BAUD = 115200
+RTO_S = 1.0  # request timeout before a retransmission; 1.5x that for silence inside a stream
+
+
+class DockError(Exception):
+    """Anything that ended a dock conversation early."""
+
+
+class DockTimeout(DockError):
+    pass
+
+
+class DockProtocolError(DockError):
+    pass
+
+
+class DeviceRefused(DockError):
+    """The device answered with an ERROR frame."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class AckRefused(DeviceRefused):
+    pass
+
+
+class RouteRefused(DeviceRefused):
+    pass
+
+
+@dataclass
+class Hello:
+    device_id: str
+    firmware: str
+    board: str
+    route_id: str
+    route_hash: bytes  # first 8 bytes of sha256(active.pkg); zeros without a route
+    first_seq: int
+    last_seq: int
+    watermark: int
+    pending: int
+    free_flash: int
+    ack_counter: int
+    battery: int | None
+
+
+@dataclass
+class Status:
+    pending: int
+    last_seq: int
+    watermark: int
+    free_flash: int
+    battery: int | None
+    route_id: str
+    space: str
+
+
+@dataclass
+class Frame:
+    type: int
+    seq: int
+    ack: int
+    payload: bytes
+
+
+@dataclass
+class LinkStats:
+    bytes_in: int = 0
+    bytes_out: int = 0
+    frames_in: int = 0
+    frames_bad: int = 0
+    retransmits: int = 0
+    naks: int = 0
+
+
+def _battery(b: int) -> int | None:
+    return None if b == 255 else b
+
+
+class DockLink:
+    def __init__(self, port: str | Any, *, window: int = 8, retries: int = 6, rto: float = RTO_S):
+        self.ser = serial.Serial(port, BAUD, timeout=0.05) if isinstance(port, str) else port
+        self.window = window
+        self.retries = retries
+        self.rto = rto
+        self.dec = P.Decoder()
+        self.enc = P.Encoder()
+        self.frames: deque[Frame] = deque()
+        self.stats = LinkStats()
+        self._id = random.randrange(1, 256)  # a fresh session rarely reuses the device's cached id
+        self._write(b"\0")  # flush whatever half frame the device's decoder holds
+
+    def close(self) -> None:
+        self.ser.close()
+
+    def __enter__(self) -> DockLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- frames ----------------------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        self._id = self._id % 255 + 1
+        return self._id
+
+    def _write(self, data: bytes | memoryview) -> None:
+        try:
+            self.ser.write(data)
+        except (OSError, serial.SerialException) as exc:
+            raise DockError(f"dock port write failed: {exc}") from exc
+        self.stats.bytes_out += len(data)
+
+    def send(self, ftype: int, seq: int, ack: int, payload: bytes = b"") -> None:
+        self.enc.payload[: len(payload)] = payload
+        self._write(self.enc.frame(ftype, seq, ack, len(payload)))
+
+    def poll(self, timeout: float) -> Frame | None:
+        """The next good frame, waiting at most `timeout` seconds; None if none came."""
+        deadline = time.monotonic() + timeout
+        while not self.frames:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.ser.timeout = min(left, 0.05)
+            try:
+                waiting = self.ser.in_waiting
+                data = self.ser.read(max(1, min(waiting, 4096)))
+            except (OSError, serial.SerialException) as exc:
+                raise DockError(f"dock port read failed: {exc}") from exc
+            if data:
+                self._feed(data)
+        return self.frames.popleft()
+
+    def _feed(self, data: bytes) -> None:
+        self.stats.bytes_in += len(data)
+        dec = self.dec
+        pos = 0
+        bad = dec.bad
+        while pos < len(data):
+            pos = dec.feed(data, pos, len(data))
+            if dec.ready:
+                self.stats.frames_in += 1
+                self.frames.append(Frame(dec.type, dec.seq, dec.ack,
+                                         bytes(dec.buf[P.HEAD: P.HEAD + dec.plen])))
+        self.stats.frames_bad += dec.bad - bad
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def request(self, ftype: int, payload: bytes = b"", timeout: float | None = None) -> bytes:
+        """Send a request and return its reply's payload, retransmitting on silence."""
+        rid = self._next_id()
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retransmits += 1
+            self.send(ftype, rid, 0, payload)
+            deadline = time.monotonic() + (timeout or self.rto)
+            while True:
+                f = self.poll(max(0.0, deadline - time.monotonic()))
+                if f is None:
+                    break
+                if f.ack != rid:
+                    continue  # late frame of an earlier exchange
+                if f.type == ftype | P.REPLY:
+                    return f.payload
+                if f.type == P.ERROR:
+                    raise _refusal(ftype, f.payload)
+        raise DockTimeout(f"no answer to request 0x{ftype:02x} after {self.retries + 1} tries")
+
+    def hello(self) -> Hello:
+        p = self.request(P.HELLO)
+        try:
+            first, last, wm, pending, free, ctr, batt, rhash = struct.unpack_from(P.HELLO_FIXED, p, 0)
+            off = struct.calcsize(P.HELLO_FIXED)
+            texts = []
+            for _ in range(4):
+                s, off = P.get_str(p, off)
+                texts.append(s)
+        except (struct.error, ValueError, IndexError, UnicodeError) as exc:
+            raise DockProtocolError(f"malformed HELLO reply: {exc}") from exc
+        return Hello(texts[0], texts[1], texts[2], texts[3], bytes(rhash), first, last, wm, pending,
+                     free, ctr, _battery(batt))
+
+    def set_clock(self, unix_s: int) -> None:
+        self.request(P.SET_CLOCK, struct.pack("<I", unix_s))
+
+    def status(self) -> Status:
+        p = self.request(P.STATUS)
+        try:
+            pending, last, wm, free, batt = struct.unpack_from(P.STATUS_FIXED, p, 0)
+            route_id, off = P.get_str(p, struct.calcsize(P.STATUS_FIXED))
+            space, _ = P.get_str(p, off)
+        except (struct.error, ValueError, IndexError, UnicodeError) as exc:
+            raise DockProtocolError(f"malformed STATUS reply: {exc}") from exc
+        return Status(pending, last, wm, free, _battery(batt), route_id, space)
+
+    def ack(self, seq: int, counter: int, mac: bytes) -> int:
+        """Send a signed acknowledgement; return the device's watermark after it."""
+        p = self.request(P.ACK, struct.pack(P.ACK_FIXED, seq, counter, mac))
+        return struct.unpack_from(P.ACK_REPLY, p, 0)[0]
+
+    # -- record stream ---------------------------------------------------------------------------
+
+    def records(self, from_seq: int, on_batch: Callable[[list[bytes], list[int]], None]) -> int:
+        """Stream every record the device holds from `from_seq`. `on_batch(records, absent)` gets
+        each frame's records in order, and the seqs the device skipped (it never held them).
+        Returns the seq after the last one streamed."""
+        next_rec = max(1, from_seq)
+        tries = 0
+        while True:
+            gid = self._next_id()
+            self.send(P.GET_RECORDS, gid, 0, struct.pack(P.GET_FIXED, next_rec, self.window))
+            expect = 0
+            nak_for = -1
+            quiet_since = time.monotonic()
+            while True:
+                f = self.poll(0.05)
+                if f is None:
+                    if time.monotonic() - quiet_since > self.rto * 1.5:
+                        break  # ask again from the last record we hold
+                    continue
+                if f.ack != gid:
+                    continue
+                if f.type == P.ERROR:
+                    raise _refusal(P.GET_RECORDS, f.payload)
+                if f.type != P.RECORDS:
+                    continue
+                if f.seq != expect:
+                    if nak_for != expect:  # one NAK per hole: the frames behind it are all stale
+                        nak_for = expect
+                        self.stats.naks += 1
+                        nak = struct.pack(P.PROGRESS_FIXED, expect, next_rec, P.F_NAK)
+                        self.send(P.PROGRESS, gid, 0, nak)
+                    continue
+                recs, last = _split(f.payload)
+                absent: list[int] = []
+                fresh: list[bytes] = []
+                for r in recs:
+                    s = record.seq_of(r)
+                    if s < next_rec:
+                        continue  # cannot happen in order; never count a record twice
+                    absent.extend(range(next_rec, s))
+                    fresh.append(r)
+                    next_rec = s + 1
+                expect = (expect + 1) & 0xFF
+                quiet_since = time.monotonic()
+                tries = 0
+                self.send(P.PROGRESS, gid, 0, struct.pack(P.PROGRESS_FIXED, expect, next_rec, 0))
+                on_batch(fresh, absent)
+                if last:
+                    return next_rec
+            tries += 1
+            self.stats.retransmits += 1
+            if tries > self.retries:
+                raise DockTimeout(f"record stream stalled at seq {next_rec}")
+
+    # -- route push ------------------------------------------------------------------------------
+
+    def put_route(self, data: bytes, sha: bytes, progress: Callable[[int, int], None] | None = None) -> str:
+        """Send a route package; the device resumes an earlier partial copy of the same one,
+        verifies it and makes it active. Returns the route id; RouteRefused if it failed a check."""
+        size = len(data)
+        for _restart in range(self.retries + 1):
+            p = self.request(P.PUT_BEGIN, struct.pack(P.PUT_BEGIN_FIXED, size, sha))
+            base = struct.unpack_from(P.PUT_REPLY, p, 0)[0]
+            try:
+                self._put_window(data, base, progress)
+            except _Restart:
+                continue
+            p = self.request(P.PUT_END, b"", timeout=max(self.rto, 5.0))
+            return P.get_str(p, 0)[0]
+        raise DockTimeout("route push kept losing its transfer")
+
+    def _put_window(self, data: bytes, base: int, progress: Callable[[int, int], None] | None) -> None:
+        size = len(data)
+        nxt = base
+        live: set[int] = set()  # ids sent since the last go-back: only their replies may rewind us
+        quiet_since = time.monotonic()
+        tries = 0
+        while base < size:
+            while nxt < size and nxt - base < self.window * P.MAX_DATA:
+                chunk = data[nxt: nxt + P.MAX_DATA]
+                rid = self._next_id()
+                live.add(rid)
+                self.send(P.PUT_DATA, rid, 0, struct.pack(P.PUT_DATA_FIXED, nxt) + chunk)
+                nxt += len(chunk)
+            f = self.poll(0.05)
+            if f is None:
+                if time.monotonic() - quiet_since > self.rto:
+                    tries += 1
+                    self.stats.retransmits += 1
+                    if tries > self.retries:
+                        raise DockTimeout(f"route push stalled at {base} of {size} bytes")
+                    nxt = base
+                    live.clear()
+                    quiet_since = time.monotonic()
+                continue
+            if f.type == P.ERROR and f.ack in live:
+                raise _Restart()  # the device lost the transfer (rebooted): begin again, resuming
+            if f.type != P.PUT_DATA | P.REPLY:
+                continue
+            have, late = struct.unpack_from(P.PUT_REPLY, f.payload, 0)
+            if have > base:
+                base = have
+                quiet_since = time.monotonic()
+                tries = 0
+                if progress:
+                    progress(base, size)
+            if late and f.ack in live and have < nxt:
+                nxt = base  # a chunk went missing: go back to the first one the device lacks
+                live.clear()
+                self.stats.naks += 1
+
+
+class _Restart(Exception):
+    pass
+
+
+def _split(payload: bytes) -> tuple[list[bytes], bool]:
+    if not payload:
+        raise DockProtocolError("empty RECORDS frame")
+    out = []
+    off = 1
+    while off < len(payload):
+        n = payload[off]
+        if off + 1 + n > len(payload) or n < record.HEAD_LEN:
+            raise DockProtocolError("RECORDS frame with a truncated record")
+        out.append(payload[off + 1: off + 1 + n])
+        off += 1 + n
+    return out, bool(payload[0] & P.F_LAST)
+
+
+def _refusal(ftype: int, payload: bytes) -> DeviceRefused:
+    code = payload[0] if payload else 0
+    try:
+        msg = P.get_str(payload, 1)[0] if len(payload) > 1 else "device error"
+    except (ValueError, IndexError, UnicodeError):
+        msg = "device error"
+    if code == P.E_ACK_REFUSED:
+        return AckRefused(code, msg)
+    if code == P.E_ROUTE:
+        return RouteRefused(code, msg)
+    return DeviceRefused(code, f"request 0x{ftype:02x} refused: {msg}")

@@ -1,0 +1,142 @@
+"""One device's nightly sync over its dock port: hello, clock, records, commit, signed ack, route.
+
+Order is what makes a cut harmless at any point: records are committed to the store (durably)
+before the acknowledgement is even built, and the acknowledgement names only the highest
+contiguous sequence the store holds. A cut before the ack leaves the device holding records the
+store already has (the next sync re-sends them, the store counts them as duplicates); a cut after
+it leaves nothing to redo. Each ack uses a fresh counter reserved in the store first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dockproto as P
+import sign
+
+from host_tools.dock_host import DockError, DockLink, Hello, RouteRefused
+from host_tools.store import Store, UnknownDevice
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SyncReport:
+    port: str
+    device_id: str = ""
+    ok: bool = False
+    error: str = ""
+    received: int = 0  # records that came over the link
+    stored: int = 0
+    duplicates: int = 0
+    conflicts: list[int] = field(default_factory=list)
+    absent: list[int] = field(default_factory=list)  # seqs the device never held
+    acked_seq: int = 0  # the device's watermark after our ACK
+    pending_after: int = 0
+    route_pushed: str = ""  # route id made active on the device, if any
+    route_error: str = ""
+    gaps: list[int] = field(default_factory=list)  # every missing seq in the store for the device
+    payload_bytes: int = 0
+    seconds: float = 0.0
+    link: dict[str, int] = field(default_factory=dict)
+
+
+def sync_device(port: str | Any, store: Store, *, progress: Progress | None = None,
+                push_route: bool = True, window: int = 8, retries: int = 6,
+                rto: float = 1.0) -> SyncReport:
+    """Sync one docked device; never raises for a dock problem, the report says what happened."""
+    name = port if isinstance(port, str) else getattr(port, "port", "?")
+    rep = SyncReport(port=str(name))
+    t0 = time.monotonic()
+    say = progress or (lambda _msg: None)
+    try:
+        with DockLink(port, window=window, retries=retries, rto=rto) as link:
+            try:
+                _sync(link, store, rep, say, push_route)
+            finally:
+                rep.link = vars(link.stats).copy()
+    except (DockError, UnknownDevice, OSError) as exc:
+        rep.error = f"{type(exc).__name__}: {exc}"
+        say(f"failed: {rep.error}")
+    rep.seconds = time.monotonic() - t0
+    if rep.device_id:
+        try:
+            rep.gaps = store.gaps(rep.device_id)
+        except UnknownDevice:
+            pass
+    return rep
+
+
+def _sync(link: DockLink, store: Store, rep: SyncReport, say: Progress, push_route: bool) -> None:
+    say("hello")
+    hello = link.hello()
+    dev = rep.device_id = hello.device_id
+    key = store.key(dev)
+    if key is None:
+        raise UnknownDevice(f"device {dev!r} is not enrolled in this store")
+    store.seen(dev, "dock", **_status(hello))
+    link.set_clock(int(time.time()))
+
+    total = max(0, hello.last_seq - hello.watermark)
+
+    def batch(recs: list[bytes], absent: list[int]) -> None:
+        if recs:
+            res = store.ingest(dev, recs, "dock")  # committed before we go on
+            rep.stored += res.stored
+            rep.duplicates += res.duplicates
+            rep.conflicts += res.conflicts
+            rep.received += len(recs)
+            rep.payload_bytes += sum(len(r) for r in recs)
+        if absent:
+            store.declare_absent(dev, absent, "dock")
+            rep.absent += absent
+        say(f"records {rep.received}/{total}")
+
+    say(f"records 0/{total}")
+    link.records(hello.watermark + 1, batch)
+
+    ack = store.ack_seq(dev)
+    if ack > hello.watermark:
+        counter = store.next_counter(dev, "dock_ack")  # durably reserved: never sent twice
+        mac = sign.Signer(key).mac(P.ack_message(dev, counter, ack))
+        say(f"ack {ack}")
+        rep.acked_seq = link.ack(ack, counter, mac)
+    else:
+        rep.acked_seq = hello.watermark
+
+    if push_route and _push_wanted(store, dev, hello):
+        assigned = store.assigned_route(dev)
+        assert assigned is not None
+        say("route push")
+        try:
+            rep.route_pushed = link.put_route(
+                assigned.package, assigned.sha256,
+                lambda done, size: say(f"route {100 * done // max(size, 1)}%"))
+            store.mark_pushed(dev, assigned.sha256)
+        except RouteRefused as exc:  # the device kept its previous route
+            rep.route_error = str(exc)
+
+    st = link.status()
+    store.seen(dev, "dock", pending=st.pending, watermark=st.watermark, free_flash=st.free_flash,
+               battery=st.battery, route_id=st.route_id)
+    rep.pending_after = st.pending
+    rep.ok = not rep.conflicts and not rep.route_error
+    if rep.conflicts:
+        rep.error = f"{len(rep.conflicts)} record(s) conflict with stored ones (flagged)"
+    elif rep.route_error:
+        rep.error = rep.route_error
+    say("done")
+
+
+def _push_wanted(store: Store, dev: str, hello: Hello) -> bool:
+    assigned = store.assigned_route(dev)
+    return assigned is not None and assigned.sha256[:8] != hello.route_hash
+
+
+def _status(h: Hello) -> dict[str, Any]:
+    return {"firmware": h.firmware, "board": h.board, "route_id": h.route_id, "route_hash": h.route_hash,
+            "pending": h.pending, "watermark": h.watermark, "battery": h.battery,
+            "free_flash": h.free_flash}
