@@ -77,12 +77,7 @@ class FlashDevice:
     # --- block protocol used by vfs.VfsLfs2 ---
 
     def readblocks(self, n, buf, off=0):
-        pos = n * self.block_size + off
-        if self._f is None:
-            buf[:] = memoryview(self.image)[pos: pos + len(buf)]
-        else:
-            self._f.seek(pos)
-            self._f.readinto(buf)
+        self._get(n * self.block_size + off, buf)
 
     def writeblocks(self, n, buf, off=None):
         if off is None:
@@ -181,6 +176,7 @@ class FlashDevice:
 
     def _dead(self):
         if self._halt:
+            self._halt = False  # only once: cleanup after the cut (closing files) then runs harmlessly
             raise PowerLost()
         return False
 
@@ -201,7 +197,16 @@ class FlashDevice:
 
     def _get(self, pos, buf):
         if self._f is None:
-            buf[:] = memoryview(self.image)[pos: pos + len(buf)]
+            try:
+                buf[:] = memoryview(self.image)[pos: pos + len(buf)]
+            except MemoryError:
+                # Heap locked: a GC finalizer closing a file left open at a power cut. Byte copy.
+                img = self.image
+                i = 0
+                n = len(buf)
+                while i < n:
+                    buf[i] = img[pos + i]
+                    i += 1
         else:
             self._f.seek(pos)
             self._f.readinto(buf)

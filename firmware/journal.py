@@ -1,0 +1,310 @@
+"""The delivery journal: append-only, power-loss safe, on littlefs. Layout: docs/journal.md.
+
+A record is confirmed (beep) only after `append` returned, and by then it is on flash: the frame is
+written and the segment file flushed (littlefs commits a file sync atomically). Frames carry a
+length and a CRC32 so a torn or rotted tail is recognised at boot and dropped, keeping all before it.
+Segments are small files because littlefs copies a file's last block on every sync of an append.
+Sequence numbers come from a persisted lease, so none is handed out twice, even across a power cut
+that swallowed the record that had it.
+"""
+
+import binascii
+import os
+import struct
+
+import record
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731
+
+SEG_MAX = const(1024)  # bytes per segment before rotation (bench: tests/bench/bench_journal.py)
+LEASE = const(32)  # sequence numbers reserved per state write
+_ENOSPC = const(28)
+_HDR = const(2)  # u16 payload length
+_TRL = const(4)  # u32 CRC32 over length + payload
+FRAME_MAX = _HDR + record.MAX_LEN + _TRL
+_SUFFIX = ".seg"
+
+
+class JournalError(Exception):
+    pass
+
+
+class JournalFull(JournalError):
+    """No room for another record: refuse the scan, tell the carrier, keep everything held."""
+
+
+def _crc(mv, n):
+    # CRC covers the length field too, so a flipped length cannot pass as a shorter frame.
+    return binascii.crc32(mv[_HDR: _HDR + n], binascii.crc32(mv[:_HDR])) & 0xFFFFFFFF
+
+
+def _read_frame(f, buf):
+    """Read one frame into `buf`; return its payload length, 0 at a clean end, -1 if torn/corrupt."""
+    mv = memoryview(buf)
+    got = f.readinto(mv[:_HDR])
+    if not got:
+        return 0
+    if got < _HDR:
+        return -1
+    n = buf[0] | buf[1] << 8
+    if n < record.HEAD_LEN or n > record.MAX_LEN:
+        return -1
+    if f.readinto(mv[_HDR: _HDR + n + _TRL]) != n + _TRL:
+        return -1
+    if struct.unpack_from("<I", buf, _HDR + n)[0] != _crc(mv, n):
+        return -1
+    return n
+
+
+class Journal:
+    def __init__(self, root="/journal", seg_max=SEG_MAX, low_blocks=0, full_blocks=0):
+        self.root = root
+        self.seg_max = seg_max
+        self._low = low_blocks
+        self._reserve = full_blocks
+        self._buf = bytearray(FRAME_MAX)  # the one frame buffer for appends and recovery
+        self._f = None  # open segment being appended to
+        self._size = 0
+        self._rotate = True  # next append opens a new segment
+        self._full = False
+        self._space = "ok"
+        self.torn = 0  # frames dropped at boot (diagnostics)
+        try:
+            os.mkdir(root)
+        except OSError:
+            pass  # exists
+        self.watermark, self._lease = self._load_state()
+        self._segs = self._list_segments()  # first seq of each segment, ascending
+        self.last_seq = 0
+        self._pending = 0
+        self._recover()
+        if self._lease == 0:
+            # State lost (never seen on littlefs, whose rename is atomic): skip a lease's worth so a
+            # seq swallowed by a cut after the last durable record is not handed out again.
+            self._lease = self.last_seq + 1 + LEASE if self._segs else 1
+        # Above every seq ever handed out: the lease covers those whose record a cut swallowed.
+        self.next_seq = max(self._lease, self.last_seq + 1)
+        self._reclaim()
+        self._check_space()
+
+    # --- public API ---
+
+    def append(self, rec):
+        """Give `rec` the next sequence number and make it durable; return the seq."""
+        if self._full:
+            raise JournalFull("journal full")
+        seq = self.next_seq
+        try:
+            if seq >= self._lease:
+                self._lease = seq + LEASE
+                self._save_state()
+            self.next_seq = seq + 1  # consumed now, whatever happens to the write
+            rec.seq = seq
+            buf = self._buf
+            mv = memoryview(buf)
+            n = rec.encode_into(mv[_HDR:])
+            buf[0] = n & 0xFF
+            buf[1] = n >> 8
+            struct.pack_into("<I", buf, _HDR + n, _crc(mv, n))
+            size = _HDR + n + _TRL
+            if self._rotate or self._size + size > self.seg_max:
+                self._open_segment(seq)
+            f = self._f
+            if f is None:
+                raise JournalError("no open segment")
+            f.write(mv[:size])
+            f.flush()
+        except OSError as e:
+            self._abandon_segment()
+            if e.errno == _ENOSPC:
+                self._full = True
+                self._space = "full"
+                raise JournalFull("flash full") from e
+            raise JournalError("journal write failed: %s" % e) from e
+        self._size += size
+        self.last_seq = seq
+        self._pending += 1
+        return seq
+
+    def pending(self):
+        """Records held above the watermark (not yet acknowledged by the host)."""
+        return self._pending
+
+    def acknowledge(self, seq):
+        """The host stored every record up to `seq`: persist the watermark, reclaim segments."""
+        seq = min(seq, self.next_seq - 1)  # never pre-acknowledge records not yet written
+        if seq <= self.watermark:
+            return
+        self.watermark = seq
+        try:
+            self._save_state()
+        except OSError as e:
+            raise JournalError("watermark not saved: %s" % e) from e
+        self._reclaim()
+        self._pending = self._count(seq + 1)
+        self._check_space()
+
+    def records(self, from_seq, buf):
+        """Yield (seq, memoryview of the encoded record in `buf`) for each held seq >= from_seq.
+
+        `buf` must hold FRAME_MAX bytes; each view is valid until the next step. A seq between
+        two yielded ones that is missing was never durable and never will be (see docs/journal.md).
+        """
+        mv = memoryview(buf)
+        segs = self._segs
+        i = 0
+        while i < len(segs):
+            if i + 1 < len(segs) and segs[i + 1] <= from_seq:
+                i += 1  # every record in it is below from_seq
+                continue
+            try:
+                f = open(self._path(segs[i]), "rb")
+            except OSError:
+                i += 1  # reclaimed meanwhile
+                continue
+            try:
+                while True:
+                    n = _read_frame(f, buf)
+                    if n <= 0:
+                        break
+                    seq = record.seq_of(mv[_HDR: _HDR + n])
+                    if seq >= from_seq:
+                        yield seq, mv[_HDR: _HDR + n]
+            finally:
+                f.close()
+            i += 1
+
+    def space(self):
+        return self._space
+
+    def read_state(self):
+        """For the screen: (pending, last seq written, "ok"|"low"|"full")."""
+        return self._pending, self.last_seq, self._space
+
+    def close(self):
+        self._abandon_segment()
+
+    # --- internals ---
+
+    def _path(self, first):
+        return "%s/%010d%s" % (self.root, first, _SUFFIX)
+
+    def _list_segments(self):
+        segs = []
+        for name in os.listdir(self.root):
+            if name.endswith(_SUFFIX):
+                try:
+                    segs.append(int(name[: -len(_SUFFIX)]))
+                except ValueError:
+                    pass
+        segs.sort()
+        return segs
+
+    def _load_state(self):
+        try:
+            with open(self.root + "/state", "rb") as f:
+                b = f.read(12)
+            wm, lease, crc = struct.unpack("<III", b)
+            if binascii.crc32(b[:8]) & 0xFFFFFFFF == crc:
+                return wm, lease
+        except (OSError, ValueError):
+            pass
+        return 0, 0  # no state: _recover's records decide next_seq
+
+    def _save_state(self):
+        # New file, then rename over the old: littlefs renames atomically, so a cut leaves one of the two.
+        b = struct.pack("<II", self.watermark, self._lease)
+        tmp = self.root + "/state.tmp"
+        with open(tmp, "wb") as f:
+            f.write(b)
+            f.write(struct.pack("<I", binascii.crc32(b) & 0xFFFFFFFF))
+        os.rename(tmp, self.root + "/state")
+
+    def _recover(self):
+        buf = self._buf
+        mv = memoryview(buf)
+        last = 0
+        i = 0
+        while i < len(self._segs):
+            first = self._segs[i]
+            good = 0
+            with open(self._path(first), "rb") as f:
+                while True:
+                    n = _read_frame(f, buf)
+                    if n == 0:
+                        break
+                    seq = record.seq_of(mv[_HDR: _HDR + n]) if n > 0 else 0
+                    if n < 0 or seq <= last:
+                        # Torn tail (or garbage): keep what came before, never append after it.
+                        self.torn += 1
+                        break
+                    last = seq
+                    good += 1
+                    if seq > self.watermark:
+                        self._pending += 1
+            if good == 0:
+                os.remove(self._path(first))  # created, then the cut came before its first frame
+                self._segs.pop(i)
+                continue
+            i += 1
+        self.last_seq = last
+        self._rotate = True  # always start a fresh segment after boot: the old tail may be torn
+
+    def _count(self, from_seq):
+        n = 0
+        for _ in self.records(from_seq, self._buf):
+            n += 1
+        return n
+
+    def _reclaim(self):
+        segs = self._segs
+        # A segment is all <= watermark when the next one starts at or below watermark + 1
+        # (or, for the last one, when the last record written is acknowledged).
+        while segs:
+            end = segs[1] - 1 if len(segs) > 1 else self.last_seq
+            if end > self.watermark:
+                break
+            if len(segs) == 1:
+                self._abandon_segment()
+            try:
+                os.remove(self._path(segs[0]))
+            except OSError:
+                pass
+            segs.pop(0)
+
+    def _open_segment(self, first):
+        self._abandon_segment()
+        self._f = open(self._path(first), "ab")
+        self._segs.append(first)
+        self._size = 0
+        self._rotate = False
+        self._check_space()
+
+    def _abandon_segment(self):
+        f = self._f
+        self._f = None
+        self._rotate = True
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def _check_space(self):
+        # statvfs walks the whole filesystem: only at boot, rotation and acknowledgement.
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return
+        free, total = st[3], st[2]
+        reserve = self._reserve or max(4, total // 32)
+        low = self._low or max(reserve * 2, total // 10)
+        if free < reserve:
+            self._full = True
+            self._space = "full"
+        else:
+            self._full = False
+            self._space = "low" if free < low else "ok"
