@@ -64,10 +64,13 @@ class BatchWriter:
         self.hlen = header_len(self.id)
         self.begin()
 
-    def begin(self):
+    def begin(self, first=0):
+        """Start a batch covering seqs from `first` (the watermark + 1): any seq from there to the
+        last record added that is not in the batch is declared absent (the journal never held
+        it: a skipped lease, a torn tail), so the server's acknowledgement may pass it."""
         self.n = self.hlen
         self.count = 0
-        self.first = 0
+        self.first = first
         self.last = 0
 
     def add(self, seq, rec):
@@ -80,7 +83,7 @@ class BatchWriter:
         self.buf[self.n] = ln
         self.mv[self.n + 1: self.n + 1 + ln] = rec
         self.n += 1 + ln
-        if self.count == 0:
+        if self.count == 0 and (self.first == 0 or self.first > seq):
             self.first = seq
         self.last = seq
         self.count += 1
@@ -98,8 +101,9 @@ class BatchWriter:
         return self.mv[: self.n]
 
 
-def encode_batch(device_id, signer, counter, clock, records, compress=False):
-    """Convenience for hosts and tests: `records` is a list of encoded record bytes."""
+def encode_batch(device_id, signer, counter, clock, records, compress=False, first=None):
+    """Convenience for hosts and tests: `records` is a list of encoded record bytes in seq
+    order; `first` (default: the first record's seq) starts the covered range."""
     body = bytearray()
     for r in records:
         if len(r) > MAX_RECORD:
@@ -113,7 +117,8 @@ def encode_batch(device_id, signer, counter, clock, records, compress=False):
             body = bytearray(packed)
             flags = F_DEFLATE
     idb = device_id.encode() if isinstance(device_id, str) else device_id
-    first = _seq(records[0]) if records else 0
+    if first is None:
+        first = _seq(records[0]) if records else 0
     last = _seq(records[-1]) if records else 0
     head = struct.pack(_HEAD, MAGIC, VERSION, flags, len(idb), 0, counter, clock, first, last,
                        len(records), len(body)) + idb + hashlib.sha256(body).digest()
@@ -176,9 +181,22 @@ class Batch:
             n += 1 + ln
         if len(out) != self.count:
             raise FormatError("record count mismatch")
-        if out and (_seq(out[0]) != self.first or _seq(out[-1]) != self.last):
+        prev = self.first - 1
+        for r in out:
+            s = _seq(r)
+            if s <= prev:
+                raise FormatError("records out of order or outside the range")
+            prev = s
+        if out and prev != self.last:
             raise FormatError("sequence range mismatch")
         return out
+
+    def absent(self, records):
+        """Seqs of the covered range the device declares it never held (not in `records`)."""
+        if not records:
+            return []
+        held = set(_seq(r) for r in records)
+        return [s for s in range(self.first, self.last + 1) if s not in held]
 
 
 def encode_ack(signer, device_id, counter, ack_seq, stored=0, duplicates=0, conflicts=0, status=ACK_OK):

@@ -38,6 +38,7 @@ SOURCE = "cellular"
 COUNTER_NAME = "upload"  # the store's replay guard for the device's request counter
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_MAX_RECORDS = 256
+MAX_ABSENT = 100_000  # seqs one batch may declare never held (leases skipped at power cuts)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -134,9 +135,11 @@ def create_app(store: Store | str | None = None, *, max_body: int = DEFAULT_MAX_
             s = keys[device_id] = Signer(key)
         return s
 
-    def commit(device_id: str, counter: int, records: list[bytes]) -> IngestResult | None:
+    def commit(device_id: str, counter: int, records: list[bytes], absent: list[int]) -> IngestResult | None:
         if not db.advance_counter(device_id, COUNTER_NAME, counter):
             return None
+        if absent:  # before the records: ack_seq may then pass them in the same ingest
+            db.declare_absent(device_id, absent, SOURCE)
         res = db.ingest(device_id, records, SOURCE)
         db.seen(device_id, SOURCE)
         return res
@@ -172,8 +175,11 @@ def create_app(store: Store | str | None = None, *, max_body: int = DEFAULT_MAX_
                 records = batch.records()
             except upload.FormatError as exc:
                 raise Refusal(400, "malformed", str(exc)) from None
+            if records and batch.last - batch.first + 1 - len(records) > MAX_ABSENT:
+                raise Refusal(413, "too_large", "range declares too many absent seqs")
+            absent = batch.absent(records)
             try:
-                res = await in_store(commit, device_id, batch.counter, records)
+                res = await in_store(commit, device_id, batch.counter, records, absent)
             except UnknownDevice:
                 raise Refusal(404, "unknown_device", "device not enrolled") from None
             if res is None:

@@ -140,3 +140,25 @@ def test_counter_lease_skips_but_never_reuses_across_power_cuts(mpy, tmp_path):
     """)
     # boots take 3, 10, 17, 24 counters: 1-3, then 17-26, then 33-49 (a new lease mid-way), ...
     assert out.split() == ["54", "54", "True", "1", "17", "33"]
+
+
+def test_range_declares_the_seqs_the_journal_never_held(mpy):
+    out = mpy("""
+        import binascii, record, upload
+        from sign import Signer
+        w = upload.BatchWriter("DEV-0001", Signer(bytes(range(32))))
+        w.begin(11)                       # watermark 10; the journal holds 13, 14 and 20
+        for s in (13, 14, 20):
+            w.add(s, record.Record(seq=s, device_id="DEV-0001").encode())
+        print(binascii.hexlify(w.finish(3, 0)).decode())
+    """)
+    b = upload.Batch(bytes.fromhex(out.strip()))
+    recs = b.records()
+    assert (b.first, b.last, b.count) == (11, 20, 3)
+    assert b.absent(recs) == [11, 12, 15, 16, 17, 18, 19]
+    out_of_order = upload.encode_batch(DEV, Signer(KEY), 1, 0, [recs[1], recs[0]])
+    try:
+        upload.Batch(out_of_order).records()
+        raise AssertionError("accepted records out of order")
+    except upload.FormatError:
+        pass
