@@ -25,7 +25,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 typecheck: setup
-	$(BIN)/pyright -p pyrightconfig.json
+	$(BIN)/pyright -p pyrightconfig.json --pythonpath $(BIN)/python
 	$(BIN)/pyright -p .ci/pyright-rp2.json --pythonpath .ci/no_stdlib_python
 	$(BIN)/pyright -p .ci/pyright-esp32.json --pythonpath .ci/no_stdlib_python
 
