@@ -52,6 +52,7 @@ class FlashDevice:
         self.writes = 0
         self.programmed_bytes = 0
         self.erased_blocks = 0
+        self.reverts = 0  # OOO cuts that reverted a block (tests check the model was exercised)
         self.wear = _zeros(block_count)
         self._f = None
         if path is None:
@@ -184,6 +185,7 @@ class FlashDevice:
         self.powered = False
         if self._ooo and self._pre_block != _NEVER:
             self._put(self._pre_block * self.block_size, self._pre)
+            self.reverts += 1
         self._pre_block = _NEVER
         if self._f is not None:
             self._f.flush()
