@@ -74,6 +74,7 @@ class ModemEmulator:
         # counters for tests and the bench
         self.air_bytes = 0
         self.posts = 0  # POSTs that reached the server
+        self.bodies: list[bytes] = []  # what they carried, in order
         self.commands: list[str] = []
         self._reset_state()
 
@@ -260,6 +261,7 @@ class ModemEmulator:
         except OSError:
             return "714" if self.dialect == "bg95" else "713"
         self.posts += 1
+        self.bodies.append(body)
         req = http_request_bytes(self.url, len(body), self.content_type)
         self.air_bytes += req + len(head) + len(data) + tcp_overhead(req, len(head) + len(data))
         if f == "lost_response":

@@ -1,0 +1,200 @@
+"""Cellular uploader: its own asyncio task, sending the journal's unacknowledged records in signed
+batches through the modem (docs/upload-api.md).
+
+The journal's watermark (shared with the dock) moves only on an acknowledgement the server signed
+under our key for this very request: a bare HTTP 200, a proxy's page or a replayed answer moves
+nothing. Each failure class has its own remedy:
+
+    NoCoverage       wait for registration (poll, no backoff growth)
+    Transient        retry the same records later, full-jitter exponential backoff
+    ContextBroken    re-activate the PDP context, then back off
+    ModemState       power-cycle the modem, then back off
+    SimProvisioning  nothing the device can fix: report it, retry rarely
+    HTTP 413         split: halve the batch and send again at once
+    HTTP 401/403/404/412/5xx   authentication, clock, enrolment or server trouble: report, back off
+    other HTTP 4xx   the server refuses these records: quarantine the batch (kept on the device for
+                     the dock, listed in /upload/quarantine) and go on with the next records
+"""
+
+import asyncio
+import random
+
+import hal
+import upload
+from modem import ContextBroken, ModemError, ModemState, NoCoverage, SimProvisioning, Transient
+from sign import Signer
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731
+
+BATCH = const(32)  # records per batch by default (bench: tests/bench/bench_cellular.py)
+_FRAME = const(256)  # >= journal.FRAME_MAX
+_MAX_EXP = const(16)  # keeps base * 2**attempt a small int
+
+
+class Uploader:
+    def __init__(self, journal, modem, device_id, key, server_url, state_dir="/upload", batch=BATCH,
+                 base_ms=2000, cap_ms=300000, idle_ms=30000, coverage_ms=15000, buf_size=4096):
+        self.journal = journal
+        self.modem = modem
+        self.device_id = device_id
+        self.signer = Signer(key)
+        self.url = "%s/v1/devices/%s/records" % (server_url.rstrip("/"), device_id)
+        self.state_dir = state_dir
+        try:
+            import os
+
+            os.mkdir(state_dir)
+        except OSError:
+            pass  # exists
+        self.counter = upload.CounterLease(state_dir + "/counter")
+        self.writer = upload.BatchWriter(device_id, self.signer, buf_size)
+        self.frame = bytearray(_FRAME)
+        self.batch = batch
+        self.limit = batch  # halved on 413, grown back on success
+        self.base_ms = base_ms
+        self.cap_ms = cap_ms
+        self.idle_ms = idle_ms
+        self.coverage_ms = coverage_ms
+        self.attempt = 0
+        self.cursor = 0  # next seq to send: passes quarantined batches, never below the watermark
+        self.wake = asyncio.Event()
+        # for the screen and the dock
+        self.last_ok = 0  # device clock of the last verified acknowledgement
+        self.last_error = ""
+        self.quarantined = 0
+        self.sent = 0  # batches the server acknowledged
+
+    # -- state for the screen ------------------------------------------------------------------
+
+    def pending(self):
+        return self.journal.pending()
+
+    def status(self):
+        return {"pending": self.journal.pending(), "last_ok": self.last_ok, "last_error": self.last_error,
+                "quarantined": self.quarantined}
+
+    def kick(self):
+        """A new record was journalled: end an idle wait."""
+        self.wake.set()
+
+    # -- the task ------------------------------------------------------------------------------
+
+    async def run(self):
+        while True:
+            ms = await self.step()
+            if ms < 0:  # nothing to send: wait for a new record or the idle period
+                try:
+                    await asyncio.wait_for_ms(self.wake.wait(), self.idle_ms)  # type: ignore[attr-defined]
+                except asyncio.TimeoutError:
+                    pass
+                self.wake.clear()
+            elif ms:
+                await asyncio.sleep_ms(ms)  # type: ignore[attr-defined]
+
+    def _fill(self):
+        """Put the next records into the batch writer; return how many."""
+        j = self.journal
+        start = max(j.watermark + 1, self.cursor)
+        w = self.writer
+        w.begin(start)
+        n = 0
+        it = j.records(start, self.frame)
+        try:
+            for seq, rec in it:
+                if n >= self.limit or not w.add(seq, rec):
+                    break
+                n += 1
+        finally:
+            it.close()  # closes the segment file now, not at the next garbage collection
+        return n
+
+    async def step(self):
+        """One upload attempt. Returns the ms to wait before the next (-1: nothing to send)."""
+        n = self._fill()
+        if n == 0:
+            return -1
+        w = self.writer
+        first, last = w.first, w.last
+        counter = self.counter.take()
+        body = w.finish(counter, hal.time_s())
+        try:
+            status, resp = await self.modem.post(self.url, body)
+        except NoCoverage:
+            self.last_error = "no coverage"
+            return self.coverage_ms
+        except ContextBroken as e:
+            self.last_error = "context: %s" % e
+            try:
+                await self.modem.context(True)
+            except ModemError:
+                pass
+            return self._backoff()
+        except ModemState as e:
+            self.last_error = "modem: %s" % e
+            try:
+                await self.modem.power_cycle()
+            except ModemError:
+                pass
+            return self._backoff()
+        except SimProvisioning as e:
+            self.last_error = "SIM: %s" % e
+            return self.cap_ms
+        except (Transient, ModemError) as e:
+            self.last_error = "network: %s" % e
+            return self._backoff()
+        return self._answer(status, resp, n, first, last, counter)
+
+    def _answer(self, status, resp, n, first, last, counter):
+        if status in (200, 409):
+            ack = upload.parse_ack(resp, self.signer, self.device_id, counter)
+            if ack is None:
+                self.last_error = "unverified answer (HTTP %d)" % status
+                return self._backoff()
+            self.journal.acknowledge(ack.ack_seq)  # the journal clamps it to what it wrote
+            self.cursor = last + 1
+            self.attempt = 0
+            self.last_ok = hal.time_s()
+            self.sent += 1
+            if ack.status == upload.ACK_CONFLICT:
+                self._quarantine(first, last, status)
+            else:
+                self.last_error = ""
+                self.limit = min(self.batch, self.limit * 2)
+            return 0
+        if status == 413:
+            if n > 1:
+                self.limit = max(1, n // 2)
+                return 0
+            self._quarantine(first, last, status)
+            return 0
+        if status == 403:  # our counter is behind the server's (state restored from a backup?)
+            self.counter.next += 1024
+            self.last_error = "counter refused"
+            return self._backoff()
+        if status in (401, 404, 412) or status >= 500 or status < 400:
+            self.last_error = {401: "signature refused", 404: "device not enrolled",
+                               412: "clock refused"}.get(status, "server error %d" % status)
+            return self._backoff()
+        self._quarantine(first, last, status)
+        return 0
+
+    def _quarantine(self, first, last, status):
+        """The server will not take these records: keep them for the dock and move on."""
+        self.cursor = last + 1
+        self.quarantined += 1
+        self.attempt = 0
+        self.last_error = "batch %d-%d refused (HTTP %d)" % (first, last, status)
+        try:
+            with open(self.state_dir + "/quarantine", "a") as f:
+                f.write("%d %d %d\n" % (first, last, status))
+        except OSError:
+            pass  # the journal still holds the records; only the report is lost
+
+    def _backoff(self):
+        """Full jitter: a uniform wait in [0, min(cap, base * 2**attempt)]."""
+        hi = min(self.cap_ms, self.base_ms << min(self.attempt, _MAX_EXP))
+        self.attempt += 1
+        return random.randint(0, hi) if hi > 0 else 0
