@@ -219,8 +219,12 @@ def nearest(pkg, x, y):
         m = t
     best = BIG
     besti = -1
-    k = 0
-    # enough rings to cover the whole grid, even from a fix outside it
+    # rings before the first one that touches the grid are empty: start there
+    k = -cx if cx < 0 else (cx - nx + 1 if cx >= nx else 0)
+    t = -cy if cy < 0 else (cy - ny + 1 if cy >= ny else 0)
+    if t > k:
+        k = t
+    # enough rings to cover the whole grid
     kmax = cx if cx > 0 else -cx
     t = nx - 1 - cx
     t = t if t > 0 else -t
@@ -234,24 +238,31 @@ def nearest(pkg, x, y):
     if t > kmax:
         kmax = t
     while k <= kmax:
-        j = cy - k
-        while j <= cy + k:
-            if 0 <= j < ny:
-                step = 1 if (j == cy - k or j == cy + k) else k + k
+        # ring k, clipped to the grid: full rows at its top and bottom, two cells per row between
+        j = cy - k if cy - k > 0 else 0
+        jend = cy + k if cy + k < ny - 1 else ny - 1
+        while j <= jend:
+            if j == cy - k or j == cy + k:
+                i = cx - k if cx - k > 0 else 0
+                iend = cx + k if cx + k < nx - 1 else nx - 1
+                step = 1
+            else:
                 i = cx - k
-                while i <= cx + k:
-                    if 0 <= i < nx:
-                        d = _cell(pkg, j * nx + i, x, y, best, gen)
-                        if d < best:
-                            best = d
-                            besti = pkg.cand
-                            if d < 0:
-                                pkg.near_dist = 0
-                                pkg.near_in = True
-                                return besti
-                    if step == 0:
-                        break
-                    i += step
+                iend = cx + k
+                step = k + k
+            while i <= iend:
+                if 0 <= i < nx:
+                    d = _cell(pkg, j * nx + i, x, y, best, gen)
+                    if d < best:
+                        best = d
+                        besti = pkg.cand
+                        if d < 0:
+                            pkg.near_dist = 0
+                            pkg.near_in = True
+                            return besti
+                if step == 0:
+                    break
+                i += step
             j += 1
         if best <= k * cell + m:
             break

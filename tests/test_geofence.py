@@ -182,7 +182,7 @@ def test_per_fix_test_allocates_nothing_under_heap_lock(mpy, pkg_path):
             d = pkg.near_dist
             b = geofence.nearest_linear(pkg, x, y)
             e = pkg.near_dist
-            f, g = 0, 0
+            f = 0
             n = 0
             while n < 3:
                 f = geofence._test(pkg, n, x, y, geofence.BIG)
@@ -261,3 +261,16 @@ def test_fence_check_reports_nearest_fence_for_lat_lon_points(tmp_path):
             assert sid == fc["features"][k // 2]["properties"]["stop_id"] and verdict == "inside"
     with pytest.raises(fencecheck.FenceCheckError, match="signature"):
         fencecheck.fence_check(pkg_file, pts, bytes(32))
+
+
+def test_locate_finds_the_stop_under_a_lat_lon_fix(pkg_path):
+    fences = fences_of(pkg_path)
+    pkg = routepkg.RoutePackage(str(pkg_path), KEY)
+    for i in (0, 17, 59, 119):
+        c = fences[i].representative_point()
+        lat = pkg.origin_lat_e6 + round(c.y * 65536 / pkg.ky)
+        lon = pkg.origin_lon_e6 + round(c.x * 65536 / pkg.kx)
+        assert geofence.locate(pkg, lat, lon) == (i, True, 0)
+    j, inside, d = geofence.locate(pkg, pkg.origin_lat_e6 + 10_000_000, pkg.origin_lon_e6)
+    assert 0 <= j < pkg.stop_count and not inside and d > geofence.FAR  # 10 degrees away: bbox bound
+    pkg.close()

@@ -197,3 +197,19 @@ def test_opening_a_big_package_does_not_load_it_into_ram(mpy, tmp_path):
     ).split()
     assert int(out[1]) == 1000
     assert int(out[0]) < len(res.package) // 10  # a few buffers, not the route
+
+
+def test_random_damage_is_always_a_package_error(tmp_path, package):
+    import random
+
+    rng = random.Random(99)
+    p = tmp_path / "fuzz.pkg"
+    for case in range(150):
+        bad = bytearray(package)
+        if case % 3 == 0:
+            bad = bad[: rng.randrange(len(bad))]
+        else:
+            for _ in range(rng.randint(1, 4)):
+                bad[rng.randrange(len(bad))] ^= 1 << rng.randrange(8)
+        p.write_bytes(bad)
+        refusal(p)  # PackageError with a message, never anything else
