@@ -129,8 +129,8 @@ def _test(pkg, i, px, py, best):
         r += 1
     if inside:
         return -1
-    # pass 2: distance to the nearest edge
-    d = BIG
+    # pass 2: distance to the nearest edge; edges that cannot beat `best` are never measured
+    d = best
     v = 1 + nrings
     r = 0
     while r < nrings:
