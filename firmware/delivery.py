@@ -37,9 +37,6 @@ OVERRIDE_REASONS = (
     (4, "Fence looks wrong"),
 )
 
-_UERE_DM = const(40)  # accuracy radius per unit of HDOP: 4 m user-equivalent range error
-
-
 class Prompt:
     """What the screen shows after an event. One instance is reused for every event."""
 
@@ -63,14 +60,14 @@ class Prompt:
 
 
 class Delivery:
-    def __init__(self, route, fences, idents, gnss, journal, device_id, clock, reasons=None):
+    def __init__(self, route, fences, parse_code, gnss, journal, device_id, time_s, reasons=None):
         self.route = route  # routepkg.RoutePackage
         self.fences = fences  # geofence module: locate(route, lat, lon), verdict(route, i, ...)
-        self.idents = idents  # ident parser: parse(raw) -> result with .ok, .item_id, .message
-        self.gnss = gnss  # nmea parser state: valid, lat_e6, lon_e6, hdop_x100, fix_ticks, utc_s
+        self.parse_code = parse_code  # ident.parse-like: raw -> Scan (.ok, .item_id, .message)
+        self.gnss = gnss  # nmea.NMEA state: valid, lat_e6, lon_e6, hdop (x100), age_ms(), unix()
         self.journal = journal
         self.device_id = device_id
-        self.clock = clock  # object with time_s() and ticks_ms()
+        self.time_s = time_s  # device clock, unix seconds
         self.attempt_reasons = reasons or route.reason_codes
         self.state = IDLE
         self.attempt_mode = False
@@ -88,7 +85,7 @@ class Delivery:
     def scan(self, raw):
         if self.state != IDLE:
             return self.prompt  # finish the open question first
-        code = self.idents.parse(raw)
+        code = self.parse_code(raw)
         if not code.ok:
             return self.prompt.set(P_INVALID, "Invalid code", code.message)
         self._item = code.item_id
@@ -166,11 +163,11 @@ class Delivery:
         r.item_id = self._item if stop else ""
         r.match = self._match if stop else 0
         r.verdict, r.distance_dm = verdict, dist
-        r.device_time = self.clock.time_s()
+        r.device_time = self.time_s()
         if g.valid:
-            r.lat_e6, r.lon_e6, r.gnss_time = g.lat_e6, g.lon_e6, g.utc_s
-            r.accuracy_dm = g.hdop_x100 * _UERE_DM // 100
-            r.fix_age_s = min(self._fix_age_ms() // 1000, record.NO_AGE - 1)
+            r.lat_e6, r.lon_e6, r.gnss_time = g.lat_e6, g.lon_e6, g.unix()
+            r.accuracy_dm = self.fences.accuracy_dm(g.hdop // 10)
+            r.fix_age_s = min(g.age_ms() // 1000, record.NO_AGE - 1)
         else:
             r.lat_e6 = r.lon_e6 = r.gnss_time = r.accuracy_dm = 0
             r.fix_age_s = record.NO_AGE
@@ -190,9 +187,6 @@ class Delivery:
 
     # helpers ----------------------------------------------------------------------------------------
 
-    def _fix_age_ms(self):
-        return self.clock.ticks_diff(self.clock.ticks_ms(), self.gnss.fix_ticks)
-
     def _locate(self):
         g = self.gnss
         if not g.valid:
@@ -203,7 +197,7 @@ class Delivery:
         g = self.gnss
         if not g.valid:
             return record.V_UNSURE, 0
-        return self.fences.verdict(self.route, stop, g.lat_e6, g.lon_e6, g.hdop_x100, self._fix_age_ms())
+        return self.fences.verdict(self.route, stop, g.lat_e6, g.lon_e6, g.hdop // 10, g.age_ms() // 1000)
 
     def _label(self, stop):
         s = self.route.stop(stop)

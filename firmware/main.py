@@ -1,0 +1,208 @@
+"""The carrier's application: one asyncio task per device stream (GNSS, scan engine, keys, dock,
+modem) over the hal, the delivery flow in between, and the screen refreshed once a second.
+
+Everything durable happens in the journal before the carrier hears a confirmation."""
+
+import asyncio
+import binascii
+import json
+
+import delivery
+import geofence
+import hal
+import ident
+import journal
+import nmea
+import routepkg
+import ui
+
+VERSION = "0.1.0"
+ROUTE = "/route/active.pkg"
+
+
+def _load_config():
+    try:
+        with open("/config/device.json") as f:
+            cfg = json.load(f)
+        return cfg["device_id"], binascii.unhexlify(cfg["key"]), cfg.get("server_url", "")
+    except (OSError, ValueError, KeyError):
+        return "", b"", ""
+
+
+class App:
+    def __init__(self):
+        self.board = hal.board()
+        self.device_id, self.key, self.server_url = _load_config()
+        self.status = ui.Status()
+        self.screen = ui.Screen(hal.display())
+        self.gnss = nmea.NMEA()
+        self.journal = None
+        self.flow = None
+        self.route = None
+        self.uploader = None
+        self.idle = delivery.Prompt().set(delivery.P_READY, "Ready", "Scan a parcel")
+        self.prompt = self.idle
+        try:
+            import os
+
+            os.mkdir("/journal")
+        except OSError:
+            pass  # exists
+        try:
+            self.journal = journal.Journal("/journal")
+        except Exception as e:  # a journal that cannot open must not take the screen with it
+            self.status.fault = "journal: %s" % e
+        if not self.device_id:
+            self.status.fault = "not enrolled: flash at the depot"
+        self.load_route()
+
+    # --- route ---------------------------------------------------------------------------------
+
+    def load_route(self):
+        """(Re)open the active route. A package that fails its checks is refused: scans stay off
+        until the depot loads a good one, and the journal is untouched."""
+        if self.route is not None:
+            self.route.close()
+            self.route = self.flow = None
+        try:
+            self.route = routepkg.RoutePackage(ROUTE, self.key)
+        except routepkg.PackageError as e:
+            self.idle.set(delivery.P_READY, "No route", str(e)[:60] + ": dock at depot")
+            return
+        if self.journal is not None:
+            self.flow = delivery.Delivery(self.route, geofence, ident.parse, self.gnss, self.journal,
+                                          self.device_id, hal.time_s)
+            self.idle.set(delivery.P_READY, "Route " + self.route.route_id,
+                          "%d stops. Scan a parcel" % self.route.stop_count)
+
+    # --- events --------------------------------------------------------------------------------
+
+    def on_scan(self, raw):
+        if self.flow is None or self.status.fault:
+            p = self.idle
+            hal.buzzer("error")
+        else:
+            p = self.flow.scan(raw)
+            self._after(p)
+        self.prompt = p
+        self.draw()
+
+    def on_key(self, name):
+        if self.flow is None:
+            return
+        self.prompt = self.flow.key(name)
+        self._after(self.prompt)
+        self.draw()
+
+    def _after(self, p):
+        sound = ui.SOUNDS[p.kind]
+        if sound:
+            hal.buzzer(sound)  # only after journal.append returned: the record is on flash
+            hal.led(sound)
+        if p.kind == delivery.P_RECORDED and self.uploader is not None:
+            self.uploader.wake.set()
+
+    def on_dock(self, what, value):
+        if what == "route":
+            self.load_route()
+        self.status.docked = what not in ("undocked",)
+        self.draw()
+
+    # --- screen --------------------------------------------------------------------------------
+
+    def draw(self):
+        s = self.status
+        g = self.gnss
+        if g.valid and g.age_ms() < 10000:
+            s.gnss = "GPS %dsv %d.%d" % (g.sats, g.hdop // 100, g.hdop // 10 % 10)
+        else:
+            s.gnss = "NO FIX"
+        if self.journal is not None:
+            s.pending = self.journal.pending()
+            s.space = self.journal.space()
+        mv = hal.battery_mv()
+        s.battery_pct = max(0, min(100, (mv - 3300) // 9))  # 3.3 V empty, 4.2 V full (Li-ion)
+        if self.uploader is not None and self.uploader.last_ok:
+            t = self.uploader.last_ok % 86400
+            s.last_upload = "%02d:%02d" % (t // 3600, t // 60 % 60)
+        label = ""
+        if self.flow is not None:
+            i = self.flow.next_stop()
+            if i >= 0:
+                st = self.route.stop(i)  # type: ignore[union-attr]
+                label = "#%d %s" % (st.seq, st.address)
+        self.screen.draw(s, self.prompt, label, self.flow is not None and self.flow.attempt_mode)
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    async def gnss_task(self, stream):
+        reader = asyncio.StreamReader(stream)
+        buf = bytearray(128)
+        while True:
+            n = await reader.readinto(buf)  # type: ignore[attr-defined]
+            if n:
+                self.gnss.feed(buf, n)
+
+    async def line_task(self, stream, handler):
+        reader = asyncio.StreamReader(stream)
+        while True:
+            line = await reader.readline()
+            line = line.rstrip(b"\r\n")
+            if line:
+                handler(line)
+
+    async def keys_task(self, stream):
+        await self.line_task(stream, lambda b: self.on_key(b.decode()))
+
+    async def refresh_task(self):
+        while True:
+            self.draw()
+            await asyncio.sleep_ms(1000)  # type: ignore[attr-defined]
+
+    def tasks(self):
+        t = [self.refresh_task()]
+        s = hal.open_uart("gnss")
+        if s is not None:
+            t.append(self.gnss_task(s))
+        s = hal.open_uart("scanner")
+        if s is not None:
+            t.append(self.line_task(s, self.on_scan))
+        s = hal.open_keys()
+        if s is not None:
+            t.append(self.keys_task(s))
+        if self.journal is None or not self.device_id:
+            return t
+        s = hal.open_uart("dock")
+        if s is not None:
+            import dock
+
+            d = dock.Dock(s, self.journal, self.device_id, self.key, "/route", status=self.on_dock,
+                          firmware=VERSION, board=self.board["name"], battery=hal.battery_mv,
+                          set_time=hal.set_time)
+            t.append(d.run())
+        s = hal.open_uart("modem")
+        if s is not None and self.server_url:
+            import modem
+            import uploader
+
+            m = modem.Modem(s, self.board["modem"]["dialect"], self.board["modem"]["apn"])
+            self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url)
+            t.append(self.uploader.run())
+        return t
+
+
+async def run():
+    app = App()
+    app.draw()
+    await asyncio.gather(*app.tasks())
+
+
+def main():
+    try:
+        asyncio.run(run())
+    finally:
+        asyncio.new_event_loop()  # so the REPL after Ctrl-C starts clean, as on a board
+
+
+if __name__ == "__main__":
+    main()
