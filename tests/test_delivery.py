@@ -81,7 +81,7 @@ for seq, mv in j.records(1, buf):
 def test_a_carriers_scans_record_exactly_what_the_carrier_confirmed(mpy, day, tmp_path):
     fc, pkg = day
     s1, s2, s3, s4 = (fc["features"][i] for i in (0, 1, 2, 3))
-    item1, item2, item3 = s1["properties"]["items"][0], s2["properties"]["items"][0], s3["properties"]["items"][0]
+    item1, item2, item3 = (s["properties"]["items"][0] for s in (s1, s2, s3))
     not_on_route = town.s10("RR", "99999999", "GB")
     steps = [
         ("fix", at(*inside(s1))), ("scan", "]C0" + item1),  # Code 128 at the door: recorded at once
