@@ -19,7 +19,7 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-SEG_MAX = const(1024)  # bytes per segment before rotation (bench: tests/bench/bench_journal.py)
+SEG_MAX = const(512)  # bytes per segment before rotation; bench_journal.py measures 256..4096
 LEASE = const(32)  # sequence numbers reserved per state write
 _ENOSPC = const(28)
 _HDR = const(2)  # u16 payload length

@@ -166,7 +166,7 @@ def test_power_cut_after_every_block_write_of_a_session(mpy, ooo):
     """
     out = mpy(POWERCUT_SCRIPT.replace("OOO_FLAG", str(ooo)), heap="2M", extra_paths=VM)
     f = out.strip().splitlines()[-1].split()
-    assert f[0] == "CUTS" and int(f[1]) > 300, out
+    assert f[0] == "CUTS" and int(f[1]) > 4 * 60, out  # several block writes per delivery
     assert f[2:6] == ["CONFIRMED", "60", "FAILS", "0"], out
     assert f[8:] == ["REPLAY_MATCHES", "4", "4"], out
     # OOO: most cuts land between syncs and revert an earlier block; in order none does.
