@@ -108,7 +108,7 @@ class RoutePackage:
                 raise PackageError("route package lacks section %s" % tag.decode())
         # HMAC over everything before the trailer, and sha256 of the whole file for records
         signer = sign.Signer(key)
-        inner = hashlib.sha256(signer._ipad)
+        inner = signer.begin()
         whole = hashlib.sha256()
         mv = memoryview(buf)
         f.seek(0)
@@ -123,9 +123,7 @@ class RoutePackage:
             pos += n
         f.seek(body_end)
         tag = f.read(TRAILER_LEN)
-        outer = hashlib.sha256(signer._opad)
-        outer.update(inner.digest())
-        if not sign.equal(outer.digest(), tag):
+        if not sign.equal(signer.finish(inner), tag):
             raise PackageError("route package signature invalid: tampered, or signed for another device")
         self.package_hash = whole.digest()[:8]
         self.size = size

@@ -28,14 +28,22 @@ class Signer:
         self._ipad = bytes(ipad)
         self._opad = bytes(opad)
 
-    def mac(self, *parts):
-        """HMAC-SHA256 over the concatenation of `parts` (bytes-like), as 32 bytes."""
-        inner = hashlib.sha256(self._ipad)
-        for p in parts:
-            inner.update(p)
+    def begin(self):
+        """A running MAC for data that arrives in pieces (a file read in small chunks):
+        `update()` the returned hash, then pass it to `finish()`."""
+        return hashlib.sha256(self._ipad)
+
+    def finish(self, inner):
         outer = hashlib.sha256(self._opad)
         outer.update(inner.digest())
         return outer.digest()
+
+    def mac(self, *parts):
+        """HMAC-SHA256 over the concatenation of `parts` (bytes-like), as 32 bytes."""
+        inner = self.begin()
+        for p in parts:
+            inner.update(p)
+        return self.finish(inner)
 
     def verify(self, tag, *parts):
         return equal(self.mac(*parts), tag)
