@@ -120,7 +120,8 @@ def test_a_day_of_records_arrives_exactly_once(tmp_path, dialect):
                     covered.append(arg == "1")
                     emu.set_coverage(arg == "1")
                 elif cmd == "fault":
-                    emu.inject({"net": "http:" + ("706" if dialect == "sim7600" else "716")}.get(arg, arg))
+                    net = "http:" + ("706" if dialect == "sim7600" else "716")
+                    emu.inject(net if arg == "net" else arg)
                 elif cmd == "errors":
                     errors = set(arg.split())
                 elif cmd == "dock":
@@ -169,3 +170,62 @@ def test_a_day_of_records_arrives_exactly_once(tmp_path, dialect):
     assert docked is not None
     later = [upload.Batch(b) for b in emu.bodies[docked[0]:]]
     assert later and all(b.first > docked[1] for b in later)
+
+
+def test_uploader_acts_on_each_answer(mpy, tmp_path):
+    """The uploader against a scripted modem: a bare 200 or another request's acknowledgement moves
+    nothing, 413 splits, other 4xx quarantine, 401 and network trouble retry the same records, a
+    broken context is re-activated and a stuck modem power-cycled."""
+    out = mpy(f"""
+        import asyncio, journal, modem, record, upload, uploader
+        from sign import Signer
+        DEV = "HH-1"
+        KEY = bytes(range(32))
+
+        class Scripted:
+            def __init__(self, answers):
+                self.answers = answers
+                self.log = []
+            async def post(self, url, body):
+                b = upload.Batch(bytes(body))
+                a = self.answers.pop(0)
+                self.log.append("%d-%d" % (b.first, b.last))
+                if isinstance(a, Exception):
+                    raise a
+                if isinstance(a, tuple):  # ("ack", highest contiguous seq the server holds)
+                    return 200, upload.encode_ack(Signer(KEY), DEV, b.counter, a[1])
+                if a == "stale-ack":  # a genuine acknowledgement, but for an earlier request
+                    return 200, upload.encode_ack(Signer(KEY), DEV, b.counter - 1, b.last)
+                return a, b'{{"error": "x"}}'
+            async def context(self, reactivate=False):
+                self.log.append("ctx")
+            async def power_cycle(self):
+                self.log.append("cycle")
+
+        j = journal.Journal({str(tmp_path / "j")!r})
+        for i in range(12):
+            j.append(record.Record(device_id=DEV, item_id="I%d" % i))
+        m = Scripted([200, "stale-ack", 413, ("ack", 2), modem.Transient("x"), 401, ("ack", 6), 422,
+                      modem.ContextBroken("dns"), modem.ModemState("hung"), modem.NoCoverage("gap"),
+                      ("ack", 6)])
+        up = uploader.Uploader(j, m, DEV, KEY, "http://h", state_dir={str(tmp_path / "u")!r}, batch=4)
+        for _ in range(12):
+            asyncio.run(up.step())
+            print(j.watermark, up.last_error)
+        print(asyncio.run(up.step()), len(m.log))      # 7-10 wait for the dock: nothing to send
+        j.append(record.Record(device_id=DEV, item_id="big"))
+        m.answers.append(413)                           # one record, still too large
+        asyncio.run(up.step())
+        print(" ".join(m.log))
+        print(open({str(tmp_path / "u" / "quarantine")!r}).read().replace("\\n", ";"), j.pending())
+    """)
+    lines = out.strip().split("\n")
+    assert [ln.split(" ", 1)[0] for ln in lines[:12]] == [
+        "0", "0", "0", "2", "2", "2", "6", "6", "6", "6", "6", "6"]
+    assert [ln.split(" ", 1)[1] if " " in ln else "" for ln in lines[:12]] == [
+        "unverified answer (HTTP 200)", "unverified answer (HTTP 200)", "unverified answer (HTTP 200)", "",
+        "network: x", "signature refused", "", "batch 7-10 refused (HTTP 422)", "context: dns",
+        "modem: hung", "no coverage", ""]
+    assert lines[12] == "-1 14"
+    assert lines[13] == "1-4 1-4 1-4 1-2 3-6 3-6 3-6 7-10 11-12 ctx 11-12 cycle 11-12 11-12 13-13"
+    assert lines[14] == "7 10 422;13 13 413; 7"  # held for the dock: 7-10, 11-12 (above them), 13
