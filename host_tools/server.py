@@ -38,6 +38,7 @@ SOURCE = "cellular"
 COUNTER_NAME = "upload"  # the store's replay guard for the device's request counter
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_MAX_RECORDS = 256
+SEEN_EVERY_S = 10.0  # how often a device's last-seen time is written to the store
 MAX_ABSENT = 100_000  # seqs one batch may declare never held (leases skipped at power cuts)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -122,6 +123,7 @@ def create_app(store: Store | str | None = None, *, max_body: int = DEFAULT_MAX_
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="depot-store")
     metrics = Metrics()
     keys: dict[str, Signer] = {}
+    last_seen: dict[str, float] = {}
 
     async def in_store(fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
@@ -141,7 +143,10 @@ def create_app(store: Store | str | None = None, *, max_body: int = DEFAULT_MAX_
         if absent:  # before the records: ack_seq may then pass them in the same ingest
             db.declare_absent(device_id, absent, SOURCE)
         res = db.ingest(device_id, records, SOURCE)
-        db.seen(device_id, SOURCE)
+        now = time.monotonic()
+        if now - last_seen.get(device_id, -SEEN_EVERY_S) >= SEEN_EVERY_S:  # a durable write: not per batch
+            last_seen[device_id] = now
+            db.seen(device_id, SOURCE)
         return res
 
     async def post_records(request: Request) -> Response:
