@@ -17,6 +17,8 @@ UNIX = sys.platform in ("linux", "darwin")
 _EPOCH_OFFSET = const(946684800)  # 2000-01-01 in unix seconds: MCU ports count from 2000
 
 _board = None
+_sim_files = {}
+_display = None
 _clock_offset = 0  # set_time() on the unix port shifts the wall clock instead of the host's
 
 
@@ -39,12 +41,7 @@ def open_uart(name):
     """A stream for the named UART (gnss, scanner, modem, dock): read/readinto/write, pollable."""
     cfg = board()["uart"][name]
     if UNIX:
-        import os
-
-        path = os.getenv("SIM_UART_" + name.upper())
-        if not path:
-            return None
-        return open(path, "r+b")
+        return _sim_stream("SIM_UART_" + name.upper())
     from machine import UART, Pin  # type: ignore[attr-defined]
 
     if cfg["id"] == "usb":
@@ -72,3 +69,360 @@ def set_time(unix_s):
 
 def ticks_ms():
     return time.ticks_ms()  # type: ignore[attr-defined]
+
+
+# --- the simulator's host files (unix port) ---
+
+
+def _sim_file(var, mode):
+    """The host file the simulator named in env `var`: pre-opened by the virtual handheld's boot
+    shim (which then hides the host filesystem, as a device sees only its flash), else opened here
+    (firmware run directly on `micropython`, as in tests). None when the variable is unset."""
+    f = _sim_files.get(var)
+    if f is not None:
+        return f
+    try:
+        import simhw  # type: ignore  # only inside the simulator
+
+        f = simhw.get(var)
+    except ImportError:
+        f = None
+    if f is None:
+        import os
+
+        path = os.getenv(var)  # type: ignore[attr-defined]
+        if not path:
+            return None
+        f = open(path, mode)
+    _sim_files[var] = f
+    return f
+
+
+try:
+    from io import IOBase as _IOBase
+except ImportError:  # CPython without MicroPython's io
+    _IOBase = object
+
+_sim_streams = {}
+
+
+class _SimStream(_IOBase):  # type: ignore[misc]
+    """A simulator pty with a UART's read semantics. The unix port's read(n)/readinto(buf) on a
+    file wait until the buffer is full; machine.UART returns what has arrived. So read byte by
+    byte while poll says more is there (a handful of syscalls per scan line or NMEA sentence)."""
+
+    def __init__(self, f):
+        import select
+
+        self.f = f
+        self.p = select.poll()
+        self.p.register(f, select.POLLIN)
+        self.one = bytearray(1)
+
+    def fileno(self):
+        return self.f.fileno()
+
+    def ioctl(self, req, arg):
+        if req == 10:  # MP_STREAM_GET_FILENO: the unix poller then waits on the real fd
+            return self.f.fileno()
+        if req == 3:  # MP_STREAM_POLL
+            return arg & 1 if self.p.poll(0) else 0
+        return 0
+
+    def readinto(self, buf, n=-1):
+        if n < 0 or n > len(buf):
+            n = len(buf)
+        got = 0
+        one = self.one
+        while got < n and self.p.poll(0):
+            if not self.f.readinto(one):
+                break
+            buf[got] = one[0]
+            got += 1
+        return got if got else None
+
+    def read(self, n=-1):
+        buf = bytearray(n if n > 0 else 256)
+        got = self.readinto(buf)
+        return bytes(buf[:got]) if got else None
+
+    def readline(self):
+        return self.f.readline()
+
+    def write(self, data):
+        return self.f.write(data)
+
+    def close(self):
+        self.f.close()
+
+
+def _sim_stream(var):
+    s = _sim_streams.get(var)
+    if s is None:
+        f = _sim_file(var, "r+b")
+        if f is None:
+            return None
+        s = _sim_streams[var] = _SimStream(f)
+    return s
+
+
+# --- display ---
+
+
+class Display:
+    """The board's screen: draw on `.fb` (framebuf MONO_HLSB, 1 = lit pixel), then `show()`."""
+
+    def __init__(self, cfg):
+        import framebuf
+
+        self.width = cfg["width"]
+        self.height = cfg["height"]
+        self.stride = (self.width + 7) // 8
+        self.buf = bytearray(self.stride * self.height)
+        self.fb = framebuf.FrameBuffer(self.buf, self.width, self.height, framebuf.MONO_HLSB)
+        self._drv = None if UNIX else _SharpLS(cfg, self)
+
+    def show(self):
+        if self._drv is not None:
+            self._drv.show()
+            return
+        f = _sim_file("SIM_SCREEN", "r+b")
+        if f is not None:
+            f.seek(0)
+            f.write(self.buf)  # the unix port does not buffer files: the host sees it now
+
+
+class _SharpLS:
+    """Sharp memory LCD over SPI (LS0xxB7 family): one line per transfer, data inverted (the panel
+    shows 0 as black), and VCOM toggled on every update so the liquid crystal never sees DC."""
+
+    def __init__(self, cfg, disp):
+        from machine import SPI, Pin  # type: ignore[attr-defined]
+
+        self.d = disp
+        self.spi = SPI(cfg["spi"], baudrate=2000000, polarity=0, phase=0)
+        self.cs = Pin(cfg["cs"], Pin.OUT, value=0)
+        self.line = bytearray(disp.stride + 2)  # address, pixels, trailer
+        self.cmd = bytearray(1)
+        self.vcom = 0
+
+    def show(self):
+        d = self.d
+        self.vcom ^= 0x40
+        self.cmd[0] = 0x80 | self.vcom  # write-line command, bit-reversed as the panel reads LSB first
+        self.cs(1)
+        self.spi.write(self.cmd)
+        line = self.line
+        y = 0
+        while y < d.height:
+            a = y + 1
+            r = 0
+            k = 0
+            while k < 8:  # line addresses go out LSB first too
+                r = (r << 1) | ((a >> k) & 1)
+                k += 1
+            line[0] = r
+            base = y * d.stride
+            x = 0
+            while x < d.stride:
+                line[1 + x] = d.buf[base + x] ^ 0xFF
+                x += 1
+            line[d.stride + 1] = 0
+            self.spi.write(line)
+            y += 1
+        self.cmd[0] = 0
+        self.spi.write(self.cmd)
+        self.cs(0)
+
+
+def display():
+    """The board's display (one instance)."""
+    global _display
+    if _display is None:
+        _display = Display(board()["display"])
+    return _display
+
+
+# --- buzzer and LED ---
+
+# pattern -> (buzzer Hz, on/off durations in ms): a short chirp says "recorded", anything longer
+# or lower asks the carrier to look at the screen
+PATTERNS = {
+    "ok": (2700, (80,)),
+    "override": (2000, (80, 80, 80)),
+    "warn": (1600, (200, 120, 200)),
+    "invalid": (900, (120, 80, 120, 80, 120)),
+    "error": (500, (500,)),
+}
+_pwm = None
+_led_pin = None
+
+
+def _event(kind, pattern):
+    f = _sim_file("SIM_EVENTS", "wb")
+    if f is not None:
+        f.write(kind + " " + pattern + "\n")  # unbuffered; flush() would fsync, EINVAL on a FIFO
+
+
+async def _play(out, steps):
+    import asyncio
+
+    on = True
+    for ms in steps:
+        out(on)
+        await asyncio.sleep_ms(ms)  # type: ignore[attr-defined]
+        on = not on
+    out(False)
+
+
+def _start(out, pattern):
+    import asyncio
+
+    asyncio.create_task(_play(out, PATTERNS[pattern][1]))
+
+
+def buzzer(pattern):
+    """Sound a pattern (see PATTERNS) without blocking the caller."""
+    global _pwm
+    if pattern not in PATTERNS:
+        pattern = "error"
+    if UNIX:
+        _event("buzzer", pattern)
+        return
+    pin = board()["buzzer"]["pin"]
+    if pin is None:
+        return
+    if _pwm is None:
+        from machine import PWM, Pin  # type: ignore[attr-defined]
+
+        _pwm = PWM(Pin(pin), freq=2000, duty_u16=0)
+    pwm = _pwm
+    pwm.freq(PATTERNS[pattern][0])
+    _start(lambda on: pwm.duty_u16(32768 if on else 0), pattern)
+
+
+def led(pattern):
+    """Blink the status LED in a pattern (see PATTERNS)."""
+    global _led_pin
+    if pattern not in PATTERNS:
+        pattern = "error"
+    if UNIX:
+        _event("led", pattern)
+        return
+    pin = board()["led"]["pin"]
+    if pin is None:
+        return
+    if _led_pin is None:
+        from machine import Pin  # type: ignore[attr-defined]
+
+        _led_pin = Pin(pin, Pin.OUT, value=0)
+    p = _led_pin
+    _start(lambda on: p.value(1 if on else 0), pattern)
+
+
+# --- keys ---
+
+
+def open_keys():
+    """A pollable stream of key names ("ok", "back", "up", "down"), one per line."""
+    if UNIX:
+        return _sim_stream("SIM_KEYS")
+    return _Keys(board()["keys"])
+
+_DEBOUNCE_MS = const(30)
+
+
+class _Keys(_IOBase):  # type: ignore[misc]
+    """Buttons (to ground, pulled up) as a stream asyncio can poll: each poll samples the pins and
+    queues a line per debounced press."""
+
+    def __init__(self, keys):
+        from machine import Pin  # type: ignore[attr-defined]
+
+        self.pins = [(name, Pin(num, Pin.IN, Pin.PULL_UP)) for name, num in keys.items()]
+        self.down = [False] * len(self.pins)
+        self.since = [ticks_ms()] * len(self.pins)
+        self.queue = []
+
+    def _sample(self):
+        now = ticks_ms()
+        i = 0
+        for name, pin in self.pins:
+            pressed = pin.value() == 0
+            if pressed != self.down[i] and time.ticks_diff(now, self.since[i]) > _DEBOUNCE_MS:  # type: ignore
+                self.down[i] = pressed
+                self.since[i] = now
+                if pressed and len(self.queue) < 8:
+                    self.queue.append(name)
+            i += 1
+
+    def ioctl(self, req, arg):
+        if req == 3:  # MP_STREAM_POLL
+            self._sample()
+            return arg & 1 if self.queue else 0  # readable when a press is queued
+        return 0
+
+    def readline(self):
+        self._sample()
+        if not self.queue:
+            return b""
+        return self.queue.pop(0).encode() + b"\n"
+
+    def read(self, n=-1):
+        return self.readline()
+
+
+# --- battery ---
+
+
+def battery_mv():
+    """Battery voltage in millivolts (the simulator's is scripted through its control socket)."""
+    if UNIX:
+        f = _sim_file("SIM_BATTERY", "rb")
+        if f is None:
+            return 4000
+        f.seek(0)
+        try:
+            return int(f.read(16))
+        except ValueError:
+            return 0
+    cfg = board()["battery"]
+    from machine import ADC, Pin  # type: ignore[attr-defined]
+
+    raw = ADC(Pin(cfg["adc_pin"])).read_u16()
+    return raw * 3300 * cfg["divider"] // 65535
+
+
+# --- storage ---
+
+
+def mount_storage():
+    """Mount littlefs from the board's flash at "/". Never formats: a filesystem that fails to
+    mount is left untouched for the depot to recover, and the error comes back as a message for
+    the screen. None when mounted (or already mounted: the simulator's shim, a board's _boot.py)."""
+    if UNIX:
+        return None
+    import vfs  # type: ignore
+
+    try:
+        if sys.platform == "rp2":
+            import rp2  # type: ignore
+
+            bdev = rp2.Flash()
+        else:
+            import esp32  # type: ignore
+
+            parts = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="vfs")
+            if not parts:
+                return "flash: no vfs partition"
+            bdev = parts[0]
+        fs = vfs.VfsLfs2(bdev)
+    except OSError as e:
+        return "flash: littlefs mount failed (%s); data kept for the depot" % e
+    try:
+        vfs.mount(fs, "/")
+    except OSError as e:
+        if e.args and e.args[0] == 1:  # EPERM: something is already mounted at "/"
+            return None
+        return "flash: mount failed (%s); data kept for the depot" % e
+    return None

@@ -487,9 +487,10 @@ class VirtualDevice:
         self._gnss_stop.set()
 
     def set_battery(self, mv: int) -> None:
-        tmp = self.battery.with_suffix(".tmp")
-        tmp.write_text(f"{int(mv)}\n")
-        os.replace(tmp, self.battery)
+        # In place, fixed width: the VM keeps this file open and re-reads it from offset 0.
+        mode = "r+b" if self.battery.exists() else "wb"
+        with open(self.battery, mode) as f:
+            f.write(f"{int(mv):>15}\n".encode())
 
     def screenshot(self, out: str | os.PathLike, scale: int = 2) -> dict[str, Any]:
         from sim.screenshot import render

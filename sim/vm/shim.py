@@ -128,12 +128,13 @@ def mount(dev, image):
 
 
 def run_file(path, ns):
+    """Run a file from the flash like pyexec_file: False only when it raised."""
     try:
         with open(path, "rb") as f:
             src = f.read()
     except OSError:
-        return
-    execute(src, ns, False, path)
+        return True
+    return execute(src, ns, False, path)
 
 
 def execute(src, ns, raw, filename="<stdin>", single=False):
@@ -152,9 +153,10 @@ def execute(src, ns, raw, filename="<stdin>", single=False):
             sys.print_exception(e)  # type: ignore[attr-defined]
             if raw:
                 w(b"\x04")
-            return
+            return False
         if raw:
             w(b"\x04\x04")
+        return True
     finally:
         state(b"I")
 
@@ -327,8 +329,9 @@ def main():
     if err:
         w(b"sim: " + err.encode() + b"\r\n")
     else:
-        run_file("boot.py", ns)
-        if mode == _FRIENDLY:
+        # As on a board: main.py only after a soft reset into the friendly REPL, and only when
+        # boot.py did not fail (boot.py stops the boot on a storage fault this way).
+        if run_file("boot.py", ns) and mode == _FRIENDLY:
             run_file("main.py", ns)
     state(b"I")
     while True:

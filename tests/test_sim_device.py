@@ -1,0 +1,204 @@
+"""The virtual handheld: real MicroPython VM, real littlefs on the emulated flash, real mpremote."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sim.client import Device
+from sim.mpy import FIRMWARE
+
+pytestmark = pytest.mark.slow
+
+MPREMOTE = str(Path(sys.executable).parent / "mpremote")
+
+# A test fixture main.py (runs on the device): logs every scanner, key and GNSS line to /log.txt,
+# flushed (closed) before the beep, and draws on the screen at boot.
+FIXTURE_MAIN = """\
+import asyncio
+import hal
+
+d = hal.display()
+d.fb.fill(0)
+d.fb.rect(0, 0, d.width, d.height, 1)
+d.fb.text("HELLO SIM", 8, 8, 1)
+d.show()
+
+
+def log(line):
+    with open("/log.txt", "a") as f:
+        f.write(line + "\\n")
+    hal.buzzer("ok")
+
+
+async def scanner():
+    r = asyncio.StreamReader(hal.open_uart("scanner"))
+    chunk = bytearray(64)
+    buf = b""
+    while True:
+        buf += chunk[: await r.readinto(chunk)]
+        while b"\\r" in buf:
+            code, buf = buf.split(b"\\r", 1)
+            log("scan:" + code.decode())
+
+
+async def lines(stream, tag):
+    r = asyncio.StreamReader(stream)
+    while True:
+        log(tag + (await r.readline()).decode().strip())
+
+
+async def main():
+    await asyncio.gather(scanner(), lines(hal.open_keys(), "key:"),
+                         lines(hal.open_uart("gnss"), "gnss:"))
+
+asyncio.run(main())
+"""
+
+
+def mpremote(dev: Device, *args: str) -> str:
+    proc = subprocess.run([MPREMOTE, "connect", dev.console, *args], capture_output=True, timeout=30)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, f"mpremote {args} failed:\n{out}\n{proc.stderr.decode(errors='replace')}"
+    return out.replace("\r\n", "\n")
+
+
+def wait_events(dev: Device, kind: str, n: int, timeout: float = 10.0) -> list[dict]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        evs = [e for e in dev.events() if e["kind"] == kind]
+        if len(evs) >= n:
+            return evs
+        time.sleep(0.05)
+    raise AssertionError(f"{n} {kind} events expected, got {dev.events()}")
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("simdev")
+    dev = Device.start(work / "flash.img", workdir=work / "run")
+    yield dev
+    dev.stop()
+
+
+def test_blank_image_boots_formatted_and_mpremote_soft_resets(device: Device) -> None:
+    device.wait_idle()
+    assert "blank flash, formatting littlefs" in device.console_text()
+    boots = device.status()["boots"]
+    assert mpremote(device, "fs", "ls") == "ls :\n"
+    st = device.status()
+    # mpremote's default auto soft reset: Ctrl-D in the raw REPL restarted the VM into the raw REPL
+    assert st["boots"] == boots + 1 and st["last_exit"] == 4
+    assert "MPY: soft reboot" in device.console_text()
+
+
+def test_mpremote_cp_exec_run(device: Device, tmp_path: Path) -> None:
+    main = tmp_path / "main.py"
+    main.write_text(FIXTURE_MAIN)
+    script = tmp_path / "hello.py"
+    script.write_text("import os\nprint('files', sorted(os.listdir('/')))\n")
+    out = mpremote(device, "fs", "mkdir", "lib", "+", "fs", "cp", str(FIRMWARE / "hal.py"), ":lib/hal.py",
+                   "+", "fs", "cp", str(main), ":main.py", "+", "exec", "print(6 * 7)",
+                   "+", "run", str(script))
+    assert "42\n" in out
+    assert "files ['lib', 'main.py']" in out
+    assert mpremote(device, "fs", "cat", "main.py") == FIXTURE_MAIN
+    assert "hal.py" in mpremote(device, "fs", "ls", "lib")
+
+
+def test_main_gets_scans_keys_gnss_and_ctrl_c_interrupts_it(device: Device) -> None:
+    boots = device.status()["boots"]
+    device.reboot()
+    device.wait_running(boots=boots + 1)
+    time.sleep(0.3)  # main.py reaches its readers
+    device.scan("RR473124829GB")
+    device.scan("00340123450000000018", symbology="]d2")
+    device.key("ok")
+    device.gnss(["$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"])
+    wait_events(device, "buzzer", 4)
+    assert device.status()["state"] == "R"  # main.py still running
+    # mpremote's Ctrl-C stops the asyncio app, as on a board
+    log = mpremote(device, "fs", "cat", "log.txt").splitlines()
+    assert sorted(log) == sorted(["scan:]C1RR473124829GB", "scan:]d200340123450000000018", "key:ok",
+                                  "gnss:$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"])
+    assert "KeyboardInterrupt" in device.console_text()
+
+
+def test_screenshot_is_board_size_x2_and_not_blank(device: Device, tmp_path: Path) -> None:
+    out = tmp_path / "screen.png"
+    reply = device.screenshot(out)
+    img = Image.open(out)
+    assert img.size == (480, 320) == (reply["width"], reply["height"])
+    dark = img.convert("L").histogram()[0]
+    assert 0 < dark < 480 * 320 // 4  # the frame and the text, on a light panel
+
+
+def test_cli_screenshot(device: Device, tmp_path: Path) -> None:
+    out = tmp_path / "cli.png"
+    subprocess.run([sys.executable, "-m", "sim", "screenshot", "--control", device.info["control"],
+                    "--out", str(out)], check=True, capture_output=True, timeout=30)
+    assert Image.open(out).size == (480, 320)
+
+
+def test_power_cut_keeps_flushed_scans_and_loses_the_cut_one(device: Device) -> None:
+    device.reboot()
+    boots = device.status()["boots"]
+    device.wait_running(boots=boots)
+    time.sleep(0.3)
+    n0 = len([e for e in device.events() if e["kind"] == "buzzer"])
+    device.scan("CUT-BEFORE-1")
+    device.scan("CUT-BEFORE-2")
+    wait_events(device, "buzzer", n0 + 2)
+    device.power_cut(after_writes=0)  # the next block write never reaches the chip
+    device.scan("CUT-DURING")
+    device.wait_off()
+    assert len([e for e in device.events() if e["kind"] == "buzzer"]) == n0 + 2  # no beep for it
+    device.power_on()
+    device.wait_running(boots=boots + 1)
+    log = mpremote(device, "fs", "cat", "log.txt")
+    assert "scan:]C1CUT-BEFORE-1\nscan:]C1CUT-BEFORE-2\n" in log
+    assert "CUT-DURING" not in log
+
+
+def test_power_cut_now_and_image_persists(device: Device) -> None:
+    device.power_cut()
+    device.wait_off()
+    device.power_on()
+    device.wait_running()
+    assert "scan:]C1RR473124829GB" in mpremote(device, "fs", "cat", "log.txt")
+
+
+def test_dock_link_is_limited_to_115200_baud(device: Device) -> None:
+    # The fixture main.py does not open the dock: read the device side ourselves.
+    dev_side = os.open(device.info["uart"]["dock"], os.O_RDWR | os.O_NOCTTY)
+    host_side = os.open(device.dock, os.O_RDWR | os.O_NOCTTY)
+    try:
+        payload = bytes(range(256)) * 40  # 10 KiB
+        t0 = time.monotonic()
+        os.write(host_side, payload)
+        got = b""
+        while len(got) < len(payload) and time.monotonic() - t0 < 10:
+            got += os.read(dev_side, 4096)
+        elapsed = time.monotonic() - t0
+    finally:
+        os.close(dev_side)
+        os.close(host_side)
+    assert got == payload
+    assert elapsed >= 0.8  # 10,240 bytes at 11,520 B/s take 0.89 s
+
+
+def test_corrupt_image_is_reported_and_never_reformatted(tmp_path: Path) -> None:
+    image = tmp_path / "corrupt.img"
+    junk = bytes((i * 7 + 3) & 0xFF for i in range(4096)) * 4
+    image.write_bytes(junk + b"\xff" * (4096 * 508))
+    before = image.read_bytes()
+    with Device.start(image, workdir=tmp_path / "run") as dev:
+        dev.wait_idle()
+        assert "NOT reformatting" in dev.console_text()
+    assert image.read_bytes() == before
