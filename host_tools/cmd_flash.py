@@ -1,0 +1,73 @@
+"""`depot flash --port PORT --device-id ID [--port P2 --device-id ID2 ...] [--csv FILE] [--board NAME]
+[--force]`: see host_tools/flash.py."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+
+from host_tools import boards, flash
+
+
+def register(sub) -> None:
+    p = sub.add_parser("flash", help="compile and copy firmware, board and identity to devices (mpremote)")
+    p.add_argument("--port", action="append", default=[], help="serial port of a device (repeatable)")
+    p.add_argument("--device-id", action="append", default=[], help="its device id, paired in order")
+    p.add_argument("--csv", help="CSV of port,device_id lines (a header line is allowed)")
+    p.add_argument("--board", default="sim",
+                   help=f"board definition (default sim; one of {', '.join(boards.names())})")
+    p.add_argument("--force", action="store_true",
+                   help="flash even a device holding unsynced records (they stay in its journal)")
+    p.set_defaults(func=run)
+
+
+def targets(args: argparse.Namespace) -> list[tuple[str, str]]:
+    if len(args.port) != len(args.device_id):
+        raise ValueError("give one --device-id for each --port, in the same order")
+    pairs = list(zip(args.port, args.device_id, strict=True))
+    if args.csv:
+        with open(args.csv, newline="") as f:
+            for n, row in enumerate(csv.reader(f), 1):
+                row = [c.strip() for c in row]
+                if not row or not row[0] or row[0].startswith("#") or (n == 1 and row[0].lower() == "port"):
+                    continue
+                if len(row) < 2 or not row[1]:
+                    raise ValueError(f"{args.csv}:{n}: expected port,device_id")
+                pairs.append((row[0], row[1]))
+    if not pairs:
+        raise ValueError("no device given: --port P --device-id ID, or --csv FILE")
+    return pairs
+
+
+def run(args: argparse.Namespace) -> int:
+    from host_tools import store as store_mod
+
+    try:
+        pairs = targets(args)
+        boards.path(args.board)
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"depot flash: {str(exc).strip(chr(39))}", file=sys.stderr)
+        return 2
+    st = store_mod.open_store(args.store)
+    try:
+        keys = {d: st.key(d) for _, d in pairs}
+    finally:
+        st.close()
+    missing = [d for d, k in keys.items() if k is None]
+    if missing:
+        print("depot flash: not enrolled: " + ", ".join(missing) + " (run `depot enrol --device-id ID`)",
+              file=sys.stderr)
+        return 2
+    if args.force:
+        print("WARNING: --force flashes devices even when their journal holds unsynced records; the "
+              "records stay on the device, sync it before its journal fills.", file=sys.stderr)
+    progress = flash.Progress(pairs)
+    try:
+        results = flash.flash_many(pairs, args.board, keys.get, force=args.force, update=progress.update)
+    except flash.FlashError as exc:
+        print(f"depot flash: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(flash.table(results))
+    return 0 if all(r.ok for r in results) else 1

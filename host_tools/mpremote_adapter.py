@@ -1,0 +1,303 @@
+"""The one place that talks to a device's MicroPython console through mpremote (pinned 1.29.0).
+
+Everything goes through mpremote's Python API (SerialTransport: raw REPL, exec) with small snippets
+of our own: files are hashed on the device, written in base64 chunks under a temporary name and
+renamed into place, so a cut mid-copy never leaves half a module under its real name. Errors come
+out as the typed exceptions below; the snippets' source never appears in them (one carries the key).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import hashlib
+from collections.abc import Callable, Iterable
+
+_CHUNK = 3072  # raw bytes per exec: raw-paste mode has flow control, so big chunks are safe
+
+
+class AdapterError(Exception):
+    """Anything that went wrong talking to the device."""
+
+
+class DeviceBusy(AdapterError):
+    """The port is held by another program (an open mpremote, a dock sync, a terminal)."""
+
+
+class ConnectError(AdapterError):
+    """No device at the port, or it does not answer with a MicroPython raw REPL."""
+
+
+class FlashError(AdapterError):
+    """A device-side operation failed (file system error, hash mismatch, exception on the device)."""
+
+
+# Hash files on the device; `None` for a file that is not there.
+_HASH_SNIPPET = """
+import hashlib, binascii
+def _h(p):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return None
+    h = hashlib.sha256(); b = bytearray(512); n = 0
+    while True:
+        k = f.readinto(b)
+        if not k: break
+        h.update(b if k == 512 else b[:k]); n += k
+    f.close()
+    return (n, binascii.hexlify(h.digest()).decode())
+print(repr([_h(p) for p in %r]))
+"""
+
+_MKDIRS_SNIPPET = """
+import os
+for d in %r:
+    try:
+        os.mkdir(d)
+    except OSError as e:
+        if e.args[0] != 17: raise
+"""
+
+# Count journal records above the acknowledged watermark, read-only (docs/journal.md: /journal/state
+# holds u32 watermark, u32 lease, u32 CRC32; segments *.seg hold frames of u16 length, the record,
+# u32 CRC32; a record's seq is the u32 at offset 8). Constructing firmware's Journal would recover
+# (and may write); a flash tool must not change the journal at all.
+_PENDING_SNIPPET = """
+import os, struct, binascii
+def _pending(root='/journal'):
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return (0, 0, 0)
+    wm = 0
+    try:
+        with open(root + '/state', 'rb') as f:
+            b = f.read(12)
+        if len(b) == 12 and binascii.crc32(b[:8]) & 0xffffffff == struct.unpack('<I', b[8:])[0]:
+            wm = struct.unpack('<I', b[:4])[0]
+    except OSError:
+        pass
+    n = 0; last = 0; buf = bytearray(2)
+    for name in sorted(names):
+        if not name.endswith('.seg'):
+            continue
+        with open(root + '/' + name, 'rb') as f:
+            while True:
+                if f.readinto(buf) != 2: break
+                ln = buf[0] | buf[1] << 8
+                body = f.read(ln + 4)
+                if len(body) != ln + 4 or ln < 12: break
+                crc = binascii.crc32(body[:ln], binascii.crc32(buf)) & 0xffffffff
+                if crc != struct.unpack('<I', body[ln:])[0]: break
+                seq = struct.unpack('<I', body[8:12])[0]
+                if seq > wm: n += 1
+                if seq > last: last = seq
+    return (n, wm, last)
+print(repr(_pending()))
+"""
+
+
+_RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
+
+
+def _raw_repl(t, soft_reset: bool, timeout: float) -> bool:
+    """Interrupt the running program and enter the raw REPL (soft-resetting it as mpremote does)."""
+    t.serial.write(b"\r\x03")
+    while t.serial.in_waiting:
+        t.serial.read(t.serial.in_waiting)
+    t.serial.write(b"\r\x01")
+    if not t.read_until(1, _RAW_PROMPT + b">", timeout=timeout, timeout_overall=timeout).endswith(
+            _RAW_PROMPT + b">"):
+        return False
+    if soft_reset:
+        t.serial.write(b"\x04")
+        if not t.read_until(1, b"soft reboot\r\n", timeout=timeout, timeout_overall=timeout).endswith(
+                b"soft reboot\r\n"):
+            return False
+        if not t.read_until(1, _RAW_PROMPT, timeout=timeout, timeout_overall=timeout).endswith(_RAW_PROMPT):
+            return False
+    t.in_raw_repl = True
+    return True
+
+
+class Device:
+    """One open console. Use as a context manager; every method runs in the raw REPL."""
+
+    def __init__(self, port: str, transport: object) -> None:
+        self.port = port
+        self._t = transport
+
+    # -- connection --------------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, port: str, soft_reset: bool = True, timeout: float = 10.0) -> Device:
+        """Open `port` exclusively and enter the raw REPL (interrupting the running firmware)."""
+        import time
+
+        import serial
+        from mpremote.transport import TransportError  # pyright: ignore[reportMissingImports]
+        from mpremote.transport_serial import SerialTransport  # pyright: ignore[reportMissingImports]
+
+        try:
+            # A read timeout: on a pty mpremote reads byte by byte and would block for ever on a
+            # device that is still rebooting.
+            t = SerialTransport(port, baudrate=115200, timeout=2)
+        except (TransportError, serial.SerialException, OSError) as exc:
+            text = str(exc)
+            if "lock" in text.lower() or "busy" in text.lower():
+                raise DeviceBusy(f"{port} is in use by another program") from None
+            raise ConnectError(f"cannot open {port}: {text}") from None
+        # A device just reset may drop what we send while it boots: ask again until the deadline.
+        # (Our own handshake rather than enter_raw_repl(), which prints to stdout on failure: not
+        # something to do from many threads at once.)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if _raw_repl(t, soft_reset, min(3.0, timeout)):
+                    break
+                why = "no raw REPL prompt"
+            except (TransportError, OSError) as exc:
+                why = type(exc).__name__
+            if time.monotonic() >= deadline:
+                t.close()
+                raise ConnectError(f"{port}: no MicroPython raw REPL ({why})")
+        return cls(port, t)
+
+    def close(self) -> None:
+        t, self._t = self._t, None
+        if t is None:
+            return
+        try:
+            if t.in_raw_repl:  # type: ignore[attr-defined]
+                t.exit_raw_repl()  # type: ignore[attr-defined]
+        except OSError:
+            pass
+        try:
+            t.close()  # type: ignore[attr-defined]
+        except OSError:
+            pass
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- primitives --------------------------------------------------------------------------
+
+    def exec(self, code: str, what: str = "command") -> bytes:
+        """Run `code` on the device; its stdout. `what` names it in errors (never the code itself)."""
+        from mpremote.transport import (  # pyright: ignore[reportMissingImports]
+            TransportError,
+            TransportExecError,
+        )
+
+        if self._t is None:
+            raise AdapterError(f"{self.port}: connection closed")
+        try:
+            return self._t.exec(code)  # type: ignore[attr-defined]
+        except TransportExecError as exc:
+            last = (exc.error_output.strip().splitlines() or ["error"])[-1]
+            raise FlashError(f"{self.port}: {what} failed on the device: {last}") from None
+        except (TransportError, OSError) as exc:
+            raise FlashError(f"{self.port}: {what}: link error ({type(exc).__name__})") from None
+
+    def _eval(self, code: str, what: str) -> object:
+        out = self.exec(code, what).decode(errors="replace").strip().splitlines()
+        try:
+            return ast.literal_eval(out[-1])
+        except (IndexError, ValueError, SyntaxError):
+            raise FlashError(f"{self.port}: {what}: unexpected reply") from None
+
+    # -- operations --------------------------------------------------------------------------
+
+    def hashes(self, paths: Iterable[str]) -> dict[str, tuple[int, str] | None]:
+        """{path: (size, sha256 hex) computed on the device, or None when absent}."""
+        paths = list(paths)
+        if not paths:
+            return {}
+        got = self._eval(_HASH_SNIPPET % (paths,), "hashing files")
+        if not isinstance(got, list) or len(got) != len(paths):
+            raise FlashError(f"{self.port}: hashing files: unexpected reply")
+        return {p: (tuple(h) if h is not None else None) for p, h in zip(paths, got, strict=True)}  # type: ignore[misc]
+
+    def listdir(self, path: str = "/") -> list[tuple[str, bool, int]]:
+        """[(name, is_dir, size)] of one directory; [] when it does not exist."""
+        got = self._eval(
+            "import os\ntry:\n l=[(e[0],e[1]==0x4000,e[3] if len(e)>3 else 0) for e in os.ilistdir(%r)]\n"
+            "except OSError:\n l=[]\nprint(repr(l))" % path, "listing " + path)
+        return [tuple(x) for x in got]  # type: ignore[union-attr, misc]
+
+    def mkdirs(self, dirs: Iterable[str]) -> None:
+        """Create each directory (parents first) that does not exist yet."""
+        need: list[str] = []
+        for d in dirs:
+            parts = [p for p in d.split("/") if p]
+            for i in range(1, len(parts) + 1):
+                sub = "/" + "/".join(parts[:i])
+                if sub not in need:
+                    need.append(sub)
+        if need:
+            self.exec(_MKDIRS_SNIPPET % (need,), "creating directories")
+
+    def put(self, path: str, data: bytes, progress: Callable[[int], None] | None = None,
+            what: str | None = None) -> str:
+        """Write `data` to `path` (via path + '.part' and a rename); return the device's sha256 hex
+        of the file as written, for the caller to compare."""
+        label = what or ("writing " + path)
+        tmp = path + ".part"
+        self.exec("import binascii\n_f=open(%r,'wb')\n_w=_f.write\n_d=binascii.a2b_base64" % tmp, label)
+        try:
+            for off in range(0, len(data), _CHUNK):
+                chunk = base64.b64encode(data[off: off + _CHUNK]).decode()
+                self.exec("_w(_d(%r))" % chunk, label)
+                if progress:
+                    progress(min(off + _CHUNK, len(data)))
+            self.exec("_f.close()\nimport os\nos.rename(%r,%r)" % (tmp, path), label)
+        except FlashError:
+            try:
+                self.exec("try:\n _f.close()\nexcept Exception:\n pass\nimport os\nos.remove(%r)" % tmp)
+            except FlashError:
+                pass
+            raise
+        got = self.hashes([path])[path]
+        return got[1] if got else ""
+
+    def read(self, path: str, limit: int = 65536) -> bytes:
+        """A small file's content (base64 on the wire, so any bytes survive)."""
+        out = self._eval("import binascii\nwith open(%r,'rb') as f:\n print(repr(binascii.b2a_base64("
+                         "f.read(%d)).decode()))" % (path, limit), "reading " + path)
+        return base64.b64decode(str(out))
+
+    def remove(self, path: str) -> None:
+        self.exec("import os\nos.remove(%r)" % path, "removing " + path)
+
+    def journal_pending(self) -> tuple[int, int, int]:
+        """(records above the watermark, watermark, highest seq held) read from /journal, read-only."""
+        got = self._eval(_PENDING_SNIPPET, "reading the journal")
+        if not (isinstance(got, tuple) and len(got) == 3):
+            raise FlashError(f"{self.port}: reading the journal: unexpected reply")
+        return int(got[0]), int(got[1]), int(got[2])
+
+    def reboot(self, timeout: float = 10.0) -> None:
+        """Soft reset from the friendly REPL, so boot.py and main.py run; then let go of the port."""
+        t = self._t
+        if t is None:
+            return
+        try:
+            t.exit_raw_repl()  # type: ignore[attr-defined]
+            t.serial.write(b"\x04")  # type: ignore[attr-defined]
+            t.read_until(1, b"soft reboot", timeout=timeout, timeout_overall=timeout)  # type: ignore[attr-defined]
+        except OSError as exc:
+            raise FlashError(f"{self.port}: reboot: link error ({type(exc).__name__})") from None
+        finally:
+            self._t = None
+            try:
+                t.close()  # type: ignore[attr-defined]
+            except OSError:
+                pass
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

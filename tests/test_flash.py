@@ -1,0 +1,114 @@
+"""`depot flash` against virtual handhelds: real mpremote (its Python API) over the console pty.
+
+Each device boots from a blank image; flashing writes the compiled firmware, the board definition
+and the identity, verifies each file by the sha256 the device computes, and reboots it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from host_tools import cli, flash
+from host_tools import mpremote_adapter as mp
+from host_tools.store import Store
+
+client = pytest.importorskip("sim.client", reason="the simulator (sim/client.py) is not available")
+
+pytestmark = pytest.mark.slow
+
+# '/lib' first: with '' (the root) ahead of it, `import journal` finds the /journal directory.
+JOURNAL_TWO_RECORDS = """
+import sys
+sys.path.insert(0, '/lib')
+import journal, record
+j = journal.Journal('/journal')
+for item in ('RR473124829GB', 'RR000000000GB'):
+    j.append(record.Record(device_id='H-A', route_id='R1', stop_id='S1', item_id=item))
+j.close()
+print(j.pending())
+"""
+
+
+@pytest.fixture(scope="module")
+def image() -> flash.Image:
+    return flash.build("sim")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[Store]:
+    st = Store(tmp_path / "depot.sqlite3")
+    yield st
+    st.close()
+
+
+def _journal_files(port: str) -> dict[str, tuple[int, str] | None]:
+    with mp.Device.connect(port) as dev:
+        names = [n for n, is_dir, _ in dev.listdir("/journal") if not is_dir]
+        return dev.hashes(["/journal/" + n for n in sorted(names)])
+
+
+def test_flash_blank_device_then_reflash_skips_unchanged(tmp_path, store, image):
+    key = store.enrol("H-A")
+    with client.Device.start(tmp_path / "a.img") as dev:
+        res = flash.flash_one(dev.console, "H-A", image, key)
+        assert (res.status, res.message) == ("ok", "")
+        files = image.with_identity("H-A", key)
+        assert (res.written, res.skipped) == (len(files), 0)
+        assert res.bytes == sum(len(d) for _, d in files)
+        with mp.Device.connect(dev.console) as con:
+            got = con.hashes([p for p, _ in files])
+            assert got == {p: (len(d), mp.sha256_hex(d)) for p, d in files}
+            assert json.loads(con.read("/config/device.json")) == {"device_id": "H-A", "key": key.hex()}
+            assert {n for n, _, _ in con.listdir("/lib")} >= {"board.py", "record.mpy", "journal.mpy"}
+            assert ("boot.py", False) in {(n, d) for n, d, _ in con.listdir("/")}
+        again = flash.flash_one(dev.console, "H-A", image, key)
+        assert (again.status, again.written, again.skipped, again.bytes) == ("ok", 0, len(files), 0)
+
+
+def test_refuses_unsynced_journal_unless_forced(tmp_path, store, image, capsys):
+    key = store.enrol("H-A")
+    with client.Device.start(tmp_path / "a.img") as dev:
+        assert flash.flash_one(dev.console, "H-A", image, key).ok
+        with mp.Device.connect(dev.console) as con:
+            assert con.exec(JOURNAL_TWO_RECORDS, "journal").split()[-1] == b"2"
+            assert con.journal_pending() == (2, 0, 2)
+        before = _journal_files(dev.console)
+        assert len(before) >= 2  # state + a segment
+        refused = flash.flash_one(dev.console, "H-A", image, key)
+        assert refused.status == "refused" and refused.pending == 2
+        assert "2 unsynced record(s)" in refused.message and "depot sync" in refused.message
+        argv = ["--store", str(store.path), "flash", "--port", dev.console, "--device-id", "H-A"]
+        assert cli.main(argv) == 1
+        assert cli.main(argv + ["--force"]) == 0
+        out = capsys.readouterr()
+        assert "WARNING" in out.err and "forced over 2 unsynced record(s)" in out.out
+        assert key.hex() not in out.out + out.err  # the key never shows
+        assert _journal_files(dev.console) == before  # the journal is never touched
+
+
+def test_not_enrolled_is_a_clear_error(store, capsys):
+    argv = ["--store", str(store.path), "flash", "--port", "/dev/null", "--device-id", "H-NEW"]
+    assert cli.main(argv) == 2
+    assert "not enrolled: H-NEW" in capsys.readouterr().err
+
+
+def test_parallel_flash_of_two_devices_with_result_table(tmp_path, store, capsys):
+    keys = {d: store.enrol(d) for d in ("H-1", "H-2")}
+    with client.Device.start(tmp_path / "1.img") as d1, client.Device.start(tmp_path / "2.img") as d2:
+        csv = tmp_path / "devices.csv"
+        csv.write_text(f"port,device_id\n{d1.console},H-1\n{d2.console},H-2\n")
+        assert cli.main(["--store", str(store.path), "flash", "--csv", str(csv), "--board", "sim"]) == 0
+        out = capsys.readouterr().out
+        rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("H-")
+                and ("ok" in line.split()[2:3])}
+        assert set(rows) == {"H-1", "H-2"}
+        assert "2 of 2 device(s) flashed" in out
+        for k in keys.values():
+            assert k.hex() not in out
+        for dev, name in ((d1, "H-1"), (d2, "H-2")):
+            with mp.Device.connect(dev.console) as con:
+                assert json.loads(con.read("/config/device.json"))["device_id"] == name
