@@ -26,6 +26,8 @@ _HDR = const(2)  # u16 payload length
 _TRL = const(4)  # u32 CRC32 over length + payload
 FRAME_MAX = _HDR + record.MAX_LEN + _TRL
 _SUFFIX = ".seg"
+_SEG_COST = const(2)  # blocks a new segment may take: its data block plus metadata growth
+_RECHECK = const(8)  # segments between statvfs walks while far from the reserve
 
 
 class JournalError(Exception):
@@ -71,6 +73,8 @@ class Journal:
         self._rotate = True  # next append opens a new segment
         self._full = False
         self._space = "ok"
+        self._low_cached = 0
+        self._free = 0  # free blocks at the last statvfs, less _SEG_COST per segment opened since
         self.torn = 0  # frames dropped at boot (diagnostics)
         try:
             os.mkdir(root)
@@ -281,7 +285,11 @@ class Journal:
         self._segs.append(first)
         self._size = 0
         self._rotate = False
-        self._check_space()
+        # statvfs walks the whole filesystem (ms and growing with the files held): count down a
+        # conservative estimate and walk only when it nears the thresholds or every _RECHECK segments.
+        self._free -= _SEG_COST
+        if self._free < self._low_cached + _RECHECK * _SEG_COST or len(self._segs) % _RECHECK == 0:
+            self._check_space()
 
     def _abandon_segment(self):
         f = self._f
@@ -293,15 +301,18 @@ class Journal:
             except OSError:
                 pass
 
+    def _thresholds(self, total):
+        reserve = self._reserve or max(4, total // 32)
+        return reserve, self._low or max(reserve * 2, total // 10)
+
     def _check_space(self):
-        # statvfs walks the whole filesystem: only at boot, rotation and acknowledgement.
         try:
             st = os.statvfs(self.root)
         except OSError:
             return
-        free, total = st[3], st[2]
-        reserve = self._reserve or max(4, total // 32)
-        low = self._low or max(reserve * 2, total // 10)
+        free = self._free = st[3]
+        reserve, low = self._thresholds(st[2])
+        self._low_cached = low
         if free < reserve:
             self._full = True
             self._space = "full"
