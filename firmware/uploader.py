@@ -11,7 +11,8 @@ nothing. Each failure class has its own remedy:
     ModemState       power-cycle the modem, then back off
     SimProvisioning  nothing the device can fix: report it, retry rarely
     HTTP 413         split: halve the batch and send again at once
-    HTTP 401/403/404/412/5xx   authentication, clock, enrolment or server trouble: report, back off
+    HTTP 401/403/404/412/422/5xx   authentication, clock, enrolment, a body altered in transit or
+                     server trouble: report, back off and retry
     other HTTP 4xx   the server refuses these records: quarantine the batch (kept on the device for
                      the dock, listed in /upload/quarantine) and go on with the next records
 """
@@ -174,9 +175,10 @@ class Uploader:
             self.counter.next += 1024
             self.last_error = "counter refused"
             return self._backoff()
-        if status in (401, 404, 412) or status >= 500 or status < 400:
-            self.last_error = {401: "signature refused", 404: "device not enrolled",
-                               412: "clock refused"}.get(status, "server error %d" % status)
+        if status in (401, 404, 412, 422) or status >= 500 or status < 400:
+            # 422: our signed bytes were altered on the way; the next attempt may get through
+            self.last_error = {401: "signature refused", 404: "device not enrolled", 412: "clock refused",
+                               422: "body altered in transit"}.get(status, "server error %d" % status)
             return self._backoff()
         self._quarantine(first, last, status)
         return 0

@@ -205,7 +205,7 @@ def test_uploader_acts_on_each_answer(mpy, tmp_path):
         j = journal.Journal({str(tmp_path / "j")!r})
         for i in range(12):
             j.append(record.Record(device_id=DEV, item_id="I%d" % i))
-        m = Scripted([200, "stale-ack", 413, ("ack", 2), modem.Transient("x"), 401, ("ack", 6), 422,
+        m = Scripted([200, "stale-ack", 413, ("ack", 2), modem.Transient("x"), 401, ("ack", 6), 400,
                       modem.ContextBroken("dns"), modem.ModemState("hung"), modem.NoCoverage("gap"),
                       ("ack", 6)])
         up = uploader.Uploader(j, m, DEV, KEY, "http://h", state_dir={str(tmp_path / "u")!r}, batch=4)
@@ -224,8 +224,8 @@ def test_uploader_acts_on_each_answer(mpy, tmp_path):
         "0", "0", "0", "2", "2", "2", "6", "6", "6", "6", "6", "6"]
     assert [ln.split(" ", 1)[1] if " " in ln else "" for ln in lines[:12]] == [
         "unverified answer (HTTP 200)", "unverified answer (HTTP 200)", "unverified answer (HTTP 200)", "",
-        "network: x", "signature refused", "", "batch 7-10 refused (HTTP 422)", "context: dns",
+        "network: x", "signature refused", "", "batch 7-10 refused (HTTP 400)", "context: dns",
         "modem: hung", "no coverage", ""]
     assert lines[12] == "-1 14"
     assert lines[13] == "1-4 1-4 1-4 1-2 3-6 3-6 3-6 7-10 11-12 ctx 11-12 cycle 11-12 11-12 13-13"
-    assert lines[14] == "7 10 422;13 13 413; 7"  # held for the dock: 7-10, 11-12 (above them), 13
+    assert lines[14] == "7 10 400;13 13 413; 7"  # held for the dock: 7-10, 11-12 (above them), 13
