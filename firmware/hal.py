@@ -126,15 +126,20 @@ class _SimStream(_IOBase):  # type: ignore[misc]
         if req == 10:  # MP_STREAM_GET_FILENO: the unix poller then waits on the real fd
             return self.f.fileno()
         if req == 3:  # MP_STREAM_POLL
-            return arg & 1 if self.p.poll(0) else 0
+            return arg & 1 if self._ready() else 0
         return 0
+
+    def _ready(self):
+        for _ in self.p.ipoll(0):  # ipoll: no result list allocated per byte
+            return True
+        return False
 
     def readinto(self, buf, n=-1):
         if n < 0 or n > len(buf):
             n = len(buf)
         got = 0
         one = self.one
-        while got < n and self.p.poll(0):
+        while got < n and self._ready():
             if not self.f.readinto(one):
                 break
             buf[got] = one[0]

@@ -642,6 +642,12 @@ class VirtualDevice:
         elif "walk" in msg:
             spec = dict(msg["walk"])
             points = [tuple(p) for p in spec.pop("waypoints")]
+            if isinstance(spec.get("conditions"), dict):
+                cond = dict(spec["conditions"])
+                for k in ("canyon", "indoor"):
+                    if k in cond:
+                        cond[k] = [tuple(iv) for iv in cond[k]]
+                spec["conditions"] = gnss.Conditions(**cond)
             self.gnss_feed(iter(gnss.walk(points, **spec)), period)
         else:
             raise ValueError("gnss needs lines, replay, walk or stop")

@@ -202,3 +202,53 @@ def test_corrupt_image_is_reported_and_never_reformatted(tmp_path: Path) -> None
         dev.wait_idle()
         assert "NOT reformatting" in dev.console_text()
     assert image.read_bytes() == before
+
+
+def test_gnss_walk_feeds_the_uart_at_the_requested_cadence(device: Device) -> None:
+    device.reboot()
+    boots = device.status()["boots"]
+    device.wait_running(boots=boots)
+    time.sleep(0.3)
+    device.gnss_walk([(48.1, 11.5), (48.1005, 11.5)], period=0.05, seed=1,
+                     conditions={"cold_start_s": 0, "noise_m": 1.0})
+    time.sleep(0.5)
+    device.gnss_stop()
+    log = mpremote(device, "fs", "cat", "log.txt")
+    assert "gnss:$GPRMC," in log and "gnss:$GPGGA," in log
+
+
+def test_dock_faults_drop_flip_and_unplug(device: Device) -> None:
+    dev_side = os.open(device.info["uart"]["dock"], os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    host_side = os.open(device.dock, os.O_RDWR | os.O_NOCTTY)
+
+    def through(payload: bytes, settle: float = 0.3) -> bytes:
+        os.write(host_side, payload)
+        time.sleep(len(payload) / 11520 + settle)
+        try:
+            return os.read(dev_side, 65536)
+        except BlockingIOError:
+            return b""
+
+    try:
+        device.dock_fault(unplug=True)
+        assert through(b"x" * 100) == b""
+        device.dock_fault(unplug=False, flip=1.0)
+        got = through(b"\x00" * 200)
+        assert len(got) == 200 and all(bin(b).count("1") == 1 for b in got)  # one bit flipped in each
+        device.dock_fault(flip=0.0, drop=0.5)
+        got = through(b"y" * 1000)
+        assert 300 < len(got) < 700 and set(got) == {ord("y")}
+        device.dock_fault(drop=0.0)
+        assert through(b"clean") == b"clean"
+    finally:
+        device.dock_fault(drop=0.0, flip=0.0, unplug=False)
+        os.close(dev_side)
+        os.close(host_side)
+
+
+def test_two_devices_run_at_once(device: Device, tmp_path: Path) -> None:
+    with Device.start(tmp_path / "second.img", workdir=tmp_path / "run") as other:
+        assert other.console != device.console and other.info["control"] != device.info["control"]
+        other.wait_idle()
+        assert mpremote(other, "exec", "print('second')").strip() == "second"
+    assert device.status()["vm"] == "on"
