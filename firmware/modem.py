@@ -83,6 +83,8 @@ class Modem:
                  net_ms=NET_MS):
         if dialect not in (SIM7600, BG95):
             raise ValueError("unknown modem dialect")
+        if not hasattr(stream, "drain"):  # a UART or file from hal.open_uart: make it a stream
+            stream = asyncio.StreamReader(stream)
         self.s = stream  # asyncio stream over the modem UART: readinto/write/drain
         self.dialect = dialect
         self.apn = apn
@@ -181,8 +183,8 @@ class Modem:
                 self._keep_urc()
 
     async def send(self, data):
-        self.s.write(data)
-        await self.s.drain()
+        self.s.write(data)  # type: ignore[attr-defined]  # one Stream class reads and writes
+        await self.s.drain()  # type: ignore[attr-defined]
 
     def _text(self):
         return bytes(self.line[: self.n]).decode()

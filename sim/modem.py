@@ -4,7 +4,9 @@ Speaks the two dialects the firmware drives (firmware/modem.py): SIMCom SIM7600 
 `AT+HTTPDATA`, `AT+HTTPACTION`, `AT+HTTPREAD`) and Quectel BG95/EC25 (`AT+QIACT`, `AT+QHTTPURL`,
 `AT+QHTTPPOST`, `AT+QHTTPREAD`), on a file-descriptor pair (the host end of a pty). HTTP POSTs
 are forwarded to a real server on loopback with http.client, and the status and body come back
-the way the modem would report them.
+the way the modem would report them. With `server_url` set, every POST goes to that server (the
+path from the device's URL is kept), as if the depot's name resolved there; without it the
+device's own URL is used, loopback hosts only (anything else fails like a DNS error).
 
 Faults, for tests and the simulator's control socket (`inject`, one-shot, in order):
     "cme:<n>"        the next command answers +CME ERROR: <n>
@@ -55,7 +57,7 @@ class ModemEmulator:
     """`ModemEmulator(fd_in, fd_out, dialect, server_url, seed)`; `.start()`, `.stop()`."""
 
     def __init__(self, fd_in: int, fd_out: int, dialect: str = "sim7600",
-                 server_url: str = "http://127.0.0.1:8080", seed: int = 0, latency_s: float = 0.0,
+                 server_url: str | None = None, seed: int = 0, latency_s: float = 0.0,
                  fault_rate: float = 0.0):
         if dialect not in ("sim7600", "bg95"):
             raise ValueError(f"unknown modem dialect {dialect!r}")
@@ -100,6 +102,30 @@ class ModemEmulator:
     def inject(self, fault: str) -> None:
         with self.lock:
             self.faults.append(fault)
+
+    def stats(self) -> dict[str, object]:
+        return {"dialect": self.dialect, "coverage": self.coverage, "air_bytes": self.air_bytes,
+                "posts": self.posts, "faults_pending": list(self.faults)}
+
+    def control(self, msg: dict[str, object]) -> dict[str, object]:
+        """The simulator's control socket: {"action": "coverage", "on": bool} | {"action": "inject",
+        "fault": str} | {"action": "latency", "s": float} | {"action": "fault_rate", "p": float} |
+        {"action": "stats"}. Returns the stats after the action."""
+        action = msg.get("action", "stats")
+        if action == "coverage":
+            self.set_coverage(bool(msg.get("on", True)))
+        elif action == "inject":
+            self.inject(str(msg["fault"]))
+        elif action == "latency":
+            self.latency_s = float(msg.get("s", 0.0))  # type: ignore[arg-type]
+        elif action == "fault_rate":
+            self.fault_rate = float(msg.get("p", 0.0))  # type: ignore[arg-type]
+        elif action != "stats":
+            raise ValueError(f"unknown modem action {action!r}")
+        return self.stats()
+
+    def close(self) -> None:
+        self.stop()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -250,9 +276,15 @@ class ModemEmulator:
         if f in ("cme:100", "timeout"):
             return self._net_error()
         u = urllib.parse.urlsplit(self.url)
+        target = urllib.parse.urlsplit(self.server_url) if self.server_url else u
+        if target.hostname not in ("127.0.0.1", "localhost", "::1"):
+            return "714" if self.dialect == "bg95" else "713"  # nothing beyond loopback resolves
+        path = u.path or "/"
+        if u.query:
+            path += "?" + u.query
         try:
-            conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=30)
-            conn.request("POST", u.path or "/", body=body, headers={"Content-Type": self.content_type})
+            conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=30)
+            conn.request("POST", path, body=body, headers={"Content-Type": self.content_type})
             resp = conn.getresponse()
             data = resp.read()
             head = f"HTTP/1.1 {resp.status} {resp.reason}\r\n" + "".join(
@@ -418,3 +450,14 @@ class ModemEmulator:
                 self._send(b"\r\nCONNECT\r\n" + data + b"\r\nOK\r\n\r\n+QHTTPREAD: 0\r\n")
             return ""
         return None
+
+
+def attach(fd: int, board: dict, workdir: str, seed: int | None = None,
+           server_url: str | None = None) -> ModemEmulator:
+    """The virtual handheld's hook (sim/device.py): an emulator of the board's modem on the host
+    end of its modem UART. SIM_MODEM_SERVER overrides where POSTs go; SIM_SEED seeds faults."""
+    cfg = board.get("modem") or {}
+    if seed is None:
+        seed = int(os.environ.get("SIM_SEED", "0") or 0)
+    return ModemEmulator(fd, fd, cfg.get("dialect", "sim7600"),
+                         server_url or os.environ.get("SIM_MODEM_SERVER") or None, seed=seed).start()

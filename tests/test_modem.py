@@ -203,3 +203,32 @@ def test_line_assembly_allocates_nothing(mpy):
         print(res)
     """)
     assert out.strip() == "[True, 200, 86]"
+
+
+def test_attach_for_the_virtual_handheld(mpy, http_url, tmp_path):
+    """sim/device.py's hook: the board's dialect, POSTs sent to the depot's server whatever host the
+    device names, control messages; the driver takes the raw UART file hal.open_uart gives it."""
+    import board_sim
+
+    from sim.modem import attach
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    emu = attach(master, board_sim.BOARD, str(tmp_path), seed=1, server_url=http_url)
+    try:
+        Echo.received.clear()
+        out = mpy(f"""
+            import asyncio, binascii, modem
+            m = modem.Modem(open({os.ttyname(slave)!r}, "r+b"), "sim7600", cmd_ms=400, net_ms=3000)
+            st, data = asyncio.run(m.post("http://depot.example:8080/v1/devices/HH-1/records", b"abc"))
+            print(st, binascii.hexlify(data).decode())
+        """)
+        assert out.split() == ["200", hashlib.sha256(b"abc").hexdigest()]
+        assert Echo.received == [b"abc"]
+        stats = emu.control({"action": "coverage", "on": False})
+        assert (stats["dialect"], stats["coverage"], stats["posts"]) == ("sim7600", False, 1)
+        assert emu.control({"action": "inject", "fault": "timeout"})["faults_pending"] == ["timeout"]
+    finally:
+        emu.close()
+        os.close(master)
+        os.close(slave)
