@@ -12,17 +12,17 @@ import geofence
 import hal
 import ident
 import journal
+import layout
 import nmea
 import routepkg
 import ui
 
 VERSION = "0.1.0"
-ROUTE = "/route/active.pkg"
 
 
 def _load_config():
     try:
-        with open("/config/device.json") as f:
+        with open(layout.CONFIG) as f:
             cfg = json.load(f)
         return cfg["device_id"], binascii.unhexlify(cfg["key"]), cfg.get("server_url", "")
     except (OSError, ValueError, KeyError):
@@ -42,14 +42,15 @@ class App:
         self.uploader = None
         self.idle = delivery.Prompt().set(delivery.P_READY, "Ready", "Scan a parcel")
         self.prompt = self.idle
-        try:
-            import os
+        import os
 
-            os.mkdir("/journal")
-        except OSError:
-            pass  # exists
+        for d in (layout.DATA, layout.JOURNAL, layout.ROUTE_DIR, layout.UPLOAD_DIR):
+            try:
+                os.mkdir(d)
+            except OSError:
+                pass  # exists
         try:
-            self.journal = journal.Journal("/journal")
+            self.journal = journal.Journal(layout.JOURNAL)
         except Exception as e:  # a journal that cannot open must not take the screen with it
             self.status.fault = "journal: %s" % e
         if not self.device_id:
@@ -65,7 +66,7 @@ class App:
             self.route.close()
             self.route = self.flow = None
         try:
-            self.route = routepkg.RoutePackage(ROUTE, self.key)
+            self.route = routepkg.RoutePackage(layout.ACTIVE_ROUTE, self.key)
         except routepkg.PackageError as e:
             self.idle.set(delivery.P_READY, "No route", str(e)[:60] + ": dock at depot")
             return
@@ -176,7 +177,7 @@ class App:
         if s is not None:
             import dock
 
-            d = dock.Dock(s, self.journal, self.device_id, self.key, "/route", status=self.on_dock,
+            d = dock.Dock(s, self.journal, self.device_id, self.key, layout.ROUTE_DIR, status=self.on_dock,
                           firmware=VERSION, board=self.board["name"], battery=hal.battery_mv,
                           set_time=hal.set_time)
             t.append(d.run())
@@ -186,7 +187,8 @@ class App:
             import uploader
 
             m = modem.Modem(s, self.board["modem"]["dialect"], self.board["modem"]["apn"])
-            self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url)
+            self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url,
+                                              state_dir=layout.UPLOAD_DIR)
             t.append(self.uploader.run())
         return t
 

@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("--csv", help="CSV of port,device_id lines (a header line is allowed)")
     p.add_argument("--board", default="sim",
                    help=f"board definition (default sim; one of {', '.join(boards.names())})")
+    p.add_argument("--server-url", default="",
+                   help="the depot's upload server as the modem reaches it (e.g. https://depot.example:8443)")
     p.add_argument("--force", action="store_true",
                    help="flash even a device holding unsynced records (they stay in its journal)")
     p.set_defaults(func=run)
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
               "records stay on the device, sync it before its journal fills.", file=sys.stderr)
     progress = flash.Progress(pairs)
     try:
-        results = flash.flash_many(pairs, args.board, keys.get, force=args.force, update=progress.update)
+        results = flash.flash_many(pairs, args.board, keys.get, force=args.force,
+                                   server_url=args.server_url, update=progress.update)
     except flash.FlashError as exc:
         print(f"depot flash: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
 A flash compiles firmware/*.py with mpy-cross for the board's architecture (once per board, shared by
 all devices), then per device: refuses one whose journal holds records the depot has not collected
 (unless forced), writes only the files whose sha256 on the device differs, verifies every file by
-the hash the device computes, and reboots it. /journal and /route are never written or read beyond
+the hash the device computes, and reboots it. /data (journal, route, upload state) is never
+written or read beyond
 counting the unsynced records. The device key travels only inside /config/device.json.
 """
 
@@ -20,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import layout
+
 from host_tools import boards
 from host_tools import mpremote_adapter as mp
 
@@ -27,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 BUILD = ROOT / "build" / "flash"
 ROOT_FILES = ("boot.py", "main.py")  # entry points stay source, in /
-PROTECTED = ("/journal", "/route")  # never written by a flash
+PROTECTED = (layout.DATA,)  # the carrier's journal, route and upload state: never written by a flash
 
 
 class FlashError(mp.AdapterError):
@@ -44,9 +47,11 @@ class Image:
     board: str
     files: list[tuple[str, bytes]]
 
-    def with_identity(self, device_id: str, key: bytes) -> list[tuple[str, bytes]]:
-        ident = json.dumps({"device_id": device_id, "key": key.hex()}).encode()
-        return self.files + [("/config/device.json", ident)]
+    def with_identity(self, device_id: str, key: bytes, server_url: str = "") -> list[tuple[str, bytes]]:
+        ident = {"device_id": device_id, "key": key.hex()}
+        if server_url:
+            ident["server_url"] = server_url  # where the modem uploads (depot serve)
+        return self.files + [(layout.CONFIG, json.dumps(ident).encode())]
 
 
 @dataclass
@@ -111,6 +116,7 @@ def build(board: str, out: Path | None = None) -> Image:
 
 
 def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force: bool = False,
+              server_url: str = "",
               update: Callable[[Result], None] | None = None, result: Result | None = None,
               connect_timeout: float = 10.0) -> Result:
     """Flash one device; never raises for device trouble: the Result says what happened."""
@@ -127,7 +133,7 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
         if key is None:
             raise FlashError(f"device {device_id!r} is not enrolled: "
                              f"run `depot enrol --device-id {device_id}`")
-        files = image.with_identity(device_id, key)
+        files = image.with_identity(device_id, key, server_url)
         assert not any(p.startswith(PROTECTED) for p, _ in files)
         step("connecting")
         with mp.Device.connect(port, timeout=connect_timeout) as dev:
@@ -184,7 +190,7 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
 
 
 def flash_many(targets: list[tuple[str, str]], board: str, keys: Callable[[str], bytes | None],
-               force: bool = False, update: Callable[[Result], None] | None = None,
+               force: bool = False, server_url: str = "", update: Callable[[Result], None] | None = None,
                workers: int | None = None) -> list[Result]:
     """Flash each (port, device_id) in its own thread; results in the order given."""
     ports = [p for p, _ in targets]
@@ -196,7 +202,8 @@ def flash_many(targets: list[tuple[str, str]], board: str, keys: Callable[[str],
         return results
     image = build(board)
     with ThreadPoolExecutor(max_workers=workers or max(1, len(targets))) as pool:
-        futs = [pool.submit(flash_one, r.port, r.device_id, image, keys(r.device_id), force, update, r)
+        futs = [pool.submit(flash_one, r.port, r.device_id, image, keys(r.device_id), force, server_url,
+                            update, r)
                 for r in results]
         for f in futs:
             f.result()

@@ -13,6 +13,8 @@ import base64
 import hashlib
 from collections.abc import Callable, Iterable
 
+import layout
+
 _CHUNK = 3072  # raw bytes per exec: raw-paste mode has flow control, so big chunks are safe
 
 
@@ -65,7 +67,7 @@ for d in %r:
 # (and may write); a flash tool must not change the journal at all.
 _PENDING_SNIPPET = """
 import os, struct, binascii
-def _pending(root='/journal'):
+def _pending(root=%r):
     try:
         names = os.listdir(root)
     except OSError:
@@ -95,7 +97,7 @@ def _pending(root='/journal'):
                 if seq > last: last = seq
     return (n, wm, last)
 print(repr(_pending()))
-"""
+""" % layout.JOURNAL
 
 
 _RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"

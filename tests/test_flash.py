@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import layout
 import pytest
 
 from host_tools import cli, flash
@@ -20,12 +21,14 @@ client = pytest.importorskip("sim.client", reason="the simulator (sim/client.py)
 
 pytestmark = pytest.mark.slow
 
-# '/lib' first: with '' (the root) ahead of it, `import journal` finds the /journal directory.
 JOURNAL_TWO_RECORDS = """
-import sys
-sys.path.insert(0, '/lib')
-import journal, record
-j = journal.Journal('/journal')
+import os, journal, layout, record
+for d in (layout.DATA, layout.JOURNAL):
+    try:
+        os.mkdir(d)
+    except OSError:
+        pass
+j = journal.Journal(layout.JOURNAL)
 for item in ('RR473124829GB', 'RR000000000GB'):
     j.append(record.Record(device_id='H-A', route_id='R1', stop_id='S1', item_id=item))
 j.close()
@@ -47,8 +50,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def _journal_files(port: str) -> dict[str, tuple[int, str] | None]:
     with mp.Device.connect(port) as dev:
-        names = [n for n, is_dir, _ in dev.listdir("/journal") if not is_dir]
-        return dev.hashes(["/journal/" + n for n in sorted(names)])
+        names = [n for n, is_dir, _ in dev.listdir(layout.JOURNAL) if not is_dir]
+        return dev.hashes([layout.JOURNAL + "/" + n for n in sorted(names)])
 
 
 def test_flash_blank_device_then_reflash_skips_unchanged(tmp_path, store, image):
