@@ -5,9 +5,16 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 FW_SRC  := $(wildcard firmware/*.py) $(wildcard boards/*.py)
 
-.PHONY: setup test lint typecheck mpy pytest bench demo torture clean
+.PHONY: setup system-deps test lint typecheck mpy pytest bench demo torture clean
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
+
+# Debian's Chromium renders the html report in a test. Root on CI and dev machines; elsewhere,
+# install it yourself (the test skips off CI without it).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	  || echo "warning: could not install chromium (apt-get); the html report test will not run"; }
 
 $(STAMP): requirements.txt requirements-stubs.txt pyproject.toml
 	$(PY) -m venv $(VENV)
