@@ -168,7 +168,10 @@ class Batch:
         """The encoded records, as a list of bytes; FormatError if the body does not parse."""
         body = self.body
         if self.flags & F_DEFLATE:
-            body = memoryview(_inflate(bytes(body)))
+            try:
+                body = memoryview(_inflate(bytes(body)))
+            except Exception:  # zlib.error on CPython, OSError on MicroPython
+                raise FormatError("body does not inflate") from None
         elif self.flags:
             raise FormatError("unknown flags")
         out = []

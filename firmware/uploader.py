@@ -85,7 +85,11 @@ class Uploader:
 
     async def run(self):
         while True:
-            ms = await self.step()
+            try:
+                ms = await self.step()
+            except Exception as e:  # a queue that silently stops sending is the worst outcome
+                self.last_error = "uploader: %r" % e
+                ms = self._backoff()
             if ms < 0:  # nothing to send: wait for a new record or the idle period
                 try:
                     await asyncio.wait_for_ms(self.wake.wait(), self.idle_ms)  # type: ignore[attr-defined]
