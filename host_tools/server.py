@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import socket
 import threading
 import time
@@ -211,6 +212,18 @@ def create_app(store: Store | str | None = None, *, max_body: int = DEFAULT_MAX_
         metrics.observe(time.perf_counter() - t0)
         return Response(ack, status_code=http, media_type="application/octet-stream", headers=headers)
 
+    def device_list() -> list[dict[str, Any]]:
+        out = []
+        for d in db.devices():
+            row = dataclasses.asdict(d)
+            out.append({k: v.hex() if isinstance(v, bytes) else v for k, v in row.items()})
+        return out
+
+    async def devices(request: Request) -> Response:
+        """Read-only view for the depot's browser: every device, its watermark and last contact."""
+        metrics.requests[("devices", 200)] += 1
+        return JSONResponse({"devices": await in_store(device_list)})
+
     async def healthz(request: Request) -> Response:
         metrics.requests[("healthz", 200)] += 1
         return JSONResponse({"status": "ok", "uptime_s": round(time.time() - metrics.started, 3)})
@@ -228,6 +241,7 @@ def create_app(store: Store | str | None = None, *, max_body: int = DEFAULT_MAX_
 
     app = Starlette(routes=[
         Route("/v1/devices/{device_id}/records", post_records, methods=["POST"]),
+        Route("/v1/devices", devices, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
     ], lifespan=lifespan)

@@ -210,3 +210,17 @@ def test_mutated_uploads_are_refused_cleanly_never_stored(served):
     status, body, _ = post(srv.url, DEV, good)
     ack = upload.parse_ack(body, signer, DEV, 1_000_000)
     assert status == 200 and ack is not None and ack.ack_seq == 3
+
+
+def test_devices_view_lists_enrolled_devices_without_keys(served):
+    srv, _, signer = served
+    post(srv.url, DEV, upload.encode_batch(DEV, signer, 1, 0, recs(1, 2)))
+    status, body = get(srv.url, "/v1/devices")
+    devices = {d["device_id"]: d for d in json.loads(body)["devices"]}
+    assert status == 200 and set(devices) == {DEV, "DEV-8"}
+    assert devices[DEV]["ack_seq"] == 2 and devices[DEV]["last_source"] == "cellular"
+    assert "key" not in devices[DEV] and signer_key_hex(signer) not in body.decode()
+
+
+def signer_key_hex(signer: Signer) -> str:
+    return bytes(b ^ 0x36 for b in signer._ipad[:32]).hex()  # the device key, to prove it is absent
