@@ -156,6 +156,7 @@ class Journal:
 
         `buf` must hold FRAME_MAX bytes; each view is valid until the next step. A seq between
         two yielded ones that is missing was never durable and never will be (see docs/journal.md).
+        A caller stopping early calls the iterator's close(), so the segment it reads is closed now.
         """
         mv = memoryview(buf)
         segs = self._segs
