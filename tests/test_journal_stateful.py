@@ -67,7 +67,8 @@ def boot():
     vfs.mount(vfs.VfsLfs2(dev), "/f")
     j = journal.Journal("/f/j")
     alive = True
-    held = " ".join("%d:%s" % (s, record.decode(mv).item_id[2:10]) for s, mv in j.records(j.watermark + 1, buf))
+    held = " ".join("%d:%s" % (s, record.decode(mv).item_id[2:10])
+                    for s, mv in j.records(j.watermark + 1, buf))
     print("B", j.watermark, j.next_seq, held)
 
 
