@@ -1,0 +1,214 @@
+"""Torture, security (issue 8): forged, tampered, replayed and unknown-device uploads; a route
+package signed with another device's key; a forged dock acknowledgement. Each is refused with its
+own status or message, counted, and changes nothing that was held."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import struct
+from pathlib import Path
+
+import dockproto as P
+import pytest
+import record
+import upload
+from sign import Signer
+
+from host_tools import route_compile
+from host_tools.dock_host import AckRefused, DeviceRefused, DockLink
+from host_tools.server import BackgroundServer
+from host_tools.store import Store
+from host_tools.sync import sync_device
+from sim import town
+from tests.dockharness import Device, Relay
+from tests.torture_util import cases, tally
+
+pytestmark = pytest.mark.torture
+
+DEV = "SEC-1"
+OTHER = "SEC-2"
+
+
+def recs(dev: str, first: int, n: int, item: str = "RR%08d9GB") -> list[bytes]:
+    return [record.Record(seq=s, device_id=dev, route_id="R1", stop_id="S%d" % s, item_id=item % s,
+                          verdict=record.V_INSIDE).encode() for s in range(first, first + n)]
+
+
+def request(url: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, str]:
+    host, port = url.removeprefix("http://").split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    c.request(method, path, body=body, headers={"content-type": "application/octet-stream"})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data, r.getheader("x-depot-error") or ""
+
+
+def post(url: str, dev: str, body: bytes) -> tuple[int, str]:
+    status, _, err = request(url, "POST", f"/v1/devices/{dev}/records", body)
+    return status, err
+
+
+def metrics(url: str) -> dict:
+    status, body, _ = request(url, "GET", "/metrics?format=json")
+    assert status == 200
+    return json.loads(body)
+
+
+# ======================================================================================= uploads
+
+def test_forged_tampered_replayed_and_unknown_uploads_refused_distinctly_and_counted(tmp_path):
+    store = Store(tmp_path / "depot.sqlite3")
+    key = store.enrol(DEV)
+    other_key = store.enrol(OTHER)
+    me = Signer(key)
+    rounds = cases(5, 100)
+    with BackgroundServer(store) as srv:
+        counter = 0
+        outcomes: dict[str, tuple[int, str]] = {}
+        for r in range(rounds):
+            first = 1 + 10 * r
+            counter += 10
+            good = upload.encode_batch(DEV, me, counter, 0, recs(DEV, first, 10))
+            # forged: a well-formed batch signed under a key that is not the device's
+            forged = upload.encode_batch(DEV, Signer(bytes(32)), counter + 1, 0, recs(DEV, first, 10))
+            # another enrolled device's key used to speak for this one
+            impostor = upload.encode_batch(DEV, Signer(other_key), counter + 2, 0, recs(DEV, first, 10))
+            # tampered: the device's own signed batch with one record byte changed in transit
+            tampered = bytearray(upload.encode_batch(DEV, me, counter + 3, 0, recs(DEV, first, 10)))
+            tampered[-3] ^= 0x01
+            # unknown device: correct format, signed, but never enrolled
+            unknown = upload.encode_batch("NOBODY", Signer(bytes(range(32))), counter + 4, 0,
+                                          recs("NOBODY", first, 10))
+            outcomes["forged"] = post(srv.url, DEV, forged)
+            outcomes["impostor"] = post(srv.url, DEV, impostor)
+            outcomes["tampered"] = post(srv.url, DEV, bytes(tampered))
+            outcomes["unknown"] = post(srv.url, "NOBODY", unknown)
+            assert store.count(DEV) == 10 * r, "a refused batch stored something"
+            assert post(srv.url, DEV, good) == (200, "")
+            # replayed: the same request again, and new content under a used counter
+            outcomes["replayed"] = post(srv.url, DEV, good)
+            reuse = upload.encode_batch(DEV, me, counter, 0, recs(DEV, first + 10, 10))
+            outcomes["reused_counter"] = post(srv.url, DEV, reuse)
+            assert store.count(DEV) == 10 * (r + 1)
+            assert outcomes == {
+                "forged": (401, "bad_signature"), "impostor": (401, "bad_signature"),
+                "tampered": (422, "tampered_body"), "unknown": (404, "unknown_device"),
+                "replayed": (403, "replayed_counter"), "reused_counter": (403, "replayed_counter")}
+        m = metrics(srv.url)
+    assert {k: m["rejections"].get(k, 0) for k in ("bad_signature", "tampered_body", "unknown_device",
+                                                    "replayed_counter")} == {
+        "bad_signature": 2 * rounds, "tampered_body": rounds, "unknown_device": rounds,
+        "replayed_counter": 2 * rounds}
+    assert m["requests"]["records 200"] == rounds
+    assert [r.item_id for r in store.records(DEV)] == ["RR%08d9GB" % s for s in range(1, 10 * rounds + 1)]
+    assert store.count(OTHER) == 0 and store.conflicts() == []
+    tally("security uploads", 6 * rounds, extra="forged, impostor, tampered, unknown, replayed, "
+          "reused counter: all refused, distinct codes, counted in /metrics")
+
+
+def test_a_forged_acknowledgement_never_reaches_the_uploader(tmp_path):
+    """The device side: an ack signed under another key, for another request, or for another
+    device is not an acknowledgement (parse_ack gives None), so the watermark cannot move."""
+    me, them = Signer(bytes(range(32))), Signer(bytes(32))
+    genuine = upload.encode_ack(me, DEV, 7, 40)
+    assert upload.parse_ack(genuine, me, DEV, 7).ack_seq == 40  # type: ignore[union-attr]
+    assert upload.parse_ack(upload.encode_ack(them, DEV, 7, 40), me, DEV, 7) is None
+    assert upload.parse_ack(genuine, me, DEV, 8) is None  # a replayed ack of an earlier request
+    assert upload.parse_ack(upload.encode_ack(me, OTHER, 7, 40), me, DEV, 7) is None
+    assert upload.parse_ack(b"", me, DEV, 7) is None
+
+
+# ================================================================================ route packages
+
+KEY = bytes(range(1, 33))
+OTHER_KEY = bytes(range(101, 133))
+
+
+def test_a_route_package_signed_for_another_device_is_refused_on_the_vm(mpy, tmp_path):
+    fc = town.town(seed=4, stops=8, area="south", route_id="MINE", service_date="2026-11-27")
+    mine = route_compile.compile_geojson(fc, key=KEY).package
+    fc2 = town.town(seed=4, stops=8, area="south", route_id="THEIRS", service_date="2026-11-27")
+    theirs = route_compile.compile_geojson(fc2, key=OTHER_KEY).package
+    (tmp_path / "active.pkg").write_bytes(mine)
+    (tmp_path / "incoming.pkg").write_bytes(theirs)
+    out = mpy(f"""
+        import routepkg
+        active = routepkg.RoutePackage({str(tmp_path / "active.pkg")!r}, {KEY!r})
+        try:
+            routepkg.RoutePackage({str(tmp_path / "incoming.pkg")!r}, {KEY!r})
+            print("ACCEPTED")
+        except routepkg.PackageError as e:
+            print("refused:", e)
+        print("active:", active.route_id, active.stop_count, active.stop(0).stop_id)
+        """)
+    assert out.splitlines() == [
+        "refused: route package signature invalid: tampered, or signed for another device",
+        "active: MINE 8 S0001"]
+
+
+# ========================================================================== dock acknowledgement
+
+N = 60
+
+
+def test_forged_dock_acks_are_refused_by_the_device_session_and_nothing_is_deleted(tmp_path: Path):
+    store = Store(tmp_path / "depot.sqlite3")
+    key = store.enrol("DEV1")
+    other_key = store.enrol("DEV2")
+    relay = Relay()
+    relay.start()
+    dev = Device(tmp_path, relay.dev_path, "DEV1", key, records=N)
+    tries = cases(10, 200)
+    try:
+        with DockLink(relay.host_path, retries=2) as link:
+            assert (link.hello().watermark, link.hello().pending) == (0, N)
+            forgeries = []
+            for k in range(tries):
+                c = 1 + k
+                forgeries += [
+                    (c, Signer(bytes([k % 256]) * 32).mac(P.ack_message("DEV1", c, N))),  # wrong key
+                    (c, Signer(other_key).mac(P.ack_message("DEV1", c, N))),  # another device's key
+                    (c, Signer(key).mac(P.ack_message("DEV2", c, N))),  # signed for another device
+                    (c, Signer(key).mac(b"upload-batch/1", P.ack_message("DEV1", c, N))),  # other domain
+                    (c, Signer(key).mac(P.ack_message("DEV1", c, N))[:31] + b"\0"),  # damaged tag
+                ]
+            for c, tag in forgeries:
+                with pytest.raises(AckRefused, match="bad signature"):
+                    link.ack(N, c, tag)
+            # a short ACK payload is a bad request, not a crash
+            with pytest.raises(DeviceRefused, match="bad request"):
+                link.request(P.ACK, b"\1\2\3")
+            st = link.status()
+            assert (st.watermark, st.pending) == (0, N)
+        refused = [e[1] for e in dev.events() if e[0] == "ack_refused"]
+        assert refused == ["bad signature"] * len(forgeries)
+        # the genuine host still syncs everything afterwards
+        rep = sync_device(relay.host_path, store)
+        assert rep.ok, rep.error
+        assert (rep.stored, rep.acked_seq) == (N, N)
+    finally:
+        relay.close()
+        out = dev.stop()
+    assert "Traceback" not in out
+    assert dev.journal_state()[:2] == (N, 0)
+    tally("security dock-acks", len(forgeries) + 1,
+          extra="wrong key, other device's key, other device id, upload signature, truncated: "
+                "all refused, nothing deleted")
+
+
+def test_a_valid_package_still_replaces_the_route_after_the_forgeries(tmp_path):
+    """Counterpart of the refusal: the same reader takes the device's own package (so the refusal
+    above is about the key, not the package)."""
+    import routepkg
+
+    fc = town.town(seed=4, stops=8, area="south", route_id="MINE", service_date="2026-11-27")
+    p = tmp_path / "p.pkg"
+    p.write_bytes(route_compile.compile_geojson(fc, key=OTHER_KEY).package)
+    with routepkg.RoutePackage(str(p), OTHER_KEY) as pkg:
+        assert pkg.package_hash == hashlib.sha256(p.read_bytes()).digest()[:8]
+    with pytest.raises(routepkg.PackageError, match="signed for another device"):
+        routepkg.RoutePackage(str(p), KEY)
+    assert struct.unpack_from("<4s", p.read_bytes())[0] == b"RPKG"
