@@ -22,6 +22,7 @@ _IOCTL_SIZE = 5
 _IOCTL_ERASE = 6
 
 _NEVER = -1
+_CHUNK = 256  # erase writes 0xFF in pieces this big
 
 
 class PowerLost(Exception):
@@ -42,8 +43,9 @@ class FlashDevice:
         self.block_size = block_size
         self.block_count = block_count
         self.path = path
-        self._blank = b"\xff" * block_size
-        self._pre = bytearray(block_size)  # pre-image of the first block written since sync (OOO)
+        # Kept small: inside the simulator these live in the firmware's heap and skew its figures.
+        self._blank = b"\xff" * (_CHUNK if block_size % _CHUNK == 0 else block_size)
+        self._pre = None  # pre-image of the first block written since sync; allocated for OOO only
         self._pre_block = _NEVER
         self._left = _NEVER  # writes still allowed before the cut; _NEVER: no cut armed
         self._ooo = False
@@ -59,7 +61,7 @@ class FlashDevice:
             self.image = bytearray(block_size * block_count)
             k = 0
             while k < block_count:
-                self._put(k * block_size, self._blank)
+                self._fill(k * block_size)
                 k += 1
         else:
             self.image = bytearray(0)
@@ -72,7 +74,7 @@ class FlashDevice:
             # Grow a new or short image with erased blocks, one block at a time.
             while size < block_size * block_count:
                 self._f.write(self._blank)
-                size += block_size
+                size += len(self._blank)
             self._f.flush()
 
     # --- block protocol used by vfs.VfsLfs2 ---
@@ -118,6 +120,8 @@ class FlashDevice:
         """Let `n` more block writes persist, then lose power (see the module doc)."""
         self._left = n
         self._ooo = ooo
+        if ooo and self._pre is None:
+            self._pre = bytearray(self.block_size)
         self._halt = halt
         if n <= 0:
             self._cut()
@@ -155,7 +159,7 @@ class FlashDevice:
     def _erase(self, n, count_op):
         if count_op and not self._tick(n):
             return False
-        self._put(n * self.block_size, self._blank)
+        self._fill(n * self.block_size)
         self.erased_blocks += 1
         self.wear[n] += 1
         return True
@@ -170,7 +174,7 @@ class FlashDevice:
         if self._left > 0:
             self._left -= 1
         self.writes += 1
-        if self._ooo and self._pre_block == _NEVER:
+        if self._ooo and self._pre_block == _NEVER and self._pre is not None:
             self._pre_block = block
             self._get(block * self.block_size, self._pre)
         return True
@@ -183,12 +187,18 @@ class FlashDevice:
 
     def _cut(self):
         self.powered = False
-        if self._ooo and self._pre_block != _NEVER:
+        if self._ooo and self._pre_block != _NEVER and self._pre is not None:
             self._put(self._pre_block * self.block_size, self._pre)
             self.reverts += 1
         self._pre_block = _NEVER
         if self._f is not None:
             self._f.flush()
+
+    def _fill(self, pos):
+        end = pos + self.block_size
+        while pos < end:
+            self._put(pos, self._blank)
+            pos += len(self._blank)
 
     def _put(self, pos, data):
         if self._f is None:
