@@ -810,3 +810,66 @@ def test_journal_on_the_vm_littlefs_recovery_keeps_every_record_before_the_damag
     assert c["tried"] > 0.9 * n and c["segments"] > 3
     tally("journal-tail (micropython VM, littlefs)", c["tried"], c["crashes"],
           f"{JOURNAL_RECORDS} records in {c['segments']} segments; every record before the damage kept")
+
+
+# ======================================================== dock session: the device on the VM
+
+def test_dock_session_on_the_vm_survives_mutated_requests_and_still_syncs_everything(tmp_path):
+    """The firmware's dock session (tests/dockharness.py: micropython behind a pty) gets a stream
+    of requests with damaged payloads, unknown types and raw garbage; it must answer or drop each,
+    never die, delete nothing, and then sync every record to the genuine host."""
+    import random
+    import time
+
+    from host_tools.dock_host import DockLink
+    from host_tools.sync import sync_device
+    from tests.dockharness import Device, Relay
+    from tests.torture_util import mutate
+
+    n_records = 40
+    store = Store(tmp_path / "depot.sqlite3")
+    key = store.enrol("DEV1")
+    relay = Relay()
+    relay.start()
+    dev = Device(tmp_path, relay.dev_path, "DEV1", key, records=n_records)
+    rng = random.Random(99)
+    n = cases(300, 5000)
+    bases = [(P.HELLO, b""), (P.STATUS, b""), (P.SET_CLOCK, struct.pack("<I", 1_700_000_000)),
+             (P.GET_RECORDS, struct.pack(P.GET_FIXED, 1, 4, 200)),
+             (P.PROGRESS, struct.pack(P.PROGRESS_FIXED, 1, 2, 0, 200)),
+             (P.ACK, struct.pack(P.ACK_FIXED, n_records, 1, bytes(32))),
+             (P.PUT_BEGIN, struct.pack(P.PUT_BEGIN_FIXED, 3000, bytes(32))),
+             (P.PUT_DATA, struct.pack(P.PUT_DATA_FIXED, 0) + bytes(range(200))),
+             (P.PUT_END, b""), (0x55, b"?")]
+    try:
+        with DockLink(relay.host_path, retries=2) as link:
+            for i in range(n):
+                ftype, payload = bases[i % len(bases)]
+                if i % 7 == 6:  # raw line noise: a damaged frame, bytes and all
+                    enc = P.Encoder()
+                    enc.payload[: len(payload)] = payload
+                    link._write(mutate(rng, bytes(enc.frame(ftype, i & 0xFF, 0, len(payload)))))
+                else:
+                    if i % 11 == 10:
+                        ftype = rng.randrange(256)
+                    link.send(ftype, rng.randrange(256), rng.randrange(256),
+                              mutate(rng, payload)[: P.MAX_PAYLOAD] if payload or i % 2 else payload)
+                if i % 10 == 9:
+                    while link.poll(0.005) is not None:
+                        pass  # keep the device's replies flowing
+            link._write(b"\0")
+            time.sleep(0.2)
+            while link.poll(0.05) is not None:
+                pass
+            hello = link.hello()
+            assert (hello.watermark, hello.pending, hello.last_seq) == (0, n_records, n_records)
+        assert [e for e in dev.events() if e[0] == "ack"] == []  # no damaged ack was taken
+        rep = sync_device(relay.host_path, store)
+        assert rep.ok, rep.error
+        assert (rep.stored, rep.acked_seq) == (n_records, n_records)
+    finally:
+        relay.close()
+        out = dev.stop()  # raises if the device printed a traceback
+    assert "Traceback" not in out
+    tally("dock-session (micropython VM over a pty)", n, 0,
+          f"then a full sync of {n_records} records; nothing deleted by the noise")
