@@ -63,6 +63,11 @@ def _read_frame(f, buf):
 
 class Journal:
     def __init__(self, root="/journal", seg_max=SEG_MAX, low_blocks=0, full_blocks=0):
+        """Open (recover) the journal under `root` on a mounted littlefs.
+
+        low_blocks / full_blocks: free-block thresholds for "low" and "full" (0: from the chip size,
+        see _thresholds; full_blocks=-1 keeps no reserve, for tests of littlefs's own ENOSPC).
+        """
         self.root = root
         self.seg_max = seg_max
         self._low = low_blocks
@@ -126,8 +131,8 @@ class Journal:
             if e.errno == _ENOSPC:
                 self._full = True
                 self._space = "full"
-                raise JournalFull("flash full") from e
-            raise JournalError("journal write failed: %s" % e) from e
+                raise JournalFull("flash full")  # noqa: B904 (MicroPython warns on chaining)
+            raise JournalError("journal write failed: %s" % e)  # noqa: B904
         self._size += size
         self.last_seq = seq
         self._pending += 1
@@ -146,7 +151,7 @@ class Journal:
         try:
             self._save_state()
         except OSError as e:
-            raise JournalError("watermark not saved: %s" % e) from e
+            raise JournalError("watermark not saved: %s" % e)  # noqa: B904
         self._reclaim()
         self._pending = self._count(seq + 1)
         self._check_space()

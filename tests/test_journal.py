@@ -20,13 +20,13 @@ def make(i):
     return record.Record(device_id="DEV0001", route_id="R12", stop_id="S%04d" % (i // 3),
                          item_id="RR%08dGB" % (473124800 + i), lat_e6=52000000 + i, lon_e6=4000000)
 
-def boot(dev):
+def boot(dev, **kw):
     try:
         vfs.umount("/f")
     except OSError:
         pass
     vfs.mount(vfs.VfsLfs2(dev), "/f")
-    return Journal("/f/j")
+    return Journal("/f/j", **kw)
 
 dev = FlashDevice(4096, BLOCKS)
 vfs.VfsLfs2.mkfs(dev)
@@ -152,6 +152,32 @@ print("after ack", j.space(), j.append(make(1)) > confirmed[-1])
     assert "after ack ok True" in out
 
 
+
+
+def test_littlefs_no_space_becomes_journal_full_and_loses_nothing(mpy):
+    # No reserve (full_blocks=-1): littlefs itself raises ENOSPC inside write/flush.
+    out = run(mpy, """
+j = boot(dev, full_blocks=-1)
+confirmed = []
+try:
+    for i in range(5000):
+        confirmed.append(j.append(make(i)))
+except JournalFull as e:
+    print("refused:", e, j.space())
+try:
+    j.append(make(0))
+except JournalFull as e:
+    print("again:", e)
+j = boot(dev)
+print("intact", [s for s, _ in j.records(0, buf)] == confirmed)
+j.acknowledge(confirmed[-1])
+print("after ack", j.space(), j.append(make(1)) > confirmed[-1])
+""", blocks=16)
+    assert "refused: flash full full" in out
+    assert "again: journal full" in out
+    assert "intact True" in out
+    assert "after ack ok True" in out
+    assert "Warning" not in out
 
 
 @pytest.mark.parametrize("ooo", [False, True], ids=["in-order", "out-of-order"])
