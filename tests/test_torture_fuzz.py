@@ -51,7 +51,7 @@ def fuzz_settings(n: int = HYP) -> settings:
 def vm(mpy, body: str, heap: str = "256K", **params: object) -> str:
     """Run `body` on the VM after the mutator, with each param bound to a global of that name."""
     head = "".join(f"{k} = {v!r}\n" for k, v in params.items())
-    return mpy(head + VM_MUTATOR + body, heap=heap, extra_paths=VM_PATHS)
+    return mpy(head + VM_MUTATOR + body, heap=heap, extra_paths=VM_PATHS, timeout=cases(120, 1200))
 
 
 def vm_counts(out: str, tag: str) -> dict[str, int]:
@@ -802,7 +802,7 @@ print("journal tried=%d crashes=%d lost=%d reused=%d segments=%d kept=%d" % (
 
 
 def test_journal_on_the_vm_littlefs_recovery_keeps_every_record_before_the_damage(mpy):
-    n = cases(150, 5000)
+    n = cases(150, 3000)
     out = vm(mpy, JOURNAL_VM, heap="1M", R=JOURNAL_RECORDS, N=n)
     c = vm_counts(out, "journal")
     assert (c["crashes"], c["lost"], c["reused"]) == (0, 0, 0), "\n".join(
