@@ -147,13 +147,16 @@ class Journal:
         seq = min(seq, self.next_seq - 1)  # never pre-acknowledge records not yet written
         if seq <= self.watermark:
             return
+        old = self.watermark
         self.watermark = seq
         try:
             self._save_state()
         except OSError as e:
+            self.watermark = old
             raise JournalError("watermark not saved: %s" % e)  # noqa: B904
+        # Count only the newly acknowledged frames (they are about to go), not all that remain.
+        self._pending -= self._count(old + 1, seq)
         self._reclaim()
-        self._pending = self._count(seq + 1)
         self._check_space()
 
     def records(self, from_seq, buf):
@@ -263,10 +266,14 @@ class Journal:
         self.last_seq = last
         self._rotate = True  # always start a fresh segment after boot: the old tail may be torn
 
-    def _count(self, from_seq):
+    def _count(self, from_seq, upto):
         n = 0
-        for _ in self.records(from_seq, self._buf):
+        it = self.records(from_seq, self._buf)
+        for seq, _ in it:
+            if seq > upto:
+                break
             n += 1
+        it.close()
         return n
 
     def _reclaim(self):

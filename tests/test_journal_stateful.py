@@ -70,7 +70,7 @@ def boot():
     alive = True
     held = " ".join("%d:%s" % (s, record.decode(mv).item_id[2:10])
                     for s, mv in j.records(j.watermark + 1, buf))
-    print("B", j.watermark, j.next_seq, held)
+    print("B", j.watermark, j.next_seq, j.pending(), held)
 
 
 boot()
@@ -109,7 +109,7 @@ for op in PROGRAM.split():
             if host_ack:
                 print("P", host_ack)
                 j.acknowledge(host_ack)
-                print("A", host_ack)
+                print("A", host_ack, j.pending())
         elif op == "l":
             host_ack = 0
     except PowerLost:
@@ -145,6 +145,7 @@ def check(events: list[str]) -> None:
             seq, item = int(f[0]), f[1]
             assert handed and handed[-1] == seq
             confirmed[seq] = item
+            held[seq] = item
         elif kind == "U":
             seq, item = int(f[0]), f[1]
             assert host.setdefault(seq, item) == item, f"seq {seq} names two records"
@@ -154,10 +155,12 @@ def check(events: list[str]) -> None:
             inflight_ack = max(acked, int(f[0]))
         elif kind == "A":
             acked = max(acked, int(f[0]))
+            assert int(f[1]) == len([x for x in held if x > acked]), "pending() miscounted"
             assert all(s in host for s in confirmed if s <= acked), "acknowledged what the host lacks"
         elif kind == "B":
-            wm, next_seq = int(f[0]), int(f[1])
-            held = {int(s): it for s, it in (p.split(":") for p in f[2:])}
+            wm, next_seq, pending = int(f[0]), int(f[1]), int(f[2])
+            held = {int(s): it for s, it in (p.split(":") for p in f[3:])}
+            assert pending == len(held), f"pending() {pending} but {len(held)} held above the watermark"
             seqs = list(held)
             assert seqs == sorted(set(seqs)), f"held seqs not strictly increasing: {seqs}"
             assert wm in (acked, inflight_ack), f"watermark {wm}: neither {acked} nor {inflight_ack}"
@@ -231,4 +234,4 @@ if LONG:
 def test_model_catches_a_lost_confirmed_record():
     # The checker itself: a confirmed record missing after a boot must fail.
     with pytest.raises(AssertionError, match="lost"):
-        check(["B 0 1 ", "H 1", "C 1 00000000", "X", "B 0 2 ", "END"])
+        check(["B 0 1 0", "H 1", "C 1 00000000", "X", "B 0 2 0", "END"])
