@@ -8,7 +8,8 @@ Power model: `cut_after_writes(n)` lets n more block writes (a program or an era
 reach the chip; from the next one on, nothing persists, as when the battery drops mid-operation.
 With `ooo=True` the cut also reverts the first block touched since the last sync (ioctl 3), while the
 later unsynced writes stay: littlefs's own out-of-order (`OOO`) power-loss model, i.e. a chip or
-cache that committed writes in another order than they were issued.
+cache that committed writes in another order than they were issued. Blocks are tracked from the
+moment the cut is armed, so arm it before the operation under test (or at a sync).
 """
 
 import array
