@@ -253,6 +253,7 @@ def display():
 # pattern -> (buzzer Hz, on/off durations in ms): a short chirp says "recorded", anything longer
 # or lower asks the carrier to look at the screen
 PATTERNS = {
+    "ready": (3200, (40, 40, 40)),  # at power-up, once every task listens: scanning may start
     "ok": (2700, (80,)),
     "override": (2000, (80, 80, 80)),
     "warn": (1600, (200, 120, 200)),

@@ -5,6 +5,7 @@ Everything durable happens in the journal before the carrier hears a confirmatio
 
 import asyncio
 import binascii
+import gc
 import json
 
 import delivery
@@ -91,8 +92,10 @@ class App:
     def on_key(self, name):
         if self.flow is None:
             return
+        before = self.flow.state
         self.prompt = self.flow.key(name)
-        self._after(self.prompt)
+        if self.prompt.kind != delivery.P_ASK or self.flow.state != before:
+            self._after(self.prompt)  # scrolling through a question's choices plays nothing
         self.draw()
 
     def _after(self, p):
@@ -145,12 +148,20 @@ class App:
                 self.gnss.feed(buf, n)
 
     async def line_task(self, stream, handler):
+        """Lines ended by CR or LF: a scan engine's default suffix is a bare CR."""
         reader = asyncio.StreamReader(stream)
+        buf = bytearray(128)
+        line = bytearray()
         while True:
-            line = await reader.readline()
-            line = line.rstrip(b"\r\n")
-            if line:
-                handler(line)
+            n = await reader.readinto(buf)  # type: ignore[attr-defined]
+            for i in range(n):
+                c = buf[i]
+                if c in (10, 13):
+                    if line:
+                        handler(bytes(line))
+                        line = bytearray()
+                elif len(line) < 128:  # longer is noise, not a barcode: drop it
+                    line.append(c)
 
     async def keys_task(self, stream):
         await self.line_task(stream, lambda b: self.on_key(b.decode()))
@@ -161,6 +172,7 @@ class App:
             await asyncio.sleep_ms(1000)  # type: ignore[attr-defined]
 
     def tasks(self):
+        gc.collect()  # the buffers below are allocated once, for the whole day: keep them unfragmented
         t = [self.refresh_task()]
         s = hal.open_uart("gnss")
         if s is not None:
@@ -193,10 +205,15 @@ class App:
         return t
 
 
+async def _ready():
+    await asyncio.sleep_ms(0)  # type: ignore[attr-defined]  # every other task has started by now
+    hal.buzzer("ready")
+
+
 async def run():
     app = App()
     app.draw()
-    await asyncio.gather(*app.tasks())
+    await asyncio.gather(*app.tasks(), _ready())
 
 
 def main():

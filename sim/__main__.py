@@ -10,6 +10,7 @@ COMMAND_MODULES = [
     "sim.screenshot",
     "sim.fencecheck",
     "sim.nmeadump",
+    "sim.runcmd",
 ]
 
 

@@ -1,0 +1,387 @@
+"""A carrier's day on virtual handhelds, end to end: `python -m sim run SCENARIO` and `make demo`.
+
+The depot compiles routes, enrols and flashes the devices with mpremote, pushes the routes over the
+dock, starts its ingest server; carriers walk their routes (GNSS fixes at each door, scans, keys);
+the modems upload during the day; the devices dock at night; the reports are written. Every record
+the carrier heard confirmed must be in the store exactly once, or the run fails. Format of
+SCENARIO: docs/scenario.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import routepack
+from shapely.geometry import shape
+
+import host_tools  # noqa: F401  (firmware/ on sys.path)
+from host_tools import flash, report, route_compile, routes
+from host_tools.server import BackgroundServer
+from host_tools.store import Store
+from host_tools.sync import sync_device
+from sim import gnss
+from sim.client import Device
+
+ROOT = Path(__file__).resolve().parent.parent
+M_PER_DEG_LAT = 111_320.0
+
+
+@dataclass
+class Carrier:
+    """One device and what its carrier does: stop indices (0-based, route order) where things
+    happen."""
+
+    device_id: str
+    route: str
+    stops: int | None = None
+    override_at: list[int] = field(default_factory=list)  # stands 35 m off, confirms with a reason
+    attempt_at: dict[int, int] = field(default_factory=dict)  # stop -> non-delivery reason code
+    wrong_stop_at: list[int] = field(default_factory=list)  # scans the next stop's parcel first
+    invalid_at: list[int] = field(default_factory=list)  # a misread barcode first
+    coverage_gap: list[int] = field(default_factory=list)  # [from, to): modem out of coverage
+    power_cut_at: int | None = None  # power fails during this scan's journal write
+
+
+@dataclass
+class Scenario:
+    name: str
+    seed: int
+    board: str
+    carriers: list[Carrier]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scenario:
+        data = tomllib.loads(Path(path).read_text())
+        carriers = []
+        for d in data["device"]:
+            d = dict(d)
+            d["attempt_at"] = {int(k): int(v) for k, v in d.get("attempt_at", {}).items()}
+            carriers.append(Carrier(**d))
+        return cls(data.get("name", Path(path).stem), int(data.get("seed", 1)), data.get("board", "sim"),
+                   carriers)
+
+
+@dataclass
+class Outcome:
+    """What one carrier's device confirmed (the beeps heard) and what went wrong."""
+
+    device_id: str
+    expected: list[tuple[str, str, str]] = field(default_factory=list)  # (outcome, stop_id, item)
+    maybe: list[tuple[str, str, str]] = field(default_factory=list)  # written when power failed
+    refused: int = 0
+    invalid: int = 0
+    overrides: int = 0
+    attempts: int = 0
+    stop: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class DayFailed(RuntimeError):
+    pass
+
+
+def _inside(feature: dict[str, Any]) -> tuple[float, float]:
+    g = shape(feature["geometry"])
+    p = g if g.geom_type == "Point" else g.representative_point()
+    return p.y, p.x
+
+
+def _away(feature: dict[str, Any], metres: float) -> tuple[float, float]:
+    lat, lon = _inside(feature)
+    return lat + metres / M_PER_DEG_LAT, lon  # north of the door: across the street
+
+
+def _fix(lat: float, lon: float, t: int) -> list[str]:
+    walk = gnss.Walk([(lat, lon)], seed=t, duration_s=1, conditions=gnss.Conditions(noise_m=0.3))
+    return next(iter(walk))[1]
+
+
+def _code(item: str) -> tuple[str, str]:
+    """(symbology, data) as the scan engine sends it: SSCCs are GS1-128 with AI 00."""
+    return ("]C1", "00" + item) if item.isdigit() else ("]C0", item)
+
+
+class Walker:
+    """Drives one virtual handheld through its carrier's plan."""
+
+    def __init__(self, dev: Device, plan: Carrier, fc: dict[str, Any], out: Outcome):
+        self.dev, self.plan, self.fc, self.out = dev, plan, fc, out
+        self.seen = len(dev.events())
+        self.t = 0
+
+    def sound(self, timeout: float = 15.0) -> str:
+        """The next buzzer pattern the device plays (what the carrier hears)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            evs = self.dev.events(self.seen)
+            for k, ev in enumerate(evs):
+                if ev["kind"] == "buzzer":
+                    self.seen += k + 1
+                    return ev["value"]
+            self.seen += len(evs)
+            time.sleep(0.02)
+        return ""
+
+    def stand(self, lat: float, lon: float) -> None:
+        self.t += 1
+        self.dev.gnss(_fix(lat, lon, self.t))
+        time.sleep(0.05)  # the receiver's second: let the VM parse it before the scan
+
+    def scan(self, item: str) -> str:
+        sym, data = _code(item)
+        self.dev.scan(data, symbology=sym)
+        return self.sound()
+
+    def key(self, name: str, expect_sound: bool) -> str:
+        self.dev.key(name)
+        return self.sound() if expect_sound else (time.sleep(0.1) or "")
+
+    def modem(self, coverage: bool) -> None:
+        try:
+            self.dev.call("modem", action="coverage", on=coverage)
+        except Exception as exc:  # a device without a modem still delivers
+            self.out.errors.append(f"modem control: {exc}")
+
+    def run(self) -> None:
+        p, out = self.plan, self.out
+        feats = self.fc["features"][: p.stops or None]
+        for i, f in enumerate(feats):
+            out.stop = i + 1
+            props = f["properties"]
+            sid = props["stop_id"]
+            if p.coverage_gap and i == p.coverage_gap[0]:
+                self.modem(False)
+            if p.coverage_gap and i == p.coverage_gap[1]:
+                self.modem(True)
+            off = i in p.override_at
+            self.stand(*(_away(f, 35.0) if off else _inside(f)))
+            if i in p.invalid_at:
+                if self.scan("RR000000001GB") != "invalid":  # a misread: bad check digit
+                    out.errors.append(f"stop {sid}: misread not refused")
+                out.invalid += 1
+            if i in p.wrong_stop_at and i + 1 < len(feats):
+                other = feats[i + 1]["properties"]["items"][0]
+                if self.scan(other) != "override":
+                    out.errors.append(f"stop {sid}: no wrong-stop warning")
+                self.key("back", expect_sound=False)
+                out.refused += 1
+            if i in p.attempt_at:
+                self.key("up", expect_sound=False)
+                if self.scan(props["items"][0]) != "override":
+                    out.errors.append(f"stop {sid}: attempt did not ask a reason")
+                for _ in range(p.attempt_at[i] - 1):
+                    self.key("down", expect_sound=False)
+                if self.key("ok", expect_sound=True) == "ok":
+                    out.expected.append(("attempted", sid, props["items"][0]))
+                    out.attempts += 1
+                self.key("up", expect_sound=False)
+                continue
+            for n, item in enumerate(props["items"]):
+                if p.power_cut_at == i and n == 0:
+                    self.power_cut_scan(sid, item)
+                    continue
+                heard = self.scan(item)
+                if heard == "override":
+                    self.key("down", expect_sound=False)
+                    heard = self.key("ok", expect_sound=True)
+                    out.overrides += 1
+                if heard == "ok":
+                    out.expected.append(("delivered", sid, item))
+                else:
+                    out.errors.append(f"stop {sid} item {item}: heard {heard!r}")
+
+    def power_cut_scan(self, sid: str, item: str) -> None:
+        """The battery fails while the scan is written. The carrier rescans after power-up unless
+        the confirmation beep came first; the interrupted write may or may not have survived."""
+        dev, out = self.dev, self.out
+        boots = dev.status()["boots"]
+        dev.power_cut(after_writes=1)
+        sym, data = _code(item)
+        dev.scan(data, symbology=sym)
+        heard = self.sound(timeout=3.0)
+        if dev.status()["vm"] != "off":
+            dev.power_cut()  # the scan wrote nothing (a question first?): the battery fails anyway
+        dev.wait_off(timeout=20)
+        dev.power_on()
+        dev.wait_running(boots=boots + 1, timeout=30)
+        if self.sound(timeout=30) != "ready":  # the power-up beep: every task is listening
+            out.errors.append(f"stop {sid}: no ready beep after power-up")
+        if heard == "ok":
+            out.expected.append(("delivered", sid, item))
+            return
+        out.maybe.append(("delivered", sid, item))
+        lat, lon = _inside(next(f for f in self.fc["features"] if f["properties"]["stop_id"] == sid))
+        self.stand(lat, lon)
+        if self.scan(item) == "ok":
+            out.expected.append(("delivered", sid, item))
+        else:
+            out.errors.append(f"stop {sid}: rescan after power cut failed")
+
+
+def _line(outcomes: list[Outcome], totals: dict[str, int]) -> str:
+    return "  ".join(f"{o.device_id} stop {o.stop}/{totals[o.device_id]} ok {len(o.expected)}"
+                     for o in outcomes)
+
+
+def run(scenario: Scenario, workdir: Path, progress: bool = True) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    say = print if progress else (lambda *a, **k: None)
+    store_path = workdir / "depot.sqlite3"
+    store = Store(store_path)
+    image = flash.build(scenario.board)
+    devices: dict[str, Device] = {}
+    fcs: dict[str, dict[str, Any]] = {}
+    outcomes = [Outcome(c.device_id) for c in scenario.carriers]
+    with BackgroundServer(str(store_path)) as server:
+        try:
+            say(f"depot: ingest server on {server.url}; store {store_path}")
+            for c in scenario.carriers:
+                key = store.key(c.device_id) or store.enrol(c.device_id)
+                fcs[c.device_id] = json.loads((ROOT / c.route).read_text())
+                compiled = route_compile.compile_file(ROOT / c.route, board=scenario.board, key=key)
+                pkg = workdir / f"{compiled.route_id}.pkg"
+                route_compile.write_package(routepack.resign(compiled.package, key), pkg)
+                routes.register(store_path, pkg)
+                store.assign_route(c.device_id, pkg)
+                say(f"depot: route {compiled.route_id} compiled ({compiled.stops} stops), "
+                    f"{len(compiled.repairs)} repairs, assigned to {c.device_id}")
+                devices[c.device_id] = Device.start(workdir / f"{c.device_id}.img", board=scenario.board,
+                                                    workdir=workdir / c.device_id, seed=scenario.seed)
+            _flash_all(devices, store, image, server.url, say)
+            for dev_id, dev in devices.items():
+                rep = sync_device(dev.dock, store)
+                if not rep.ok or not rep.route_pushed:
+                    raise DayFailed(f"{dev_id}: morning sync failed: {rep.error or rep.route_error}")
+                say(f"dock: {dev_id} loaded route {rep.route_pushed}")
+            totals = {c.device_id: len(fcs[c.device_id]["features"][: c.stops or None])
+                      for c in scenario.carriers}
+            threads = [threading.Thread(target=_walk, args=(devices[c.device_id], c, fcs[c.device_id], o))
+                       for c, o in zip(scenario.carriers, outcomes, strict=True)]
+            for t in threads:
+                t.start()
+            tty, last = sys.stdout.isatty(), ""
+            while any(t.is_alive() for t in threads):
+                line = _line(outcomes, totals)
+                if line != last and (tty or line.count("/") and time.monotonic() % 5 < 0.5):
+                    say(("\r" if tty else "") + line, end="" if tty else "\n", flush=True)
+                    last = line
+                time.sleep(0.5)
+            say(("\r" if tty else "") + _line(outcomes, totals))
+            cellular = _wait_uploads(store, outcomes, timeout=20.0)
+            say("cellular: " + ", ".join(f"{d} {n} records" for d, n in cellular.items()))
+            for dev_id, dev in devices.items():
+                rep = sync_device(dev.dock, store)
+                say(f"dock: {dev_id} synced {rep.stored} new records, ack {rep.acked_seq}"
+                    + (f" ERROR {rep.error}" if rep.error else ""))
+            shots = {}
+            for dev_id, dev in devices.items():
+                shots[dev_id] = str(workdir / f"{dev_id}-screen.png")
+                dev.screenshot(shots[dev_id])
+        finally:
+            for dev in devices.values():
+                dev.stop()
+    summary = _check(store, outcomes, cellular)
+    reports = {}
+    for c in scenario.carriers:
+        rid = fcs[c.device_id].get("route_id") or ""
+        path = workdir / f"report-{rid}.html"
+        route = routes.find(str(store_path), rid)
+        path.write_text(report.render(report.build(route, store), "html"))
+        reports[rid] = str(path)
+    summary.update(screenshots=shots, reports=reports, workdir=str(workdir))
+    return summary
+
+
+def _walk(dev: Device, plan: Carrier, fc: dict[str, Any], out: Outcome) -> None:
+    try:
+        Walker(dev, plan, fc, out).run()
+    except Exception as exc:  # the check below reports it; the other carrier goes on
+        out.errors.append(f"walk aborted: {type(exc).__name__}: {exc}")
+
+
+def _flash_all(devices: dict[str, Device], store: Store, image: flash.Image, url: str, say: Any) -> None:
+    results = flash.flash_many([(d.console, dev_id) for dev_id, d in devices.items()], image.board,
+                               store.key, server_url=url)
+    del image  # flash_many builds its own (cached) image for the board
+    for r in results:
+        say(f"flash: {r.device_id} {r.status} {r.detail}")
+        if not r.ok:
+            raise DayFailed(f"flash of {r.device_id} failed: {r.message}")
+    deadline = time.monotonic() + 60
+    for dev_id, dev in devices.items():  # flash rebooted them: wait for each power-up beep
+        while not any(e["kind"] == "buzzer" and e["value"] == "ready" for e in dev.events()):
+            if time.monotonic() > deadline:
+                raise DayFailed(f"{dev_id} did not start its application after the flash")
+            time.sleep(0.1)
+
+
+def _wait_uploads(store: Store, outcomes: list[Outcome], timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(store.ack_seq(o.device_id) >= len(o.expected) for o in outcomes):
+            break
+        time.sleep(0.5)
+    return {o.device_id: len(store.records(o.device_id)) for o in outcomes}
+
+
+def _check(store: Store, outcomes: list[Outcome], cellular: dict[str, int]) -> dict[str, Any]:
+    """Every confirmed record in the store exactly once; anything else only from the power cut."""
+    failures: list[str] = []
+    per_device = {}
+    for o in outcomes:
+        recs = store.records(o.device_id)
+        got = [(d["outcome"], d["stop_id"], d["item_id"]) for d in (r.to_dict() for r in recs)
+               if d["outcome"] != "correction"]
+        seqs = [r.seq for r in recs]
+        if len(seqs) != len(set(seqs)):
+            failures.append(f"{o.device_id}: duplicate sequence numbers")
+        missing = [e for e in o.expected if got.count(e) < o.expected.count(e)]
+        extra = [g for g in got if got.count(g) > o.expected.count(g) and g not in o.maybe]
+        failures += [f"{o.device_id}: confirmed record missing from store: {m}" for m in missing]
+        failures += [f"{o.device_id}: record not confirmed by the script: {x}" for x in set(extra)]
+        failures += [f"{o.device_id}: {e}" for e in o.errors]
+        skipped = set(store.absent(o.device_id))  # numbers the journal leased but never used
+        lost = [g for g in store.gaps(o.device_id) if g not in skipped]
+        if lost:
+            failures.append(f"{o.device_id}: sequence numbers missing from the store: {lost[:10]}")
+        per_device[o.device_id] = {"confirmed": len(o.expected), "stored": len(recs),
+                                   "seq_skipped_after_power_cut": len(skipped),
+                                   "overrides": o.overrides, "attempts": o.attempts,
+                                   "invalid_refused": o.invalid, "wrong_stop_warned": o.refused,
+                                   "via_cellular_before_dock": cellular.get(o.device_id, 0)}
+    return {"ok": not failures, "failures": failures, "devices": per_device}
+
+
+def main(path: str, workdir: str | None = None) -> int:
+    scenario = Scenario.load(path)
+    out = Path(workdir) if workdir else ROOT / "results" / f"day-{time.strftime('%Y%m%d-%H%M%S')}"
+    t0 = time.monotonic()
+    try:
+        summary = run(scenario, out)
+    except DayFailed as exc:
+        print(f"\nDAY FAILED: {exc}")
+        return 1
+    print(f"\n== {scenario.name}: {time.monotonic() - t0:.0f} s ==")
+    for dev_id, d in summary["devices"].items():
+        print(f"{dev_id}: " + ", ".join(f"{k} {v}" for k, v in d.items()))
+    for rid, p in summary["reports"].items():
+        print(f"report {rid}: {p}")
+    for dev_id, p in summary["screenshots"].items():
+        print(f"screen {dev_id}: {p}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if not summary["ok"]:
+        print("EXPECTATIONS FAILED:\n  " + "\n  ".join(summary["failures"]))
+        return 1
+    print("every confirmed record is in the store exactly once")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
