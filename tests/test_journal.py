@@ -180,8 +180,9 @@ print("after ack", j.space(), j.append(make(1)) > confirmed[-1])
     assert "Warning" not in out
 
 
+@pytest.mark.parametrize("lfs", ["{}", "{'progsize': 256}"], ids=["lfs-default", "lfs-progsize256"])
 @pytest.mark.parametrize("ooo", [False, True], ids=["in-order", "out-of-order"])
-def test_power_cut_after_every_block_write_of_a_session(mpy, ooo):
+def test_power_cut_after_every_block_write_of_a_session(mpy, ooo, lfs):
     """60 deliveries and 2 acknowledgements; power cut after write N for every N of the session;
     after remount every confirmed record is intact, seqs strictly increase, and new records get
     sequence numbers above anything ever handed out.
@@ -189,15 +190,18 @@ def test_power_cut_after_every_block_write_of_a_session(mpy, ooo):
     The session runs once on a recording chip; the image a cut after write N leaves is rebuilt from
     the log (littlefs is deterministic), and real mid-operation cuts at a few N must give the very
     same image, so the fast replay is checked against the slow truth in the same run.
+    With progsize=256 (rp2's mount) 512-byte segments are inline files inside the directory's
+    metadata, a different on-flash path, so both mounts are cut.
     """
-    out = mpy(POWERCUT_SCRIPT.replace("OOO_FLAG", str(ooo)), heap="2M", extra_paths=VM)
+    code = POWERCUT_SCRIPT.replace("OOO_FLAG", str(ooo)).replace("LFS_KW", lfs)
+    out = mpy(code, heap="2M", extra_paths=VM)
     f = out.strip().splitlines()[-1].split()
-    assert f[0] == "CUTS" and int(f[1]) > 4 * 60, out  # several block writes per delivery
+    assert f[0] == "CUTS" and int(f[1]) > 60, out  # at least a block write per delivery
     assert f[2:6] == ["CONFIRMED", "60", "FAILS", "0"], out
     assert f[8:] == ["REPLAY_MATCHES", "4", "4"], out
     # OOO: most cuts land between syncs and revert an earlier block; in order none does.
     reverted = int(f[7])
-    assert (reverted > int(f[1]) // 3) if ooo else (reverted == 0), out
+    assert (reverted > int(f[1]) // 8) if ooo else (reverted == 0), out
 
 
 POWERCUT_SCRIPT = r'''
@@ -209,6 +213,7 @@ import record
 import journal
 
 OOO = OOO_FLAG
+LFS = LFS_KW  # mount options: the sim/ESP32 defaults, or rp2's progsize=256 (inline segments)
 NREC = 60
 ACKS = {20: 9, 41: 30}  # after delivery i, the host acknowledges up to delivery ACKS[i]
 BS = 4096
@@ -246,7 +251,7 @@ def make(i):
 
 
 def session(dev):
-    vfs.mount(vfs.VfsLfs2(dev), "/f")
+    vfs.mount(vfs.VfsLfs2(dev, **LFS), "/f")
     j = None
     try:
         j = journal.Journal("/f/j")
@@ -270,7 +275,7 @@ def session(dev):
 
 def check(dev, st, buf):
     handed, acked, inflight, nconf = st
-    vfs.mount(vfs.VfsLfs2(dev), "/f")
+    vfs.mount(vfs.VfsLfs2(dev, **LFS), "/f")
     j = journal.Journal("/f/j")
     bad = 0
     if j.watermark != acked and j.watermark != inflight:
@@ -303,7 +308,7 @@ def check(dev, st, buf):
 
 
 rec = Recording(BS, BC)
-vfs.VfsLfs2.mkfs(rec)
+vfs.VfsLfs2.mkfs(rec, **LFS)
 pristine = bytes(rec.image)
 del LOG[:]
 session(rec)
