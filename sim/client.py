@@ -76,12 +76,17 @@ class Device:
     @classmethod
     def start(cls, image: str | os.PathLike, board: str = "sim", heap: str = "256K",
               workdir: str | os.PathLike | None = None, seed: int | None = None,
-              timeout: float = 20.0) -> Device:
+              timeout: float = 20.0, console_baud: int = 0) -> Device:
+        """Spawn `python -m sim device` on `image` and wait until its control socket answers.
+        console_baud paces the console pty like a UART (e.g. 115200 to compare mpremote with the
+        dock protocol on the same link); 0 leaves it unpaced, as USB CDC."""
         cmd = [sys.executable, "-m", "sim", "device", "--flash", str(image), "--board", board, "--heap", heap]
         if workdir is not None:
             cmd += ["--workdir", str(workdir)]
         if seed is not None:
             cmd += ["--seed", str(seed)]
+        if console_baud:
+            cmd += ["--console-baud", str(console_baud)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
         assert proc.stdout is not None
         line = proc.stdout.readline()

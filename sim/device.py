@@ -92,6 +92,31 @@ def write_all(fd: int, data: bytes, give_up_s: float = 1.0,
             return
 
 
+class Pacer:
+    """Lets bytes leave no faster than a serial line clocks them out (rate in bytes/s, 0: unpaced)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.due = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self, n: int) -> None:
+        if not self.rate:
+            return
+        with self.lock:
+            self.due = max(self.due, time.monotonic()) + n / self.rate
+            delay = self.due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def paced(pacer: Pacer, data: bytes, slice_len: int = 64) -> Iterator[bytes]:
+    for i in range(0, len(data), slice_len):
+        chunk = data[i:i + slice_len]
+        pacer.wait(len(chunk))
+        yield chunk
+
+
 class DockLink:
     """Relays bytes between the device's and the host's dock ptys at the board's baud rate."""
 
@@ -161,8 +186,13 @@ class DockLink:
 
 class VirtualDevice:
     def __init__(self, image: str | os.PathLike, board: str = "sim", heap: str = "256K",
-                 workdir: str | os.PathLike | None = None, seed: int | None = None) -> None:
+                 workdir: str | os.PathLike | None = None, seed: int | None = None,
+                 console_baud: int = 0) -> None:
         self.image = Path(image).resolve()
+        # USB CDC is not paced; a board whose console is a UART (or a bench comparing mpremote with
+        # the dock protocol on the same link) sets console_baud
+        self._console_out = Pacer(console_baud / 10.0)
+        self._console_in_pacer = Pacer(console_baud / 10.0)
         self.board_name = board
         self.board = load_board(board)
         self.heap = heap
@@ -365,7 +395,8 @@ class VirtualDevice:
         with self._lock:
             self.console_tail += data
             del self.console_tail[:-65536]
-        write_all(self.console.master, data, on_full=self.console.drain_input)
+        for chunk in paced(self._console_out, data):
+            write_all(self.console.master, chunk, on_full=self.console.drain_input)
 
     def _console_in(self) -> None:
         fd = self.console.master
@@ -379,7 +410,8 @@ class VirtualDevice:
                 continue
             except OSError:
                 return
-            self._to_vm(data)
+            for chunk in paced(self._console_in_pacer, data):
+                self._to_vm(chunk)
 
     def _to_vm(self, data: bytes) -> None:
         with self._lock:
@@ -655,8 +687,8 @@ class VirtualDevice:
 
 
 def run_device(image: str, board: str = "sim", heap: str = "256K", workdir: str | None = None,
-               seed: int | None = None) -> int:
-    dev = VirtualDevice(image, board, heap, workdir, seed)
+               seed: int | None = None, console_baud: int = 0) -> int:
+    dev = VirtualDevice(image, board, heap, workdir, seed, console_baud)
     done = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

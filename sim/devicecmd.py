@@ -15,10 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--heap", default="256K", help="MicroPython heap (-X heapsize)")
     p.add_argument("--workdir", default=None, help="directory for sockets and peripheral files")
     p.add_argument("--seed", type=int, default=None, help="seed for misreads and dock faults")
+    p.add_argument("--console-baud", type=int, default=0,
+                   help="pace the console like a UART at this baud (default: unpaced, as USB CDC)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from sim.device import run_device
 
-    return run_device(args.flash, args.board, args.heap, args.workdir, args.seed)
+    return run_device(args.flash, args.board, args.heap, args.workdir, args.seed, args.console_baud)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sim.client import Device
-from sim.mpy import FIRMWARE
+from sim.mpy import BOARDS, FIRMWARE, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -252,3 +252,27 @@ def test_two_devices_run_at_once(device: Device, tmp_path: Path) -> None:
         other.wait_idle()
         assert mpremote(other, "exec", "print('second')").strip() == "second"
     assert device.status()["vm"] == "on"
+
+
+def test_shim_flash_path_allocates_nothing(mpy, tmp_path: Path) -> None:
+    """Erase, program, read and sync through the shim's flash (power switch and wear log included)
+    run under heap_lock, so the simulator adds nothing to the firmware's heap figures."""
+    power = tmp_path / "power"
+    power.write_bytes(b" " * 32)
+    out = mpy(f"""
+        import micropython, shim
+        dev = shim.SimFlash(4096, 16, "{tmp_path}/f.img", "{power}", "{tmp_path}/f.img.wear")
+        buf = bytearray(256)
+        def cycle():
+            micropython.heap_lock()
+            try:
+                dev.ioctl(6, 3)
+                dev.writeblocks(3, buf, 0)
+                dev.readblocks(3, buf, 0)
+                dev.ioctl(3, 0)
+            finally:
+                micropython.heap_unlock()
+        cycle()
+        print(dev.writes, dev.wear[3])
+        """, extra_paths=(ROOT / "sim" / "vm", BOARDS))
+    assert out.split() == ["2", "1"]

@@ -55,7 +55,7 @@ class SimFlash(FlashDevice):
     def __init__(self, block_size, block_count, path, power_path, wear_path):
         super().__init__(block_size, block_count, path)
         self._cmd = bytearray(32)
-        self._seen = bytearray(32)
+        self._seen = bytearray(b" " * 32)  # the device process blanks the file before each boot
         self._power = open(power_path, "rb") if power_path else None
         self._wear_f = None
         if wear_path:
@@ -344,4 +344,5 @@ def main():
             w(b"\r\n")
 
 
-main()
+if __name__ == "__main__":
+    main()
