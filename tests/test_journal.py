@@ -38,6 +38,47 @@ def run(mpy, body: str, blocks: int = 40) -> str:
     return mpy(PRELUDE.replace("BLOCKS", str(blocks)) + body, heap="1M", extra_paths=VM)
 
 
+def test_flash_device_cuts_counts_and_persists(mpy, tmp_path):
+    img = tmp_path / "flash.img"
+    out = mpy(f"""
+from flashdev import FlashDevice
+d = FlashDevice(512, 8, {str(img)!r})
+b = bytearray(4)
+d.readblocks(3, b, 100)
+print("blank", bytes(b) == b"\\xff" * 4)
+d.ioctl(6, 3)
+d.writeblocks(3, b"abcd", 100)
+d.ioctl(3, 0)
+d.cut_after_writes(2)
+d.ioctl(6, 5)                      # write 1: persists
+d.writeblocks(5, b"wxyz", 0)       # write 2: persists
+d.writeblocks(5, b"LOST", 8)       # write 3: power is gone
+print("cut", d.powered, d.writes, d.programmed_bytes, d.erased_blocks, d.wear[3], d.wear[5])
+d.save_wear({str(img) + '.wear'!r})
+d.close()
+d = FlashDevice(512, 8, {str(img)!r})
+d.load_wear({str(img) + '.wear'!r})
+d.readblocks(3, b, 100); print("kept", bytes(b))
+d.readblocks(5, b, 0); print("kept", bytes(b))
+d.readblocks(5, b, 8); print("dropped", bytes(b) == b"\\xff" * 4)
+print("wear", d.wear[3], d.wear[5], d.ioctl(4, 0), d.ioctl(5, 0))
+r = FlashDevice(512, 8)            # RAM, out of order: the first block since the sync reverts
+r.writeblocks(1, b"old1", 0)
+r.ioctl(3, 0)
+r.cut_after_writes(2, ooo=True)
+r.writeblocks(1, b"new1", 0)
+r.writeblocks(2, b"new2", 0)
+r.writeblocks(2, b"gone", 4)
+print("ooo", bytes(r.image[512:516]), bytes(r.image[1024:1032]), r.reverts)
+""", extra_paths=VM)
+    assert "blank True" in out
+    assert "cut False 4 8 2 1 1" in out
+    assert "kept b'abcd'" in out and "kept b'wxyz'" in out and "dropped True" in out
+    assert "wear 1 1 8 512" in out
+    assert "ooo b'old1' b'new2\\xff\\xff\\xff\\xff' 1" in out
+    assert img.stat().st_size == 512 * 8
+
+
 def test_append_read_acknowledge_reclaim(mpy):
     out = run(mpy, """
 j = boot(dev)
