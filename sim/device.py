@@ -396,7 +396,8 @@ class VirtualDevice:
             self.console_tail += data
             del self.console_tail[:-65536]
         for chunk in paced(self._console_out, data):
-            write_all(self.console.master, chunk, on_full=self.console.drain_input)
+            # nobody attached: after 0.2 s the oldest output is dropped, the VM is never held up
+            write_all(self.console.master, chunk, give_up_s=0.2, on_full=self.console.drain_input)
 
     def _console_in(self) -> None:
         fd = self.console.master

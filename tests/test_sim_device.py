@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
+import tty
 from pathlib import Path
 
 import pytest
@@ -276,3 +278,40 @@ def test_shim_flash_path_allocates_nothing(mpy, tmp_path: Path) -> None:
         print(dev.writes, dev.wear[3])
         """, extra_paths=(ROOT / "sim" / "vm", BOARDS))
     assert out.split() == ["2", "1"]
+
+
+def _expect(fd: int, marker: bytes, timeout: float = 10.0) -> bytes:
+    got = b""
+    end = time.monotonic() + timeout
+    while marker not in got and time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            got += os.read(fd, 4096)
+    assert marker in got, f"{marker!r} not in {got!r}"
+    return got
+
+
+def test_friendly_and_raw_repl_by_hand(device: Device) -> None:
+    fd = os.open(device.console, os.O_RDWR | os.O_NOCTTY)
+    try:
+        tty.setraw(fd)
+        os.write(fd, b"\r\x03\x03")  # stop main.py, as a person at the REPL would
+        device.wait_idle()
+        os.write(fd, b"\x02")
+        _expect(fd, b">>> ")
+        os.write(fd, b"print(6 * 7)\r")
+        assert b"42" in _expect(fd, b"42")
+        os.write(fd, b"\x01")  # raw REPL without raw-paste: OK, output, EOF, errors, EOF, prompt
+        _expect(fd, b"raw REPL; CTRL-B to exit\r\n>")
+        os.write(fd, b"print('raw')\x04")
+        assert _expect(fd, b"\x04\x04>").endswith(b"OKraw\n\x04\x04>")
+        os.write(fd, b"1/0\x04")
+        assert b"ZeroDivisionError" in _expect(fd, b"\x04>")
+        os.write(fd, b"\x02")  # back to the friendly REPL; Ctrl-D there soft-reboots into main.py
+        _expect(fd, b">>> ")
+        boots = device.status()["boots"]
+        os.write(fd, b"\x04")
+        _expect(fd, b"MPY: soft reboot\r\n")
+        device.wait_running(boots=boots + 1)
+    finally:
+        os.close(fd)
