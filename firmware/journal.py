@@ -104,7 +104,7 @@ class Journal:
     def append(self, rec):
         """Give `rec` the next sequence number and make it durable; return the seq."""
         if self._full:
-            raise JournalFull("journal full")
+            raise JournalFull("flash full: dock to upload")
         seq = self.next_seq
         try:
             if seq >= self._lease:
@@ -131,7 +131,7 @@ class Journal:
             if e.errno == _ENOSPC:
                 self._full = True
                 self._space = "full"
-                raise JournalFull("flash full")  # noqa: B904 (MicroPython warns on chaining)
+                raise JournalFull("out of flash space: dock to upload")  # noqa: B904 (MicroPython warns on chaining)
             raise JournalError("journal write failed: %s" % e)  # noqa: B904
         self._size += size
         self.last_seq = seq

@@ -214,8 +214,8 @@ print("intact", [s for s, _ in j.records(0, buf)] == confirmed)
 j.acknowledge(confirmed[-1])
 print("after ack", j.space(), j.append(make(1)) > confirmed[-1])
 """, blocks=16)
-    assert "refused: flash full full" in out
-    assert "again: journal full" in out
+    assert "refused: out of flash space: dock to upload full" in out
+    assert "again: flash full: dock to upload" in out
     assert "intact True" in out
     assert "after ack ok True" in out
     assert "Warning" not in out
