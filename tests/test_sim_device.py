@@ -315,3 +315,35 @@ def test_friendly_and_raw_repl_by_hand(device: Device) -> None:
         device.wait_running(boots=boots + 1)
     finally:
         os.close(fd)
+
+
+def test_battery_and_led_through_hal_on_the_device(device: Device) -> None:
+    device.set_battery(3550)
+    n0 = len(device.events())
+    out = mpremote(device, "exec", "import hal; hal.led('warn'); print(hal.battery_mv())")
+    assert out.strip() == "3550"
+    assert [(e["kind"], e["value"]) for e in device.events(n0)] == [("led", "warn")]
+
+
+def test_hal_peripherals_without_the_shim(mpy, tmp_path: Path) -> None:
+    """Firmware run straight on `micropython` (the mpy fixture) opens the SIM_* paths itself."""
+    screen, events, battery = tmp_path / "screen.fb", tmp_path / "events", tmp_path / "battery"
+    screen.write_bytes(bytes(240 * 160 // 8))
+    events.write_bytes(b"")
+    battery.write_bytes(b"3700\n")
+    env = {"SIM_SCREEN": str(screen), "SIM_EVENTS": str(events), "SIM_BATTERY": str(battery)}
+    code = "import os\n" + "".join(f"os.putenv({k!r}, {v!r})\n" for k, v in env.items()) + """
+import hal
+d = hal.display()
+d.fb.fill(0)
+d.fb.pixel(0, 0, 1)
+d.fb.pixel(239, 159, 1)
+d.show()
+hal.buzzer("ok")
+hal.buzzer("no-such-pattern")
+print(d.width, d.height, hal.battery_mv())
+"""
+    assert mpy(code).split() == ["240", "160", "3700"]
+    fb = screen.read_bytes()
+    assert fb[0] == 0x80 and fb[-1] == 0x01 and sum(fb) == 0x81
+    assert events.read_text() == "buzzer ok\nbuzzer error\n"
