@@ -78,7 +78,7 @@ class Delivery:
         self._item = ""
         self._match = 0
         self._flags = 0
-        self.delivered = bytearray((route.stop_count + 7) // 8)  # one bit per stop, for "next stop"
+        self.visited = bytearray((route.stop_count + 7) // 8)  # a bit per stop: delivered or attempted
 
     # events -----------------------------------------------------------------------------------------
 
@@ -177,8 +177,8 @@ class Delivery:
         except Exception as e:  # JournalFull, JournalError, OSError: refuse, never pretend
             return self.prompt.set(P_FULL, "NOT RECORDED", str(e) or "Flash full: dock the device")
         self.last_seq = seq
-        if stop is not None and outcome == record.DELIVERED:
-            self.delivered[self._stop >> 3] |= 1 << (self._stop & 7)
+        if stop is not None:
+            self.mark(self._stop)
         titles = {record.DELIVERED: "Delivered", record.ATTEMPTED: "Attempt saved",
                   record.CORRECTION: "Cancelled #%d" % corrects}
         p = self.prompt.set(P_RECORDED, titles[outcome], self._label(self._stop) if stop else "")
@@ -203,9 +203,12 @@ class Delivery:
         s = self.route.stop(stop)
         return "#%d %s" % (s.seq, s.address)
 
+    def mark(self, stop):
+        self.visited[stop >> 3] |= 1 << (stop & 7)
+
     def next_stop(self):
-        """Index of the first stop in route order not yet delivered, or -1 when the day is done."""
+        """Index of the first stop in route order not yet visited, or -1 when the day is done."""
         for i in range(self.route.stop_count):
-            if not self.delivered[i >> 3] & (1 << (i & 7)):
+            if not self.visited[i >> 3] & (1 << (i & 7)):
                 return i
         return -1

@@ -8,4 +8,5 @@ DATA = "/data"
 JOURNAL = "/data/journal"
 ROUTE_DIR = "/data/route"
 ACTIVE_ROUTE = "/data/route/active.pkg"
+PROGRESS = "/data/route/progress"  # package hash + a bit per stop visited: the "next stop" hint
 UPLOAD_DIR = "/data/upload"

@@ -7,6 +7,7 @@ import asyncio
 import binascii
 import gc
 import json
+import time
 
 import delivery
 import geofence
@@ -41,6 +42,7 @@ class App:
         self.flow = None
         self.route = None
         self.uploader = None
+        self.docked_ms = None  # ticks of the last dock message: "DOCKED" while a session talks
         self.idle = delivery.Prompt().set(delivery.P_READY, "Ready", "Scan a parcel")
         self.prompt = self.idle
         import os
@@ -74,8 +76,33 @@ class App:
         if self.journal is not None:
             self.flow = delivery.Delivery(self.route, geofence, ident.parse, self.gnss, self.journal,
                                           self.device_id, hal.time_s)
+            self._load_progress()
             self.idle.set(delivery.P_READY, "Route " + self.route.route_id,
                           "%d stops. Scan a parcel" % self.route.stop_count)
+
+    def _load_progress(self):
+        try:
+            with open(layout.PROGRESS, "rb") as f:
+                data = f.read()
+        except OSError:
+            return
+        v = self.flow.visited  # type: ignore[union-attr]
+        if data[:8] == self.route.package_hash and len(data) == 8 + len(v):  # type: ignore[union-attr]
+            v[:] = data[8:]
+
+    def _save_progress(self):
+        """After the beep, off the durable path: the journal is the truth, this is a hint for the
+        screen, so a power cut here only shows a visited stop as next."""
+        tmp = layout.PROGRESS + ".new"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(self.route.package_hash)  # type: ignore[union-attr]
+                f.write(self.flow.visited)  # type: ignore[union-attr]
+            import os
+
+            os.rename(tmp, layout.PROGRESS)
+        except OSError:
+            pass  # a full flash refuses scans elsewhere; the hint can wait
 
     # --- events --------------------------------------------------------------------------------
 
@@ -103,13 +130,15 @@ class App:
         if sound:
             hal.buzzer(sound)  # only after journal.append returned: the record is on flash
             hal.led(sound)
-        if p.kind == delivery.P_RECORDED and self.uploader is not None:
-            self.uploader.wake.set()
+        if p.kind == delivery.P_RECORDED:
+            self._save_progress()
+            if self.uploader is not None:
+                self.uploader.wake.set()
 
     def on_dock(self, what, value):
         if what == "route":
             self.load_route()
-        self.status.docked = what not in ("undocked",)
+        self.docked_ms = hal.ticks_ms()
         self.draw()
 
     # --- screen --------------------------------------------------------------------------------
@@ -117,6 +146,7 @@ class App:
     def draw(self):
         s = self.status
         g = self.gnss
+        s.docked = self.docked_ms is not None and time.ticks_diff(hal.ticks_ms(), self.docked_ms) < 30000
         if g.valid and g.age_ms() < 10000:
             s.gnss = "GPS %dsv %d.%d" % (g.sats, g.hdop // 100, g.hdop // 10 % 10)
         else:
