@@ -31,10 +31,25 @@ def board(name=None):
     elif _board is None:
         try:
             import board as b  # type: ignore  # copied to the device's /lib by `depot flash`
+
+            _board = b.BOARD
         except ImportError:
-            import board_sim as b  # the unix port with nothing flashed: the simulator's board
-        _board = b.BOARD
+            _board = _sim_board()
     return _board
+
+
+def _sim_board():
+    """The unix port with no board.py flashed: the virtual handheld's board (`--board`), else sim."""
+    try:
+        import simhw  # type: ignore
+
+        if simhw.board is not None:
+            return simhw.board
+    except ImportError:
+        pass
+    import board_sim
+
+    return board_sim.BOARD
 
 
 def open_uart(name):

@@ -347,3 +347,13 @@ print(d.width, d.height, hal.battery_mv())
     fb = screen.read_bytes()
     assert fb[0] == 0x80 and fb[-1] == 0x01 and sum(fb) == 0x81
     assert events.read_text() == "buzzer ok\nbuzzer error\n"
+
+
+def test_other_board_sets_flash_geometry_and_hal_board(tmp_path: Path) -> None:
+    image = tmp_path / "rp2.img"
+    with Device.start(image, board="rp2350-bg95", workdir=tmp_path / "run") as dev:
+        dev.wait_idle()
+        out = mpremote(dev, "fs", "mkdir", "lib", "+", "fs", "cp", str(FIRMWARE / "hal.py"), ":lib/hal.py",
+                       "+", "exec", "import hal, os; print(hal.board()['name'], os.statvfs('/')[2])")
+        assert "rp2350-bg95 768" in out
+    assert image.stat().st_size == 768 * 4096

@@ -314,6 +314,7 @@ def main():
     global _state
     board_name = os.getenv("SIM_BOARD") or "sim"
     board = __import__("board_" + board_name.replace("-", "_")).BOARD
+    simhw.board = board
     image = os.getenv("SIM_FLASH")
     mode = _RAW if os.getenv("SIM_BOOT_MODE") == "raw" else _FRIENDLY
     sp = os.getenv("SIM_STATE")

@@ -23,6 +23,7 @@ CHANNELS = (
 )
 
 streams = {}
+board = None  # the board definition the device runs (`python -m sim device --board`)
 
 
 def preopen():
