@@ -14,6 +14,7 @@ import sys
 from host_tools import route_compile
 
 ROUTE_COMMAND_MODULES: list[str] = [
+    "host_tools.assign",
 ]
 
 

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import routepack
 from shapely.geometry import shape
 
 import host_tools  # noqa: F401  (firmware/ on sys.path)
-from host_tools import flash, report, route_compile, routes
+from host_tools import assign, flash, report, route_compile, routes
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import sync_device
@@ -245,13 +244,13 @@ def run(scenario: Scenario, workdir: Path, progress: bool = True) -> dict[str, A
         try:
             say(f"depot: ingest server on {server.url}; store {store_path}")
             for c in scenario.carriers:
-                key = store.key(c.device_id) or store.enrol(c.device_id)
+                if store.key(c.device_id) is None:
+                    store.enrol(c.device_id)
                 fcs[c.device_id] = json.loads((ROOT / c.route).read_text())
-                compiled = route_compile.compile_file(ROOT / c.route, board=scenario.board, key=key)
+                compiled = route_compile.compile_file(ROOT / c.route, board=scenario.board)
                 pkg = workdir / f"{compiled.route_id}.pkg"
-                route_compile.write_package(routepack.resign(compiled.package, key), pkg)
-                routes.register(store_path, pkg)
-                store.assign_route(c.device_id, pkg)
+                route_compile.write_package(compiled.package, pkg)
+                assign.assign(store, pkg, c.device_id)
                 say(f"depot: route {compiled.route_id} compiled ({compiled.stops} stops), "
                     f"{len(compiled.repairs)} repairs, assigned to {c.device_id}")
                 devices[c.device_id] = Device.start(workdir / f"{c.device_id}.img", board=scenario.board,
