@@ -25,7 +25,7 @@ PER_DAY = 300
 ENDURANCE = 100_000
 
 _VM = """
-import os, sys, time, vfs
+import gc, os, sys, time, vfs
 from flashdev import FlashDevice
 import record, journal
 
@@ -86,6 +86,25 @@ for i in range(N):
 f.close()
 done(dev, "onefile", N, nbytes, times, free0)
 
+def heap_of_a_day():
+    # The journal's own RAM: before it exists, and with a day's records pending and a segment open.
+    dev, free0 = fresh()
+    gc.collect()
+    h0 = gc.mem_alloc()
+    jr = journal.Journal("/f/journal")
+    i = 0
+    while i < N:
+        jr.append(make(i))
+        i += 1
+    gc.collect()
+    print("heap", gc.mem_alloc() - h0, jr.pending())
+    jr.close()
+    vfs.umount("/f")
+    dev.close()
+
+
+heap_of_a_day()
+
 for seg in SEGS + [0]:
     # seg 0: the default segment size on rp2's mount (progsize=256: segments become inline files)
     dev, free0 = fresh(progsize=256) if seg == 0 else fresh()
@@ -128,6 +147,9 @@ def run(report) -> None:
     for line in out.splitlines():
         tag, *nums = line.split()
         rows[tag] = [int(x) for x in nums]
+    heap, held = rows.pop("heap")
+    report("journal_heap_bytes", heap, "B",
+           "gc.mem_alloc growth: Journal + open segment with %d records pending (a day undocked)" % held)
 
     def per_record(tag):
         nrec, nbytes, prog, erased, worst, free0, p50, p95 = rows[tag]
