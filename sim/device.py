@@ -240,6 +240,7 @@ class VirtualDevice:
         self.modem: Any = None
         self._server: socket.socket | None = None
         self._quit = threading.Event()
+        self._pending_intr = 0.0  # when a Ctrl-C reached a VM still booting
 
     # --- lifecycle ---
 
@@ -421,6 +422,11 @@ class VirtualDevice:
             return  # powered off: the keystrokes go nowhere
         start = 0
         for i, b in enumerate(data):
+            if b == 3 and st == "booting":
+                # Ctrl-C while the VM is still starting: a board would take it as soon as
+                # boot.py/main.py run, so interrupt them when they do (the byte goes on too).
+                with self._lock:
+                    self._pending_intr = time.monotonic()
             if b == 3 and st == "R":
                 self._vm_write(vm, data[start:i])
                 start = i + 1
@@ -450,6 +456,15 @@ class VirtualDevice:
             with self._lock:
                 for b in data:
                     self.vm_state = chr(b)
+                    if b == ord("R") and time.monotonic() - self._pending_intr < 3.0:
+                        self._pending_intr = 0.0
+                        if self.vm is not None:
+                            try:
+                                self.vm.send_signal(signal.SIGINT)
+                            except OSError:
+                                pass
+                    elif b == ord("I"):
+                        self._pending_intr = 0.0
                     if b == ord("P"):
                         self._want = "off"
                         self._log_event("power", "flash lost power: VM stopped")

@@ -132,6 +132,13 @@ def test_main_gets_scans_keys_gnss_and_ctrl_c_interrupts_it(device: Device) -> N
     assert "KeyboardInterrupt" in device.console_text()
 
 
+def test_mpremote_right_after_reset_interrupts_main_as_it_starts(device: Device) -> None:
+    boots = device.status()["boots"]
+    device.reboot()
+    device.wait_for(lambda s: s["boots"] > boots)  # connect while the VM is still booting
+    assert "main.py" in mpremote(device, "fs", "ls")
+
+
 def test_screenshot_is_board_size_x2_and_not_blank(device: Device, tmp_path: Path) -> None:
     out = tmp_path / "screen.png"
     reply = device.screenshot(out)
