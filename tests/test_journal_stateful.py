@@ -30,8 +30,9 @@ LONG = os.environ.get("TORTURE") == "long"
 # Runs a program of space-separated ops; prints one event per line for the model below.
 # s<n>: scan n parcels; f: close the open segment; c<k>[o]: power dies after k more block writes
 # (o: out-of-order loss), or at the next reboot if sooner; r: reboot (clean unless a cut is
-# pending); u<n>: upload up to n records above the watermark; a: the
-# host's acknowledgement of the last upload arrives; l: it is lost.
+# pending); b<k>[o]: reboot, the power failing again after k writes from the recovery on;
+# u<n>: upload up to n records above the watermark; a: the host's acknowledgement of the last
+# upload arrives; l: it is lost.
 _VM = """
 import vfs
 from flashdev import FlashDevice, PowerLost
@@ -52,7 +53,7 @@ def make(i):
                          item_id="RR%08dGB" % i, lat_e6=52000000 + i, lon_e6=4000000)
 
 
-def boot():
+def boot(cut=""):
     global j, alive, armed
     if armed and alive:
         dev.cut_after_writes(0, armed == 2)  # the armed cut strikes now: no clean shutdown
@@ -65,9 +66,12 @@ def boot():
     except OSError:
         pass
     dev.power_on()
+    if cut:  # and the power fails again, this time while the journal recovers
+        dev.cut_after_writes(int(cut.rstrip("o")), cut[-1] == "o", True)
+        armed = 2 if cut[-1] == "o" else 1
     vfs.mount(vfs.VfsLfs2(dev), "/f")
-    j = journal.Journal("/f/j")
     alive = True
+    j = journal.Journal("/f/j")
     held = " ".join("%d:%s" % (s, record.decode(mv).item_id[2:10])
                     for s, mv in j.records(j.watermark + 1, buf))
     print("B", j.watermark, j.next_seq, j.pending(), held)
@@ -75,7 +79,7 @@ def boot():
 
 boot()
 for op in PROGRAM.split():
-    if not alive and op[0] != "r":
+    if not alive and op[0] not in "rb":
         continue  # no power: nothing runs until the reboot
     try:
         if op[0] == "s":
@@ -95,6 +99,8 @@ for op in PROGRAM.split():
             armed = 2 if op[-1] == "o" else 1
         elif op == "r":
             boot()
+        elif op[0] == "b":
+            boot(op[1:])
         elif op[0] == "u":
             n = int(op[1:])
             it = j.records(j.watermark + 1, buf)
