@@ -108,7 +108,9 @@ class Pacer:
             now = time.monotonic()
             # Keep the schedule through our own loop overhead (else each slice loses it and the
             # link runs ~5% slow); only an idle line (due far behind) restarts it from now.
-            self.due = max(self.due, now - _SLACK_S) + n / self.rate
+            if self.due < now - _SLACK_S:
+                self.due = now
+            self.due += n / self.rate
             delay = self.due - now
         if delay > 0:
             time.sleep(delay)
