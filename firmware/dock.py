@@ -73,6 +73,7 @@ class Dock:
         self._cache_req = bytearray(64)  # (type, seq, payload) of the request it answered
         self._cache_req_n = 0
         self._gseq = 0
+        self._gfrom = -1
         self._next = 0
         self._acked = 0
         self._acked_rec = 1
@@ -181,8 +182,10 @@ class Dock:
         if t == P.PROGRESS:
             self._progress(seq, pl)
             return
-        if self._it is not None and t != P.PUT_DATA:
-            self._stop_stream()  # any new request ends a stream the host has given up on
+        if t != P.GET_RECORDS:
+            self._gfrom = -1  # a later GET is new even if its id repeats
+            if self._it is not None and t != P.PUT_DATA:
+                self._stop_stream()  # any new request ends a stream the host has given up on
         if t in _CACHED:
             if self._repeated(t, seq, pl):
                 self._write(memoryview(self._cache)[: self._cache_n])  # our reply was lost: same answer
@@ -269,10 +272,14 @@ class Dock:
     # --- record stream --------------------------------------------------------------------------
 
     def _get(self, seq, pl):
-        from_seq, window = struct.unpack_from(P.GET_FIXED, pl, 0)
+        from_seq, window, fmax = struct.unpack_from(P.GET_FIXED, pl, 0)
+        if seq == self._gseq and from_seq == self._gfrom:
+            return  # the copy a host sends on a noisy line: this stream already runs
         self._stop_stream()
+        self._gfrom = from_seq
         self._gseq = seq
         self.window = max(1, min(window, 32))
+        self._fmax = max(16, min(fmax, P.MAX_PAYLOAD))
         self._next = 0
         self._acked = 0
         self._acked_rec = max(from_seq, 1)
@@ -286,6 +293,7 @@ class Dock:
         p = self.enc.payload
         off = 1
         flags = 0
+        limit = self._fmax  # the host shrinks frames on a noisy line: short ones get through
         if self._carry_n:
             n = self._carry_n
             p[off] = n
@@ -300,7 +308,7 @@ class Dock:
                 flags = P.F_LAST
                 break
             n = len(mv)
-            if off + 1 + n > P.MAX_PAYLOAD:
+            if off + 1 + n > limit and off > 1:  # full; but one record always goes
                 self._carry[:n] = mv
                 self._carry_n = n
                 break
@@ -317,7 +325,8 @@ class Dock:
     def _progress(self, gseq, pl):
         if self._it is None or gseq != self._gseq:
             return  # about a stream that has ended
-        nxt, next_rec, flags = struct.unpack_from(P.PROGRESS_FIXED, pl, 0)
+        nxt, next_rec, flags, fmax = struct.unpack_from(P.PROGRESS_FIXED, pl, 0)
+        self._fmax = max(16, min(fmax, P.MAX_PAYLOAD))
         if (nxt - self._acked) & 0xFF > self._inflight():
             return  # not a frame we sent: stale
         self._acked = nxt

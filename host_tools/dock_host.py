@@ -22,6 +22,8 @@ import record
 import serial
 
 BAUD = 115200
+IDLE_S = 0.25  # a stream's line silent this long: the device never got our request, ask again
+MIN_FRAME = 64  # smallest frame payload the host asks for on a noisy line
 RTO_S = 1.0  # request timeout before a retransmission; 1.5x that for silence inside a stream
 
 
@@ -107,6 +109,8 @@ class DockLink:
     def __init__(self, port: str | Any, *, window: int = 8, retries: int = 6, rto: float = RTO_S):
         self.ser = serial.Serial(port, BAUD, timeout=0.05) if isinstance(port, str) else port
         self.window = window
+        self.frame_size = P.MAX_PAYLOAD  # payload bytes per frame, adapted to the line's noise
+        self.last_rx = 0.0  # when bytes last arrived
         self.retries = retries
         self.rto = rto
         self.dec = P.Decoder()
@@ -156,6 +160,7 @@ class DockLink:
             except (OSError, serial.SerialException) as exc:
                 raise DockError(f"dock port read failed: {exc}") from exc
             if data:
+                self.last_rx = time.monotonic()
                 self._feed(data)
         return self.frames.popleft()
 
@@ -231,34 +236,79 @@ class DockLink:
     def records(self, from_seq: int, on_batch: Callable[[list[bytes], list[int]], None]) -> int:
         """Stream every record the device holds from `from_seq`. `on_batch(records, absent)` gets
         each frame's records in order, and the seqs the device skipped (it never held them).
-        Returns the seq after the last one streamed."""
+        Returns the seq after the last one streamed.
+
+        Frame size adapts to the line: two damaged frames in a row halve it (a short frame gets
+        through noise a long one cannot), a run of clean ones doubles it again."""
         next_rec = max(1, from_seq)
-        tries = 0
+        tries = 0  # silent periods in a row
+        restarts = 0  # restarts in a row without a record gained
         while True:
             gid = self._next_id()
-            self.send(P.GET_RECORDS, gid, 0, struct.pack(P.GET_FIXED, next_rec, self.window))
+            get = struct.pack(P.GET_FIXED, next_rec, self.window, self.frame_size)
+            self.send(P.GET_RECORDS, gid, 0, get)
+            if self.frame_size < P.MAX_PAYLOAD:
+                # on a noisy line a lost GET costs an idle timeout; the device ignores the copy
+                self.send(P.GET_RECORDS, gid, 0, get)
             expect = 0
-            nak_for = -1
-            quiet_since = time.monotonic()
+            bad_run = 0
+            good_run = 0
+            quiet_since = asked = time.monotonic()
+            stale = 0
             while True:
+                bad_before = self.stats.frames_bad
                 f = self.poll(0.05)
+                if self.stats.frames_bad > bad_before:
+                    bad_run += self.stats.frames_bad - bad_before
+                    good_run = 0
+                    shrink = bad_run >= 2 and self.frame_size > MIN_FRAME
+                    if shrink:
+                        self.frame_size = max(MIN_FRAME, self.frame_size // 2)  # from the next GET
+                        bad_run = 0
+                    if expect > 0 or shrink:
+                        # this stream is flowing, so the damaged frame was most likely ours:
+                        # ask again now rather than wait for a gap or a timeout
+                        self.stats.naks += 1
+                        restarts += 1
+                        if restarts > 20 * (self.retries + 1):
+                            raise DockTimeout(f"record stream cannot get past seq {next_rec}")
+                        break
                 if f is None:
-                    if time.monotonic() - quiet_since > self.rto * 1.5:
+                    now = time.monotonic()
+                    if now - max(self.last_rx, asked) > IDLE_S:
+                        # the line fell silent: our GET was lost, or the device is gone
+                        tries += 1
+                        self.stats.retransmits += 1
+                        if tries > self.retries:
+                            raise DockTimeout(f"record stream stalled at seq {next_rec}")
+                        break
+                    if now - quiet_since > self.rto * 1.5:
+                        tries += 1
+                        self.stats.retransmits += 1
+                        if tries > self.retries:
+                            raise DockTimeout(f"record stream stalled at seq {next_rec}")
                         break  # ask again from the last record we hold
                     continue
                 if f.ack != gid:
+                    stale += 1
+                    if stale > 2 * self.window:  # more than the old stream had in flight:
+                        self.stats.retransmits += 1  # the device never saw our request
+                        restarts += 1
+                        break
                     continue
                 if f.type == P.ERROR:
                     raise _refusal(P.GET_RECORDS, f.payload)
                 if f.type != P.RECORDS:
                     continue
                 if f.seq != expect:
-                    if nak_for != expect:  # one NAK per hole: the frames behind it are all stale
-                        nak_for = expect
-                        self.stats.naks += 1
-                        nak = struct.pack(P.PROGRESS_FIXED, expect, next_rec, P.F_NAK)
-                        self.send(P.PROGRESS, gid, 0, nak)
-                    continue
+                    # A frame went missing. Restart the stream from the first record we lack
+                    # under a new request id: every frame of the old stream still on the line is
+                    # then recognisably stale, and a loss after the restart is seen at once.
+                    self.stats.naks += 1
+                    restarts += 1
+                    if restarts > 20 * (self.retries + 1):
+                        raise DockTimeout(f"record stream cannot get past seq {next_rec}")
+                    break
                 recs, last = _split(f.payload)
                 absent: list[int] = []
                 fresh: list[bytes] = []
@@ -272,14 +322,19 @@ class DockLink:
                 expect = (expect + 1) & 0xFF
                 quiet_since = time.monotonic()
                 tries = 0
-                self.send(P.PROGRESS, gid, 0, struct.pack(P.PROGRESS_FIXED, expect, next_rec, 0))
+                restarts = 0
+                bad_run = 0
+                good_run += 1
+                if good_run >= 16 and self.frame_size < P.MAX_PAYLOAD:
+                    self.frame_size = min(P.MAX_PAYLOAD, self.frame_size * 2)
+                    good_run = 0
+                self._progress(gid, expect, next_rec, 0)
                 on_batch(fresh, absent)
                 if last:
                     return next_rec
-            tries += 1
-            self.stats.retransmits += 1
-            if tries > self.retries:
-                raise DockTimeout(f"record stream stalled at seq {next_rec}")
+
+    def _progress(self, gid: int, expect: int, next_rec: int, flags: int) -> None:
+        self.send(P.PROGRESS, gid, 0, struct.pack(P.PROGRESS_FIXED, expect, next_rec, flags, self.frame_size))
 
     # -- route push ------------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from sim import mpy
 DEVICE_SCRIPT = r"""
 import sys, asyncio, json, binascii, os
 import journal, record, dock
-root, port, dev, keyhex, n, seg = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+root, port, dev, keyhex = sys.argv[1:5]
+n, seg = int(sys.argv[5]), int(sys.argv[6])
 for d in (root + "/route",):
     try:
         os.mkdir(d)

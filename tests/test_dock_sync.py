@@ -1,0 +1,204 @@
+"""Dock sync end to end: the firmware's dock session on the real `micropython` (journal in a temp
+dir) behind a pty, `sync_device` on the host through pyserial, a relay between them that can
+corrupt bytes and cut the line."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import dockproto as P
+import pytest
+import sign
+
+from host_tools import route_compile
+from host_tools.dock_host import AckRefused, DockLink
+from host_tools.store import Store
+from host_tools.sync import sync_device
+from tests.dockharness import Device, Relay
+
+ROUTE = Path(__file__).resolve().parents[1] / "examples" / "routes" / "north.geojson"
+N = 300
+
+
+class HostCrash(Exception):
+    pass
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[tuple[Store, bytes, Relay, Device]]:
+    store = Store(tmp_path / "depot.sqlite3")
+    key = store.enrol("DEV1")
+    relay = Relay()
+    relay.start()
+    dev = Device(tmp_path, relay.dev_path, "DEV1", key, records=N)
+    try:
+        yield store, key, relay, dev
+    finally:
+        relay.close()
+        dev.stop()
+
+
+def expected_items(n: int) -> list[str]:
+    return ["RR%09dGB" % s for s in range(1, n + 1)]
+
+
+def test_sync_collects_every_record_once_and_a_second_sync_sends_nothing(rig) -> None:
+    store, _, relay, dev = rig
+    rep = sync_device(relay.host_path, store)
+    assert rep.ok, rep.error
+    assert (rep.device_id, rep.received, rep.stored, rep.duplicates, rep.acked_seq) == ("DEV1", N, N, 0, N)
+    assert (rep.pending_after, rep.gaps, rep.conflicts) == (0, [], [])
+    assert [r.item_id for r in store.records("DEV1")] == expected_items(N)
+    d = store.device("DEV1")
+    assert d is not None and (d.firmware, d.board, d.battery, d.pending, d.watermark) == (
+        "test-1", "sim", 77, 0, N)
+
+    again = sync_device(relay.host_path, store)
+    assert again.ok, again.error
+    assert (again.received, again.stored, again.acked_seq) == (0, 0, N)
+    assert store.count("DEV1") == N
+    events = dev.events()
+    assert [e[1] for e in events if e[0] == "ack"] == [N]
+    # the carrier's other task kept running during the sync
+    ticks = [e[2] for e in events]
+    assert ticks[-1] > ticks[0]
+    dev.stop()
+    assert dev.journal_state()[:3] == (N, 0, 0)  # acknowledged records reclaimed
+
+
+def test_forged_and_replayed_acks_are_refused_and_nothing_is_deleted(rig) -> None:
+    store, key, relay, dev = rig
+    with DockLink(relay.host_path, retries=2) as link:
+        hello = link.hello()
+        assert (hello.watermark, hello.pending, hello.last_seq) == (0, N, N)
+        forged = sign.Signer(b"\x01" * 32).mac(P.ack_message("DEV1", 1, N))
+        with pytest.raises(AckRefused, match="bad signature"):
+            link.ack(N, 1, forged)
+        with pytest.raises(AckRefused, match="bad signature"):  # right key, other seq
+            link.ack(N, 1, sign.Signer(key).mac(P.ack_message("DEV1", 1, 10)))
+        good = sign.Signer(key).mac(P.ack_message("DEV1", 5, 10))
+        assert link.ack(10, 5, good) == 10
+        with pytest.raises(AckRefused, match="counter"):  # a replay of a genuine ack
+            link.ack(10, 5, good)
+        stale = sign.Signer(key).mac(P.ack_message("DEV1", 4, N))
+        with pytest.raises(AckRefused, match="counter"):
+            link.ack(N, 4, stale)
+        assert link.status().watermark == 10
+    assert [e[1] for e in dev.events() if e[0] == "ack_refused"] == [
+        "bad signature", "bad signature", "stale counter", "stale counter"]
+    dev.stop()
+    assert dev.journal_state()[:2] == (10, N - 10)
+
+
+def test_host_crash_mid_stream_then_resume_ends_identical(rig) -> None:
+    store, _, relay, _ = rig
+
+    def crash_at_half(msg: str) -> None:
+        if msg.startswith("records ") and int(msg.split()[1].split("/")[0]) >= N // 2:
+            raise HostCrash
+
+    with pytest.raises(HostCrash):
+        sync_device(relay.host_path, store, progress=crash_at_half)
+    held = store.count("DEV1")
+    assert N // 2 <= held < N
+    rep = sync_device(relay.host_path, store)
+    assert rep.ok, rep.error
+    assert rep.stored == N - held and rep.duplicates == held  # device re-sent from its watermark
+    assert [r.item_id for r in store.records("DEV1")] == expected_items(N)
+    assert rep.acked_seq == N and rep.gaps == []
+
+
+def test_host_crash_between_commit_and_ack_loses_and_duplicates_nothing(rig) -> None:
+    store, _, relay, dev = rig
+
+    def crash_before_ack(msg: str) -> None:
+        if msg.startswith("ack "):
+            raise HostCrash
+
+    with pytest.raises(HostCrash):
+        sync_device(relay.host_path, store, progress=crash_before_ack)
+    assert store.count("DEV1") == N
+    rep = sync_device(relay.host_path, store)
+    assert (rep.ok, rep.stored, rep.duplicates, rep.acked_seq) == (True, 0, N, N)
+    assert store.count("DEV1") == N and store.conflicts() == []
+    assert [e[1] for e in dev.events() if e[0] == "ack"] == [N]
+
+
+def test_unplug_mid_stream_then_resume(rig) -> None:
+    store, _, relay, _ = rig
+
+    def unplug(msg: str) -> None:
+        if msg.startswith("records ") and int(msg.split()[1].split("/")[0]) >= 100:
+            relay.cut = True
+
+    rep = sync_device(relay.host_path, store, progress=unplug, rto=0.2, retries=1)
+    assert not rep.ok and "DockTimeout" in rep.error
+    relay.cut = False
+    rep = sync_device(relay.host_path, store)
+    assert rep.ok, rep.error
+    assert [r.item_id for r in store.records("DEV1")] == expected_items(N)
+    assert rep.acked_seq == N and store.conflicts() == []
+
+
+def test_one_percent_corrupted_bytes_still_ends_identical(rig) -> None:
+    store, _, relay, dev = rig
+    relay.corrupt = 0.01
+    rep = sync_device(relay.host_path, store, rto=0.5)
+    assert rep.ok, rep.error
+    assert [r.item_id for r in store.records("DEV1")] == expected_items(N)
+    assert (rep.acked_seq, rep.pending_after, store.conflicts()) == (N, 0, [])
+    assert relay.flipped > 50 and rep.link["frames_bad"] > 0  # the noise really hit frames
+    relay.corrupt = 0.0
+    dev.stop()
+    assert dev.journal_state()[:3] == (N, 0, 0)
+
+
+def test_route_push_resumes_after_a_cut_and_a_bad_package_keeps_the_old_route(rig) -> None:
+    store, key, relay, dev = rig
+    pkg = route_compile.compile_file(ROUTE, key=key)
+    store.assign_route("DEV1", pkg.package, route_id=pkg.route_id)
+
+    def cut_at_40(msg: str) -> None:
+        if msg.startswith("route ") and msg.endswith("%") and int(msg[6:-1]) >= 40:
+            relay.cut = True
+
+    rep = sync_device(relay.host_path, store, progress=cut_at_40, rto=0.2, retries=1)
+    assert not rep.ok and rep.route_pushed == ""
+    relay.cut = False
+    rep = sync_device(relay.host_path, store)
+    assert rep.ok, rep.error
+    assert rep.route_pushed == pkg.route_id
+    resumed_from = [e[1] for e in dev.events() if e[0] == "route_receiving"]
+    assert resumed_from[0] == 0 and resumed_from[-1] > 0.3 * len(pkg.package)
+    d = store.device("DEV1")
+    assert d is not None and d.route_id == pkg.route_id
+    assigned = store.assigned_route("DEV1")
+    assert assigned is not None and assigned.pushed_at is not None
+
+    # nothing new assigned: nothing pushed
+    assert sync_device(relay.host_path, store).route_pushed == ""
+
+    # a package signed with another device's key is refused; the active route stays
+    other = route_compile.compile_file(ROUTE, key=b"\x02" * 32, route_id="EVIL")
+    store.assign_route("DEV1", other.package, route_id="EVIL")
+    rep = sync_device(relay.host_path, store)
+    assert not rep.ok and "previous kept" in rep.route_error
+    with DockLink(relay.host_path) as link:
+        assert link.hello().route_id == pkg.route_id
+    assert [e[1] for e in dev.events() if e[0] == "route"] == [pkg.route_id]
+
+
+def test_raw_stream_yields_every_record_in_order_with_no_absent_seqs(rig) -> None:
+    _, _, relay, _ = rig
+    with DockLink(relay.host_path) as link:
+        got: list[int] = []
+        missing: list[int] = []
+
+        def batch(recs: list[bytes], absent: list[int]) -> None:
+            got.extend(struct.unpack_from("<I", r, 8)[0] for r in recs)
+            missing.extend(absent)
+
+        assert link.records(1, batch) == N + 1
+    assert got == list(range(1, N + 1)) and missing == []
