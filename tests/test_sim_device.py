@@ -175,6 +175,23 @@ def test_power_cut_keeps_flushed_scans_and_loses_the_cut_one(device: Device) -> 
     assert "CUT-DURING" not in log
 
 
+def test_power_cut_out_of_order_mid_write_still_mounts(device: Device) -> None:
+    device.reboot()
+    boots = device.status()["boots"]
+    device.wait_running(boots=boots)
+    time.sleep(0.3)
+    n0 = len([e for e in device.events() if e["kind"] == "buzzer"])
+    device.scan("OOO-BEFORE")
+    wait_events(device, "buzzer", n0 + 1)
+    device.power_cut(after_writes=1, ooo=True)  # one more block write lands, then the chip dies
+    for i in range(5):
+        device.scan(f"OOO-DURING-{i}")
+    device.wait_off()
+    device.power_on()
+    device.wait_running(boots=boots + 1)
+    assert "scan:]C1OOO-BEFORE\n" in mpremote(device, "fs", "cat", "log.txt")
+
+
 def test_power_cut_now_and_image_persists(device: Device) -> None:
     device.power_cut()
     device.wait_off()
@@ -224,6 +241,21 @@ def test_gnss_walk_feeds_the_uart_at_the_requested_cadence(device: Device) -> No
     device.gnss_stop()
     log = mpremote(device, "fs", "cat", "log.txt")
     assert "gnss:$GPRMC," in log and "gnss:$GPGGA," in log
+
+
+def test_gnss_replay_of_a_log(device: Device, tmp_path: Path) -> None:
+    nmea = tmp_path / "walk.nmea"
+    nmea.write_text("$GPGGA,080000.00,4806.0000,N,01130.0000,E,1,09,0.9,520.0,M,47.0,M,,*6A\r\n"
+                    "$GPGGA,080001.00,4806.0010,N,01130.0000,E,1,09,0.9,520.0,M,47.0,M,,*6B\r\n")
+    device.reboot()
+    boots = device.status()["boots"]
+    device.wait_running(boots=boots)
+    time.sleep(0.3)
+    n0 = len([e for e in device.events() if e["kind"] == "buzzer"])
+    device.gnss_replay(nmea, period=0.05)
+    wait_events(device, "buzzer", n0 + 2)
+    log = mpremote(device, "fs", "cat", "log.txt")
+    assert "gnss:$GPGGA,080000.00," in log and "gnss:$GPGGA,080001.00," in log
 
 
 def test_dock_faults_drop_flip_and_unplug(device: Device) -> None:
