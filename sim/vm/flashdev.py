@@ -10,6 +10,9 @@ With `ooo=True` the cut also reverts the first block touched since the last sync
 later unsynced writes stay: littlefs's own out-of-order (`OOO`) power-loss model, i.e. a chip or
 cache that committed writes in another order than they were issued. Blocks are tracked from the
 moment the cut is armed, so arm it before the operation under test (or at a sync).
+`halt=True` raises PowerLost from the first dropped write, stopping the program there (in-process
+tests); otherwise writes vanish silently and the caller watches `powered` (the simulator kills
+the VM). `power_on()` is the next boot of the same chip.
 """
 
 import array
