@@ -152,6 +152,39 @@ print("after", [x for x, _ in j.records(0, buf)][:4], j.torn, j.last_seq == s)
     assert "after [1, 2, 3, 4] 1 True" in out
 
 
+def test_damage_inside_an_older_segment_keeps_its_head_and_every_later_segment(mpy):
+    out = run(mpy, """
+j = boot(dev)
+for i in range(15):
+    j.append(make(i))
+segs = sorted(n for n in os.listdir("/f/j") if n.endswith(".seg"))
+p = "/f/j/" + segs[0]
+with open(p, "rb") as f:
+    data = bytearray(f.read())
+n0 = data[0] | data[1] << 8
+data[2 + n0 + 4 + 20] ^= 1            # inside the second frame of the first segment
+with open(p, "wb") as f:
+    f.write(data)
+j = boot(dev)
+print("held", [s for s, _ in j.records(0, buf)], "torn", j.torn, "next", j.next_seq > 15)
+""")
+    # Record 1 stays; 2..5 (the rest of that segment) are untrusted; 6.. in later segments stay.
+    assert "held [1, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] torn 1 next True" in out
+
+
+def test_lost_state_file_still_never_reuses_a_sequence(mpy):
+    out = run(mpy, """
+j = boot(dev)
+for i in range(5):
+    j.append(make(i))
+j.close()
+os.remove("/f/j/state")
+j = boot(dev)
+print("next", j.next_seq, "wm", j.watermark, "held", len(list(j.records(0, buf))))
+""")
+    assert "next %d wm 0 held 5" % (5 + 1 + 128) in out
+
+
 def test_sequence_of_a_torn_record_is_never_reused(mpy):
     # The host may already hold seq 5 from before the cut: the next record must not be 5 again.
     out = run(mpy, """
