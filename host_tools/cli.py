@@ -9,6 +9,7 @@ import sys
 COMMAND_MODULES = [
     "host_tools.cmd_route",
     "host_tools.cmd_serve",
+    "host_tools.cmd_sync",
     "host_tools.cmd_flash", "host_tools.cmd_report",
 ]
 
