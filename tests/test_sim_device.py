@@ -81,40 +81,47 @@ def wait_events(dev: Device, kind: str, n: int, timeout: float = 10.0) -> list[d
     raise AssertionError(f"{n} {kind} events expected, got {dev.events()}")
 
 
+def install(dev: Device, tmp: Path) -> str:
+    """Flash hal.py and the fixture main.py with mpremote; returns mpremote's output."""
+    main = tmp / "main.py"
+    main.write_text(FIXTURE_MAIN)
+    script = tmp / "hello.py"
+    script.write_text("import os\nprint('files', sorted(os.listdir('/')))\n")
+    return mpremote(dev, "fs", "mkdir", "lib", "+", "fs", "cp", str(FIRMWARE / "hal.py"), ":lib/hal.py",
+                    "+", "fs", "cp", str(main), ":main.py", "+", "exec", "print(6 * 7)",
+                    "+", "run", str(script))
+
+
 @pytest.fixture(scope="module")
 def device(tmp_path_factory: pytest.TempPathFactory):
+    """One virtual handheld for the module, flashed with hal.py and the fixture main.py."""
     work = tmp_path_factory.mktemp("simdev")
     dev = Device.start(work / "flash.img", workdir=work / "run")
+    dev.wait_idle()
+    install(dev, work)
     yield dev
     dev.stop()
 
 
-def test_blank_image_boots_formatted_and_mpremote_soft_resets(device: Device) -> None:
-    device.wait_idle()
-    assert "blank flash, formatting littlefs" in device.console_text()
-    boots = device.status()["boots"]
-    assert mpremote(device, "fs", "ls") == "ls :\n"
-    st = device.status()
-    # mpremote's default auto soft reset: Ctrl-D in the raw REPL restarted the VM into the raw REPL
-    assert st["boots"] == boots + 1 and st["last_exit"] == 4
-    assert "MPY: soft reboot" in device.console_text()
-
-
-def test_mpremote_cp_exec_run(device: Device, tmp_path: Path) -> None:
-    main = tmp_path / "main.py"
-    main.write_text(FIXTURE_MAIN)
-    script = tmp_path / "hello.py"
-    script.write_text("import os\nprint('files', sorted(os.listdir('/')))\n")
-    out = mpremote(device, "fs", "mkdir", "lib", "+", "fs", "cp", str(FIRMWARE / "hal.py"), ":lib/hal.py",
-                   "+", "fs", "cp", str(main), ":main.py", "+", "exec", "print(6 * 7)",
-                   "+", "run", str(script))
-    assert "42\n" in out
-    assert "files ['lib', 'main.py']" in out
-    assert mpremote(device, "fs", "cat", "main.py") == FIXTURE_MAIN
-    assert "hal.py" in mpremote(device, "fs", "ls", "lib")
+def test_blank_image_boots_formatted_and_mpremote_soft_resets(tmp_path: Path) -> None:
+    with Device.start(tmp_path / "blank.img", workdir=tmp_path / "run") as dev:
+        dev.wait_idle()
+        assert "blank flash, formatting littlefs" in dev.console_text()
+        boots = dev.status()["boots"]
+        assert mpremote(dev, "fs", "ls") == "ls :\n"
+        st = dev.status()
+        # mpremote's default auto soft reset: Ctrl-D in the raw REPL restarted the VM into the raw REPL
+        assert st["boots"] == boots + 1 and st["last_exit"] == 4
+        assert "MPY: soft reboot" in dev.console_text()
+        out = install(dev, tmp_path)
+        assert "42\n" in out
+        assert "files ['lib', 'main.py']" in out
+        assert mpremote(dev, "fs", "cat", "main.py") == FIXTURE_MAIN
+        assert "hal.py" in mpremote(dev, "fs", "ls", "lib")
 
 
 def test_main_gets_scans_keys_gnss_and_ctrl_c_interrupts_it(device: Device) -> None:
+    mpremote(device, "exec", "import os\ntry:\n    os.remove('log.txt')\nexcept OSError:\n    pass")
     boots = device.status()["boots"]
     device.reboot()
     device.wait_running(boots=boots + 1)
@@ -140,6 +147,10 @@ def test_mpremote_right_after_reset_interrupts_main_as_it_starts(device: Device)
 
 
 def test_screenshot_is_board_size_x2_and_not_blank(device: Device, tmp_path: Path) -> None:
+    boots = device.status()["boots"]
+    device.reboot()
+    device.wait_running(boots=boots + 1)
+    time.sleep(0.3)  # main.py has drawn
     out = tmp_path / "screen.png"
     reply = device.screenshot(out)
     img = Image.open(out)
@@ -193,11 +204,20 @@ def test_power_cut_out_of_order_mid_write_still_mounts(device: Device) -> None:
 
 
 def test_power_cut_now_and_image_persists(device: Device) -> None:
+    device.reboot()
+    boots = device.status()["boots"]
+    device.wait_running(boots=boots)
+    time.sleep(0.3)
+    n0 = len([e for e in device.events() if e["kind"] == "buzzer"])
+    device.scan("BEFORE-CUT-NOW")
+    wait_events(device, "buzzer", n0 + 1)
     device.power_cut()
     device.wait_off()
     device.power_on()
-    device.wait_running()
-    assert "scan:]C1RR473124829GB" in mpremote(device, "fs", "cat", "log.txt")
+    device.wait_running(boots=boots + 1)
+    device.reboot()
+    device.wait_running(boots=boots + 2)
+    assert "scan:]C1BEFORE-CUT-NOW" in mpremote(device, "fs", "cat", "log.txt")
 
 
 def test_dock_link_is_limited_to_115200_baud(device: Device) -> None:
