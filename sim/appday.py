@@ -1,0 +1,59 @@
+"""The application's heap over a day with a big route, on the real VM (sim/vm/appday.py):
+`peak_heap_bytes_1000_stops` in `make bench`, and the test that the app fits the board's heap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from shapely.geometry import shape
+
+from host_tools import flash, route_compile
+from sim import gnss, mpy, town
+
+VM = Path(__file__).resolve().parent / "vm"
+KEY = bytes(range(64, 96))
+
+
+def _plan(fc: dict[str, Any]) -> bytes:
+    """One fix at each door, then every parcel of the stop scanned (S10 as Code 128, SSCC as GS1)."""
+    out = []
+    for t, f in enumerate(fc["features"]):
+        g = shape(f["geometry"])
+        p = g if g.geom_type == "Point" else g.representative_point()
+        walk = gnss.Walk([(p.y, p.x)], seed=t, duration_s=1, conditions=gnss.Conditions(noise_m=0.0))
+        out += [b"F " + s.encode() for s in next(iter(walk))[1]]
+        for item in f["properties"]["items"]:
+            out.append(b"S " + ((b"]C100" if item.isdigit() else b"]C0") + item.encode()))
+    return b"\n".join(out) + b"\n"
+
+
+def run(stops: int = 1000, heap: str = "256K") -> dict[str, Any]:
+    image = flash.build("sim")  # the firmware as the device holds it: .mpy bytecode
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        lib = d / "lib"
+        lib.mkdir()
+        for path, data in image.files:
+            if path.startswith("/lib/") and path.endswith(".mpy"):
+                (lib / path[5:]).write_bytes(data)
+        subprocess.run([flash._mpy_cross(), "-o", str(lib / "main.mpy"), str(mpy.FIRMWARE / "main.py")],
+                       check=True)
+        fc = town.town(seed=11, stops=stops, area="north")
+        pkg = d / "route.pkg"
+        pkg.write_bytes(route_compile.compile_geojson(fc, key=KEY).package)
+        plan = d / "plan.txt"
+        plan.write_bytes(_plan(fc))
+        env = dict(os.environ, SIM_UART_DOCK="/dev/null", SIM_UART_MODEM="/dev/null",
+                   MICROPYPATH=f"{lib}:{VM}:{mpy.BOARDS}:.frozen")
+        proc = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={heap}", str(VM / "appday.py"),
+                               str(d / "flash.img"), str(pkg), str(plan), "HH-HEAP", KEY.hex()],
+                              capture_output=True, text=True, env=env, timeout=600)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise mpy.MicroPythonError(f"app day failed at {heap}:\n{proc.stdout[-2000:]}\n"
+                                       f"{proc.stderr[-2000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,77 @@
+"""A day of the real application on the VM, for the heap figure: `main.App` over a littlefs
+flash, a route package of N stops, and a plan of GNSS lines, scans and keys read line by line.
+
+Run by sim/appday.py with the firmware as .mpy on MICROPYPATH (as on a device: bytecode, not
+source) and the dock and modem UARTs open on /dev/null, so their buffers are allocated too.
+argv: image package plan device_id key_hex. Prints one JSON line of figures.
+"""
+
+import gc
+import json
+import os
+import sys
+
+import simhw  # type: ignore
+import vfs  # type: ignore
+from flashdev import FlashDevice  # type: ignore
+
+simhw.preopen()  # host files the hal will ask for, opened while the host fs is still mounted
+import dock  # noqa: E402, F401
+import hal  # noqa: E402
+import main  # noqa: E402  (every firmware module is loaded before the host fs goes away)
+import modem  # noqa: E402, F401
+import uploader  # noqa: E402, F401
+
+hal.board()  # reads boards/board_sim.py now, as a device reads its /lib/board.py
+
+image, package, plan_path, device_id, key_hex = sys.argv[1:6]
+plan = open(plan_path, "rb")
+src = open(package, "rb")
+dev = FlashDevice(4096, 512, image)
+vfs.VfsLfs2.mkfs(dev)
+fs = vfs.VfsLfs2(dev)
+vfs.umount("/")
+vfs.mount(fs, "/")
+for d in ("/config", "/data", "/data/route"):
+    os.mkdir(d)
+with open("/config/device.json", "w") as f:
+    f.write(json.dumps({"device_id": device_id, "key": key_hex, "server_url": "http://127.0.0.1:1"}))
+buf = bytearray(512)
+with open("/data/route/active.pkg", "wb") as f:
+    while True:
+        n = src.readinto(buf)
+        if not n:
+            break
+        f.write(buf[:n] if n < len(buf) else buf)
+src.close()
+
+gc.collect()
+before = gc.mem_alloc()
+app = main.App()
+tasks = app.tasks()  # dock, modem and uploader objects with their buffers, as at power-up
+gc.collect()
+peak = started = gc.mem_alloc()
+least_free = gc.mem_free()
+scans = 0
+while True:
+    raw = plan.readline()
+    if not raw:
+        break
+    kind, data = raw[0], raw[2:].rstrip(b"\r\n")
+    if kind == 70:  # F: an NMEA sentence
+        app.gnss.parse(data)
+    elif kind == 83:  # S: a scan
+        app.on_scan(data)
+        scans += 1
+        if scans % 50 == 0:
+            gc.collect()
+            peak = max(peak, gc.mem_alloc())
+            least_free = min(least_free, gc.mem_free())
+    elif kind == 75:  # K: a key
+        app.on_key(data.decode())
+gc.collect()
+peak = max(peak, gc.mem_alloc())
+print(json.dumps({"scans": scans, "records": app.journal.last_seq, "heap_before_app": before,
+                  "heap_after_start": started, "peak_live_heap": peak, "least_free": least_free,
+                  "heap_total": gc.mem_alloc() + gc.mem_free(), "route": app.route.route_id,
+                  "stops": app.route.stop_count}))
