@@ -93,8 +93,9 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def format_reports(reports: list[SyncReport]) -> str:
-    head = ("port", "device", "result", "received", "stored", "dupes", "acked", "pending", "route", "gaps")
-    rows = [head]
+    head: tuple[str, ...] = ("port", "device", "result", "received", "stored", "dupes", "acked",
+                             "pending", "route", "gaps")
+    rows: list[tuple[str, ...]] = [head]
     for r in reports:
         gaps = _ranges(r.gaps) if r.gaps else "-"
         rows.append((r.port, r.device_id or "?", "ok" if r.ok else r.error, str(r.received), str(r.stored),
@@ -104,7 +105,8 @@ def format_reports(reports: list[SyncReport]) -> str:
 
 def run_devices(args: argparse.Namespace) -> int:
     store = _store(args)
-    rows = [("device", "last seen", "firmware", "board", "route", "pending", "acked", "battery", "free flash")]
+    rows: list[tuple[str, ...]] = [("device", "last seen", "firmware", "board", "route", "pending",
+                                    "acked", "battery", "free flash")]
     for d in store.devices():
         seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.last_seen)) if d.last_seen else "never"
         rows.append((d.device_id, seen, d.firmware or "-", d.board or "-", d.route_id or "-",

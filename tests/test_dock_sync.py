@@ -145,7 +145,7 @@ def test_unplug_mid_stream_then_resume(rig) -> None:
 def test_one_percent_corrupted_bytes_still_ends_identical(rig) -> None:
     store, _, relay, dev = rig
     relay.corrupt = 0.01
-    rep = sync_device(relay.host_path, store, rto=0.5)
+    rep = sync_device(relay.host_path, store)
     assert rep.ok, rep.error
     assert [r.item_id for r in store.records("DEV1")] == expected_items(N)
     assert (rep.acked_seq, rep.pending_after, store.conflicts()) == (N, 0, [])
@@ -202,3 +202,39 @@ def test_raw_stream_yields_every_record_in_order_with_no_absent_seqs(rig) -> Non
 
         assert link.records(1, batch) == N + 1
     assert got == list(range(1, N + 1)) and missing == []
+
+
+def test_cli_enrol_sync_two_devices_in_parallel_and_devices_table(tmp_path: Path, capsys) -> None:
+    from host_tools import cli
+
+    db = str(tmp_path / "depot.sqlite3")
+    assert cli.main(["--store", db, "enrol", "--device-id", "DEV1"]) == 0
+    assert cli.main(["--store", db, "enrol", "--device-id", "DEV2"]) == 0
+    assert cli.main(["--store", db, "enrol", "--device-id", "DEV2"]) == 2  # never twice
+    out = capsys.readouterr().out
+    store = Store(db)
+    for dev in ("DEV1", "DEV2"):
+        key = store.key(dev)
+        assert key is not None and key.hex() not in out  # the key is never printed
+    rigs = []
+    try:
+        for i, dev in enumerate(("DEV1", "DEV2")):
+            relay = Relay()
+            relay.start()
+            (tmp_path / dev).mkdir()
+            key = store.key(dev)
+            assert key is not None
+            rigs.append((relay, Device(tmp_path / dev, relay.dev_path, dev, key, records=50 + 25 * i)))
+        ports = [a for r, _ in rigs for a in ("--port", r.host_path)]
+        assert cli.main(["--store", db, "sync", *ports]) == 0
+        out = capsys.readouterr().out
+        assert "2/2 synced" in out and "DEV1" in out and "DEV2" in out
+        assert (store.count("DEV1"), store.count("DEV2")) == (50, 75)
+        assert cli.main(["--store", db, "devices"]) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert table[0].split()[:3] == ["device", "last", "seen"]
+        assert table[2].split()[0] == "DEV1" and "77%" in table[2] and "test-1" in table[2]
+    finally:
+        for relay, dev in rigs:
+            relay.close()
+            dev.stop()
