@@ -220,7 +220,11 @@ class _SharpLS:
         from machine import SPI, Pin  # type: ignore[attr-defined]
 
         self.d = disp
-        self.spi = SPI(cfg["spi"], baudrate=2000000, polarity=0, phase=0)
+        if "sck" in cfg:  # boards without fixed SPI pins (ESP32 GPIO matrix) name them
+            self.spi = SPI(cfg["spi"], baudrate=2000000, polarity=0, phase=0,
+                           sck=Pin(cfg["sck"]), mosi=Pin(cfg["mosi"]))
+        else:
+            self.spi = SPI(cfg["spi"], baudrate=2000000, polarity=0, phase=0)
         self.cs = Pin(cfg["cs"], Pin.OUT, value=0)
         self.line = bytearray(disp.stride + 2)  # address, pixels, trailer
         self.cmd = bytearray(1)
