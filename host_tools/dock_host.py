@@ -111,6 +111,7 @@ class DockLink:
         self.window = window
         self.frame_size = P.MAX_PAYLOAD  # payload bytes per frame, adapted to the line's noise
         self.last_rx = 0.0  # when bytes last arrived
+        self.chunk = P.MAX_DATA  # route bytes per PUT_DATA, adapted to the line's noise
         self.retries = retries
         self.rto = rto
         self.dec = P.Decoder()
@@ -354,28 +355,35 @@ class DockLink:
         raise DockTimeout("route push kept losing its transfer")
 
     def _put_window(self, data: bytes, base: int, progress: Callable[[int, int], None] | None) -> None:
+        """Chunks in a window of `self.window`; the chunk size adapts to noise like the stream's."""
         size = len(data)
         nxt = base
         live: set[int] = set()  # ids sent since the last go-back: only their replies may rewind us
-        quiet_since = time.monotonic()
+        quiet_since = sent_at = time.monotonic()
         tries = 0
+        misses = 0  # go-backs since the last progress
+        good = 0
         while base < size:
-            while nxt < size and nxt - base < self.window * P.MAX_DATA:
-                chunk = data[nxt: nxt + P.MAX_DATA]
+            while nxt < size and nxt - base < self.window * self.chunk:
+                chunk = data[nxt: nxt + self.chunk]
                 rid = self._next_id()
                 live.add(rid)
                 self.send(P.PUT_DATA, rid, 0, struct.pack(P.PUT_DATA_FIXED, nxt) + chunk)
                 nxt += len(chunk)
+                sent_at = time.monotonic()
             f = self.poll(0.05)
             if f is None:
-                if time.monotonic() - quiet_since > self.rto:
+                now = time.monotonic()
+                if now - quiet_since > self.rto or now - max(self.last_rx, sent_at) > IDLE_S:
                     tries += 1
                     self.stats.retransmits += 1
-                    if tries > self.retries:
+                    if tries > self.retries + 4:
                         raise DockTimeout(f"route push stalled at {base} of {size} bytes")
                     nxt = base
                     live.clear()
-                    quiet_since = time.monotonic()
+                    misses += 1
+                    quiet_since = now
+                    misses = self._shrink_chunk(misses)
                 continue
             if f.type == P.ERROR and f.ack in live:
                 raise _Restart()  # the device lost the transfer (rebooted): begin again, resuming
@@ -386,12 +394,25 @@ class DockLink:
                 base = have
                 quiet_since = time.monotonic()
                 tries = 0
+                misses = 0
+                good += 1
+                if good >= 16 and self.chunk < P.MAX_DATA:
+                    self.chunk = min(P.MAX_DATA, self.chunk * 2)
+                    good = 0
                 if progress:
                     progress(base, size)
             if late and f.ack in live and have < nxt:
                 nxt = base  # a chunk went missing: go back to the first one the device lacks
                 live.clear()
+                misses = self._shrink_chunk(misses + 1)
+                good = 0
                 self.stats.naks += 1
+
+    def _shrink_chunk(self, misses: int) -> int:
+        if misses >= 2 and self.chunk > MIN_FRAME:
+            self.chunk = max(MIN_FRAME, self.chunk // 2)  # short chunks get through noise
+            return 0
+        return misses
 
 
 class _Restart(Exception):

@@ -143,10 +143,13 @@ def test_unplug_mid_stream_then_resume(rig) -> None:
 
 
 def test_one_percent_corrupted_bytes_still_ends_identical(rig) -> None:
-    store, _, relay, dev = rig
+    store, key, relay, dev = rig
+    pkg = route_compile.compile_file(ROUTE, key=key)
+    store.assign_route("DEV1", pkg.package, route_id=pkg.route_id)
     relay.corrupt = 0.01
     rep = sync_device(relay.host_path, store)
     assert rep.ok, rep.error
+    assert rep.route_pushed == pkg.route_id
     assert [r.item_id for r in store.records("DEV1")] == expected_items(N)
     assert (rep.acked_seq, rep.pending_after, store.conflicts()) == (N, 0, [])
     assert relay.flipped > 50 and rep.link["frames_bad"] > 0  # the noise really hit frames
