@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import select
 import subprocess
 import sys
@@ -416,3 +417,32 @@ def test_other_board_sets_flash_geometry_and_hal_board(tmp_path: Path) -> None:
                        "+", "exec", "import hal, os; print(hal.board()['name'], os.statvfs('/')[2])")
         assert "rp2350-bg95 768" in out
     assert image.stat().st_size == 768 * 4096
+
+
+def test_hal_uart_reads_what_arrived_without_allocating(mpy) -> None:
+    """On the simulator's ptys hal's UART returns what has arrived (the unix port's own file read
+    would wait for the full count), byte by byte under heap_lock."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    try:
+        os.write(master, b"]C1RR473124829GB\r")
+        out = mpy(f"""
+            import os, micropython
+            os.putenv("SIM_UART_SCANNER", {os.ttyname(slave)!r})
+            import hal
+            s = hal.open_uart("scanner")
+            buf = bytearray(64)
+            def take():
+                micropython.heap_lock()
+                try:
+                    return s.readinto(buf)
+                finally:
+                    micropython.heap_unlock()
+            first = s.read(1)  # poll's result tuple is made once, on the first ready fd
+            n = take()
+            print(first, n, bytes(buf[:n]), s.readinto(buf))
+            """)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert out.strip() == "b']' 16 b'C1RR473124829GB\\r' None"
