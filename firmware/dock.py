@@ -179,6 +179,16 @@ class Dock:
     # --- requests -------------------------------------------------------------------------------
 
     def _handle(self, t, seq, pl):
+        try:
+            self._dispatch(t, seq, pl)
+        except Exception as e:  # noqa: BLE001  # whatever a frame does, the dock task lives on
+            self._event("error", str(e))
+            try:
+                self._error(seq, P.E_IO, "device error: %s" % e)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _dispatch(self, t, seq, pl):
         if t == P.PROGRESS:
             self._progress(seq, pl)
             return

@@ -126,3 +126,80 @@ def test_vm_round_trip_and_decode_allocates_nothing(mpy) -> None:
         print(bytes(enc.frame(P.HELLO, 1, 2, 3)) == {frame(P.HELLO, 1, 2, b"abc")!r})
     """)
     assert out.split() == ["True", str(P.PUT_DATA), "4", "768", "False", "1", "True"]
+
+
+class _Journal:
+    """The journal API the dock uses, in memory."""
+
+    def __init__(self, n: int):
+        import record
+
+        self.recs = {s: record.Record(seq=s, device_id="DEV1", item_id="I%d" % s).encode()
+                     for s in range(1, n + 1)}
+        self.watermark = 0
+        self.next_seq = n + 1
+        self.last_seq = n
+        self.acked: list[int] = []
+
+    def pending(self) -> int:
+        return len([s for s in self.recs if s > self.watermark])
+
+    def acknowledge(self, seq: int) -> None:
+        self.acked.append(seq)
+        self.watermark = max(self.watermark, min(seq, self.next_seq - 1))
+
+    def records(self, from_seq: int, buf: bytearray):
+        for s in sorted(self.recs):
+            if s >= from_seq:
+                yield s, memoryview(self.recs[s])
+
+    def space(self) -> str:
+        return "ok"
+
+
+class _Stream:
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    def write(self, b) -> int:
+        self.out += bytes(b)
+        return len(b)
+
+
+_TYPES = st.sampled_from([P.HELLO, P.SET_CLOCK, P.PUT_BEGIN, P.PUT_DATA, P.PUT_END, P.GET_RECORDS,
+                          P.PROGRESS, P.ACK, P.STATUS, 0x00, 0x55, 0xFF])
+
+
+@given(st.lists(st.tuples(_TYPES, st.integers(0, 255), st.binary(max_size=80)), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_random_requests_never_kill_the_dock_nor_acknowledge(tmp_path_factory, frames) -> None:
+    import dock
+
+    route_dir = tmp_path_factory.mktemp("route")
+    j = _Journal(20)
+    d = dock.Dock(_Stream(), j, "DEV1", b"\x07" * 32, route_dir=str(route_dir), set_time=lambda t: None)
+    for t, seq, payload in frames:
+        d._handle(t, seq, memoryview(payload))  # must not raise
+        if d._it is not None:
+            d._send_records()
+    assert j.acked == [] and j.watermark == 0  # nothing without the key
+    assert not (route_dir / "active.pkg").exists()
+
+
+def test_dock_answers_a_repeated_ack_from_its_cache_not_as_a_replay(tmp_path) -> None:
+    import dock
+    import sign
+
+    key = b"\x07" * 32
+    j = _Journal(20)
+    s = _Stream()
+    d = dock.Dock(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None)
+    ack = struct.pack(P.ACK_FIXED, 12, 1, sign.Signer(key).mac(P.ack_message("DEV1", 1, 12)))
+    d._handle(P.ACK, 9, memoryview(ack))
+    first = bytes(s.out)
+    d._handle(P.ACK, 9, memoryview(ack))  # the host lost our answer and sends it again
+    assert bytes(s.out) == first * 2
+    assert decode_all(first) == [(P.ACK | P.REPLY, 0, 9, struct.pack("<I", 12))]
+    assert j.acked == [12]
+    d2 = dock.Dock(_Stream(), j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None)
+    assert d2.last_counter == 1  # persisted: a restarted device still refuses counter 1
