@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-FW_SRC  := $(wildcard firmware/*.py) $(wildcard boards/*.py)
+FW_SRC  := $(wildcard firmware/*.py) $(wildcard boards/*.py) $(wildcard sim/vm/*.py)
 
 .PHONY: setup system-deps test lint typecheck mpy pytest bench demo torture clean
 

@@ -10,8 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry import shape
-
 from host_tools import flash, route_compile
 from sim import gnss, mpy, town
 
@@ -23,9 +21,7 @@ def _plan(fc: dict[str, Any]) -> bytes:
     """One fix at each door, then every parcel of the stop scanned (S10 as Code 128, SSCC as GS1)."""
     out = []
     for t, f in enumerate(fc["features"]):
-        g = shape(f["geometry"])
-        p = g if g.geom_type == "Point" else g.representative_point()
-        walk = gnss.Walk([(p.y, p.x)], seed=t, duration_s=1, conditions=gnss.Conditions(noise_m=0.0))
+        walk = gnss.Walk([town.door(f)], seed=t, duration_s=1, conditions=gnss.Conditions(noise_m=0.0))
         out += [b"F " + s.encode() for s in next(iter(walk))[1]]
         for item in f["properties"]["items"]:
             out.append(b"S " + ((b"]C100" if item.isdigit() else b"]C0") + item.encode()))

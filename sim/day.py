@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry import shape
-
 import host_tools  # noqa: F401  (firmware/ on sys.path)
 from host_tools import assign, flash, report, route_compile, routes
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import sync_device
-from sim import gnss
+from sim import gnss, town
 from sim.client import Device
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,14 +84,8 @@ class DayFailed(RuntimeError):
     pass
 
 
-def _inside(feature: dict[str, Any]) -> tuple[float, float]:
-    g = shape(feature["geometry"])
-    p = g if g.geom_type == "Point" else g.representative_point()
-    return p.y, p.x
-
-
 def _away(feature: dict[str, Any], metres: float) -> tuple[float, float]:
-    lat, lon = _inside(feature)
+    lat, lon = town.door(feature)
     return lat + metres / M_PER_DEG_LAT, lon  # north of the door: across the street
 
 
@@ -160,7 +152,7 @@ class Walker:
             if p.coverage_gap and i == p.coverage_gap[1]:
                 self.modem(True)
             off = i in p.override_at
-            self.stand(*(_away(f, 35.0) if off else _inside(f)))
+            self.stand(*(_away(f, 35.0) if off else town.door(f)))
             if i in p.invalid_at:
                 if self.scan("RR000000001GB") != "invalid":  # a misread: bad check digit
                     out.errors.append(f"stop {sid}: misread not refused")
@@ -218,7 +210,7 @@ class Walker:
             out.expected.append(("delivered", sid, item))
             return
         out.maybe.append(("delivered", sid, item))
-        lat, lon = _inside(next(f for f in self.fc["features"] if f["properties"]["stop_id"] == sid))
+        lat, lon = town.door(next(f for f in self.fc["features"] if f["properties"]["stop_id"] == sid))
         self.stand(lat, lon)
         if self.scan(item) == "ok":
             out.expected.append(("delivered", sid, item))

@@ -14,6 +14,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from shapely.geometry import shape
+
 # A made-up town; the coordinates only have to be plausible.
 TOWN_LAT = 52.2871
 TOWN_LON = 6.0912
@@ -162,6 +164,14 @@ def _items(rng: random.Random, used: set[str]) -> list[str]:
                 out.append(item)
                 break
     return out
+
+
+def door(feature: dict[str, Any]) -> tuple[float, float]:
+    """(lat, lon) of a point inside the stop's fence: where a carrier stands to deliver."""
+    g = shape(feature["geometry"])
+    p = g if g.geom_type == "Point" else g.representative_point()
+    lon, lat = p.coords[0]
+    return lat, lon
 
 
 def write_geojson(fc: dict[str, Any], path: str | Path) -> Path:

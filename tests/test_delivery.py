@@ -33,14 +33,6 @@ def at(lat: float, lon: float, hdop: float = 0.9) -> list[str]:
     return next(iter(walk))[1]
 
 
-def inside(feature) -> tuple[float, float]:
-    p = shape(feature["geometry"])
-    if p.geom_type == "Point":
-        return p.y, p.x
-    q = p.representative_point()
-    return q.y, q.x
-
-
 def east_of(feature, metres: float) -> tuple[float, float]:
     b = shape(feature["geometry"]).bounds  # lon/lat box
     lat = (b[1] + b[3]) / 2
@@ -84,16 +76,16 @@ def test_a_carriers_scans_record_exactly_what_the_carrier_confirmed(mpy, day, tm
     item1, item2, item3 = (s["properties"]["items"][0] for s in (s1, s2, s3))
     not_on_route = town.s10("RR", "99999999", "GB")
     steps = [
-        ("fix", at(*inside(s1))), ("scan", "]C0" + item1),  # Code 128 at the door: recorded at once
+        ("fix", at(*town.door(s1))), ("scan", "]C0" + item1),  # Code 128 at the door: recorded at once
         ("fix", at(*east_of(s2, 40))), ("scan", item2),  # 40 m off: asks for an override reason
         ("key", "down"), ("key", "ok"),  # picks the second reason
         ("scan", "RR473124828GB"),  # bad check digit: refused, nothing written
-        ("fix", at(*inside(s4))), ("scan", not_on_route),  # not on the route, in s4's fence
+        ("fix", at(*town.door(s4))), ("scan", not_on_route),  # not on the route, in s4's fence
         ("key", "ok"),  # accepts the fence match
         ("fix", at(*east_of(s4, 300))), ("scan", town.s10("RR", "99999998", "GB")),  # nowhere
-        ("fix", at(*inside(s4))), ("scan", item3),  # s3's parcel while standing at s4
+        ("fix", at(*town.door(s4))), ("scan", item3),  # s3's parcel while standing at s4
         ("key", "back"),  # cancels: nothing written
-        ("key", "up"), ("fix", at(*inside(s3))), ("scan", item3), ("key", "ok"),  # attempt
+        ("key", "up"), ("fix", at(*town.door(s3))), ("scan", item3), ("key", "ok"),  # attempt
         ("key", "up"), ("key", "back"), ("key", "ok"),  # back to delivery mode; cancel the last
     ]
     out = run_day(mpy, pkg, tmp_path / "flash.img", steps)

@@ -28,8 +28,8 @@ image, package, plan_path, device_id, key_hex = sys.argv[1:6]
 plan = open(plan_path, "rb")
 src = open(package, "rb")
 dev = FlashDevice(4096, 512, image)
-vfs.VfsLfs2.mkfs(dev)
-fs = vfs.VfsLfs2(dev)
+vfs.VfsLfs2.mkfs(dev)  # type: ignore[arg-type]  # the block protocol, not the stub's ABC
+fs = vfs.VfsLfs2(dev)  # type: ignore[arg-type]
 vfs.umount("/")
 vfs.mount(fs, "/")
 for d in ("/config", "/data", "/data/route"):
@@ -71,6 +71,7 @@ while True:
         app.on_key(data.decode())
 gc.collect()
 peak = max(peak, gc.mem_alloc())
+assert app.journal is not None and app.route is not None, app.status.fault
 print(json.dumps({"scans": scans, "records": app.journal.last_seq, "heap_before_app": before,
                   "heap_after_start": started, "peak_live_heap": peak, "least_free": least_free,
                   "heap_total": gc.mem_alloc() + gc.mem_free(), "route": app.route.route_id,
