@@ -106,7 +106,7 @@ def _battery(b: int) -> int | None:
 
 
 class DockLink:
-    def __init__(self, port: str | Any, *, window: int = 8, retries: int = 6, rto: float = RTO_S):
+    def __init__(self, port: str | Any, *, window: int = 8, retries: int = 10, rto: float = RTO_S):
         self.ser = serial.Serial(port, BAUD, timeout=0.05) if isinstance(port, str) else port
         self.window = window
         self.frame_size = P.MAX_PAYLOAD  # payload bytes per frame, adapted to the line's noise
@@ -114,6 +114,7 @@ class DockLink:
         self.chunk = P.MAX_DATA  # route bytes per PUT_DATA, adapted to the line's noise
         self.retries = retries
         self.rto = rto
+        self.give_up = rto * (retries + 1)  # a stream or push without progress this long fails
         self.dec = P.Decoder()
         self.enc = P.Encoder()
         self.frames: deque[Frame] = deque()
@@ -242,8 +243,8 @@ class DockLink:
         Frame size adapts to the line: two damaged frames in a row halve it (a short frame gets
         through noise a long one cannot), a run of clean ones doubles it again."""
         next_rec = max(1, from_seq)
-        tries = 0  # silent periods in a row
         restarts = 0  # restarts in a row without a record gained
+        progress_at = time.monotonic()  # when the last record arrived
         while True:
             gid = self._next_id()
             get = struct.pack(P.GET_FIXED, next_rec, self.window, self.frame_size)
@@ -276,19 +277,13 @@ class DockLink:
                         break
                 if f is None:
                     now = time.monotonic()
-                    if now - max(self.last_rx, asked) > IDLE_S:
-                        # the line fell silent: our GET was lost, or the device is gone
-                        tries += 1
+                    if now - progress_at > self.give_up:
+                        raise DockTimeout(f"record stream stalled at seq {next_rec}")
+                    if now - max(self.last_rx, asked) > IDLE_S or now - quiet_since > self.rto * 1.5:
+                        # the line fell silent (our GET was lost, or the device is gone), or
+                        # it carries nothing of ours: ask again from the last record we hold
                         self.stats.retransmits += 1
-                        if tries > self.retries:
-                            raise DockTimeout(f"record stream stalled at seq {next_rec}")
                         break
-                    if now - quiet_since > self.rto * 1.5:
-                        tries += 1
-                        self.stats.retransmits += 1
-                        if tries > self.retries:
-                            raise DockTimeout(f"record stream stalled at seq {next_rec}")
-                        break  # ask again from the last record we hold
                     continue
                 if f.ack != gid:
                     stale += 1
@@ -321,8 +316,7 @@ class DockLink:
                     fresh.append(r)
                     next_rec = s + 1
                 expect = (expect + 1) & 0xFF
-                quiet_since = time.monotonic()
-                tries = 0
+                quiet_since = progress_at = time.monotonic()
                 restarts = 0
                 bad_run = 0
                 good_run += 1
@@ -359,8 +353,7 @@ class DockLink:
         size = len(data)
         nxt = base
         live: set[int] = set()  # ids sent since the last go-back: only their replies may rewind us
-        quiet_since = sent_at = time.monotonic()
-        tries = 0
+        quiet_since = sent_at = progress_at = time.monotonic()
         misses = 0  # go-backs since the last progress
         good = 0
         while base < size:
@@ -374,11 +367,10 @@ class DockLink:
             f = self.poll(0.05)
             if f is None:
                 now = time.monotonic()
+                if now - progress_at > self.give_up:
+                    raise DockTimeout(f"route push stalled at {base} of {size} bytes")
                 if now - quiet_since > self.rto or now - max(self.last_rx, sent_at) > IDLE_S:
-                    tries += 1
                     self.stats.retransmits += 1
-                    if tries > self.retries + 4:
-                        raise DockTimeout(f"route push stalled at {base} of {size} bytes")
                     nxt = base
                     live.clear()
                     misses += 1
@@ -392,8 +384,7 @@ class DockLink:
             have, late = struct.unpack_from(P.PUT_REPLY, f.payload, 0)
             if have > base:
                 base = have
-                quiet_since = time.monotonic()
-                tries = 0
+                quiet_since = progress_at = time.monotonic()
                 misses = 0
                 good += 1
                 if good >= 16 and self.chunk < P.MAX_DATA:

@@ -45,7 +45,7 @@ class SyncReport:
 
 
 def sync_device(port: str | Any, store: Store, *, progress: Progress | None = None,
-                push_route: bool = True, window: int = 8, retries: int = 6,
+                push_route: bool = True, window: int = 8, retries: int = 10,
                 rto: float = 1.0) -> SyncReport:
     """Sync one docked device; never raises for a dock problem, the report says what happened."""
     name = port if isinstance(port, str) else getattr(port, "port", "?")
