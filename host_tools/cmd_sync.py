@@ -98,9 +98,10 @@ def format_reports(reports: list[SyncReport]) -> str:
     rows: list[tuple[str, ...]] = [head]
     for r in reports:
         gaps = _ranges(r.gaps) if r.gaps else "-"
-        rows.append((r.port, r.device_id or "?", "ok" if r.ok else r.error, str(r.received), str(r.stored),
+        rows.append((r.port, r.device_id or "?", "ok" if r.ok else "FAILED", str(r.received), str(r.stored),
                      str(r.duplicates), str(r.acked_seq), str(r.pending_after), r.route_pushed or "-", gaps))
-    return _table(rows)
+    errors = [f"{r.port}: {r.error}" for r in reports if r.error]
+    return "\n".join([_table(rows), *errors])
 
 
 def run_devices(args: argparse.Namespace) -> int:
