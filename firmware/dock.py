@@ -10,6 +10,7 @@ The task never blocks the loop: it reads only what is there and yields after eve
 import asyncio
 import hashlib
 import os
+import select
 import struct
 
 import dockproto as P
@@ -95,13 +96,16 @@ class Dock:
         make_raw(self.s)
         reader = asyncio.StreamReader(self.s)
         rxv = self._rxv
+        poller = select.poll()
+        poller.register(self.s, select.POLLIN)
         while True:
             try:
                 if self._it is not None and self._inflight() < self.window and not self._last:
                     self._send_records()
-                    n = self.s.readinto(rxv)  # whatever the host said meanwhile, without waiting
-                    if n:
-                        self._input(n)
+                    if poller.poll(0):  # whatever the host said meanwhile, without waiting
+                        n = self.s.readinto(rxv)
+                        if n:
+                            self._input(n)
                     await asyncio.sleep_ms(0)
                     continue
                 if self._it is not None:
@@ -114,6 +118,8 @@ class Dock:
                     n = await reader.readinto(rxv)
                 if n:
                     self._input(n)
+                else:
+                    await asyncio.sleep_ms(50)  # readable yet empty: a hung-up line; do not spin
             except OSError:
                 # unplugged (pty hung up, UART error): forget the stream, keep serving the carrier
                 self._stop_stream()
