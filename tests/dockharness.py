@@ -21,19 +21,25 @@ DEVICE_SCRIPT = r"""
 import sys, asyncio, json, binascii, os
 import journal, record, dock
 root, port, dev, keyhex = sys.argv[1:5]
-n, seg = int(sys.argv[5]), int(sys.argv[6])
+n, seg, after = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 for d in (root + "/route",):
     try:
         os.mkdir(d)
     except OSError:
         pass
+def fill(j, n):
+    i = 0
+    while i < n:
+        j.append(record.Record(device_id=dev, route_id="R1", stop_id="S%d" % (i % 50),
+                               item_id="RR%09dGB" % (j.next_seq), verdict=record.V_INSIDE,
+                               lat_e6=52000000 + i, lon_e6=13000000 - i, device_time=1700000000 + i))
+        i += 1
 j = journal.Journal(root + "/jnl", seg_max=seg)
-i = 0
-while i < n:
-    j.append(record.Record(device_id=dev, route_id="R1", stop_id="S%d" % (i % 50),
-                           item_id="RR%09dGB" % (j.next_seq), verdict=record.V_INSIDE,
-                           lat_e6=52000000 + i, lon_e6=13000000 - i, device_time=1700000000 + i))
-    i += 1
+fill(j, n)
+if after:
+    j.close()  # a reboot: the new journal skips the rest of the seq lease it had taken
+    j = journal.Journal(root + "/jnl", seg_max=seg)
+    fill(j, after)
 ticks = [0]
 def ev(what, value):
     print(json.dumps([what, value, ticks[0]]))
@@ -149,14 +155,14 @@ class Device:
     """The firmware's dock session on the real `micropython`, journal in a temp dir (VfsPosix)."""
 
     def __init__(self, root: Path, port: str, device_id: str, key: bytes, records: int = 0,
-                 seg_max: int = 1024, heap: str = "256K"):
+                 seg_max: int = 1024, heap: str = "256K", after_reboot: int = 0):
         self.root = root
         self.log: list[list] = []
         script = root / "device.py"
         script.write_text(DEVICE_SCRIPT)
         self.proc = subprocess.Popen(
             [mpy.micropython_exe(), "-X", f"heapsize={heap}", str(script), str(root), port, device_id,
-             key.hex(), str(records), str(seg_max)],
+             key.hex(), str(records), str(seg_max), str(after_reboot)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=mpy.mpy_env())
         self._lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -241,3 +241,23 @@ def test_cli_enrol_sync_two_devices_in_parallel_and_devices_table(tmp_path: Path
         for relay, dev in rigs:
             relay.close()
             dev.stop()
+
+
+def test_seqs_a_reboot_skipped_are_declared_absent_acked_past_and_still_reported(tmp_path: Path) -> None:
+    store = Store(tmp_path / "depot.sqlite3")
+    key = store.enrol("DEV1")
+    relay = Relay()
+    relay.start()
+    dev = Device(tmp_path, relay.dev_path, "DEV1", key, records=40, after_reboot=10)
+    try:
+        rep = sync_device(relay.host_path, store)
+    finally:
+        relay.close()
+        dev.stop()
+    assert rep.ok, rep.error
+    seqs = [r.seq for r in store.records("DEV1")]
+    assert len(seqs) == 50 and seqs[:40] == list(range(1, 41))
+    skipped = list(range(41, seqs[40]))
+    assert skipped, "the reboot skipped no seq: the journal's lease changed?"
+    assert rep.absent == skipped and rep.gaps == skipped  # never hidden
+    assert rep.acked_seq == seqs[-1] and rep.pending_after == 0  # yet the device could reclaim
