@@ -508,12 +508,16 @@ class Dock:
             return 0
 
     def _battery(self):
+        """Battery charge in percent for HELLO/STATUS; 255 when unknown."""
         if self.battery is None:
             return 255
         try:
-            return max(0, min(int(self.battery()), 254))
+            v = int(self.battery())
         except (ValueError, TypeError):
             return 255
+        if v > 100:  # millivolts (hal.battery_mv): a Li-ion cell is empty at 3.3 V, full at 4.2 V
+            v = (v - 3300) // 9
+        return max(0, min(v, 100))
 
     def _load_counter(self):
         try:
