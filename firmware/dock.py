@@ -8,7 +8,6 @@ The task never blocks the loop: it reads only what is there and yields after eve
 """
 
 import asyncio
-import hashlib
 import os
 import select
 import struct
@@ -16,6 +15,7 @@ import struct
 import dockproto as P
 import record
 import sign
+from dockroute import RouteError, RouteInbox
 
 try:
     from micropython import const
@@ -23,8 +23,6 @@ except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
 _RTO_MS = const(700)  # no PROGRESS for this long: resend from the last frame the host confirmed
-_FLUSH_EVERY = const(8192)  # route bytes between syncs: bounds what a power cut makes us resend
-_META_LEN = const(36)  # incoming.meta: u32 size + sha256
 # Requests whose repeat must get the first answer rather than run again (an ACK run twice would
 # be refused for its used counter). The others are idempotent and simply run again.
 _CACHED = (P.ACK, P.PUT_BEGIN, P.PUT_END)
@@ -80,12 +78,7 @@ class Dock:
         self._acked_rec = 1
         self._last = False
         self.last_counter = self._load_counter()
-        self._route = None  # (route_id, hash8) of active.pkg, computed once
-        self._inc = None  # open /route/incoming.pkg while receiving
-        self._inc_size = 0
-        self._inc_sha = b""
-        self._have = 0
-        self._unflushed = 0
+        self.inbox = RouteInbox(route_dir, key, self._rbuf)
         self._it = None  # journal iterator of the running stream
         self.sent_frames = 0
         self.refused_acks = 0
@@ -234,7 +227,7 @@ class Dock:
 
     def _hello(self, seq):
         j = self.j
-        route_id, rhash = self._route_info()
+        route_id, rhash = self.inbox.info()
         last = getattr(j, "last_seq", j.next_seq - 1)
         p = self.enc.payload
         struct.pack_into(P.HELLO_FIXED, p, 0, j.watermark + 1, last, j.watermark, j.pending(),
@@ -257,7 +250,7 @@ class Dock:
 
     def _status(self, seq):
         j = self.j
-        route_id, _ = self._route_info()
+        route_id, _ = self.inbox.info()
         p = self.enc.payload
         last = getattr(j, "last_seq", j.next_seq - 1)
         struct.pack_into(P.STATUS_FIXED, p, 0, j.pending(), last, j.watermark, self._free(),
@@ -373,132 +366,37 @@ class Dock:
         self._carry_n = 0
         self._last = False
 
-    # --- route package --------------------------------------------------------------------------
+    # --- route package (dockroute.RouteInbox does the file work) -----------------------------
 
     def _put_begin(self, seq, pl):
         size, sha = struct.unpack_from(P.PUT_BEGIN_FIXED, pl, 0)
-        inc = self.route_dir + "/incoming.pkg"
-        meta = self.route_dir + "/incoming.meta"
-        self._close_incoming()
-        have = -1
-        try:
-            with open(meta, "rb") as f:
-                m = f.read(_META_LEN)
-            if len(m) == _META_LEN and struct.unpack_from("<I", m, 0)[0] == size and m[4:] == sha:
-                have = min(os.stat(inc)[6], size)  # resume what an earlier cut left
-        except OSError:
-            pass
-        if have < 0:
-            have = 0
-            with open(inc, "wb"):
-                pass
-            with open(meta + ".tmp", "wb") as f:
-                f.write(struct.pack("<I", size) + sha)
-            os.rename(meta + ".tmp", meta)
-        self._inc = open(inc, "r+b")
-        self._inc.seek(have)
-        self._inc_size = size
-        self._inc_sha = bytes(sha)
-        self._have = have
-        self._unflushed = 0
+        have = self.inbox.begin(size, sha)
         struct.pack_into(P.PUT_REPLY, self.enc.payload, 0, have, 0)
         self._reply(P.PUT_BEGIN | P.REPLY, seq, 5)
         self._event("route_receiving", have)
 
     def _put_data(self, seq, pl):
-        if self._inc is None:
-            self._error(seq, P.E_BAD_REQUEST, "no route transfer open")
-            return
         off = struct.unpack_from(P.PUT_DATA_FIXED, pl, 0)[0]
-        data = pl[4:]
-        late = 1
-        if off == self._have and self._have + len(data) <= self._inc_size:
-            self._inc.write(data)
-            self._have += len(data)
-            self._unflushed += len(data)
-            if self._unflushed >= _FLUSH_EVERY:
-                self._inc.flush()
-                self._unflushed = 0
-            late = 0
-        struct.pack_into(P.PUT_REPLY, self.enc.payload, 0, self._have, late)
+        try:
+            taken = self.inbox.put(off, pl[4:])
+        except RouteError as e:
+            self._error(seq, P.E_BAD_REQUEST, str(e))
+            return
+        struct.pack_into(P.PUT_REPLY, self.enc.payload, 0, self.inbox.have, 0 if taken else 1)
         self._reply(P.PUT_DATA | P.REPLY, seq, 5)
 
     def _put_end(self, seq):
-        inc = self.route_dir + "/incoming.pkg"
-        if self._inc is None:
-            self._error(seq, P.E_BAD_REQUEST, "no route transfer open")
-            return
-        self._close_incoming()
-        if self._have != self._inc_size:
-            self._error(seq, P.E_ROUTE, "route incomplete: %d of %d bytes" % (self._have, self._inc_size))
-            return
-        if self._file_sha(inc) != self._inc_sha:
-            self._discard_incoming()
-            self._error(seq, P.E_ROUTE, "route transfer corrupt (sha256)")
-            return
         try:
-            import routepkg
-
-            pkg = routepkg.RoutePackage(inc, self.key)
-            route_id = pkg.route_id
-            pkg.close()
-        except ValueError as e:  # PackageError is a ValueError
-            self._discard_incoming()
+            route_id = self.inbox.end()
+        except RouteError as e:
             self._event("route_error", str(e))
-            self._error(seq, P.E_ROUTE, "route refused, previous kept: %s" % e)
+            self._error(seq, P.E_ROUTE, str(e))
             return
-        os.rename(inc, self.route_dir + "/active.pkg")  # atomic on littlefs: old or new, never half
-        try:
-            os.remove(self.route_dir + "/incoming.meta")
-        except OSError:
-            pass
-        self._route = None
         n = P.put_str(self.enc.payload, 0, route_id)
         self._reply(P.PUT_END | P.REPLY, seq, n)
         self._event("route", route_id)
 
-    def _close_incoming(self):
-        if self._inc is not None:
-            self._inc.close()  # close syncs on littlefs
-            self._inc = None
-
-    def _discard_incoming(self):
-        for name in ("/incoming.pkg", "/incoming.meta"):
-            try:
-                os.remove(self.route_dir + name)
-            except OSError:
-                pass
-
-    def _file_sha(self, path):
-        h = hashlib.sha256()
-        buf = self._rbuf
-        mv = memoryview(buf)
-        with open(path, "rb") as f:
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                h.update(mv[:n])
-        return h.digest()
-
     # --- small state ----------------------------------------------------------------------------
-
-    def _route_info(self):
-        if self._route is None:
-            path = self.route_dir + "/active.pkg"
-            route_id = ""
-            rhash = b"\0" * 8
-            try:
-                rhash = self._file_sha(path)[:8]
-                import routepkg
-
-                pkg = routepkg.RoutePackage(path, self.key)
-                route_id = pkg.route_id
-                pkg.close()
-            except (OSError, ValueError, ImportError):
-                pass
-            self._route = (route_id, rhash)
-        return self._route
 
     def _free(self):
         try:

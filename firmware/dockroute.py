@@ -1,0 +1,145 @@
+"""The device's route inbox for the dock: receives a route package in chunks into
+/route/incoming.pkg, resumable across cuts, and makes it /route/active.pkg only once it passed every
+check. Spec: docs/dock-protocol.md ("Route package push")."""
+
+import hashlib
+import os
+import struct
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731
+
+_FLUSH_EVERY = const(8192)  # bytes between syncs: bounds what a power cut makes the host resend
+_META_LEN = const(36)  # incoming.meta: u32 size + sha256 of the package being received
+
+
+class RouteError(Exception):
+    """The transfer cannot complete (message for the host); the active route is untouched."""
+
+
+class RouteInbox:
+    def __init__(self, route_dir, key, buf):
+        self.dir = route_dir
+        self.key = key
+        self._buf = buf  # scratch for hashing, shared with the caller
+        self._f = None
+        self._size = 0
+        self._sha = b""
+        self.have = 0
+        self._unflushed = 0
+        self._info = None  # (route_id, first 8 bytes of sha256) of active.pkg
+
+    def begin(self, size, sha):
+        """Open a transfer; return how many bytes of this same package are already held."""
+        inc = self.dir + "/incoming.pkg"
+        meta = self.dir + "/incoming.meta"
+        self.close()
+        have = -1
+        try:
+            with open(meta, "rb") as f:
+                m = f.read(_META_LEN)
+            if len(m) == _META_LEN and struct.unpack_from("<I", m, 0)[0] == size and m[4:] == sha:
+                have = min(os.stat(inc)[6], size)  # resume what an earlier cut left
+        except OSError:
+            pass
+        if have < 0:
+            have = 0
+            with open(inc, "wb"):
+                pass
+            with open(meta + ".tmp", "wb") as f:
+                f.write(struct.pack("<I", size) + sha)
+            os.rename(meta + ".tmp", meta)
+        self._f = open(inc, "r+b")
+        self._f.seek(have)
+        self._size = size
+        self._sha = bytes(sha)
+        self.have = have
+        self._unflushed = 0
+        return have
+
+    def put(self, off, data):
+        """Append `data` if it starts where the file ends; return True if it was taken."""
+        f = self._f
+        if f is None:
+            raise RouteError("no route transfer open")
+        if off != self.have or self.have + len(data) > self._size:
+            return False
+        f.write(data)
+        self.have += len(data)
+        self._unflushed += len(data)
+        if self._unflushed >= _FLUSH_EVERY:
+            f.flush()
+            self._unflushed = 0
+        return True
+
+    def end(self):
+        """Verify the whole package and make it active; return its route id."""
+        inc = self.dir + "/incoming.pkg"
+        if self._f is None:
+            raise RouteError("no route transfer open")
+        self.close()
+        if self.have != self._size:
+            raise RouteError("route incomplete: %d of %d bytes" % (self.have, self._size))
+        if self.file_sha(inc) != self._sha:
+            self.discard()
+            raise RouteError("route transfer corrupt (sha256)")
+        try:
+            import routepkg
+
+            pkg = routepkg.RoutePackage(inc, self.key)
+            route_id = pkg.route_id
+            pkg.close()
+        except ValueError as e:  # PackageError is a ValueError
+            self.discard()
+            raise RouteError("route refused, previous kept: %s" % e) from None
+        os.rename(inc, self.dir + "/active.pkg")  # atomic on littlefs: old or new, never half
+        try:
+            os.remove(self.dir + "/incoming.meta")
+        except OSError:
+            pass
+        self._info = None
+        return route_id
+
+    def close(self):
+        if self._f is not None:
+            self._f.close()  # close syncs on littlefs
+            self._f = None
+
+    def discard(self):
+        for name in ("/incoming.pkg", "/incoming.meta"):
+            try:
+                os.remove(self.dir + name)
+            except OSError:
+                pass
+
+    def info(self):
+        """(route_id, first 8 bytes of sha256) of the active package; ("", zeros) without one."""
+        if self._info is None:
+            path = self.dir + "/active.pkg"
+            route_id = ""
+            rhash = b"\0" * 8
+            try:
+                rhash = self.file_sha(path)[:8]
+                import routepkg
+
+                pkg = routepkg.RoutePackage(path, self.key)
+                route_id = pkg.route_id
+                pkg.close()
+            except (OSError, ValueError, ImportError):
+                pass
+            self._info = (route_id, rhash)
+        return self._info
+
+    def file_sha(self, path):
+        h = hashlib.sha256()
+        buf = self._buf
+        mv = memoryview(buf)
+        with open(path, "rb") as f:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                h.update(mv[:n])
+        return h.digest()
