@@ -50,6 +50,7 @@ class Tally:
     maybe: list[Key] = field(default_factory=list)  # interrupted before the beep: may be on flash
     route_switches: int = 0
     route_kept_old: int = 0  # a cut during a route update that left the previous route whole
+    route_cut_new: int = 0  # ... or the new one whole (the cut came after the rename)
     redocks: list[str] = field(default_factory=list)  # a sync after a cut refused: docked again
     lost: list[Key] = field(default_factory=list)
     duplicated: list[Key] = field(default_factory=list)
@@ -160,15 +161,16 @@ class PowerTorture:
 
     def moment(self) -> None:
         self.t.moments += 1
-        kind = self.rng.choices(KINDS, weights=(5, 2, 2, 2))[0]
+        kind = self.rng.choices(KINDS, weights=(5, 2, 3, 2))[0]
         dev, rng = self.dev, self.rng
         if kind == "route":
-            self._assign(next(r for r in self.routes if r != self.assigned))
+            self._assign(next(r for r in self.routes if r != self.active))  # always a push
         if kind == "scan":
             f, item = self.routes[self.active].next_item()
             self.walker.stand(*town.door(f))  # before the cut is armed: the fix is not the moment
         # the write counts and delays span each action's own length (measured on the simulator)
-        span = {"scan": (4, 0.3), "sync": (8, 0.6), "route": (48, 4.0), "upload": (6, 1.5)}[kind]
+        # (a 26 KB route push is ~200 block writes and 2.4 s; a sync with little pending, 0.05 s)
+        span = {"scan": (4, 0.3), "sync": (8, 0.15), "route": (240, 2.6), "upload": (6, 1.5)}[kind]
         done = threading.Event()
         timer: threading.Thread | None = None
         if rng.random() < 0.5:
@@ -292,6 +294,8 @@ class PowerTorture:
                                 f"id {info.route_id!r} hash {bytes(info.route_hash or b'').hex()}")
         if kind == "route" and rid == self.active:
             self.t.route_kept_old += 1
+        elif kind == "route":
+            self.t.route_cut_new += 1
         self._route_now(rid)
 
     def check_store(self, final: bool) -> None:

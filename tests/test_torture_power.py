@@ -20,7 +20,8 @@ def test_power_cuts_at_random_moments_lose_nothing_duplicate_nothing_and_keep_a_
     want = cases(6, 200)
     t = torture.run(tmp_path, seed=8, cuts=want)
     print("\n" + t.line() + f" ({t.moments} moments, {t.route_switches} route switches, "
-          f"{t.route_kept_old} updates cut before the rename, {len(t.redocks)} re-docks)", flush=True)
+          f"route updates cut: {t.route_kept_old} kept the old route, {t.route_cut_new} had the new; "
+          f"{len(t.redocks)} re-docks)", flush=True)
     assert t.errors == []
     assert (t.lost, t.duplicated) == ([], [])
     assert sum(t.cuts.values()) == want
