@@ -138,6 +138,9 @@ class Report:
     gaps: dict[str, list[tuple[int, int]]]  # device -> inclusive ranges of missing sequence numbers
     unknown_stop: list[Event]  # records naming a stop the route does not have
     corrections: list[tuple[str, int, int]]  # device, correcting seq, corrected seq
+    # device -> ranges the device declared it never used (its journal's lease after a power cut):
+    # shown apart from the gaps, never hidden
+    skipped: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 def classify(r: Any) -> str:
@@ -215,21 +218,29 @@ def build(route: Route, store: RecordSource, now: float | None = None) -> Report
         if e.cls == "override":
             outside.append((e.r.stop_id, e.r.item_id, e.r.distance_dm / 10, e.r.device_id, e.r.seq))
 
-    gaps = {d: _gaps(store, d, [e.r for e in events if e.r.device_id == d])
-            for d in sorted({e.r.device_id for e in events})}
+    gaps: dict[str, list[tuple[int, int]]] = {}
+    skipped: dict[str, list[tuple[int, int]]] = {}
+    for d in sorted({e.r.device_id for e in events}):
+        missing_seqs = _gaps(store, d, [e.r for e in events if e.r.device_id == d])
+        declared = set(store.absent(d)) if hasattr(store, "absent") else set()
+        gaps[d] = _ranges([s for s in missing_seqs if s not in declared])
+        skipped[d] = _ranges([s for s in missing_seqs if s in declared])
     return Report(route, time.time() if now is None else now, total, carriers,
                   [stops[s.stop_id] for s in route.stops], missing, wrong, outside, gaps, unknown,
-                  corrections)
+                  corrections, skipped)
 
 
-def _gaps(store: Any, device_id: str, records: list[Any]) -> list[tuple[int, int]]:
-    """Missing sequence numbers as inclusive ranges: the store's view when it has one (a gap on any
-    route may hide a record of this one), else what this route's records show."""
+def _gaps(store: Any, device_id: str, records: list[Any]) -> list[int]:
+    """Missing sequence numbers: the store's view when it has one (a gap on any route may hide a
+    record of this one), else what this route's records show."""
     if hasattr(store, "gaps"):
-        missing = sorted(store.gaps(device_id))
-    else:
-        held = {r.seq for r in records}
-        missing = [s for s in range(1, max(held, default=0)) if s not in held]
+        return sorted(store.gaps(device_id))
+    held = {r.seq for r in records}
+    return [s for s in range(1, max(held, default=0)) if s not in held]
+
+
+def _ranges(missing: list[int]) -> list[tuple[int, int]]:
+    """Sequence numbers as inclusive ranges."""
     out: list[tuple[int, int]] = []
     for s in missing:
         if out and out[-1][1] == s - 1:
@@ -270,6 +281,9 @@ def to_text(rep: Report) -> str:
     for dev, ranges in rep.gaps.items():
         for a, b in ranges:
             out.append(f"    {dev}: seq {gap_text(a, b)} missing")
+    for dev, ranges in rep.skipped.items():
+        for a, b in ranges:
+            out.append(f"    {dev}: seq {gap_text(a, b)} skipped by the device after a restart (never used)")
     out.append(f"  items expected but not scanned: {len(rep.missing)}")
     out += [f"    {item} (stop {stop})" for stop, item in rep.missing]
     out.append(f"  items scanned at the wrong stop: {len(rep.wrong_stop)}")
@@ -327,6 +341,9 @@ def to_csv(rep: Report) -> str:
     for dev, ranges in rep.gaps.items():
         for a, b in ranges:
             w.writerow({"kind": "gap", "device_id": dev, "seq": gap_text(a, b)})
+    for dev, ranges in rep.skipped.items():
+        for a, b in ranges:
+            w.writerow({"kind": "skipped", "device_id": dev, "seq": gap_text(a, b)})
     expected_at = rep.route.item_stops()
     for sr in rep.stops:
         s = sr.stop
@@ -380,6 +397,7 @@ def to_geojson_obj(rep: Report) -> dict[str, Any]:
             "outside_fence": [{"stop_id": s, "item_id": i, "distance_m": m, "device_id": d, "seq": q}
                               for s, i, m, d, q in rep.outside],
             "gaps": {d: [[a, b] for a, b in r] for d, r in rep.gaps.items()},
+            "skipped": {d: [[a, b] for a, b in r] for d, r in rep.skipped.items() if r},
             "corrections": [{"device_id": d, "seq": s, "corrects": c} for d, s, c in rep.corrections],
         },
         "features": feats,
@@ -497,6 +515,8 @@ def to_html(rep: Report) -> str:
     n_gaps = sum(len(v) for v in rep.gaps.values())
     recon.append(f'<li class="{"bad" if n_gaps else ""}">Sequence gaps: {n_gaps}<ul>' + "".join(
         f"<li>{esc(d)}: seq {gap_text(a, b)} missing</li>" for d, r in rep.gaps.items() for a, b in r)
+        + "".join(f"<li>{esc(d)}: seq {gap_text(a, b)} skipped by the device after a restart "
+                  "(declared, never used)</li>" for d, r in rep.skipped.items() for a, b in r)
         + "</ul></li>")
     recon.append(f"<li>Items expected but not scanned: {len(rep.missing)}<ul>" + "".join(
         f"<li>{esc(i)} (stop {esc(s)})</li>" for s, i in rep.missing) + "</ul></li>")

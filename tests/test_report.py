@@ -160,6 +160,20 @@ def test_reconciliation_missing_wrong_stop_outside_and_gaps(day):
     assert "(voided by #3)" in text
 
 
+def test_sequence_numbers_the_device_declared_unused_are_shown_apart_from_missing_ones(day):
+    store_path, _ = day
+    st = Store(store_path)
+    st.ingest("H2", [_rec("H2", 9, "S4", "D3", lon=5.1222, lat=52.0902)], "test")
+    st.declare_absent("H2", range(4, 9), "dock")  # its journal's lease after a restart
+    st.close()
+    rep = _build(day)
+    assert rep.gaps == {"H1": [(6, 6)], "H2": []}
+    assert rep.skipped == {"H1": [], "H2": [(4, 8)]}
+    text = report.to_text(rep)
+    assert ("    H1: seq 6 missing\n"
+            "    H2: seq 4-8 skipped by the device after a restart (never used)\n") in text
+
+
 def test_csv_rows(day):
     rows = list(csv.DictReader(io.StringIO(report.to_csv(_build(day)))))
     rates = {r["scope"]: r for r in rows if r["kind"] == "rate"}
