@@ -174,7 +174,10 @@ class PowerTorture:
         done = threading.Event()
         timer: threading.Thread | None = None
         if rng.random() < 0.5:
-            dev.power_cut(after_writes=rng.randint(0, span[0]), ooo=rng.random() < 0.2)
+            k = rng.randint(0, span[0])
+            if kind == "route" and rng.random() < 0.4:
+                k = rng.randint(170, 260)  # the tail of a push: last chunks, verify, rename, cleanup
+            dev.power_cut(after_writes=k, ooo=rng.random() < 0.2)
         else:
             delay = rng.uniform(0.0, span[1])
             timer = threading.Thread(target=lambda: done.wait(delay) or dev.power_cut(), daemon=True)

@@ -22,6 +22,8 @@ def test_power_cuts_at_random_moments_lose_nothing_duplicate_nothing_and_keep_a_
     print("\n" + t.line() + f" ({t.moments} moments, {t.route_switches} route switches, "
           f"route updates cut: {t.route_kept_old} kept the old route, {t.route_cut_new} had the new; "
           f"{len(t.redocks)} re-docks)", flush=True)
+    for e in sorted(set(t.redocks)):  # a sync refused after a cut, then docked again (see sim/torture.py)
+        print(f"re-dock after: {e} (x{t.redocks.count(e)})")
     assert t.errors == []
     assert (t.lost, t.duplicated) == ([], [])
     assert sum(t.cuts.values()) == want
