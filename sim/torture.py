@@ -176,7 +176,7 @@ class PowerTorture:
         if rng.random() < 0.5:
             k = rng.randint(0, span[0])
             if kind == "route" and rng.random() < 0.4:
-                k = rng.randint(170, 260)  # the tail of a push: last chunks, verify, rename, cleanup
+                k = rng.randint(195, 225)  # a push is ~205-220 writes: its last chunk, rename, cleanup
             dev.power_cut(after_writes=k, ooo=rng.random() < 0.2)
         else:
             delay = rng.uniform(0.0, span[1])
