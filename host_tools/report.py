@@ -222,7 +222,8 @@ def build(route: Route, store: RecordSource, now: float | None = None) -> Report
     skipped: dict[str, list[tuple[int, int]]] = {}
     for d in sorted({e.r.device_id for e in events}):
         missing_seqs = _gaps(store, d, [e.r for e in events if e.r.device_id == d])
-        declared = set(store.absent(d)) if hasattr(store, "absent") else set()
+        absent = getattr(store, "absent", None)  # a store that knows what the device declared
+        declared = set(absent(d)) if absent else set()
         gaps[d] = _ranges([s for s in missing_seqs if s not in declared])
         skipped[d] = _ranges([s for s in missing_seqs if s in declared])
     return Report(route, time.time() if now is None else now, total, carriers,
