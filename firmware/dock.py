@@ -82,6 +82,7 @@ class Dock:
         self._it = None  # journal iterator of the running stream
         self.sent_frames = 0
         self.refused_acks = 0
+        self._req = 0  # type of the request being handled, named in an ERROR reply
 
     # --- the task -------------------------------------------------------------------------------
 
@@ -162,7 +163,8 @@ class Dock:
     def _error(self, seq, code, msg):
         p = self.enc.payload
         p[0] = code
-        n = P.put_str(p, 1, msg[:200])
+        p[1] = self._req  # the refused request's type: ids alone repeat across sessions
+        n = P.put_str(p, 2, msg[:200])
         self._reply(P.ERROR, seq, n)
 
     def _write(self, wire):
@@ -178,6 +180,7 @@ class Dock:
     # --- requests -------------------------------------------------------------------------------
 
     def _handle(self, t, seq, pl):
+        self._req = t
         try:
             self._dispatch(t, seq, pl)
         except Exception as e:  # noqa: BLE001  # whatever a frame does, the dock task lives on

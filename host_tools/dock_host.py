@@ -197,7 +197,7 @@ class DockLink:
                     continue  # late frame of an earlier exchange
                 if f.type == ftype | P.REPLY:
                     return f.payload
-                if f.type == P.ERROR:
+                if _refuses(f, ftype):
                     raise _refusal(ftype, f.payload)
         raise DockTimeout(f"no answer to request 0x{ftype:02x} after {self.retries + 1} tries")
 
@@ -292,7 +292,7 @@ class DockLink:
                         restarts += 1
                         break
                     continue
-                if f.type == P.ERROR:
+                if _refuses(f, P.GET_RECORDS):
                     raise _refusal(P.GET_RECORDS, f.payload)
                 if f.type != P.RECORDS:
                     continue
@@ -377,7 +377,7 @@ class DockLink:
                     quiet_since = now
                     misses = self._shrink_chunk(misses)
                 continue
-            if f.type == P.ERROR and f.ack in live:
+            if _refuses(f, P.PUT_DATA) and f.ack in live:
                 raise _Restart()  # the device lost the transfer (rebooted): begin again, resuming
             if f.type != P.PUT_DATA | P.REPLY:
                 continue
@@ -424,10 +424,16 @@ def _split(payload: bytes) -> tuple[list[bytes], bool]:
     return out, bool(payload[0] & P.F_LAST)
 
 
+def _refuses(f: Frame, ftype: int) -> bool:
+    """An ERROR for a request of this type. A stale ERROR (an earlier session's frame answered
+    after a reboot) may carry the same 8-bit id, but not for the same kind of request."""
+    return f.type == P.ERROR and len(f.payload) > 1 and f.payload[1] == ftype
+
+
 def _refusal(ftype: int, payload: bytes) -> DeviceRefused:
     code = payload[0] if payload else 0
     try:
-        msg = P.get_str(payload, 1)[0] if len(payload) > 1 else "device error"
+        msg = P.get_str(payload, 2)[0] if len(payload) > 2 else "device error"
     except (ValueError, IndexError, UnicodeError):
         msg = "device error"
     if code == P.E_ACK_REFUSED:
