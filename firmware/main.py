@@ -7,6 +7,7 @@ import asyncio
 import binascii
 import gc
 import json
+import os
 import time
 
 import delivery
@@ -45,8 +46,6 @@ class App:
         self.docked_ms = None  # ticks of the last dock message: "DOCKED" while a session talks
         self.idle = delivery.Prompt().set(delivery.P_READY, "Ready", "Scan a parcel")
         self.prompt = self.idle
-        import os
-
         for d in (layout.DATA, layout.JOURNAL, layout.ROUTE_DIR, layout.UPLOAD_DIR):
             try:
                 os.mkdir(d)
@@ -98,8 +97,6 @@ class App:
             with open(tmp, "wb") as f:
                 f.write(self.route.package_hash)  # type: ignore[union-attr]
                 f.write(self.flow.visited)  # type: ignore[union-attr]
-            import os
-
             os.rename(tmp, layout.PROGRESS)
         except OSError:
             pass  # a full flash refuses scans elsewhere; the hint can wait
