@@ -133,6 +133,15 @@ class Device:
         return self.wait_for(lambda s: s["vm"] == "on" and s["state"] == "R"
                              and (boots is None or s["boots"] >= boots), timeout)
 
+    def wait_ready(self, since: int = 0, timeout: float = 30.0) -> None:
+        """Until the application's power-up `ready` beep (every task listening), counting events
+        from index `since` (len(events()) before a reboot)."""
+        end = time.monotonic() + timeout
+        while not any(e["kind"] == "buzzer" and e["value"] == "ready" for e in self.events(since)):
+            if time.monotonic() > end:
+                raise TimeoutError(f"no ready beep in {timeout}s: {self.status()}")
+            time.sleep(0.05)
+
     def wait_off(self, timeout: float = 20.0) -> dict[str, Any]:
         return self.wait_for(lambda s: s["vm"] == "off", timeout)
 

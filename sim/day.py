@@ -307,12 +307,11 @@ def _flash_all(devices: dict[str, Device], store: Store, image: flash.Image, url
         say(f"flash: {r.device_id} {r.status} {r.detail}")
         if not r.ok:
             raise DayFailed(f"flash of {r.device_id} failed: {r.message}")
-    deadline = time.monotonic() + 60
     for dev_id, dev in devices.items():  # flash rebooted them: wait for each power-up beep
-        while not any(e["kind"] == "buzzer" and e["value"] == "ready" for e in dev.events()):
-            if time.monotonic() > deadline:
-                raise DayFailed(f"{dev_id} did not start its application after the flash")
-            time.sleep(0.1)
+        try:
+            dev.wait_ready(timeout=60)
+        except TimeoutError:
+            raise DayFailed(f"{dev_id} did not start its application after the flash") from None
 
 
 def _wait_uploads(store: Store, outcomes: list[Outcome], timeout: float) -> dict[str, int]:

@@ -23,13 +23,6 @@ DEV = "HH-0201"
 pytestmark = pytest.mark.slow
 
 
-def _ready(dev: Device, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not any(e["kind"] == "buzzer" and e["value"] == "ready" for e in dev.events()):
-        assert time.monotonic() < end, "the application did not start"
-        time.sleep(0.1)
-
-
 def test_night_sync_over_an_unplugged_then_noisy_dock_stores_every_delivery_once(tmp_path):
     store = Store(tmp_path / "depot.sqlite3")
     store.enrol(DEV)
@@ -39,7 +32,7 @@ def test_night_sync_over_an_unplugged_then_noisy_dock_stores_every_delivery_once
     with Device.start(tmp_path / "hh.img", workdir=tmp_path / "dev", seed=5) as dev:
         res = flash.flash_one(dev.console, DEV, flash.build("sim"), store.key(DEV))  # no server: dock only
         assert (res.status, res.message) == ("ok", "")
-        _ready(dev)
+        dev.wait_ready()
         morning = sync_device(dev.dock, store)
         assert (morning.ok, morning.route_pushed, morning.received) == (True, "SOUTH-7", 0)
 

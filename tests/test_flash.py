@@ -113,5 +113,6 @@ def test_parallel_flash_of_two_devices_with_result_table(tmp_path, store, capsys
         for k in keys.values():
             assert k.hex() not in out
         for dev, name in ((d1, "H-1"), (d2, "H-2")):
+            dev.wait_ready()  # rebooted into the application, as a depot worker hears it
             with mp.Device.connect(dev.console) as con:
                 assert json.loads(con.read("/config/device.json"))["device_id"] == name
