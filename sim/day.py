@@ -108,7 +108,8 @@ class Walker:
         self.t = 0
 
     def sound(self, timeout: float = 15.0) -> str:
-        """The next buzzer pattern the device plays (what the carrier hears)."""
+        """The next buzzer pattern the device plays (what the carrier hears); "" when none comes,
+        or when the power fails first (no beep is coming after that)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             evs = self.dev.events(self.seen)
@@ -116,6 +117,9 @@ class Walker:
                 if ev["kind"] == "buzzer":
                     self.seen += k + 1
                     return ev["value"]
+                if ev["kind"] == "power" and "armed" not in ev["value"]:
+                    self.seen += k + 1
+                    return ""
             self.seen += len(evs)
             time.sleep(0.02)
         return ""

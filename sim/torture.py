@@ -83,25 +83,6 @@ class RouteInfo:
         self.item += 1
 
 
-class CutWalker(day.Walker):
-    """day.Walker whose ears also notice the power failing: no beep is coming after that."""
-
-    def sound(self, timeout: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            evs = self.dev.events(self.seen)
-            for k, ev in enumerate(evs):
-                if ev["kind"] == "buzzer":
-                    self.seen += k + 1
-                    return ev["value"]
-                if ev["kind"] == "power" and "armed" not in ev["value"]:
-                    self.seen += k + 1
-                    return ""
-            self.seen += len(evs)
-            time.sleep(0.01)
-        return ""
-
-
 class PowerTorture:
     def __init__(self, workdir: Path, seed: int, cuts: int, board: str = "sim",
                  say: Callable[[str], None] | None = None) -> None:
@@ -146,7 +127,7 @@ class PowerTorture:
                 if not rep.ok or rep.route_pushed != first:
                     raise TortureFailed(f"morning sync failed: {rep.error or rep.route_error}")
                 self.active = first
-                self.walker = CutWalker(self.dev, day.Carrier(DEVICE_ID, ROUTES[0]), {"features": []},
+                self.walker = day.Walker(self.dev, day.Carrier(DEVICE_ID, ROUTES[0]), {"features": []},
                                         day.Outcome(DEVICE_ID))
                 self.walker.modem(False)  # coverage only in upload windows
                 while sum(self.t.cuts.values()) < self.want:
