@@ -19,6 +19,7 @@ from sign import Signer
 
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
+from tests.ingest_client import post
 
 DEV = "DEV-7"
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,18 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def recs(first: int, n: int, dev: str = DEV, item: str = "RR%08d9GB") -> list[bytes]:
     return [record.Record(seq=s, device_id=dev, route_id="R1", stop_id="S%d" % s, item_id=item % s,
                           verdict=record.V_INSIDE).encode() for s in range(first, first + n)]
-
-
-def post(url: str, device_id: str, body: bytes,
-         headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
-    host, port = url.removeprefix("http://").split(":")
-    c = http.client.HTTPConnection(host, int(port), timeout=10)
-    c.request("POST", f"/v1/devices/{device_id}/records", body=body,
-              headers={"content-type": "application/octet-stream", **(headers or {})})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, data, r.getheader("x-depot-error") or ""
 
 
 def get(url: str, path: str) -> tuple[int, bytes]:

@@ -10,7 +10,6 @@ error, the previous good state kept. Case counts scale with TORTURE=long; see do
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import struct
 import tempfile
@@ -32,6 +31,7 @@ from host_tools import route_compile
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import town
+from tests.ingest_client import post
 from tests.torture_util import VM_MUTATOR, cases, mutated, tally
 
 pytestmark = pytest.mark.torture
@@ -515,18 +515,6 @@ def recs(dev: str, first: int, n: int) -> list[bytes]:
     return [record.Record(seq=s, device_id=dev, route_id="R1", stop_id="S%d" % s,
                           item_id="RR%08d9GB" % s, verdict=record.V_INSIDE).encode()
             for s in range(first, first + n)]
-
-
-def post(url: str, device_id: str, body: bytes, headers: dict[str, str] | None = None,
-         ) -> tuple[int, bytes, str]:
-    host, port = url.removeprefix("http://").split(":")
-    c = http.client.HTTPConnection(host, int(port), timeout=10)
-    c.request("POST", f"/v1/devices/{device_id}/records", body=body,
-              headers={"content-type": "application/octet-stream", **(headers or {})})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, data, r.getheader("x-depot-error") or ""
 
 
 def resign_batch(data: bytes, signer: Signer) -> bytes:
