@@ -215,7 +215,10 @@ class PowerTorture:
         elif cut:
             self.t.maybe.append(self._key(f, item))  # rescanned after power-up (see recover)
         else:
-            self.t.errors.append(f"{self.active} {f['properties']['stop_id']} {item}: heard {heard!r}")
+            shot = self.workdir / f"refused-{len(self.t.errors)}.png"
+            self.dev.screenshot(shot)  # what the carrier read on the screen
+            self.t.errors.append(f"{self.active} {f['properties']['stop_id']} {item}: heard {heard!r} "
+                                 f"(screen: {shot})")
             r.advance()
 
     def _after_sync(self, rep: SyncReport) -> None:
