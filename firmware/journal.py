@@ -8,6 +8,7 @@ Sequence numbers come from a persisted lease, so none is handed out twice, even 
 that swallowed the record that had it.
 """
 
+import array
 import binascii
 import os
 import struct
@@ -28,6 +29,7 @@ FRAME_MAX = _HDR + record.MAX_LEN + _TRL
 _SUFFIX = ".seg"
 _SEG_COST = const(2)  # blocks a new segment may take: its data block plus metadata growth
 _RECHECK = const(8)  # segments between statvfs walks while far from the reserve
+_SEGS_MAX = const(1024)  # segment table entries preallocated at most (4 KiB); past that it doubles
 
 
 class JournalError(Exception):
@@ -86,14 +88,14 @@ class Journal:
         except OSError:
             pass  # exists
         self.watermark, self._lease = self._load_state()
-        self._segs = self._list_segments()  # first seq of each segment, ascending
+        self._segs, self._nseg = self._list_segments()  # first seq of each segment, ascending
         self.last_seq = 0
         self._pending = 0
         self._recover()
         if self._lease == 0:
             # State lost (never seen on littlefs, whose rename is atomic): skip a lease's worth so a
             # seq swallowed by a cut after the last durable record is not handed out again.
-            self._lease = self.last_seq + 1 + LEASE if self._segs else 1
+            self._lease = self.last_seq + 1 + LEASE if self._nseg else 1
         # Above every seq ever handed out: the lease covers those whose record a cut swallowed.
         self.next_seq = max(self._lease, self.last_seq + 1)
         self._reclaim()
@@ -108,8 +110,7 @@ class Journal:
         seq = self.next_seq
         try:
             if seq >= self._lease:
-                self._lease = seq + LEASE
-                self._save_state()
+                self._save_state(self.watermark, seq + LEASE)
             self.next_seq = seq + 1  # consumed now, whatever happens to the write
             rec.seq = seq
             buf = self._buf
@@ -133,6 +134,9 @@ class Journal:
                 self._space = "full"
                 raise JournalFull("out of flash space: dock to upload")  # noqa: B904 (MicroPython warns on chaining)
             raise JournalError("journal write failed: %s" % e)  # noqa: B904
+        except MemoryError:
+            self._abandon_segment()
+            raise JournalError("out of memory: record not written")  # noqa: B904
         self._size += size
         self.last_seq = seq
         self._pending += 1
@@ -148,11 +152,9 @@ class Journal:
         if seq <= self.watermark:
             return
         old = self.watermark
-        self.watermark = seq
         try:
-            self._save_state()
+            self._save_state(seq, self._lease)
         except OSError as e:
-            self.watermark = old
             raise JournalError("watermark not saved: %s" % e)  # noqa: B904
         # Count only the newly acknowledged frames (they are about to go), not all that remain.
         self._pending -= self._count(old + 1, seq)
@@ -167,10 +169,10 @@ class Journal:
         A caller stopping early calls the iterator's close(), so the segment it reads is closed now.
         """
         mv = memoryview(buf)
-        segs = self._segs
         i = 0
-        while i < len(segs):
-            if i + 1 < len(segs) and segs[i + 1] <= from_seq:
+        while i < self._nseg:
+            segs = self._segs  # read anew each step: appends may have grown the table
+            if i + 1 < self._nseg and segs[i + 1] <= from_seq:
                 i += 1  # every record in it is below from_seq
                 continue
             try:
@@ -206,15 +208,34 @@ class Journal:
         return "%s/%010d%s" % (self.root, first, _SUFFIX)
 
     def _list_segments(self):
-        segs = []
+        # A day of appends must not grow a list (a 64-bit port doubles it in one 8-byte-per-entry
+        # block): the table is an array sized for the chip, one segment per block being the most
+        # littlefs holds unless segments are inline, when it doubles.
+        found = []
         for name in os.listdir(self.root):
             if name.endswith(_SUFFIX):
                 try:
-                    segs.append(int(name[: -len(_SUFFIX)]))
+                    found.append(int(name[: -len(_SUFFIX)]))
                 except ValueError:
                     pass
-        segs.sort()
-        return segs
+        found.sort()
+        try:
+            blocks = os.statvfs(self.root)[2]
+        except OSError:
+            blocks = 64
+        segs = array.array("I", bytes(4 * max(2 * len(found), min(blocks, _SEGS_MAX), 16)))
+        for i, first in enumerate(found):
+            segs[i] = first
+        return segs, len(found)
+
+    def _drop(self, i, k):
+        """Remove k entries of the segment table from index i."""
+        segs = self._segs
+        n = self._nseg - k
+        while i < n:
+            segs[i] = segs[i + k]
+            i += 1
+        self._nseg = n
 
     def _load_state(self):
         try:
@@ -227,21 +248,24 @@ class Journal:
             pass
         return 0, 0  # no state: _recover's records decide next_seq
 
-    def _save_state(self):
+    def _save_state(self, watermark, lease):
+        """Persist both, then take them: a failed write leaves the state as it was on flash."""
         # New file, then rename over the old: littlefs renames atomically, so a cut leaves one of the two.
-        b = struct.pack("<II", self.watermark, self._lease)
+        b = struct.pack("<II", watermark, lease)
         tmp = self.root + "/state.tmp"
         with open(tmp, "wb") as f:
             f.write(b)
             f.write(struct.pack("<I", binascii.crc32(b) & 0xFFFFFFFF))
         os.rename(tmp, self.root + "/state")
+        self.watermark = watermark
+        self._lease = lease
 
     def _recover(self):
         buf = self._buf
         mv = memoryview(buf)
         last = 0
         i = 0
-        while i < len(self._segs):
+        while i < self._nseg:
             first = self._segs[i]
             good = 0
             with open(self._path(first), "rb") as f:
@@ -260,7 +284,7 @@ class Journal:
                         self._pending += 1
             if good == 0:
                 os.remove(self._path(first))  # created, then the cut came before its first frame
-                self._segs.pop(i)
+                self._drop(i, 1)
                 continue
             i += 1
         self.last_seq = last
@@ -278,30 +302,37 @@ class Journal:
 
     def _reclaim(self):
         segs = self._segs
+        n = self._nseg
         # A segment is all <= watermark when the next one starts at or below watermark + 1
         # (or, for the last one, when the last record written is acknowledged).
-        while segs:
-            end = segs[1] - 1 if len(segs) > 1 else self.last_seq
+        k = 0
+        while k < n:
+            end = segs[k + 1] - 1 if k + 1 < n else self.last_seq
             if end > self.watermark:
                 break
-            if len(segs) == 1:
+            if k + 1 == n:
                 self._abandon_segment()
             try:
-                os.remove(self._path(segs[0]))
+                os.remove(self._path(segs[k]))
             except OSError:
                 pass
-            segs.pop(0)
+            k += 1
+        if k:
+            self._drop(0, k)
 
     def _open_segment(self, first):
         self._abandon_segment()
+        if self._nseg == len(self._segs):
+            self._segs.extend(self._segs)  # doubles the table; entries past _nseg are unused
         self._f = open(self._path(first), "ab")
-        self._segs.append(first)
+        self._segs[self._nseg] = first
+        self._nseg += 1
         self._size = 0
         self._rotate = False
         # statvfs walks the whole filesystem (ms and growing with the files held): count down a
         # conservative estimate and walk only when it nears the thresholds or every _RECHECK segments.
         self._free -= _SEG_COST
-        if self._free < self._low_cached + _RECHECK * _SEG_COST or len(self._segs) % _RECHECK == 0:
+        if self._free < self._low_cached + _RECHECK * _SEG_COST or self._nseg % _RECHECK == 0:
             self._check_space()
 
     def _abandon_segment(self):

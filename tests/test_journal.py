@@ -116,6 +116,26 @@ print("again", j.append(make(31)) > 30)
     assert "again True" in out
 
 
+def test_segment_table_grows_past_its_preallocation_and_survives_a_reboot(mpy):
+    # One record per segment on a 24-block chip: the table starts at 24 entries and must double.
+    out = run(mpy, """
+j = boot(dev, seg_max=1)
+start = len(j._segs)
+seqs = [j.append(make(i)) for i in range(60)]
+print("grew", start, len(j._segs) > start, j._nseg)
+j.close()
+vfs.umount("/f")
+vfs.mount(vfs.VfsLfs2(dev), "/f")
+j = Journal("/f/j", seg_max=1)
+print("boot", j._nseg, [s for s, _ in j.records(55, buf)], j.pending())
+j.acknowledge(50)
+print("ack", j._nseg, [s for s, _ in j.records(0, buf)][:3], j.pending())
+""", blocks=24)
+    assert "grew 24 True 60" in out
+    assert "boot 60 [55, 56, 57, 58, 59, 60] 60" in out
+    assert "ack 10 [51, 52, 53] 10" in out
+
+
 def test_acknowledge_never_runs_ahead_of_records_written(mpy):
     out = run(mpy, """
 j = boot(dev)
