@@ -41,21 +41,20 @@ _GS = "\x1d"
 _GS1_AIM = ("C1", "d2", "Q3", "e0", "J1")  # symbologies whose data is a GS1 element string
 _S10_W = (8, 6, 4, 2, 3, 5, 9, 7)
 
-# GS1 AIs: (AI or prefix, AI digits, min data, max data, numeric). A prefix shorter than the AI
-# digits covers the whole family (e.g. "31" = 3100-3169). Fixed-length ones need no FNC1 after.
+# GS1 AIs, one 15-character record each: AI or prefix (padded to 4), AI digits, min and max data
+# length, numeric (1/0). A prefix shorter than the AI digits covers the whole family (e.g. "31" =
+# 3100-3169). One str constant: it stays in ROM, where a tuple per AI is built in RAM at import.
 _AIS = (
-    ("00", 2, 18, 18, 1), ("01", 2, 14, 14, 1), ("02", 2, 14, 14, 1), ("10", 2, 1, 20, 0),
-    ("11", 2, 6, 6, 1), ("12", 2, 6, 6, 1), ("13", 2, 6, 6, 1), ("15", 2, 6, 6, 1), ("16", 2, 6, 6, 1),
-    ("17", 2, 6, 6, 1), ("20", 2, 2, 2, 1), ("21", 2, 1, 20, 0), ("22", 2, 1, 20, 0), ("240", 3, 1, 30, 0),
-    ("241", 3, 1, 30, 0), ("250", 3, 1, 30, 0), ("251", 3, 1, 30, 0), ("253", 3, 13, 30, 0),
-    ("254", 3, 1, 20, 0), ("30", 2, 1, 8, 1), ("31", 4, 6, 6, 1), ("32", 4, 6, 6, 1), ("33", 4, 6, 6, 1),
-    ("34", 4, 6, 6, 1), ("35", 4, 6, 6, 1), ("36", 4, 6, 6, 1), ("37", 2, 1, 8, 1), ("390", 4, 1, 15, 1),
-    ("391", 4, 4, 18, 1), ("392", 4, 1, 15, 1), ("393", 4, 4, 18, 1), ("400", 3, 1, 30, 0),
-    ("401", 3, 1, 30, 0), ("402", 3, 17, 17, 1), ("403", 3, 1, 30, 0), ("41", 3, 13, 13, 1),
-    ("420", 3, 1, 20, 0), ("421", 3, 4, 12, 0), ("422", 3, 3, 3, 1), ("7001", 4, 13, 13, 1),
-    ("8004", 4, 1, 30, 0), ("8005", 4, 6, 6, 1), ("8006", 4, 18, 18, 1), ("8018", 4, 18, 18, 1),
-    ("8020", 4, 1, 25, 0), ("90", 2, 1, 30, 0), ("9", 2, 1, 90, 0),
+    "00   2 18 18 1|01   2 14 14 1|02   2 14 14 1|10   2 01 20 0|11   2 06 06 1|12   2 06 06 1|"
+    "13   2 06 06 1|15   2 06 06 1|16   2 06 06 1|17   2 06 06 1|20   2 02 02 1|21   2 01 20 0|"
+    "22   2 01 20 0|240  3 01 30 0|241  3 01 30 0|250  3 01 30 0|251  3 01 30 0|253  3 13 30 0|"
+    "254  3 01 20 0|30   2 01 08 1|31   4 06 06 1|32   4 06 06 1|33   4 06 06 1|34   4 06 06 1|"
+    "35   4 06 06 1|36   4 06 06 1|37   2 01 08 1|390  4 01 15 1|391  4 04 18 1|392  4 01 15 1|"
+    "393  4 04 18 1|400  3 01 30 0|401  3 01 30 0|402  3 17 17 1|403  3 01 30 0|41   3 13 13 1|"
+    "420  3 01 20 0|421  3 04 12 0|422  3 03 03 1|7001 4 13 13 1|8004 4 01 30 0|8005 4 06 06 1|"
+    "8006 4 18 18 1|8018 4 18 18 1|8020 4 01 25 0|90   2 01 30 0|9    2 01 90 0|"
 )
+_AI_REC = const(15)
 _FIXED = ("00", "01", "02", "03", "04", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20",
           "31", "32", "33", "34", "35", "36", "41")  # GS1's predefined-length prefixes
 
@@ -142,11 +141,14 @@ def _s10(data):
 
 
 def _ai_spec(s, i):
-    for spec in _AIS:
-        p = spec[0]
-        if s.startswith(p, i) and len(s) - i >= spec[1]:
-            if _digits(s[i:i + spec[1]]):
-                return spec
+    """(AI digits, min data, max data, numeric) of the AI starting at s[i], or None."""
+    t = _AIS
+    k = 0
+    while k < len(t):
+        digits = ord(t[k + 5]) - 48
+        if s.startswith(t[k:k + 4].rstrip(), i) and len(s) - i >= digits and _digits(s[i:i + digits]):
+            return digits, int(t[k + 7:k + 9]), int(t[k + 10:k + 12]), t[k + 13] == "1"
+        k += _AI_REC
     return None
 
 
@@ -159,10 +161,10 @@ def gs1(s, sym=""):
         spec = _ai_spec(s, i)
         if spec is None:
             return _fail(E_MISREAD if _digits(s[i:i + 2]) else E_UNKNOWN, sym)
-        ai = s[i:i + spec[1]]
-        i += spec[1]
-        if s[i - spec[1]:i - spec[1] + 2] in _FIXED:
-            end = i + spec[3]
+        ai = s[i:i + spec[0]]
+        i += spec[0]
+        if s[i - spec[0]:i - spec[0] + 2] in _FIXED:
+            end = i + spec[2]
             if end > n:
                 return _fail(E_MISREAD, sym)  # truncated fixed-length field
         else:
@@ -170,11 +172,11 @@ def gs1(s, sym=""):
             if end < 0:
                 end = n
         val = s[i:end]
-        if len(val) < spec[2]:
+        if len(val) < spec[1]:
             return _fail(E_MISREAD, sym)
-        if len(val) > spec[3]:
+        if len(val) > spec[2]:
             return _fail(E_TOO_LONG, sym)
-        if spec[4] and not _digits(val):
+        if spec[3] and not _digits(val):
             return _fail(E_MISREAD, sym)
         if ai in ("00", "01", "02", "402", "410", "411", "412", "413", "414", "415", "416", "417",
                   "8006", "8018") and mod10_check(val[:-1] if ai != "8006" else val[:13]) \
