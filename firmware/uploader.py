@@ -37,7 +37,7 @@ _MAX_EXP = const(16)  # keeps base * 2**attempt a small int
 
 class Uploader:
     def __init__(self, journal, modem, device_id, key, server_url, state_dir="/upload", batch=BATCH,
-                 base_ms=2000, cap_ms=300000, idle_ms=30000, coverage_ms=15000, buf_size=4096):
+                 base_ms=2000, cap_ms=300000, idle_ms=30000, coverage_ms=15000, buf_size=3072):
         self.journal = journal
         self.modem = modem
         self.device_id = device_id
