@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -10,11 +12,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mpremote import romfs
+
 from host_tools import flash, route_compile
 from sim import gnss, mpy, town
 
 VM = Path(__file__).resolve().parent / "vm"
 KEY = bytes(range(64, 96))
+_ALLOC_SLACK = 64  # the image's own block rounding and the bytes object header
+
+
+def _bytes(heap: str) -> int:
+    return int(heap[:-1]) * 1024 if heap[-1] in "Kk" else int(heap)
 
 
 def _plan(fc: dict[str, Any]) -> bytes:
@@ -28,7 +37,15 @@ def _plan(fc: dict[str, Any]) -> bytes:
     return b"\n".join(out) + b"\n"
 
 
-def run(stops: int = 1000, heap: str = "256K") -> dict[str, Any]:
+def _romfs(lib: Path) -> bytes:
+    """The modules in `lib` as a ROMFS image, built by mpremote as `mpremote romfs deploy` would."""
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the tree it packs
+        return bytes(romfs.make_romfs(str(lib), mpy_cross=False))
+
+
+def run(stops: int = 1000, heap: str = "256K", rom: bool = False) -> dict[str, Any]:
+    """Run the day at `-X heapsize=heap`. rom=True: the modules come from a ROMFS image, and the
+    VM's heap is `heap` plus the image (its first allocation), so the app has `heap` above it."""
     image = flash.build("sim")  # the firmware as the device holds it: .mpy bytecode
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -39,6 +56,16 @@ def run(stops: int = 1000, heap: str = "256K") -> dict[str, Any]:
                 (lib / path[5:]).write_bytes(data)
         subprocess.run([flash._mpy_cross(), "-o", str(lib / "main.mpy"), str(mpy.FIRMWARE / "main.py")],
                        check=True)
+        extra: list[str] = []
+        vm_heap = heap
+        if rom:
+            for mod in ("flashdev", "simhw"):  # the simulator's hardware, in ROM beside the firmware
+                subprocess.run([flash._mpy_cross(), "-o", str(lib / f"{mod}.mpy"), str(VM / f"{mod}.py")],
+                               check=True)
+            img = d / "firmware.romfs"
+            img.write_bytes(_romfs(lib))
+            extra = [str(img)]
+            vm_heap = f"{_bytes(heap) + img.stat().st_size + _ALLOC_SLACK}"
         fc = town.town(seed=11, stops=stops, area="north")
         pkg = d / "route.pkg"
         pkg.write_bytes(route_compile.compile_geojson(fc, key=KEY).package)
@@ -46,8 +73,8 @@ def run(stops: int = 1000, heap: str = "256K") -> dict[str, Any]:
         plan.write_bytes(_plan(fc))
         env = dict(os.environ, SIM_UART_DOCK="/dev/null", SIM_UART_MODEM="/dev/null",
                    MICROPYPATH=f"{lib}:{VM}:{mpy.BOARDS}:.frozen")
-        proc = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={heap}", str(VM / "appday.py"),
-                               str(d / "flash.img"), str(pkg), str(plan), "HH-HEAP", KEY.hex()],
+        proc = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={vm_heap}", str(VM / "appday.py"),
+                               str(d / "flash.img"), str(pkg), str(plan), "HH-HEAP", KEY.hex(), *extra],
                               capture_output=True, text=True, env=env, timeout=600)
         if proc.returncode != 0 or not proc.stdout.strip():
             raise mpy.MicroPythonError(f"app day failed at {heap}:\n{proc.stdout[-2000:]}\n"

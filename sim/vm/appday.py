@@ -3,7 +3,11 @@ flash, a route package of N stops, and a plan of GNSS lines, scans and keys read
 
 Run by sim/appday.py with the firmware as .mpy on MICROPYPATH (as on a device: bytecode, not
 source) and the dock and modem UARTs open on /dev/null, so their buffers are allocated too.
-argv: image package plan device_id key_hex. Prints one JSON line of figures.
+argv: image package plan device_id key_hex [romfs]. Prints one JSON line of figures.
+
+With a romfs image the modules are imported from `vfs.VfsRom`, as from a board's ROMFS partition,
+where the VM runs their bytecode in place. On a device that partition is memory-mapped flash; here
+the image is the heap's first allocation, never freed, so the heap above it is the board's.
 """
 
 import gc
@@ -11,9 +15,18 @@ import json
 import os
 import sys
 
-import simhw  # type: ignore
 import vfs  # type: ignore
-from flashdev import FlashDevice  # type: ignore
+
+rom_bytes = 0
+if len(sys.argv) > 6:
+    with open(sys.argv[6], "rb") as f:
+        rom = f.read()
+    rom_bytes = len(rom)
+    vfs.mount(vfs.VfsRom(rom), "/rom")  # type: ignore[attr-defined]  # MicroPython >= 1.25
+    sys.path.insert(0, "/rom")
+
+import simhw  # type: ignore  # noqa: E402
+from flashdev import FlashDevice  # type: ignore  # noqa: E402
 
 simhw.preopen()  # host files the hal will ask for, opened while the host fs is still mounted
 import dock  # noqa: E402, F401
@@ -72,7 +85,8 @@ while True:
 gc.collect()
 peak = max(peak, gc.mem_alloc())
 assert app.journal is not None and app.route is not None, app.status.fault
-print(json.dumps({"scans": scans, "records": app.journal.last_seq, "heap_before_app": before,
+print(json.dumps({"romfs_bytes": rom_bytes, "scans": scans, "records": app.journal.last_seq,
+                  "heap_before_app": before,
                   "heap_after_start": started, "peak_live_heap": peak, "least_free": least_free,
                   "heap_total": gc.mem_alloc() + gc.mem_free(), "route": app.route.route_id,
                   "stops": app.route.stop_count}))
