@@ -153,16 +153,27 @@ class PowerTorture:
         # (a 26 KB route push is ~200 block writes and 2.4 s; a sync with little pending, 0.05 s)
         span = {"scan": (4, 0.3), "sync": (8, 0.15), "route": (240, 2.6), "upload": (6, 1.5)}[kind]
         done = threading.Event()
-        timer: threading.Thread | None = None
-        if rng.random() < 0.5:
-            k = rng.randint(0, span[0])
-            if kind == "route" and rng.random() < 0.4:
-                k = rng.randint(195, 225)  # a push is ~205-220 writes: its last chunk, rename, cleanup
-            dev.power_cut(after_writes=k, ooo=rng.random() < 0.2)
+        timers: list[threading.Thread] = []
+        progress: Callable[[str], None] | None = None
+        if kind == "route" and rng.random() < 0.4:
+            # The push's end: sha256, signature check and rename take a few hundred ms after the
+            # last chunk. The cut comes within 0.5 s of it, whether or not the sync has returned,
+            # so it lands before the rename (old route whole) or after it (new route whole).
+            end_delay = rng.uniform(0.0, 0.5)
+
+            def cut_at_push_end(msg: str) -> None:
+                if msg == "route 100%" and not timers:
+                    timers.append(threading.Thread(target=lambda: time.sleep(end_delay) or dev.power_cut(),
+                                                   daemon=True))
+                    timers[0].start()
+
+            progress = cut_at_push_end
+        elif rng.random() < 0.5:
+            dev.power_cut(after_writes=rng.randint(0, span[0]), ooo=rng.random() < 0.2)
         else:
             delay = rng.uniform(0.0, span[1])
-            timer = threading.Thread(target=lambda: done.wait(delay) or dev.power_cut(), daemon=True)
-            timer.start()
+            timers.append(threading.Thread(target=lambda: done.wait(delay) or dev.power_cut(), daemon=True))
+            timers[0].start()
         before = self.dev.status()["boots"]
         heard, rep = "", None
         if kind == "scan":
@@ -171,10 +182,10 @@ class PowerTorture:
             self.walker.modem(True)
             time.sleep(rng.uniform(0.3, span[1]))
         else:  # sync or route update; a dead device fails the sync within ~2 s
-            rep = sync_device(dev.dock, self.store, retries=3, rto=0.5)
+            rep = sync_device(dev.dock, self.store, progress=progress, retries=3, rto=0.5)
         done.set()
-        if timer is not None:
-            timer.join()
+        for t in timers:
+            t.join()
         cut = self._cut_happened(before)
         if not cut:
             dev.power_cut(after_writes=1 << 29)  # an armed cut that never fired: disarm it

@@ -30,3 +30,4 @@ def test_power_cuts_at_random_moments_lose_nothing_duplicate_nothing_and_keep_a_
     assert len(t.confirmed) >= want // 2  # the day went on between the cuts
     if want >= 200:  # the long form reaches every kind of moment
         assert all(t.cuts[k] > 0 for k in torture.KINDS), t.cuts
+        assert t.route_kept_old > 0 and t.route_cut_new > 0  # cuts on both sides of the rename
