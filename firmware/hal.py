@@ -421,6 +421,23 @@ def battery_mv():
 # --- storage ---
 
 
+def remount_storage():
+    """Unmount "/" and mount the same filesystem again, so littlefs starts from what is on flash
+    (after it reported no space mid-commit). Every open file is gone: the caller reopens them.
+    Returns an error message for the screen, or None."""
+    import vfs  # type: ignore
+
+    try:
+        for fs, path in vfs.mount():  # type: ignore[call-arg]  # no arguments: the mount table
+            if path == "/":
+                vfs.umount("/")
+                vfs.mount(fs, "/")
+                return None
+    except OSError as e:
+        return "flash: remount failed (%s)" % e
+    return "flash: nothing mounted at /"
+
+
 def mount_storage():
     """Mount littlefs from the board's flash at "/". Never formats: a filesystem that fails to
     mount is left untouched for the depot to recover, and the error comes back as a message for

@@ -82,11 +82,16 @@ class Journal:
         self._space = "ok"
         self._low_cached = 0
         self._free = 0  # free blocks at the last statvfs, less _SEG_COST per segment opened since
+        self.no_space = False  # littlefs said ENOSPC: full until an acknowledgement frees blocks
+        self.needs_remount = False  # ... and its RAM state may be mid-commit: remount, reopen()
         self.torn = 0  # frames dropped at boot (diagnostics)
         try:
             os.mkdir(root)
         except OSError:
             pass  # exists
+        self._open()
+
+    def _open(self):
         self.watermark, self._lease = self._load_state()
         self._segs, self._nseg = self._list_segments()  # first seq of each segment, ascending
         self.last_seq = 0
@@ -130,7 +135,7 @@ class Journal:
         except OSError as e:
             self._abandon_segment()
             if e.errno == _ENOSPC:
-                self._full = True
+                self.no_space = self.needs_remount = self._full = True
                 self._space = "full"
                 raise JournalFull("out of flash space: dock to upload")  # noqa: B904 (MicroPython warns on chaining)
             raise JournalError("journal write failed: %s" % e)  # noqa: B904
@@ -159,6 +164,7 @@ class Journal:
         # Count only the newly acknowledged frames (they are about to go), not all that remain.
         self._pending -= self._count(old + 1, seq)
         self._reclaim()
+        self.no_space = False  # blocks were freed: statvfs decides again
         self._check_space()
 
     def records(self, from_seq, buf):
@@ -201,6 +207,13 @@ class Journal:
 
     def close(self):
         self._abandon_segment()
+
+    def reopen(self):
+        """Recover again from flash, as at boot, into this same object (the dock and the uploader
+        hold it): after the filesystem was remounted, which closed every file."""
+        self._abandon_segment()
+        self.needs_remount = False
+        self._open()
 
     # --- internals ---
 
@@ -357,7 +370,7 @@ class Journal:
         free = self._free = st[3]
         reserve, low = self._thresholds(st[2])
         self._low_cached = low
-        if free < reserve:
+        if free < reserve or self.no_space:
             self._full = True
             self._space = "full"
         else:

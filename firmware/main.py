@@ -113,6 +113,25 @@ class App:
         self.prompt = p
         self.draw()
 
+    def _remount(self):
+        """littlefs ran out of space: remount so it starts again from what is on flash, and reopen
+        the journal (which stays full, refusing scans, until the dock frees blocks) and the route."""
+        j = self.journal
+        if self.route is not None:
+            self.route.close()  # before the unmount: a file closed after it would write stale state
+            self.route = self.flow = None
+        j.close()  # type: ignore[union-attr]
+        err = hal.remount_storage()
+        if not err:
+            try:
+                j.reopen()  # type: ignore[union-attr]
+            except Exception as e:  # noqa: BLE001  # the screen says it; the flash keeps the rest
+                err = "journal: %s" % e
+        if err:
+            self.status.fault = err
+            return
+        self.load_route()
+
     def on_key(self, name):
         if self.flow is None:
             return
@@ -127,6 +146,8 @@ class App:
         if sound:
             hal.buzzer(sound)  # only after journal.append returned: the record is on flash
             hal.led(sound)
+        if p.kind == delivery.P_FULL and self.journal is not None and self.journal.needs_remount:
+            self._remount()
         if p.kind == delivery.P_RECORDED:
             self._save_progress()
             if self.uploader is not None:
