@@ -221,9 +221,9 @@ class Journal:
         return "%s/%010d%s" % (self.root, first, _SUFFIX)
 
     def _list_segments(self):
-        # A day of appends must not grow a list (a 64-bit port doubles it in one 8-byte-per-entry
-        # block): the table is an array sized for the chip, one segment per block being the most
-        # littlefs holds unless segments are inline, when it doubles.
+        # A day of appends must not grow the table on a fragmented heap: it is an array sized at
+        # boot for one segment per block of the chip, the most littlefs holds unless segments are
+        # inline (then _open_segment doubles it).
         found = []
         for name in os.listdir(self.root):
             if name.endswith(_SUFFIX):
@@ -335,8 +335,13 @@ class Journal:
 
     def _open_segment(self, first):
         self._abandon_segment()
-        if self._nseg == len(self._segs):
-            self._segs.extend(self._segs)  # doubles the table; entries past _nseg are unused
+        segs = self._segs
+        n = self._nseg
+        if n == len(segs):  # inline segments outnumber the blocks: double the table
+            grown = array.array("I", bytes(8 * n))
+            for i in range(n):
+                grown[i] = segs[i]
+            self._segs = grown
         self._f = open(self._path(first), "ab")
         self._segs[self._nseg] = first
         self._nseg += 1
