@@ -26,6 +26,9 @@ _RTO_MS = const(700)  # no PROGRESS for this long: resend from the last frame th
 # Requests whose repeat must get the first answer rather than run again (an ACK run twice would
 # be refused for its used counter). The others are idempotent and simply run again.
 _CACHED = (P.ACK, P.PUT_BEGIN, P.PUT_END)
+# Their replies are short: ACK 4 bytes, PUT_BEGIN 5, PUT_END a route id of 16 at most; framed and
+# stuffed, under 40 bytes. A longer one (none today) is simply not cached.
+_CACHE_MAX = const(64)
 
 
 def make_raw(stream):
@@ -67,7 +70,7 @@ class Dock:
         self._rbuf = bytearray(record.MAX_LEN + 16)  # journal frame buffer
         self._carry = bytearray(record.MAX_LEN)  # a record read that did not fit the last frame
         self._carry_n = 0
-        self._cache = bytearray(P.MAX_WIRE)  # last reply, resent when the host repeats a request
+        self._cache = bytearray(_CACHE_MAX)  # last reply, resent when the host repeats a request
         self._cache_n = 0
         self._cache_req = bytearray(64)  # (type, seq, payload) of the request it answered
         self._cache_req_n = 0
@@ -130,7 +133,7 @@ class Dock:
     def _reply(self, rtype, seq, plen):
         wire = self.enc.frame(rtype, 0, seq, plen)
         self._write(wire)
-        if rtype & 0x7F in _CACHED:
+        if rtype & 0x7F in _CACHED and len(wire) <= _CACHE_MAX:
             self._cache[: len(wire)] = wire
             self._cache_n = len(wire)
         return wire
