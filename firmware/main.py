@@ -233,14 +233,7 @@ class App:
             t.append(self.keys_task(s))
         if self.journal is None or not self.device_id:
             return t
-        s = hal.open_uart("dock")
-        if s is not None:
-            import dock
-
-            d = dock.Dock(s, self.journal, self.device_id, self.key, layout.ROUTE_DIR, status=self.on_dock,
-                          firmware=VERSION, board=self.board["name"], battery=hal.battery_mv,
-                          set_time=hal.set_time)
-            t.append(d.run())
+        # the largest buffer (the upload batch) first, while the freed heap is least fragmented
         s = hal.open_uart("modem")
         if s is not None and self.server_url:
             import modem
@@ -250,6 +243,14 @@ class App:
             self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url,
                                               state_dir=layout.UPLOAD_DIR)
             t.append(self.uploader.run())
+        s = hal.open_uart("dock")
+        if s is not None:
+            import dock
+
+            d = dock.Dock(s, self.journal, self.device_id, self.key, layout.ROUTE_DIR, status=self.on_dock,
+                          firmware=VERSION, board=self.board["name"], battery=hal.battery_mv,
+                          set_time=hal.set_time)
+            t.append(d.run())
         return t
 
 
