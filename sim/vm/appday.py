@@ -19,9 +19,10 @@ import vfs  # type: ignore
 
 rom_bytes = 0
 if len(sys.argv) > 6:
+    rom_bytes = os.stat(sys.argv[6])[6]
+    rom = bytearray(rom_bytes)  # one block at the heap's start (read() would grow and move it)
     with open(sys.argv[6], "rb") as f:
-        rom = f.read()
-    rom_bytes = len(rom)
+        f.readinto(rom)
     vfs.mount(vfs.VfsRom(rom), "/rom")  # type: ignore[attr-defined]  # MicroPython >= 1.25
     sys.path.insert(0, "/rom")
 
@@ -29,13 +30,22 @@ import simhw  # type: ignore  # noqa: E402
 from flashdev import FlashDevice  # type: ignore  # noqa: E402
 
 simhw.preopen()  # host files the hal will ask for, opened while the host fs is still mounted
-import dock  # noqa: E402, F401
 import hal  # noqa: E402
-import main  # noqa: E402  (every firmware module is loaded before the host fs goes away)
-import modem  # noqa: E402, F401
-import uploader  # noqa: E402, F401
 
 hal.board()  # reads boards/board_sim.py now, as a device reads its /lib/board.py
+
+
+def load_firmware():
+    import dock  # noqa: F401
+    import main
+    import modem  # noqa: F401
+    import uploader  # noqa: F401
+
+    return main
+
+
+if not rom_bytes:
+    main = load_firmware()  # from the host fs, before it goes away
 
 image, package, plan_path, device_id, key_hex = sys.argv[1:6]
 plan = open(plan_path, "rb")
@@ -58,6 +68,11 @@ with open("/data/route/active.pkg", "wb") as f:
         f.write(buf[:n] if n < len(buf) else buf)
 src.close()
 
+if rom_bytes:
+    # As on a device: the flash is ready before the firmware loads, so the setup's garbage is
+    # not left in holes between the modules' objects (ROMFS stays mounted at /rom).
+    gc.collect()
+    main = load_firmware()
 gc.collect()
 before = gc.mem_alloc()
 app = main.App()
