@@ -50,7 +50,7 @@ bench: setup
 	$(BIN)/python -m tests.bench
 
 torture: setup
-	TORTURE=long $(BIN)/pytest -q -m torture
+	TORTURE=long $(BIN)/pytest -q -s -m torture  # -s: each test prints the cases it tried
 
 demo: setup
 	$(BIN)/python -m sim demo
