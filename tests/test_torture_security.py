@@ -204,7 +204,7 @@ def test_forged_dock_acks_are_refused_by_the_device_session_and_nothing_is_delet
     assert "Traceback" not in out
     assert dev.journal_state()[:2] == (N, 0)
     tally("security dock-acks", len(forgeries) + 1,
-          extra="wrong key, other device's key, other device id, upload signature, truncated: "
+          extra="wrong key, other device's key, other device id, upload signature, damaged tag: "
                 "all refused, nothing deleted")
 
 
