@@ -38,7 +38,7 @@ from sim.modem import http_request_bytes, tcp_overhead
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES = 50
 LOAD_S = 8.0
-RECORDS = 96  # three default batches
+RECORDS = 96  # three batches of the default size, if the batch buffer holds them
 
 DAY = r"""
 import sys, asyncio, binascii
@@ -71,8 +71,9 @@ def sample_record(dev: str, seq: int) -> record.Record:
                          lat_e6=52370216 + 37 * seq, lon_e6=4895168 - 21 * seq, accuracy_dm=38, fix_age_s=1)
 
 
-def air_bytes_binary(tmp: Path) -> tuple[int, int, str]:
-    """Run the uploader on micropython through the emulator; return (air bytes, records, headers)."""
+def air_bytes_binary(tmp: Path) -> tuple[int, int, int, str]:
+    """Run the uploader on micropython through the emulator; return (air bytes, records, batches,
+    headers)."""
     from sim.modem import ModemEmulator
 
     store = Store(tmp / "air.sqlite3")
@@ -86,7 +87,7 @@ def air_bytes_binary(tmp: Path) -> tuple[int, int, str]:
     with BackgroundServer(store) as srv:
         emu = ModemEmulator(master, master, "sim7600", srv.url, seed=1).start()
         try:
-            _mpy.run(script=script, args=(dev, key.hex(), os.ttyname(slave), srv.url, str(tmp / "dev"),
+            out = _mpy.run(script=script, args=(dev, key.hex(), os.ttyname(slave), srv.url, str(tmp / "dev"),
                                           str(RECORDS)), timeout=120)
         finally:
             emu.stop()
@@ -103,7 +104,8 @@ def air_bytes_binary(tmp: Path) -> tuple[int, int, str]:
             f"{k}: {v}\r\n" for k, v in r.getheaders())
         c.close()
     assert len(store.records(dev)) == RECORDS, "not every record arrived"
-    return emu.air_bytes, RECORDS, resp_head
+    batches = int(out.split()[0])  # the uploader's count of acknowledged batches
+    return emu.air_bytes, RECORDS, batches, resp_head
 
 
 def air_bytes_json(n: int, resp_head: str) -> int:
@@ -213,11 +215,12 @@ def ingest_rate(tmp: Path, report) -> None:
 def run(report) -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        air, n, resp_head = air_bytes_binary(tmp)
+        air, n, batches, resp_head = air_bytes_binary(tmp)
         per = air / n
         js = air_bytes_json(n, resp_head) / n
         report("cellular_bytes_per_record", per, "B",
-               f"batch {_uploader.BATCH}, HTTP + TCP/IP model, uploader on micropython")
+               f"{n} records in {batches} batches (at most {_uploader.BATCH}, as many as the batch buffer "
+               "holds), HTTP + TCP/IP model, uploader on micropython")
         report("cellular_json_bytes_per_record", js, "B", "one signed JSON POST per record, same model")
         report("cellular_vs_json_ratio", js / per, "x", "JSON-per-record bytes / binary batch bytes")
         ingest_rate(tmp, report)
