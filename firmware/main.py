@@ -43,6 +43,7 @@ class App:
         self.flow = None
         self.route = None
         self.uploader = None
+        self.dock = None
         self.docked_ms = None  # ticks of the last dock message: "DOCKED" while a session talks
         self.idle = delivery.Prompt().set(delivery.P_READY, "Ready", "Scan a parcel")
         self.prompt = self.idle
@@ -117,9 +118,12 @@ class App:
         """littlefs ran out of space: remount so it starts again from what is on flash, and reopen
         the journal (which stays full, refusing scans, until the dock frees blocks) and the route."""
         j = self.journal
+        # every open file is closed before the unmount: one closed after it would write stale state
         if self.route is not None:
-            self.route.close()  # before the unmount: a file closed after it would write stale state
+            self.route.close()
             self.route = self.flow = None
+        if self.dock is not None:
+            self.dock.inbox.close()  # a route push in progress resumes at the next PUT_BEGIN
         j.close()  # type: ignore[union-attr]
         err = hal.remount_storage()
         if not err:
@@ -247,10 +251,10 @@ class App:
         if s is not None:
             import dock
 
-            d = dock.Dock(s, self.journal, self.device_id, self.key, layout.ROUTE_DIR, status=self.on_dock,
-                          firmware=VERSION, board=self.board["name"], battery=hal.battery_mv,
-                          set_time=hal.set_time)
-            t.append(d.run())
+            self.dock = dock.Dock(s, self.journal, self.device_id, self.key, layout.ROUTE_DIR,
+                                  status=self.on_dock, firmware=VERSION, board=self.board["name"],
+                                  battery=hal.battery_mv, set_time=hal.set_time)
+            t.append(self.dock.run())
         return t
 
 
