@@ -19,7 +19,7 @@ from sim import gnss, mpy, town
 
 VM = Path(__file__).resolve().parent / "vm"
 KEY = bytes(range(64, 96))
-_ALLOC_SLACK = 64  # the image's own block rounding and the bytes object header
+_ALLOC_SLACK = 64  # the image's block rounding and its bytearray header
 
 
 def _bytes(heap: str) -> int:
