@@ -5,6 +5,8 @@ import argparse
 import importlib
 import sys
 
+from host_tools.errors import DepotError
+
 # Modules that add subcommands, in the order `depot --help` lists them.
 COMMAND_MODULES = [
     "host_tools.cmd_route",
@@ -27,6 +29,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except DepotError as e:
+        sys.stdout.flush()
+        print(f"depot: error: {e.line()}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
 
