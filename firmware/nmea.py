@@ -1,4 +1,5 @@
-"""Streaming NMEA 0183 parser: RMC, GGA, GNS, GSA and GLL from the GP, GN, GL, GA, GB and BD talkers.
+"""Streaming NMEA 0183 parser: RMC, GGA, GNS, GSA, GLL, GSV and ZDA from any two-letter talker
+(GP, GN, GL, GA, GB, BD, GQ, GI, IN, ...; as pynmea2 reads them; `$P...` is proprietary and skipped).
 
 Fed whole lines (`parse(buf, n)`) or raw UART bytes (`feed(buf, n)`, `feed_byte(b)`), it updates the
 fix state in place. The hot path allocates nothing: fields are located by offsets kept in a
@@ -8,6 +9,9 @@ garbage only moves the counters.
 
 Units: lat_e6/lon_e6 micro-degrees; hdop/pdop/vdop x100; speed_kn100 knots x100; speed_cms cm/s;
 course x100 degrees; alt_dm decimetres; utc as `days` since 1970-01-01 plus `ms` of the day.
+Positions are rounded to the nearest micro-degree as decimal arithmetic rounds (ties to even), for
+any number of decimals in the minutes. GSV gives `in_view` and `tracked` (satellites heard, SNR
+above 0) summed over the talkers (constellations) heard; ZDA gives the date and time.
 """
 
 try:
@@ -32,7 +36,9 @@ GGA = const(2)
 GNS = const(3)
 GSA = const(4)
 GLL = const(5)
-NAMES = ("", "RMC", "GGA", "GNS", "GSA", "GLL")
+GSV = const(6)
+ZDA = const(7)
+NAMES = ("", "RMC", "GGA", "GNS", "GSA", "GLL", "GSV", "ZDA")
 
 # NMEA 0183 caps a sentence at 82 characters including "$" and CR LF: 80 before the terminator
 MAX_SENTENCE = const(80)
@@ -51,10 +57,15 @@ _T_GGA = const(0x474741)
 _T_GNS = const(0x474E53)
 _T_GSA = const(0x475341)
 _T_GLL = const(0x474C4C)
+_T_GSV = const(0x475356)
+_T_ZDA = const(0x5A4441)
+
+_TALKERS = const(8)  # constellations whose GSV counts are kept (GP GL GA GB/BD GQ GI ...)
 
 
-def _dec(buf, s, e, places):
-    """Decimal field [s, e) as an int scaled by 10**places (extra decimals truncated)."""
+def _dec(buf, s, e, places, rounded=1):
+    """Decimal field [s, e) as an int scaled by 10**places; extra decimals rounded as decimal
+    arithmetic rounds (to nearest, ties to even), or cut off when not `rounded` (times of day)."""
     if s >= e:
         return _EMPTY
     neg = 0
@@ -66,6 +77,8 @@ def _dec(buf, s, e, places):
     v = 0
     digits = 0
     frac = -1  # decimals read so far; -1 before the point
+    first = 0  # the first decimal past `places`
+    more = 0  # 1 when a later one is not zero
     while s < e:
         c = buf[s]
         s += 1
@@ -79,6 +92,11 @@ def _dec(buf, s, e, places):
             return _BAD
         if frac >= 0:
             if frac >= places:
+                if frac == places:
+                    first = c
+                    frac += 1
+                elif c:
+                    more = 1
                 continue
             frac += 1
         digits += 1
@@ -87,6 +105,10 @@ def _dec(buf, s, e, places):
             return _BAD
     if frac < 0:
         frac = 0
+    if frac > places:  # decimals were dropped
+        frac = places
+        if rounded and (first > 5 or (first == 5 and (more or v & 1))):
+            v += 1  # at most 10**9 < 2**30
     if digits == 0 or digits + places - frac > 9:  # keeps |v| < 10**9 < 2**30
         return _BAD
     while frac < places:
@@ -96,7 +118,8 @@ def _dec(buf, s, e, places):
 
 
 def _angle(buf, s, e, maxdeg):
-    """(d)ddmm.mmmm as micro-degrees (rounded), unsigned."""
+    """(d)ddmm.mmmm... as micro-degrees, unsigned, rounded exactly as decimal arithmetic rounds
+    (to nearest, ties to even) whatever the number of decimals: only ints below 2**30."""
     if s >= e:
         return _EMPTY
     ip = 0
@@ -110,8 +133,9 @@ def _angle(buf, s, e, maxdeg):
         s += 1
     if n < 3:
         return _BAD
-    frac = 0
+    frac = 0  # the first 6 decimals of the minutes
     k = 0
+    more = 0  # 1 when a decimal past the 6th is not zero
     if s < e:
         s += 1  # the point
         while s < e:
@@ -121,6 +145,8 @@ def _angle(buf, s, e, maxdeg):
             if k < 6:
                 frac = frac * 10 + c
                 k += 1
+            elif c:
+                more = 1
             s += 1
     while k < 6:
         frac *= 10
@@ -129,7 +155,12 @@ def _angle(buf, s, e, maxdeg):
     mins = ip % 100
     if mins >= 60:
         return _BAD
-    v = deg * 1000000 + (mins * 1000000 + frac + 30) // 60
+    a = mins * 1000000 + frac  # millionths of a minute (< 6e7), 60 of them per micro-degree
+    q = a // 60
+    r = a - q * 60  # with `more`, the remainder is r plus a fraction in (0, 1)
+    if r > 30 or (r == 30 and (more or q & 1)):
+        q += 1
+    v = deg * 1000000 + q
     if v > maxdeg * 1000000:
         return _BAD
     return v
@@ -156,7 +187,7 @@ def _tod(buf, s, e):
         return _BAD
     ms = 0
     if e - s > 6:
-        f = _dec(buf, s + 6, e, 3)  # ".sss": the point and up to three decimals
+        f = _dec(buf, s + 6, e, 3, 0)  # ".sss": the point and up to three decimals, cut off
         if f < 0 or f >= 1000:
             return _BAD
         ms = f
@@ -263,6 +294,13 @@ class NMEA:
         self.ms = -1  # UTC milliseconds of the day; -1 until known
         self.fix_ms = 0  # ticks_ms() of the last accepted fix
         self.sentence = 0  # type code of the sentence that produced the last fix
+        # satellites in view (GSV), for the screen: sums over the talkers heard
+        self.in_view = 0
+        self.tracked = 0  # of those, the ones heard (SNR above 0) in each talker's last full cycle
+        self._gsv_talker = bytearray(2 * _TALKERS)  # two letters per slot; zero = free
+        self._gsv_view = bytearray(_TALKERS)
+        self._gsv_tracked = bytearray(_TALKERS)  # committed at a cycle's last message
+        self._gsv_acc = bytearray(_TALKERS)  # counted over the cycle so far
 
     # ---- derived values (may allocate: call outside hot paths)
 
@@ -383,8 +421,7 @@ class NMEA:
             i += 1
         t0 = buf[1]
         t1 = buf[2]
-        if not ((t0 == 71 and (t1 == 80 or t1 == 78 or t1 == 76 or t1 == 65 or t1 == 66))
-                or (t0 == 66 and t1 == 68)):  # GP GN GL GA GB, BD
+        if t0 < 65 or t0 > 90 or t1 < 65 or t1 > 90 or t0 == 80:  # A-Z A-Z; P: proprietary
             self.unsupported += 1
             return 0
         t = (buf[3] << 16) | (buf[4] << 8) | buf[5]
@@ -398,6 +435,10 @@ class NMEA:
             code = GSA if nf >= 18 and self._gsa(buf, f) else 0
         elif t == _T_GLL:
             code = GLL if nf >= 7 and self._gll(buf, f) else 0
+        elif t == _T_GSV:
+            code = GSV if nf >= 4 and self._gsv(buf, f, t0, t1) else 0
+        elif t == _T_ZDA:
+            code = ZDA if nf >= 5 and self._zda(buf, f) else 0
         else:
             self.unsupported += 1
             return 0
@@ -565,4 +606,71 @@ class NMEA:
         elif self.quality == 0:
             self.quality = 1
         self._fix(GLL)
+        return True
+
+    def _gsv(self, buf, f, t0, t1):
+        total = _dec(buf, f[1], f[2] - 1, 0)
+        num = _dec(buf, f[2], f[3] - 1, 0)
+        view = _dec(buf, f[3], f[4] - 1, 0)
+        if total < 1 or total > 9 or num < 1 or num > total or view == _BAD or view > 255:
+            return False
+        snr = 0  # satellites in this message heard with a signal-to-noise ratio above 0
+        k = 4
+        while k < 20:  # four (prn, elevation, azimuth, snr) groups at most; absent ones read empty
+            j = _dec(buf, f[k + 3], f[k + 4] - 1, 0)
+            if j == _BAD or j > 99:
+                return False
+            if j > 0:  # 00 or empty: in view, not tracked
+                snr += 1
+            k += 4
+        slot = self._slot(t0, t1)
+        if view >= 0:
+            self._gsv_view[slot] = view
+        acc = snr if num == 1 else self._gsv_acc[slot] + snr
+        self._gsv_acc[slot] = acc if acc < 256 else 255
+        if num == total:
+            self._gsv_tracked[slot] = self._gsv_acc[slot]
+        v = 0
+        tr = 0
+        i = 0
+        while i < _TALKERS:
+            v += self._gsv_view[i]
+            tr += self._gsv_tracked[i]
+            i += 1
+        self.in_view = v
+        self.tracked = tr
+        return True
+
+    def _slot(self, t0, t1):
+        """The GSV slot of a talker: its own, else the first free one, else the last."""
+        tk = self._gsv_talker
+        i = 0
+        while i < _TALKERS:
+            a = tk[2 * i]
+            if a == 0 or (a == t0 and tk[2 * i + 1] == t1):
+                tk[2 * i] = t0
+                tk[2 * i + 1] = t1
+                return i
+            i += 1
+        tk[2 * _TALKERS - 2] = t0
+        tk[2 * _TALKERS - 1] = t1
+        return _TALKERS - 1
+
+    def _zda(self, buf, f):
+        tod = _tod(buf, f[1], f[2] - 1)
+        d = _dec(buf, f[2], f[3] - 1, 0)
+        m = _dec(buf, f[3], f[4] - 1, 0)
+        y = _dec(buf, f[4], f[5] - 1, 0)
+        if tod == _BAD or d == _BAD or m == _BAD or y == _BAD:
+            return False
+        days = _EMPTY
+        if d != _EMPTY or m != _EMPTY or y != _EMPTY:
+            if d < 1 or d > 31 or m < 1 or m > 12 or y < 1980 or y > 2199:
+                return False
+            days = _days(y, m, d)
+        if days >= 0 and tod >= 0:
+            self.days = days
+            self.ms = tod
+        else:
+            self._time(tod)
         return True

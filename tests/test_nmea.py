@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from decimal import Decimal
 from typing import Any
 
 import nmea
@@ -12,6 +13,8 @@ import pynmea2  # pyright: ignore[reportMissingImports]
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.nmea_corpus import agreement, corpus, exact_e6
 
 
 def S(body: str) -> str:
@@ -49,11 +52,18 @@ HAND = [
     S("GNGNS,080011.00,5130.00300,N,00007.20100,W,AAN,14,0.80,36.0,47.0,,,V"),
     S("GNGNS,080012.00,,,,,NNN,00,,,,,"),
     S("GNGNS,080013.00,0000.00000,N,00000.00000,E,DN,06,1.50,0.0,0.0,,"),  # null island
+    S("INRMC,080014,A,4404.14066,N,01233.93131,E,,,050324,,,A"),  # navigation unit, empty trailing
+    S("INGGA,080015,4404.14066,N,01233.93131,E,1,12,0.8,40.0,M,,M"),  # no differential fields
+    S("GQGGA,080016,4052.1,N,07400.1,W,1,05,1.0,,,,,,"),  # QZSS
+    S("GPGSV,3,1,11,03,03,111,00,04,15,270,00,06,01,010,00,13,06,292,00"),
+    S("GPGSV,3,2,11,14,25,170,00,16,57,208,39,18,67,296,40,19,40,246,00"),
+    S("GPGSV,3,3,11,22,42,067,42,24,14,311,43,27,05,244,00,,,,"),
+    S("GLGSV,1,1,02,65,10,100,30,66,20,200,,1"),  # NMEA 4.1 signal id
+    S("GNZDA,080017.00,06,03,2024,00,00"),
 ]
-UNSUPPORTED = [S("GPGSV,3,1,11,03,03,111,00,04,15,270,00,06,01,010,00,13,06,292,00"),
-               S("GPVTG,054.7,T,034.4,M,005.5,N,010.2,K"),
-               S("GQGGA,080000,4052.1,N,07400.1,W,1,05,1.0,,,,,,"),
-               S("PUBX,00,081350.00,4717.113210,N,00833.915187,E")]
+UNSUPPORTED = [S("GPVTG,054.7,T,034.4,M,005.5,N,010.2,K"),
+               S("PUBX,00,081350.00,4717.113210,N,00833.915187,E"),
+               S("PGRMZ,246,f,3")]
 
 
 def state(p: nmea.NMEA, code: int) -> tuple:
@@ -62,16 +72,27 @@ def state(p: nmea.NMEA, code: int) -> tuple:
             p.good, p.bad_checksum, p.malformed, p.unsupported)
 
 
+def dec(text: Any, places: int) -> int:
+    """A decimal field scaled by 10**places, rounded as decimal arithmetic rounds (ties to even)."""
+    return int(Decimal(str(text)).scaleb(places).quantize(Decimal(1)))  # str: the field as sent
+
+
 def check_against_pynmea2(line: str, p: nmea.NMEA, code: int) -> None:
     """The parser's state after `line` says what pynmea2 reads in it."""
     m: Any = pynmea2.parse(line, check=True)
     kind = m.sentence_type
     assert code == nmea.NAMES.index(kind), line
+    if kind == "GSV":
+        return  # its sums over talkers: test_gsv_counts_satellites_over_every_talker
+    if kind == "ZDA":
+        if m.timestamp and m.year:
+            assert (p.iso() or "")[:19] == dt.datetime.combine(m.datestamp, m.timestamp).isoformat()[:19]
+        return
     if kind == "GSA":
         assert p.fix_mode == (int(m.mode_fix_type) if m.mode_fix_type else p.fix_mode)
         for ours, theirs in ((p.pdop, m.pdop), (p.hdop, m.hdop), (p.vdop, m.vdop)):
             if theirs not in (None, ""):
-                assert ours == round(float(theirs) * 100)
+                assert ours == dec(theirs, 2)
         return
     status_ok = {"RMC": lambda: m.status == "A" and getattr(m, "mode_indicator", "A") != "N",
                  "GLL": lambda: m.status == "A" and (getattr(m, "faa_mode", None) or "A") != "N",
@@ -86,6 +107,7 @@ def check_against_pynmea2(line: str, p: nmea.NMEA, code: int) -> None:
         assert p.days == (m.datestamp - dt.date(1970, 1, 1)).days
     if not p.valid:
         return
+    assert (p.lat_e6, p.lon_e6) == (exact_e6(m.lat, m.lat_dir), exact_e6(m.lon, m.lon_dir)), line
     assert abs(p.lat_e6 - m.latitude * 1e6) <= 0.51, line
     assert abs(p.lon_e6 - m.longitude * 1e6) <= 0.51, line
     assert nmea.NAMES[p.sentence] == kind
@@ -93,16 +115,18 @@ def check_against_pynmea2(line: str, p: nmea.NMEA, code: int) -> None:
         assert p.sats == int(m.num_sats)
         hd = m.horizontal_dil if kind == "GGA" else m.hdop
         if hd not in (None, ""):
-            assert p.hdop == round(float(hd) * 100)
+            assert p.hdop == dec(hd, 2)
     if kind == "GGA":
         assert p.quality == int(m.gps_qual)
-        assert p.alt_dm == round(float(m.altitude) * 10)
+        if m.altitude is not None:
+            assert p.alt_dm == dec(m.altitude, 1)
     if kind == "RMC":
         if m.spd_over_grnd not in (None, ""):
-            assert p.speed_kn100 == round(float(m.spd_over_grnd) * 100)
-            assert abs(p.speed_cms - float(m.spd_over_grnd) * 1852 / 36) <= 0.5
+            assert p.speed_kn100 == dec(m.spd_over_grnd, 2)
+            assert p.speed_cms == (dec(m.spd_over_grnd, 2) * 1852 + 1800) // 3600  # from knots x100
+            assert abs(p.speed_cms - float(m.spd_over_grnd) * 1852 / 36) <= 0.5 + 0.005 * 1852 / 36
         if m.true_course not in (None, ""):
-            assert p.course == round(float(m.true_course) * 100)
+            assert p.course == dec(m.true_course, 2)
 
 
 def run_cpython(lines: list[str]) -> list[tuple]:
@@ -153,7 +177,7 @@ def test_a_lost_fix_clears_valid_but_keeps_the_last_position_and_its_time():
     fixed_at = p.fix_ms
     p.parse(HAND[12].encode())  # RMC V
     assert p.valid == 0 and p.quality == 0 and p.fixes == 1 and p.fix_ms == fixed_at
-    assert (p.lat_e6, p.lon_e6) == (51500025, -120003)
+    assert (p.lat_e6, p.lon_e6) == (51500025, -120002)  # 7.20015' is 0.1200025 deg: the tie to even
     assert p.age_ms(fixed_at + 4000) == 4000
     assert nmea.NMEA().age_ms() == -1
 
@@ -247,7 +271,84 @@ def test_parse_and_feed_allocate_nothing_on_the_vm(mpy):
     cp.feed(memoryview(blob))
     cp.feed(bytearray(blob))
     assert out.split() == [str(v) for v in (cp.good, cp.malformed, cp.unsupported, cp.fixes, cp.fixes)]
-    assert cp.fixes == 3 * 17
+    assert cp.fixes == 3 * 20
+
+
+def test_every_fix_in_the_receivers_corpus_reads_as_pynmea2_reads_it():
+    streams = corpus()
+    agree, total, bad = agreement(streams, nmea.NMEA)
+    assert total == 7800 and bad == []
+    for lines in streams.values():  # and every other sentence too (GSA, GSV, ZDA)
+        p = nmea.NMEA()
+        for line in lines:
+            check_against_pynmea2(line, p, p.parse(line.encode()))
+        assert p.bad_checksum == p.malformed == p.unsupported == 0
+
+
+def test_the_vm_reads_the_receivers_corpus_exactly_as_cpython(mpy, tmp_path):
+    streams = corpus(120)
+    path = tmp_path / "corpus.nmea"
+    path.write_bytes(b"".join(("\n".join(lines) + "\n\n").encode() for lines in streams.values()))
+    out = mpy(f"""
+        import nmea
+        p = nmea.NMEA()
+        for line in open({str(path)!r}, "rb"):
+            if line == b"\\n":
+                p = nmea.NMEA()  # the next receiver
+                continue
+            c = p.parse(line)
+            print(c, p.valid, p.lat_e6, p.lon_e6, p.quality, p.sats, p.hdop, p.days, p.ms,
+                  p.in_view, p.tracked)
+        """)
+    expected = []
+    for lines in streams.values():
+        p = nmea.NMEA()
+        for line in lines:
+            c = p.parse(line.encode())
+            expected.append(" ".join(str(v) for v in (c, p.valid, p.lat_e6, p.lon_e6, p.quality, p.sats,
+                                                      p.hdop, p.days, p.ms, p.in_view, p.tracked)))
+    assert out.splitlines() == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 179), st.integers(0, 59), st.text("0123456789", max_size=9), st.sampled_from("EW"))
+def test_positions_round_to_the_micro_degree_as_decimal_arithmetic_does(deg, mins, decimals, hemi):
+    lon = f"{deg:03d}{mins:02d}" + ("." + decimals if decimals else ".0")
+    p = nmea.NMEA()
+    assert p.parse(S(f"GNGGA,080000,4404.14066,N,{lon},{hemi},1,08,0.9,1.0,M,,M,,").encode()) == nmea.GGA
+    assert (p.lat_e6, p.lon_e6) == (44069011, exact_e6(lon, hemi))
+
+
+def test_ties_round_to_even_on_both_sides_of_the_equator():
+    p = nmea.NMEA()
+    for lat, ns, want in (("0000.00003", "N", 0), ("0000.00009", "S", -2), ("0000.000030001", "N", 1)):
+        p.parse(S(f"GPGGA,080000,{lat},{ns},00000.0,E,1,08,0.9,1.0,M,,M,,").encode())
+        assert p.lat_e6 == want, lat  # 0.5 and 1.5 micro-degrees go to 0 and 2; above 0.5 goes up
+
+
+def test_gsv_counts_satellites_over_every_talker():
+    p = nmea.NMEA()
+    for line in HAND[29:33]:  # GPGSV 3 messages (11 in view, 4 heard), GLGSV (2 in view, 1 heard)
+        assert p.parse(line.encode()) == nmea.GSV
+    assert (p.in_view, p.tracked) == (13, 5)
+    p.parse(S("GPGSV,1,1,02,10,45,100,35,12,30,200,41").encode())  # GPS's next cycle replaces its last
+    assert (p.in_view, p.tracked) == (4, 3)
+    p.parse(S("GPGSV,2,1,05,10,45,100,35,12,30,200,41,14,10,010,20,15,05,300,22").encode())
+    assert (p.in_view, p.tracked) == (7, 3)  # a cycle's heard count lands at its last message
+    assert p.parse(S("GPGSV,2,3,05,16,10,010,20").encode()) == 0  # message 3 of 2
+    assert p.parse(S("GPGSV,1,1,05,16,10,010,120").encode()) == 0  # SNR above 99 dB
+    assert (p.in_view, p.tracked, p.malformed) == (7, 3, 2)
+
+
+def test_zda_brings_the_date_and_the_next_time_only_sentence_keeps_it():
+    p = nmea.NMEA()
+    assert p.parse(S("GNZDA,235959.50,31,12,2025,00,00").encode()) == nmea.ZDA
+    assert p.iso() == "2025-12-31T23:59:59.500Z"
+    p.parse(S("GNGGA,000000.50,4404.14066,N,01233.93131,E,1,08,0.9,1.0,M,,M,,").encode())
+    assert p.iso() == "2026-01-01T00:00:00.500Z"
+    assert p.parse(S("GNZDA,,,,,,").encode()) == nmea.ZDA  # a receiver without time yet says nothing
+    assert p.iso() == "2026-01-01T00:00:00.500Z"
+    assert p.parse(S("GNZDA,000001.00,01,13,2026,00,00").encode()) == 0 and p.malformed == 1
 
 
 def _mutations(seed: int, n: int) -> list[bytes]:
@@ -321,7 +422,7 @@ def test_mutated_sentences_never_raise_and_keep_state_in_range(line, edits, fix_
         raw = bytearray(S(raw[1:-3].decode("latin-1")).encode("latin-1"))
     p = nmea.NMEA()
     code = p.parse(bytes(raw))
-    assert code in (0, 1, 2, 3, 4, 5)
+    assert code in (0, 1, 2, 3, 4, 5, 6, 7)
     assert abs(p.lat_e6) < 2**30 and abs(p.lon_e6) < 2**30 and 0 <= p.hdop < 2**30
     if code and p.valid:
         check_against_pynmea2(raw.decode("latin-1"), p, code)
