@@ -15,6 +15,7 @@ from host_tools import route_compile
 
 ROUTE_COMMAND_MODULES: list[str] = [
     "host_tools.assign",
+    "host_tools.address_build",
 ]
 
 

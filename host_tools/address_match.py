@@ -1,0 +1,232 @@
+"""Match parsed addresses to OSM building footprints, through indexes only (no pairwise comparison).
+
+The index maps a normalised street to its house numbers to the buildings carrying them; a second
+map goes from a street's bare name (and, in `zh`, its pinyin) to the streets that have it, and
+rapidfuzz searches the distinct names for typos. Per address the work is a few dictionary
+look-ups, plus one fuzzy search over street names when the street is unknown.
+
+Outcomes, from the strongest: `exact` (as written, up to case and spacing), `normalized` (equal
+after folding spellings, units, ranges, order and appended city), `fuzzy` (a typo in the street or
+a missing street type, resolved to exactly one building). Anything else is not guessed: no
+candidate is `none` with the reason, several are `ambiguous` with the candidates. Flats (units)
+land on their building; several stops share it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+from host_tools import address
+from host_tools.address import Parsed
+from host_tools.errors import DepotError
+
+SCORE = {"exact": 1.0, "normalized": 0.95, "geocode": 0.2, "none": 0.0}
+FUZZY_MAX = 0.9  # a fuzzy match scores at most this, less per edit
+MISSING_TYPE_SCORE = 0.85
+
+
+@dataclass
+class Building:
+    id: str
+    geometry: dict[str, Any]
+    tags: dict[str, Any]
+    street: str = ""
+    numbers: tuple[str, ...] = ()
+    block: str = ""  # zh 号楼
+    written: str = ""  # the tags as a person would write them, folded
+
+    def label(self) -> str:
+        t = self.tags
+        if "addr:street" not in t:
+            return self.id
+        hn, st = t.get("addr:housenumber", ""), t.get("addr:street", "")
+        extra = " " + str(t.get("name")) if self.block and t.get("name") else ""
+        return f"{st}{hn}{extra}" if self.block or not hn[:1].isdigit() or _is_cjk(st) else f"{hn} {st}"
+
+
+@dataclass
+class Match:
+    kind: str  # exact, normalized, fuzzy, none, ambiguous
+    score: float = 0.0
+    building: Building | None = None
+    candidates: list[Building] = field(default_factory=list)
+    why: str = ""
+
+
+def _is_cjk(s: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in s)
+
+
+def _written(s: str) -> str:
+    return " ".join(s.lower().split()).replace(" ", "") if _is_cjk(s) else " ".join(s.lower().split())
+
+
+def load_footprints(path: str | Path) -> list[Building]:
+    """An overpass-turbo GeoJSON of buildings -> Buildings (areal features only, ids kept)."""
+    try:
+        fc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DepotError(f"{path}: not readable as GeoJSON ({exc})",
+                         "export the buildings from overpass-turbo as GeoJSON") from None
+    if not isinstance(fc, dict) or not isinstance(fc.get("features"), list):
+        raise DepotError(f"{path}: not a GeoJSON FeatureCollection",
+                         "export the buildings from overpass-turbo as GeoJSON")
+    out: list[Building] = []
+    for k, feat in enumerate(fc["features"]):
+        if not isinstance(feat, dict):
+            continue
+        geom = feat.get("geometry") or {}
+        if not isinstance(geom, dict) or geom.get("type") not in ("Polygon", "MultiPolygon"):
+            continue  # nodes and ways that are not areas carry no fence
+        props = feat.get("properties")
+        props = props if isinstance(props, dict) else {}
+        tags = props.get("tags")
+        tags = tags if isinstance(tags, dict) else props  # overpass-turbo flat, or raw overpass "tags"
+        fid = feat.get("id") or props.get("@id") or props.get("id") or f"feature/{k}"
+        out.append(Building(id=str(fid), geometry=geom, tags=tags))
+    return out
+
+
+class Index:
+    def __init__(self, buildings: list[Building], locale: str = "en"):
+        if locale not in address.LOCALES:
+            raise DepotError(f"unknown locale {locale!r}", "use --locale en or --locale zh")
+        self.locale = locale
+        self.buildings = buildings
+        self.by_street: dict[str, dict[str, list[Building]]] = defaultdict(lambda: defaultdict(list))
+        self.by_core: dict[str, set[str]] = defaultdict(set)
+        self.by_sound: dict[str, set[str]] = defaultdict(set)
+        self.street_parts: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for b in buildings:
+            street, hn = b.tags.get("addr:street"), b.tags.get("addr:housenumber")
+            if not isinstance(street, str) or not isinstance(hn, str | int) or not street.strip():
+                continue
+            hn = str(hn)
+            if locale == "zh":
+                full, core, typ, sound = address.road_key(street)
+                b.numbers, b.block = address.zh_building_of(b.tags)
+                dirs: tuple[str, ...] = ()
+                self.by_sound[sound].add(full)
+                b.written = _written(street + hn)
+            else:
+                full, core, typ, dirs = address.osm_street_en(street)
+                b.numbers = address.house_numbers(hn)
+                b.written = _written(f"{hn} {street}")
+            b.street = full
+            self.by_core[core].add(full)
+            self.street_parts[full] = (typ, dirs)
+            for n in b.numbers:
+                self.by_street[full][n].append(b)
+        self.cores = sorted(self.by_core)
+        if locale == "zh":
+            self.places = frozenset(self.by_street) | frozenset(self.by_core)
+        else:
+            self.places = frozenset(address._fold(str(b.tags.get("addr:city", ""))) for b in buildings
+                                    if b.tags.get("addr:city")) - {""}
+        self.sounds = sorted(self.by_sound)
+
+    def parse(self, text: str) -> Parsed:
+        return address.parse(text, self.locale, self.places)
+
+    # --- streets ---------------------------------------------------------------------------------
+
+    def _consistent(self, fulls: set[str], p: Parsed) -> list[str]:
+        """Streets agreeing with every part the address does give (type, directions)."""
+        out = []
+        for full in sorted(fulls):
+            typ, dirs = self.street_parts[full]
+            if p.street_type and typ != p.street_type:
+                continue
+            if p.directions and set(dirs) != set(p.directions):
+                continue
+            out.append(full)
+        return out
+
+    def streets(self, p: Parsed) -> list[tuple[str, str, float]]:
+        """Candidate streets as (street, kind, score), best first."""
+        if p.street in self.by_street:
+            return [(p.street, "normalized", SCORE["normalized"])]
+        if p.core in self.by_core:
+            return [(s, "fuzzy", MISSING_TYPE_SCORE) for s in self._consistent(self.by_core[p.core], p)]
+        found: dict[str, float] = {}
+        if self.locale == "zh" and len(p.sound) >= 4:  # a homophone typed through pinyin
+            for sound, dist, _ in process.extract(p.sound, self.sounds, scorer=OSA.distance,
+                                                  score_cutoff=1, limit=8):
+                for s in self._consistent(self.by_sound[sound], p):
+                    core = s[: len(s) - len(self.street_parts[s][0])]
+                    same = sum(a == b for a, b in zip(core, p.core, strict=False))
+                    if len(core) == len(p.core) and 2 * same >= len(core):
+                        found[s] = max(found.get(s, 0.0), FUZZY_MAX - 0.05 * (1 + dist))
+        allowed = 0 if len(p.core) < 4 else 1 if len(p.core) < 9 else 2
+        if self.locale == "zh":
+            allowed = 1 if len(p.core) >= 3 else 0
+        if allowed:
+            for core, dist, _ in process.extract(p.core, self.cores, scorer=OSA.distance,
+                                                 score_cutoff=allowed, limit=8):
+                score = FUZZY_MAX - 0.1 * dist
+                for s in self._consistent(self.by_core[core], p):
+                    found[s] = max(found.get(s, 0.0), score)
+        return sorted(((s, "fuzzy", sc) for s, sc in found.items()), key=lambda t: -t[2])
+
+    # --- buildings -------------------------------------------------------------------------------
+
+    def _at(self, street: str, p: Parsed) -> list[Building]:
+        numbers = self.by_street.get(street, {})
+        for n in p.numbers:  # the written form first, then the ends of a range
+            if n in numbers:
+                return numbers[n]
+        return []
+
+    def _narrow(self, cands: list[Building], p: Parsed) -> list[Building]:
+        """Several buildings for one number: keep those the address's other parts point to."""
+        if self.locale == "zh":
+            if p.building:
+                same = [b for b in cands if b.block == p.building]
+                cands = same or [b for b in cands if not b.block]  # the compound is one footprint
+            elif len({b.block for b in cands}) > 1:
+                return cands
+        if len(cands) > 1 and p.unit:
+            same = [b for b in cands if str(b.tags.get("addr:unit", "")).lower() == p.unit]
+            cands = same or cands
+        if len(cands) > 1 and p.postcode:
+            same = [b for b in cands if str(b.tags.get("addr:postcode", "")).replace(" ", "") == p.postcode]
+            cands = same or cands
+        if len(cands) > 1 and p.place:
+            same = [b for b in cands if p.place in address._fold(str(b.tags.get("addr:city", "")))]
+            cands = same or cands
+        return cands
+
+    def match(self, raw: str, p: Parsed) -> Match:
+        if not p.core:
+            return Match("none", why="no street name found")
+        if not p.numbers:
+            return Match("none", why="no house number found")
+        streets = self.streets(p)
+        if not streets:
+            return Match("none", why=f"no street like '{p.street}' in the footprints")
+        tier = [t for t in streets if t[2] == streets[0][2]]  # the best-fitting streets only
+        hits = [(street, kind, score, cands) for street, kind, score in tier
+                if (cands := self._narrow(self._at(street, p), p))]
+        names = ", ".join(t[0] for t in tier[:4])
+        if not hits:
+            return Match("none", why=f"no building numbered {p.numbers[0]} on {names}")
+        cands = {b.id: b for h in hits for b in h[3]}
+        if len(tier) > 1:  # which street was meant is not known, even if only one has the number
+            return Match("ambiguous", candidates=list(cands.values()),
+                         why=f"{len(tier)} streets fit: {names}")
+        if len(cands) > 1:
+            return Match("ambiguous", candidates=list(cands.values()),
+                         why=f"{len(cands)} buildings fit: " + ", ".join(b.label() for b in cands.values()))
+        best = hits
+        _, kind, score, chosen = best[0]
+        b = chosen[0]
+        if kind == "normalized" and not p.unit and _written(raw) == b.written:
+            kind, score = "exact", SCORE["exact"]
+        return Match(kind, score=round(score, 3), building=b)
