@@ -1,9 +1,13 @@
 """Device side of the dock session (spec: docs/dock-protocol.md): one asyncio task on the dock port.
 
 The host leads; the device answers requests, streams its journal in a sliding window and takes a
-route package in resumable chunks. Records leave the journal only through `journal.acknowledge`,
-and only for an ACK whose HMAC (device key, device id, a session counter above every one accepted
-before, the sequence number) verifies: a rogue dock cannot make the device forget deliveries.
+route package in resumable chunks. Each session starts with mutual proof of the device key: HELLO
+carries the host's fresh nonce and the device answers with its own and an HMAC over both; the host
+answers with AUTH, its HMAC over both nonces. Until AUTH verifies, every request but HELLO is
+refused. Every MAC after that (record frames, ACK, SET_KEY) is under a session key derived from
+both nonces, so nothing recorded in one session verifies in another. Records leave the journal
+only through `journal.acknowledge`, and only for an ACK that verifies under this session's key:
+a rogue dock cannot make the device forget deliveries, read them, set its clock or push a route.
 The task never blocks the loop: it reads only what is there and yields after every frame.
 """
 
@@ -23,12 +27,25 @@ except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
 _RTO_MS = const(700)  # no PROGRESS for this long: resend from the last frame the host confirmed
-# Requests whose repeat must get the first answer rather than run again (an ACK run twice would
-# be refused for its used counter). The others are idempotent and simply run again.
+# Requests whose repeat must get the first answer rather than run again (a PUT_BEGIN run twice
+# would restart a transfer the host has moved on with). The others are idempotent and run again.
 _CACHED = (P.ACK, P.PUT_BEGIN, P.PUT_END)
 # Their replies are short: ACK 4 bytes, PUT_BEGIN 5, PUT_END a route id of 16 at most; framed and
 # stuffed, under 40 bytes. A longer one (none today) is simply not cached.
 _CACHE_MAX = const(64)
+_SPARE = const(16384)  # free flash a route push leaves: littlefs metadata, the journal's next segment
+_OPEN = (P.HELLO, P.AUTH)  # the only requests served before the host has proved the key
+
+
+def _nonce(buf):
+    """Fill buf with fresh random bytes (the port's hardware RNG where it has one)."""
+    try:
+        buf[:] = os.urandom(len(buf))
+    except (AttributeError, NotImplementedError):  # a port without urandom
+        import random
+
+        for i in range(len(buf)):
+            buf[i] = random.getrandbits(8)
 
 
 def make_raw(stream):
@@ -49,7 +66,8 @@ def make_raw(stream):
 
 class Dock:
     def __init__(self, stream, journal, device_id, key, route_dir="/route", status=None,
-                 firmware="", board="", battery=None, counter_path=None, set_time=None, window=8):
+                 firmware="", board="", battery=None, set_time=None, window=8, route_max=1 << 20,
+                 save_key=None):
         self.s = stream
         self.j = journal
         self.device_id = device_id
@@ -60,8 +78,9 @@ class Dock:
         self.firmware = firmware
         self.board = board
         self.battery = battery
-        self.counter_path = counter_path or route_dir + "/dock.ctr"
         self._set_time = set_time
+        self._save_key = save_key  # persists a rotated key (config file); None: rotation refused
+        self.route_max = route_max  # the board's cap on a route package, whatever the free flash
         self.window = window
         self.dec = P.Decoder()
         self.enc = P.Encoder()
@@ -80,11 +99,18 @@ class Dock:
         self._acked = 0
         self._acked_rec = 1
         self._last = False
-        self.last_counter = self._load_counter()
         self.inbox = RouteInbox(route_dir, key, self._rbuf)
+        self.inbox.discard_temp()  # a .tmp a power cut left behind
+        self._hnonce = bytearray(P.NONCE)  # this session's nonces
+        self._dnonce = bytearray(P.NONCE)
+        self._hello_seq = -1  # id of the HELLO the device nonce answers, until AUTH spends it
+        self._ses = None  # sign.Signer under the session key once the host proved the key
+        self._put_this_session = False
+        self._fhead = bytearray(2)  # GET id, frame number: the frame MAC's header
         self._it = None  # journal iterator of the running stream
         self.sent_frames = 0
         self.refused_acks = 0
+        self.refused_auth = 0  # AUTH proofs that failed, and requests made without one
         self._req = 0  # type of the request being handled, named in an ERROR reply
 
     # --- the task -------------------------------------------------------------------------------
@@ -195,7 +221,13 @@ class Dock:
 
     def _dispatch(self, t, seq, pl):
         if t == P.PROGRESS:
-            self._progress(seq, pl)
+            if self._ses is not None:
+                self._progress(seq, pl)
+            return
+        if self._ses is None and t not in _OPEN:
+            self.refused_auth += 1
+            self._event("auth_refused", "request %d before AUTH" % t)
+            self._error(seq, P.E_AUTH, "authenticate first")
             return
         if t != P.GET_RECORDS:
             self._gfrom = -1  # a later GET is new even if its id repeats
@@ -209,7 +241,11 @@ class Dock:
             self._remember(t, seq, pl)
         try:
             if t == P.HELLO:
-                self._hello(seq)
+                self._hello(seq, pl)
+            elif t == P.AUTH:
+                self._auth(seq, pl)
+            elif t == P.SET_KEY:
+                self._set_key(seq, pl)
             elif t == P.SET_CLOCK:
                 self._clock(seq, pl)
             elif t == P.GET_RECORDS:
@@ -231,18 +267,64 @@ class Dock:
         except OSError as e:
             self._error(seq, P.E_IO, "flash error: %s" % e)
 
-    def _hello(self, seq):
+    def _hello(self, seq, pl):
+        if len(pl) != P.NONCE:
+            raise ValueError("HELLO needs a %d-byte host nonce" % P.NONCE)
+        # A retransmitted HELLO (same id and nonce, our answer was lost) keeps the device nonce,
+        # so whichever answer the host got first still authenticates; anything else is a session.
+        if seq != self._hello_seq or self._hnonce != bytes(pl):
+            self._hnonce[:] = pl
+            _nonce(self._dnonce)
+            self._hello_seq = seq
+        self._ses = None  # a new session: nothing is allowed until the host proves the key
+        self._cache_n = 0
+        self._cache_req_n = 0
+        self._put_this_session = False
         j = self.j
         route_id, rhash = self.inbox.info()
         last = getattr(j, "last_seq", j.next_seq - 1)
         p = self.enc.payload
         struct.pack_into(P.HELLO_FIXED, p, 0, j.watermark + 1, last, j.watermark, j.pending(),
-                         self._free(), self.last_counter, self._battery(), rhash)
+                         self._free(), self._battery(), rhash, self._dnonce)
         n = struct.calcsize(P.HELLO_FIXED)
         for s in (self.device_id, self.firmware, self.board, route_id):
             n = P.put_str(p, n, s)
-        self._reply(P.HELLO | P.REPLY, seq, n)
+        p[n: n + 32] = self._signer.mac(P.HELLO_TAG, self._hnonce, p[:n])
+        self._reply(P.HELLO | P.REPLY, seq, n + 32)
         self._event("docked", self.device_id)
+
+    def _auth(self, seq, pl):
+        if self._hello_seq < 0 or len(pl) != 32:
+            raise ValueError("AUTH needs a HELLO first and a 32-byte proof")
+        msg = P.auth_message(self._hnonce, self._dnonce, self.device_id)
+        self._hello_seq = -1  # this device nonce is spent, whatever the outcome
+        if not self._signer.verify(pl, msg):
+            self.refused_auth += 1
+            self._event("auth_refused", "bad proof")
+            self._error(seq, P.E_AUTH, "host proof refused")
+            return
+        self._ses = sign.Signer(P.session_key(self._signer, self._hnonce, self._dnonce))
+        self._reply(P.AUTH | P.REPLY, seq, 0)
+        self._event("authenticated", self.device_id)
+
+    def _set_key(self, seq, pl):
+        sealed, tag = struct.unpack_from(P.SET_KEY_FIXED, pl, 0)
+        ses = self._session()
+        if not ses.verify(tag, P.KEY_TAG, sealed):
+            self._error(seq, P.E_AUTH, "new key refused: bad MAC")
+            return
+        if self._save_key is None:
+            self._error(seq, P.E_BAD_REQUEST, "this device cannot store a new key")
+            return
+        pad = ses.mac(P.KEY_TAG)
+        key = bytes(sealed[i] ^ pad[i] for i in range(32))
+        self._save_key(key)  # durable before the answer: the host switches keys on the answer
+        self.key = key
+        self._signer = sign.Signer(key)
+        self.inbox.key = key
+        self.inbox.forget()  # the active package was signed under the old key
+        self._reply(P.SET_KEY | P.REPLY, seq, 0)
+        self._event("key_rotated", self.device_id)
 
     def _clock(self, seq, pl):
         t = struct.unpack_from("<I", pl, 0)[0]
@@ -256,6 +338,8 @@ class Dock:
 
     def _status(self, seq):
         j = self.j
+        if not self._put_this_session and not self.inbox.busy:
+            self.inbox.discard()  # a sync that pushed nothing ends: a half package is stale
         route_id, _ = self.inbox.info()
         p = self.enc.payload
         last = getattr(j, "last_seq", j.next_seq - 1)
@@ -266,23 +350,28 @@ class Dock:
         self._reply(P.STATUS | P.REPLY, seq, n)
 
     def _ack(self, seq, pl):
-        upto, counter, tag = struct.unpack_from(P.ACK_FIXED, pl, 0)
-        if not self._signer.verify(tag, P.ack_message(self.device_id, counter, upto)):
+        upto, tag = struct.unpack_from(P.ACK_FIXED, pl, 0)
+        if not self._session().verify(tag, P.ack_message(self.device_id, upto)):
             self.refused_acks += 1
             self._event("ack_refused", "bad signature")
             self._error(seq, P.E_ACK_REFUSED, "ack refused: bad signature")
             return
-        if counter <= self.last_counter:
+        last = getattr(self.j, "last_seq", self.j.next_seq - 1)
+        if upto > last:  # the host cannot have what was never written
             self.refused_acks += 1
-            self._event("ack_refused", "stale counter")
-            self._error(seq, P.E_ACK_REFUSED, "ack refused: counter %d not above %d"
-                        % (counter, self.last_counter))
+            self._event("ack_refused", "beyond last seq")
+            self._error(seq, P.E_ACK_REFUSED, "ack refused: seq %d beyond last %d" % (upto, last))
             return
-        self._save_counter(counter)  # before deleting anything: the counter can never be replayed
         self.j.acknowledge(upto)
         struct.pack_into(P.ACK_REPLY, self.enc.payload, 0, self.j.watermark)
         self._reply(P.ACK | P.REPLY, seq, 4)
         self._event("ack", self.j.watermark)
+
+    def _session(self):
+        ses = self._ses
+        if ses is None:  # _dispatch lets nothing through before AUTH; a stream ends at HELLO
+            raise ValueError("no authenticated session")
+        return ses
 
     # --- record stream --------------------------------------------------------------------------
 
@@ -308,7 +397,7 @@ class Dock:
         p = self.enc.payload
         off = 1
         flags = 0
-        limit = self._fmax  # the host shrinks frames on a noisy line: short ones get through
+        limit = self._fmax - P.TAG  # the host shrinks frames on a noisy line: short ones get through
         if self._carry_n:
             n = self._carry_n
             p[off] = n
@@ -331,6 +420,11 @@ class Dock:
             p[off + 1: off + 1 + n] = mv
             off += 1 + n
         p[0] = flags
+        h = self._fhead
+        h[0] = self._gseq
+        h[1] = self._next
+        p[off: off + P.TAG] = self._session().mac(P.REC_TAG, h, p[:off])[: P.TAG]
+        off += P.TAG
         self._write(self.enc.frame(P.RECORDS, self._next, self._gseq, off))
         self._next = (self._next + 1) & 0xFF
         self.sent_frames += 1
@@ -376,6 +470,16 @@ class Dock:
 
     def _put_begin(self, seq, pl):
         size, sha = struct.unpack_from(P.PUT_BEGIN_FIXED, pl, 0)
+        self._put_this_session = True
+        if size > self.route_max:
+            self._error(seq, P.E_ROUTE, "route refused: %d bytes, this board takes %d at most"
+                        % (size, self.route_max))
+            return
+        held = self.inbox.held(size, sha)
+        if size - held > self._free() - _SPARE:
+            self.inbox.discard()
+            self._error(seq, P.E_ROUTE, "route refused: %d bytes, %d free" % (size, self._free()))
+            return
         have = self.inbox.begin(size, sha)
         struct.pack_into(P.PUT_REPLY, self.enc.payload, 0, have, 0)
         self._reply(P.PUT_BEGIN | P.REPLY, seq, 5)
@@ -422,18 +526,3 @@ class Dock:
         if v > 100:  # millivolts (hal.battery_mv): a Li-ion cell is empty at 3.3 V, full at 4.2 V
             v = (v - 3300) // 9
         return max(0, min(v, 100))
-
-    def _load_counter(self):
-        try:
-            with open(self.counter_path, "rb") as f:
-                b = f.read(4)
-        except OSError:
-            return 0
-        return struct.unpack("<I", b)[0] if len(b) == 4 else 0
-
-    def _save_counter(self, counter):
-        tmp = self.counter_path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<I", counter))
-        os.rename(tmp, self.counter_path)  # atomic: the old counter or the new one
-        self.last_counter = counter

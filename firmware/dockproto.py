@@ -33,6 +33,8 @@ RECORDS = const(0x07)  # device -> host stream frame; seq = frame number, ack = 
 PROGRESS = const(0x08)  # host -> device during a stream; seq = the GET's seq; no answer
 ACK = const(0x09)
 STATUS = const(0x0A)
+AUTH = const(0x0B)  # the host's proof of the device key; every request but HELLO waits for it
+SET_KEY = const(0x0C)  # a new device key, sealed under the session key (depot rotate-key)
 ERROR = const(0x7F)  # device -> host; ack = the failed request's seq
 REPLY = const(0x80)
 
@@ -47,19 +49,31 @@ E_UNKNOWN = const(2)
 E_ACK_REFUSED = const(3)
 E_ROUTE = const(4)
 E_IO = const(5)
+E_AUTH = const(6)  # the host has not proved the device key in this session (or its proof failed)
 
 # message payload layouts (little endian); strings are a u8 length + UTF-8
-HELLO_FIXED = "<IIIIIIB8s"  # first_seq last_seq watermark pending free_flash ack_counter battery route_hash
+NONCE = const(16)  # bytes of each side's fresh session nonce
+TAG = const(16)  # bytes of the session MAC at the end of each RECORDS frame
+# first_seq last_seq watermark pending free_flash battery route_hash device_nonce
+HELLO_FIXED = "<IIIIIB8s16s"
 PUT_BEGIN_FIXED = "<I32s"  # total size, sha256 of the package
 PUT_DATA_FIXED = "<I"  # offset; data follows
 PUT_REPLY = "<IB"  # bytes of /route/incoming.pkg held, 1 if this chunk was out of order
 GET_FIXED = "<IBH"  # from_seq, window (frames in flight), payload bytes per frame at most
 PROGRESS_FIXED = "<BIBH"  # next_frame, next_seq, flags, payload bytes per frame from now on
-ACK_FIXED = "<II32s"  # seq, counter, HMAC-SHA256
+ACK_FIXED = "<I32s"  # seq, HMAC-SHA256 under the session key
 ACK_REPLY = "<I"  # watermark after the ack
 STATUS_FIXED = "<IIIIB"  # pending last_seq watermark free_flash battery
 MAX_DATA = const(996)  # PUT_DATA bytes per frame
-ACK_TAG = b"DOCKACK1"  # domain separation: an upload signature can never pass as an ack
+SET_KEY_FIXED = "<32s32s"  # new key XOR the session's key pad, HMAC of that under the session key
+# Domain separation: no MAC made for one purpose (an upload, a route package, another message
+# here) can pass for another.
+HELLO_TAG = b"DOCKHELLO2"  # device proof: HMAC(key, tag | host nonce | HELLO reply before the proof)
+AUTH_TAG = b"DOCKAUTH2"  # host proof: HMAC(key, tag | host nonce | device nonce | device id)
+SESSION_TAG = b"DOCKSESS2"  # session key: HMAC(key, tag | host nonce | device nonce)
+ACK_TAG = b"DOCKACK2"  # under the session key: tag | device id | seq
+REC_TAG = b"DOCKREC2"  # under the session key: tag | GET id | frame number | frame payload
+KEY_TAG = b"DOCKKEY2"  # under the session key: the pad (tag) and the MAC (tag | sealed key)
 
 _MPY = sys.implementation.name == "micropython"
 
@@ -248,7 +262,22 @@ def get_str(buf, off):
     return bytes(buf[off + 1: off + 1 + n]).decode(), off + 1 + n
 
 
-def ack_message(device_id, counter, seq):
-    """The bytes an ACK's HMAC covers: tag, device id, session counter and sequence number."""
+def id_field(device_id):
     d = device_id.encode() if isinstance(device_id, str) else device_id
-    return ACK_TAG + bytes((len(d),)) + d + struct.pack("<II", counter, seq)
+    return bytes((len(d),)) + d
+
+
+def auth_message(host_nonce, device_nonce, device_id):
+    """The bytes the host's proof of the key covers."""
+    return AUTH_TAG + bytes(host_nonce) + bytes(device_nonce) + id_field(device_id)
+
+
+def session_key(signer, host_nonce, device_nonce):
+    """The key every MAC of one session uses: bound to both sides' fresh nonces, so nothing
+    recorded in one session (an ACK, a record frame) verifies in another."""
+    return signer.mac(SESSION_TAG, host_nonce, device_nonce)
+
+
+def ack_message(device_id, seq):
+    """The bytes an ACK's HMAC (under the session key) covers: tag, device id, sequence number."""
+    return ACK_TAG + id_field(device_id) + struct.pack("<I", seq)

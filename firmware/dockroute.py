@@ -31,6 +31,21 @@ class RouteInbox:
         self._unflushed = 0
         self._info = None  # (route_id, first 8 bytes of sha256) of active.pkg
 
+    @property
+    def busy(self):
+        return self._f is not None
+
+    def held(self, size, sha):
+        """Bytes of this same package /route/incoming.pkg already holds (0: another or none)."""
+        try:
+            with open(self.dir + "/incoming.meta", "rb") as f:
+                m = f.read(_META_LEN)
+            if len(m) == _META_LEN and struct.unpack_from("<I", m, 0)[0] == size and m[4:] == sha:
+                return min(os.stat(self.dir + "/incoming.pkg")[6], size)
+        except OSError:
+            pass
+        return 0
+
     def begin(self, size, sha):
         """Open a transfer; return how many bytes of this same package are already held."""
         inc = self.dir + "/incoming.pkg"
@@ -107,7 +122,19 @@ class RouteInbox:
             self._f.close()  # close syncs on littlefs
             self._f = None
 
+    def forget(self):
+        """Read the active package's id and hash again at the next info() (the key changed)."""
+        self._info = None
+
+    def discard_temp(self):
+        try:
+            os.remove(self.dir + "/incoming.meta.tmp")
+        except OSError:
+            pass
+
     def discard(self):
+        """Remove a half-received package: it would hold flash until the next push."""
+        self.close()
         for name in ("/incoming.pkg", "/incoming.meta"):
             try:
                 os.remove(self.dir + name)

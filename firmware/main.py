@@ -20,7 +20,13 @@ import nmea
 import routepkg
 import ui
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731
+
 VERSION = "0.1.0"
+_ROUTE_SHARE = const(4)  # a route package may take a quarter of the flash (active + incoming + journal)
 
 
 def _load_config():
@@ -59,6 +65,19 @@ class App:
         if not self.device_id:
             self.status.fault = "not enrolled: flash at the depot"
         self.load_route()
+
+    def save_key(self, key):
+        """A key the depot rotated over an authenticated dock session: into the config first
+        (write new, rename: the old key or the new one, never half), then into the uploader."""
+        with open(layout.CONFIG) as f:
+            cfg = json.load(f)
+        cfg["key"] = binascii.hexlify(key).decode()
+        with open(layout.CONFIG + ".tmp", "w") as f:
+            json.dump(cfg, f)
+        os.rename(layout.CONFIG + ".tmp", layout.CONFIG)
+        self.key = key
+        if self.uploader is not None:
+            self.uploader.set_key(key)
 
     # --- route ---------------------------------------------------------------------------------
 
@@ -251,9 +270,12 @@ class App:
         if s is not None:
             import dock
 
+            fl = self.board["flash"]
             self.dock = dock.Dock(s, self.journal, self.device_id, self.key, layout.ROUTE_DIR,
                                   status=self.on_dock, firmware=VERSION, board=self.board["name"],
-                                  battery=hal.battery_mv, set_time=hal.set_time)
+                                  battery=hal.battery_mv, set_time=hal.set_time,
+                                  route_max=fl["block_size"] * fl["block_count"] // _ROUTE_SHARE,
+                                  save_key=self.save_key)
             t.append(self.dock.run())
         return t
 

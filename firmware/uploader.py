@@ -70,6 +70,11 @@ class Uploader:
 
     # -- state for the screen ------------------------------------------------------------------
 
+    def set_key(self, key):
+        """The depot rotated the key (over the dock): sign every batch from now on with it."""
+        self.signer = Signer(key)
+        self.writer.signer = self.signer
+
     def pending(self):
         return self.journal.pending()
 

@@ -3,13 +3,17 @@
 `DockLink` sends requests and waits for their answers (retransmitting on timeout), receives the
 record stream in a go-back-N window (PROGRESS after every frame in order, one NAK per hole), and
 pushes route packages in a window of PUT_DATA chunks that resumes from whatever the device holds.
+Each session begins with mutual proof of the device key (`hello` then `authenticate`); after it,
+record frames are checked and the ACK made under a key bound to both sides' fresh nonces.
 Failures are typed: DockTimeout (the device stopped answering), DockProtocolError (it answered
-nonsense), DeviceRefused (it answered with an ERROR frame), all DockErrors.
+nonsense), DockAuthError (the peer did not prove the device key), DeviceRefused (it answered with
+an ERROR frame), all DockErrors.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 import struct
 import time
 from collections import deque
@@ -20,6 +24,7 @@ from typing import Any
 import dockproto as P
 import record
 import serial
+import sign
 
 BAUD = 115200
 IDLE_S = 0.25  # a stream's line silent this long: the device never got our request, ask again
@@ -39,6 +44,10 @@ class DockProtocolError(DockError):
     pass
 
 
+class DockAuthError(DockError):
+    """The peer did not prove the device key: a rogue device, or a record frame altered on the line."""
+
+
 class DeviceRefused(DockError):
     """The device answered with an ERROR frame."""
 
@@ -56,6 +65,10 @@ class RouteRefused(DeviceRefused):
     pass
 
 
+class AuthRefused(DeviceRefused):
+    """The device refused our proof of its key, or a request made before it."""
+
+
 @dataclass
 class Hello:
     device_id: str
@@ -68,8 +81,11 @@ class Hello:
     watermark: int
     pending: int
     free_flash: int
-    ack_counter: int
     battery: int | None
+    device_nonce: bytes = b""
+    host_nonce: bytes = b""
+    signed: bytes = b""  # the reply up to its proof
+    proof: bytes = b""
 
 
 @dataclass
@@ -99,6 +115,7 @@ class LinkStats:
     frames_bad: int = 0
     retransmits: int = 0
     naks: int = 0
+    frames_forged: int = 0  # good CRC, bad session MAC
 
 
 def _battery(b: int) -> int | None:
@@ -120,6 +137,8 @@ class DockLink:
         self.frames: deque[Frame] = deque()
         self.stats = LinkStats()
         self._id = random.randrange(1, 256)  # a fresh session rarely reuses the device's cached id
+        self.device_id = ""
+        self._session: sign.Signer | None = None  # under the session key, once both proved the key
         self._write(b"\0")  # flush whatever half frame the device's decoder holds
 
     def close(self) -> None:
@@ -202,18 +221,51 @@ class DockLink:
         raise DockTimeout(f"no answer to request 0x{ftype:02x} after {self.retries + 1} tries")
 
     def hello(self) -> Hello:
-        p = self.request(P.HELLO)
+        """Start a session under a fresh host nonce. The device names itself and signs its answer
+        (its own fresh nonce included) with its key; nothing in it is trusted until
+        `authenticate` has checked that proof with the key the store holds for that id."""
+        self._session = None
+        host_nonce = secrets.token_bytes(P.NONCE)
+        p = self.request(P.HELLO, host_nonce)
         try:
-            first, last, wm, pending, free, ctr, batt, rhash = struct.unpack_from(P.HELLO_FIXED, p, 0)
+            first, last, wm, pending, free, batt, rhash, dnonce = struct.unpack_from(P.HELLO_FIXED, p, 0)
             off = struct.calcsize(P.HELLO_FIXED)
             texts = []
             for _ in range(4):
                 s, off = P.get_str(p, off)
                 texts.append(s)
+            if len(p) != off + 32:
+                raise ValueError("no proof of the key")
         except (struct.error, ValueError, IndexError, UnicodeError) as exc:
             raise DockProtocolError(f"malformed HELLO reply: {exc}") from exc
+        self.device_id = texts[0]
         return Hello(texts[0], texts[1], texts[2], texts[3], bytes(rhash), first, last, wm, pending,
-                     free, ctr, _battery(batt))
+                     free, _battery(batt), bytes(dnonce), host_nonce, p[:off], p[off:])
+
+    def authenticate(self, hello: Hello, key: bytes) -> None:
+        """Check the device's proof of `key` in its HELLO, then prove it ourselves. DockAuthError
+        if the device's proof fails (it does not hold the key: nothing it sends is taken);
+        AuthRefused if the device refuses ours."""
+        signer = sign.Signer(key)
+        if not signer.verify(hello.proof, P.HELLO_TAG, hello.host_nonce, hello.signed):
+            raise DockAuthError(f"device {hello.device_id!r} did not prove its key: not the enrolled "
+                                "device, or it holds another key")
+        self.request(P.AUTH, signer.mac(P.auth_message(hello.host_nonce, hello.device_nonce,
+                                                       hello.device_id)))
+        self._session = sign.Signer(P.session_key(signer, hello.host_nonce, hello.device_nonce))
+
+    def _ses(self) -> sign.Signer:
+        if self._session is None:
+            raise DockAuthError("no authenticated session: hello() and authenticate() first")
+        return self._session
+
+    def set_key(self, new_key: bytes) -> None:
+        """Give the device a new key, sealed under the session key. The device has stored it when
+        this returns; the session itself stays under the old one."""
+        ses = self._ses()
+        pad = ses.mac(P.KEY_TAG)
+        sealed = bytes(a ^ b for a, b in zip(new_key, pad, strict=True))
+        self.request(P.SET_KEY, struct.pack(P.SET_KEY_FIXED, sealed, ses.mac(P.KEY_TAG, sealed)))
 
     def set_clock(self, unix_s: int) -> None:
         self.request(P.SET_CLOCK, struct.pack("<I", unix_s))
@@ -228,9 +280,12 @@ class DockLink:
             raise DockProtocolError(f"malformed STATUS reply: {exc}") from exc
         return Status(pending, last, wm, free, _battery(batt), route_id, space)
 
-    def ack(self, seq: int, counter: int, mac: bytes) -> int:
-        """Send a signed acknowledgement; return the device's watermark after it."""
-        p = self.request(P.ACK, struct.pack(P.ACK_FIXED, seq, counter, mac))
+    def ack(self, seq: int, mac: bytes | None = None) -> int:
+        """Acknowledge every record up to `seq` (MAC under this session's key unless `mac` is
+        given, as tests do to forge one); return the device's watermark after it."""
+        if mac is None:
+            mac = self._ses().mac(P.ack_message(self.device_id, seq))
+        p = self.request(P.ACK, struct.pack(P.ACK_FIXED, seq, mac))
         return struct.unpack_from(P.ACK_REPLY, p, 0)[0]
 
     # -- record stream ---------------------------------------------------------------------------
@@ -242,8 +297,10 @@ class DockLink:
 
         Frame size adapts to the line: two damaged frames in a row halve it (a short frame gets
         through noise a long one cannot), a run of clean ones doubles it again."""
+        ses = self._ses()
         next_rec = max(1, from_seq)
         restarts = 0  # restarts in a row without a record gained
+        forged = 0  # frames in a row whose session MAC failed
         progress_at = time.monotonic()  # when the last record arrived
         while True:
             gid = self._next_id()
@@ -305,7 +362,19 @@ class DockLink:
                     if restarts > 20 * (self.retries + 1):
                         raise DockTimeout(f"record stream cannot get past seq {next_rec}")
                     break
-                recs, last = _split(f.payload)
+                body = f.payload[: -P.TAG]
+                if len(f.payload) < 1 + P.TAG or not sign.equal(
+                        ses.mac(P.REC_TAG, bytes((gid, f.seq)), body)[: P.TAG], f.payload[-P.TAG:]):
+                    # Good CRC, bad MAC: altered on the line, or a stale frame of another session
+                    # that happens to share id and number. Never taken; a run of them is an attack.
+                    self.stats.frames_forged += 1
+                    forged += 1
+                    if forged >= 3:
+                        raise DockAuthError(f"record frames fail authentication (seq {next_rec})")
+                    restarts += 1
+                    break
+                forged = 0
+                recs, last = _split(body)
                 absent: list[int] = []
                 fresh: list[bytes] = []
                 for r in recs:
@@ -440,4 +509,6 @@ def _refusal(ftype: int, payload: bytes) -> DeviceRefused:
         return AckRefused(code, msg)
     if code == P.E_ROUTE:
         return RouteRefused(code, msg)
+    if code == P.E_AUTH:
+        return AuthRefused(code, msg)
     return DeviceRefused(code, f"request 0x{ftype:02x} refused: {msg}")

@@ -4,7 +4,8 @@ Order is what makes a cut harmless at any point: records are committed to the st
 before the acknowledgement is even built, and the acknowledgement names only the highest
 contiguous sequence the store holds. A cut before the ack leaves the device holding records the
 store already has (the next sync re-sends them, the store counts them as duplicates); a cut after
-it leaves nothing to redo. Each ack uses a fresh counter reserved in the store first.
+it leaves nothing to redo. Nothing is taken from a device that has not proved its key, and the
+ack is bound to the session's nonces, so it cannot be replayed into another session.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import dockproto as P
-import sign
 
 from host_tools.dock_host import DockError, DockLink, Hello, RouteRefused
 from host_tools.store import Store, UnknownDevice
@@ -77,6 +75,7 @@ def _sync(link: DockLink, store: Store, rep: SyncReport, say: Progress, push_rou
     key = store.key(dev)
     if key is None:
         raise UnknownDevice(f"device {dev!r} is not enrolled in this store")
+    link.authenticate(hello, key)  # before anything the device said is believed
     store.seen(dev, "dock", **_status(hello))
     link.set_clock(int(time.time()))
 
@@ -100,10 +99,8 @@ def _sync(link: DockLink, store: Store, rep: SyncReport, say: Progress, push_rou
 
     ack = store.ack_seq(dev)
     if ack > hello.watermark:
-        counter = store.next_counter(dev, "dock_ack")  # durably reserved: never sent twice
-        mac = sign.Signer(key).mac(P.ack_message(dev, counter, ack))
         say(f"ack {ack}")
-        rep.acked_seq = link.ack(ack, counter, mac)
+        rep.acked_seq = link.ack(ack)
     else:
         rep.acked_seq = hello.watermark
 

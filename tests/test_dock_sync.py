@@ -13,7 +13,7 @@ import pytest
 import sign
 
 from host_tools import route_compile
-from host_tools.dock_host import AckRefused, DockLink
+from host_tools.dock_host import AckRefused, AuthRefused, DockLink
 from host_tools.store import Store
 from host_tools.sync import sync_device
 from tests.dockharness import Device, Relay
@@ -73,23 +73,57 @@ def test_forged_and_replayed_acks_are_refused_and_nothing_is_deleted(rig) -> Non
     with DockLink(relay.host_path, retries=2) as link:
         hello = link.hello()
         assert (hello.watermark, hello.pending, hello.last_seq) == (0, N, N)
-        forged = sign.Signer(b"\x01" * 32).mac(P.ack_message("DEV1", 1, N))
+        link.authenticate(hello, key)
+        forged = sign.Signer(b"\x01" * 32).mac(P.ack_message("DEV1", N))
         with pytest.raises(AckRefused, match="bad signature"):
-            link.ack(N, 1, forged)
-        with pytest.raises(AckRefused, match="bad signature"):  # right key, other seq
-            link.ack(N, 1, sign.Signer(key).mac(P.ack_message("DEV1", 1, 10)))
-        good = sign.Signer(key).mac(P.ack_message("DEV1", 5, 10))
-        assert link.ack(10, 5, good) == 10
-        with pytest.raises(AckRefused, match="counter"):  # a replay of a genuine ack
-            link.ack(10, 5, good)
-        stale = sign.Signer(key).mac(P.ack_message("DEV1", 4, N))
-        with pytest.raises(AckRefused, match="counter"):
-            link.ack(N, 4, stale)
+            link.ack(N, forged)
+        with pytest.raises(AckRefused, match="bad signature"):  # the device key, not the session's
+            link.ack(N, sign.Signer(key).mac(P.ack_message("DEV1", N)))
+        assert link.ack(10) == 10
+        recorded = link._ses().mac(P.ack_message("DEV1", N))
         assert link.status().watermark == 10
-    assert [e[1] for e in dev.events() if e[0] == "ack_refused"] == [
-        "bad signature", "bad signature", "stale counter", "stale counter"]
+    with DockLink(relay.host_path, retries=2) as link:  # the next session
+        link.authenticate(link.hello(), key)
+        with pytest.raises(AckRefused, match="bad signature"):  # a genuine ack of another session
+            link.ack(N, recorded)
+        assert link.status().watermark == 10
+    assert [e[1] for e in dev.events() if e[0] == "ack_refused"] == ["bad signature"] * 3
     dev.stop()
     assert dev.journal_state()[:2] == (10, N - 10)
+
+
+def test_a_rogue_dock_gets_nothing_and_a_rogue_device_is_not_believed(rig, tmp_path: Path) -> None:
+    """Issue 13.1 end to end on the VM. A dock without the key: every request refused, nothing
+    moved. A device without the key (an impostor naming an enrolled id): the host stores none of
+    its records and sends no ACK, so there is nothing to replay to the real handheld."""
+    store, key, relay, dev = rig
+    with DockLink(relay.host_path, retries=1) as link:
+        hello = link.hello()
+        wrong = sign.Signer(b"\x09" * 32).mac(P.auth_message(hello.host_nonce, hello.device_nonce, "DEV1"))
+        with pytest.raises(AuthRefused, match="host proof refused"):
+            link.request(P.AUTH, wrong)
+        with pytest.raises(AuthRefused, match="authenticate first"):
+            link.request(P.GET_RECORDS, struct.pack(P.GET_FIXED, 1, 8, 1000))
+        with pytest.raises(AuthRefused, match="authenticate first"):
+            link.request(P.PUT_BEGIN, struct.pack(P.PUT_BEGIN_FIXED, 0xFFFFFFFF, bytes(32)))
+        with pytest.raises(AuthRefused, match="authenticate first"):
+            link.request(P.SET_CLOCK, struct.pack("<I", 1))
+    assert [e[0] for e in dev.events() if e[0] in ("clock", "route_receiving", "ack")] == []
+    impostor_root = tmp_path / "impostor"
+    impostor_root.mkdir()
+    relay2 = Relay()
+    relay2.start()
+    impostor = Device(impostor_root, relay2.dev_path, "DEV1", b"\x09" * 32, records=5)
+    try:
+        rep = sync_device(relay2.host_path, store)
+    finally:
+        relay2.close()
+        impostor.stop()
+    assert not rep.ok and rep.error.startswith("DockAuthError: device 'DEV1' did not prove its key")
+    assert (rep.received, store.count("DEV1"), rep.acked_seq) == (0, 0, 0)
+    assert [e for e in impostor.events() if e[0] in ("authenticated", "ack")] == []
+    rep = sync_device(relay.host_path, store)  # the real one still syncs everything
+    assert rep.ok and (rep.stored, rep.acked_seq) == (N, N)
 
 
 def test_host_crash_mid_stream_then_resume_ends_identical(rig) -> None:
@@ -190,12 +224,14 @@ def test_route_push_resumes_after_a_cut_and_a_bad_package_keeps_the_old_route(ri
     assert not rep.ok and "previous kept" in rep.route_error
     with DockLink(relay.host_path) as link:
         assert link.hello().route_id == pkg.route_id
+    assert not (dev.root / "route" / "incoming.pkg").exists()  # the refused one is gone
     assert [e[1] for e in dev.events() if e[0] == "route"] == [pkg.route_id]
 
 
 def test_raw_stream_yields_every_record_in_order_with_no_absent_seqs(rig) -> None:
-    _, _, relay, _ = rig
+    _, key, relay, _ = rig
     with DockLink(relay.host_path) as link:
+        link.authenticate(link.hello(), key)
         got: list[int] = []
         missing: list[int] = []
 

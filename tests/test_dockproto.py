@@ -95,10 +95,16 @@ def test_decode_never_raises_on_noise(noise: bytes) -> None:
         assert 0 <= len(f[3]) <= P.MAX_PAYLOAD
 
 
-def test_ack_message_binds_device_counter_and_seq() -> None:
-    m = P.ack_message("DEV1", 5, 300)
-    assert m == b"DOCKACK1\x04DEV1" + struct.pack("<II", 5, 300)
-    assert m != P.ack_message("DEV1", 6, 300) != P.ack_message("DEV2", 5, 300)
+def test_ack_message_binds_device_and_seq_and_the_session_key_binds_both_nonces() -> None:
+    import sign
+
+    m = P.ack_message("DEV1", 300)
+    assert m == b"DOCKACK2\x04DEV1" + struct.pack("<I", 300)
+    assert m != P.ack_message("DEV1", 301) != P.ack_message("DEV2", 300)
+    s = sign.Signer(b"k" * 32)
+    a, b = b"a" * P.NONCE, b"b" * P.NONCE
+    assert len({P.session_key(s, a, b), P.session_key(s, b, a), P.session_key(s, a, a),
+                P.session_key(sign.Signer(b"j" * 32), a, b)}) == 4
 
 
 def test_vm_round_trip_and_decode_allocates_nothing(mpy) -> None:
@@ -166,8 +172,29 @@ class _Stream:
         return len(b)
 
 
-_TYPES = st.sampled_from([P.HELLO, P.SET_CLOCK, P.PUT_BEGIN, P.PUT_DATA, P.PUT_END, P.GET_RECORDS,
-                          P.PROGRESS, P.ACK, P.STATUS, 0x00, 0x55, 0xFF])
+def frames_of(s: _Stream) -> list[tuple[int, int, int, bytes]]:
+    out = decode_all(bytes(s.out))
+    s.out.clear()
+    return out
+
+
+def open_session(d, s: _Stream, key: bytes, device_id: str = "DEV1"):
+    """HELLO and AUTH against an in-process Dock, as the host does; the session's Signer."""
+    import sign
+
+    host_nonce = bytes(range(P.NONCE))
+    d._handle(P.HELLO, 1, memoryview(host_nonce))
+    (_, _, _, hello), = frames_of(s)
+    dnonce = struct.unpack_from(P.HELLO_FIXED, hello, 0)[-1]
+    signer = sign.Signer(key)
+    assert signer.verify(hello[-32:], P.HELLO_TAG, host_nonce, hello[:-32])
+    d._handle(P.AUTH, 2, memoryview(signer.mac(P.auth_message(host_nonce, dnonce, device_id))))
+    assert frames_of(s) == [(P.AUTH | P.REPLY, 0, 2, b"")]
+    return sign.Signer(P.session_key(signer, host_nonce, dnonce))
+
+
+_TYPES = st.sampled_from([P.HELLO, P.AUTH, P.SET_KEY, P.SET_CLOCK, P.PUT_BEGIN, P.PUT_DATA, P.PUT_END,
+                          P.GET_RECORDS, P.PROGRESS, P.ACK, P.STATUS, 0x00, 0x55, 0xFF])
 
 
 @given(st.lists(st.tuples(_TYPES, st.integers(0, 255), st.binary(max_size=80)), max_size=30))
@@ -186,20 +213,74 @@ def test_random_requests_never_kill_the_dock_nor_acknowledge(tmp_path_factory, f
     assert not (route_dir / "active.pkg").exists()
 
 
-def test_dock_answers_a_repeated_ack_from_its_cache_not_as_a_replay(tmp_path) -> None:
+def test_dock_answers_a_repeated_ack_from_its_cache(tmp_path) -> None:
     import dock
-    import sign
 
     key = b"\x07" * 32
     j = _Journal(20)
     s = _Stream()
     d = dock.Dock(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None)
-    ack = struct.pack(P.ACK_FIXED, 12, 1, sign.Signer(key).mac(P.ack_message("DEV1", 1, 12)))
+    ses = open_session(d, s, key)
+    ack = struct.pack(P.ACK_FIXED, 12, ses.mac(P.ack_message("DEV1", 12)))
     d._handle(P.ACK, 9, memoryview(ack))
     first = bytes(s.out)
     d._handle(P.ACK, 9, memoryview(ack))  # the host lost our answer and sends it again
     assert bytes(s.out) == first * 2
     assert decode_all(first) == [(P.ACK | P.REPLY, 0, 9, struct.pack("<I", 12))]
     assert j.acked == [12]
-    d2 = dock.Dock(_Stream(), j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None)
-    assert d2.last_counter == 1  # persisted: a restarted device still refuses counter 1
+
+
+def test_every_request_but_hello_and_auth_is_refused_until_the_host_proves_the_key(tmp_path) -> None:
+    """Issue 13.1: a dock that proved nothing got PUT_BEGIN (size 0xFFFFFFFF), PUT_DATA,
+    GET_RECORDS and SET_CLOCK obeyed. Each is now an ERROR E_AUTH, and nothing happens."""
+    import dock
+
+    key = b"\x07" * 32
+    j = _Journal(20)
+    s = _Stream()
+    clock: list[int] = []
+    d = dock.Dock(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=clock.append)
+    host_nonce = b"n" * P.NONCE
+    requests = [(P.SET_CLOCK, struct.pack("<I", 1)),
+                (P.PUT_BEGIN, struct.pack(P.PUT_BEGIN_FIXED, 0xFFFFFFFF, bytes(32))),
+                (P.PUT_DATA, struct.pack(P.PUT_DATA_FIXED, 0) + b"x" * 50), (P.PUT_END, b""),
+                (P.GET_RECORDS, struct.pack(P.GET_FIXED, 1, 8, 1000)), (P.STATUS, b""),
+                (P.ACK, struct.pack(P.ACK_FIXED, 20, bytes(32))),
+                (P.SET_KEY, struct.pack(P.SET_KEY_FIXED, bytes(32), bytes(32)))]
+    for phase in ("before HELLO", "after HELLO", "after a wrong AUTH"):
+        if phase == "after HELLO":
+            d._handle(P.HELLO, 1, memoryview(host_nonce))
+            assert frames_of(s)[0][0] == P.HELLO | P.REPLY
+        if phase == "after a wrong AUTH":
+            d._handle(P.AUTH, 2, memoryview(bytes(32)))
+            refusal = bytes((P.E_AUTH, P.AUTH, 18)) + b"host proof refused"
+            assert frames_of(s) == [(P.ERROR, 0, 2, refusal)]
+        for i, (t, pl) in enumerate(requests):
+            d._handle(t, 10 + i, memoryview(pl))
+            refusal = bytes((P.E_AUTH, t, 18)) + b"authenticate first"
+            assert frames_of(s) == [(P.ERROR, 0, 10 + i, refusal)]
+    assert (clock, j.acked, d._it, d.inbox.busy, sorted(p.name for p in tmp_path.iterdir())) == (
+        [], [], None, False, [])
+
+
+def test_an_ack_recorded_in_one_session_is_refused_in_the_next(tmp_path) -> None:
+    """Issue 13.1: a genuine ACK replayed into another session moved the watermark."""
+    import dock
+
+    key = b"\x07" * 32
+    j = _Journal(50)
+    s = _Stream()
+    d = dock.Dock(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None)
+    first = open_session(d, s, key)
+    recorded = struct.pack(P.ACK_FIXED, 50, first.mac(P.ack_message("DEV1", 50)))
+    second = open_session(d, s, key)  # the next session: same host nonce even, fresh device nonce
+    assert second.mac(b"x") != first.mac(b"x")
+    d._handle(P.ACK, 30, memoryview(recorded))
+    refusal = bytes((P.E_ACK_REFUSED, P.ACK, 26)) + b"ack refused: bad signature"
+    assert frames_of(s) == [(P.ERROR, 0, 30, refusal)]
+    assert j.acked == []
+    d._handle(P.ACK, 31, memoryview(struct.pack(P.ACK_FIXED, 60, second.mac(P.ack_message("DEV1", 60)))))
+    assert frames_of(s)[0][3] == bytes((P.E_ACK_REFUSED, P.ACK, 34)) + b"ack refused: seq 60 beyond last 50"
+    d._handle(P.ACK, 32, memoryview(struct.pack(P.ACK_FIXED, 50, second.mac(P.ack_message("DEV1", 50)))))
+    assert frames_of(s) == [(P.ACK | P.REPLY, 0, 32, struct.pack("<I", 50))]
+    assert j.acked == [50]

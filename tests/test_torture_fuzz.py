@@ -825,10 +825,11 @@ def test_dock_session_on_the_vm_survives_mutated_requests_and_still_syncs_everyt
     dev = Device(tmp_path, relay.dev_path, "DEV1", key, records=n_records)
     rng = random.Random(99)
     n = cases(300, 5000)
-    bases = [(P.HELLO, b""), (P.STATUS, b""), (P.SET_CLOCK, struct.pack("<I", 1_700_000_000)),
+    bases = [(P.HELLO, bytes(P.NONCE)), (P.AUTH, bytes(32)), (P.STATUS, b""),
+             (P.SET_CLOCK, struct.pack("<I", 1_700_000_000)),
              (P.GET_RECORDS, struct.pack(P.GET_FIXED, 1, 4, 200)),
              (P.PROGRESS, struct.pack(P.PROGRESS_FIXED, 1, 2, 0, 200)),
-             (P.ACK, struct.pack(P.ACK_FIXED, n_records, 1, bytes(32))),
+             (P.ACK, struct.pack(P.ACK_FIXED, n_records, bytes(32))),
              (P.PUT_BEGIN, struct.pack(P.PUT_BEGIN_FIXED, 3000, bytes(32))),
              (P.PUT_DATA, struct.pack(P.PUT_DATA_FIXED, 0) + bytes(range(200))),
              (P.PUT_END, b""), (0x55, b"?")]

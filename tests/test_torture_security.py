@@ -18,7 +18,7 @@ import upload
 from sign import Signer
 
 from host_tools import route_compile
-from host_tools.dock_host import AckRefused, DeviceRefused, DockLink
+from host_tools.dock_host import AckRefused, AuthRefused, DeviceRefused, DockLink
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import sync_device
@@ -170,20 +170,27 @@ def test_forged_dock_acks_are_refused_by_the_device_session_and_nothing_is_delet
     tries = cases(10, 200)
     try:
         with DockLink(relay.host_path, retries=2) as link:
-            assert (link.hello().watermark, link.hello().pending) == (0, N)
+            old = link.hello()
+            link.authenticate(old, key)
+            recorded = link._ses().mac(P.ack_message("DEV1", N))  # a genuine ack of that session
+            hello = link.hello()
+            assert (hello.watermark, hello.pending) == (0, N)
+            link.authenticate(hello, key)
+            ses = link._ses()
             forgeries = []
             for k in range(tries):
-                c = 1 + k
                 forgeries += [
-                    (c, Signer(bytes([k % 256]) * 32).mac(P.ack_message("DEV1", c, N))),  # wrong key
-                    (c, Signer(other_key).mac(P.ack_message("DEV1", c, N))),  # another device's key
-                    (c, Signer(key).mac(P.ack_message("DEV2", c, N))),  # signed for another device
-                    (c, Signer(key).mac(b"upload-batch/1", P.ack_message("DEV1", c, N))),  # other domain
-                    (c, _flip_last_bit(Signer(key).mac(P.ack_message("DEV1", c, N)))),  # damaged tag
+                    Signer(bytes([k % 256]) * 32).mac(P.ack_message("DEV1", N)),  # wrong key
+                    Signer(other_key).mac(P.ack_message("DEV1", N)),  # another device's key
+                    Signer(key).mac(P.ack_message("DEV1", N)),  # the device key, not the session's
+                    ses.mac(P.ack_message("DEV2", N)),  # this session, another device id
+                    ses.mac(b"upload-batch/1", P.ack_message("DEV1", N)),  # other domain
+                    _flip_last_bit(ses.mac(P.ack_message("DEV1", N))),  # damaged tag
+                    recorded,  # replayed from the previous session
                 ]
-            for c, tag in forgeries:
+            for tag in forgeries:
                 with pytest.raises(AckRefused, match="bad signature"):
-                    link.ack(N, c, tag)
+                    link.ack(N, tag)
             # a short ACK payload is a bad request, not a crash
             with pytest.raises(DeviceRefused, match="bad request"):
                 link.request(P.ACK, b"\1\2\3")
@@ -204,8 +211,52 @@ def test_forged_dock_acks_are_refused_by_the_device_session_and_nothing_is_delet
     assert "Traceback" not in out
     assert dev.journal_state()[:2] == (N, 0)
     tally("security dock-acks", len(forgeries) + 1,
-          extra="wrong key, other device's key, other device id, upload signature, damaged tag: "
-                "all refused, nothing deleted")
+          extra="wrong key, other device's key, device key outside the session, other device id, "
+                "upload signature, damaged tag, replayed from another session: all refused, "
+                "nothing deleted")
+
+
+def test_a_dock_without_the_key_is_refused_every_request_and_changes_nothing(tmp_path: Path):
+    """Issue 13.1: a rogue dock (no key) tries every request, before and after a forged AUTH."""
+    store = Store(tmp_path / "depot.sqlite3")
+    key = store.enrol("DEV1")
+    relay = Relay()
+    relay.start()
+    dev = Device(tmp_path, relay.dev_path, "DEV1", key, records=N)
+    rounds = cases(3, 40)
+    requests = [(P.SET_CLOCK, struct.pack("<I", 1)),
+                (P.PUT_BEGIN, struct.pack(P.PUT_BEGIN_FIXED, 0xFFFFFFFF, bytes(32))),
+                (P.PUT_DATA, struct.pack(P.PUT_DATA_FIXED, 0) + bytes(100)), (P.PUT_END, b""),
+                (P.GET_RECORDS, struct.pack(P.GET_FIXED, 1, 8, 1000)), (P.STATUS, b""),
+                (P.ACK, struct.pack(P.ACK_FIXED, N, bytes(32))),
+                (P.SET_KEY, struct.pack(P.SET_KEY_FIXED, bytes(32), bytes(32)))]
+    refused = 0
+    try:
+        with DockLink(relay.host_path, retries=2) as link:
+            for r in range(rounds):
+                hello = link.hello()
+                guess = Signer(bytes([r % 256]) * 32).mac(P.auth_message(hello.host_nonce,
+                                                                         hello.device_nonce, "DEV1"))
+                with pytest.raises(AuthRefused, match="host proof refused"):
+                    link.request(P.AUTH, guess)
+                refused += 1
+                for t, pl in requests:
+                    with pytest.raises(AuthRefused, match="authenticate first"):
+                        link.request(t, pl)
+                    refused += 1
+        time.sleep(0.3)  # the VM prints its events as it goes
+        assert [e[0] for e in dev.events() if e[0] in ("clock", "route_receiving", "route", "ack",
+                                                      "key_rotated", "authenticated")] == []
+        assert not (tmp_path / "route" / "incoming.pkg").exists()
+        rep = sync_device(relay.host_path, store)
+        assert rep.ok and (rep.stored, rep.acked_seq) == (N, N)
+    finally:
+        relay.close()
+        out = dev.stop()
+    assert "Traceback" not in out
+    tally("security rogue-dock requests", refused,
+          extra="forged AUTH, then SET_CLOCK, PUT_BEGIN 0xFFFFFFFF, PUT_DATA, PUT_END, GET_RECORDS, "
+                "STATUS, ACK, SET_KEY: all refused before the key is proved, nothing changed")
 
 
 def test_a_valid_package_still_replaces_the_route_after_the_forgeries(tmp_path):
