@@ -66,6 +66,8 @@ DIRECTION_OF = {alias: canon for canon, aliases in DIRECTIONS.items() for alias 
 UNIT_WORDS = r"apt|apartment|unit|flat|suite|ste|fl|floor|rm|room|bldg|#"
 _UNIT_RE = re.compile(rf"(?:^|[\s,])(?:{UNIT_WORDS})\.?\s*#?\s*([0-9a-z][0-9a-z-]*)\b", re.I)
 _NUMBER_RE = re.compile(r"^\d+[a-z]?(?:\s*[-–/;]\s*\d+[a-z]?)?$", re.I)
+_NUMBER_FIRST = re.compile(r"^\s*(\d+[a-z]?(?:\s*-\s*\d+[a-z]?)?)\s+(\D.*?)\s*$", re.I)
+_NUMBER_LAST = re.compile(r"^\s*(\D.*?)\s+(\d+[a-z]?)\s*$", re.I)
 _POSTCODE_RE = re.compile(r"\b(\d{5})(?:-\d{4})?\s*$")
 _PUNCT = re.compile(r"[^\w\s#-]+")
 
@@ -132,6 +134,7 @@ def parse_en(address: str, places: frozenset[str] = frozenset()) -> Parsed:
             if len(words) > k + 1 and _fold(" ".join(words[-k:])) in places:
                 place, text = _fold(" ".join(words[-k:])), " ".join(words[:-k]).strip(" ,")
                 break
+    written_unit = unit
     tokens = usaddress.parse(text)
     labels = [lab for _, lab in tokens]
     if "AddressNumber" not in labels:  # "Main Street 12": usaddress calls the 12 a unit; move it
@@ -169,9 +172,14 @@ def parse_en(address: str, places: frozenset[str] = frozenset()) -> Parsed:
             postcode = tok[:5]
         elif lab == "OccupancyIdentifier" and not unit:
             unit = tok.lstrip("#").strip().lower()
+    if not numbers or not (name_words or typ_words):  # "5 Elm": too short for usaddress's model
+        before, after = _NUMBER_FIRST.match(text), _NUMBER_LAST.match(text)
+        if before or after:
+            num, street = (before.group(1), before.group(2)) if before else (after.group(2), after.group(1))
+            numbers, name_words, typ_words, dirs_pre, dirs_post = house_numbers(num), [street], [], [], []
+            unit = written_unit
+    # street_key keeps a lone word as the name even when it looks like a street type
     full, core, typ, dirs = street_key(dirs_pre + name_words + typ_words + dirs_post)
-    if not name_words and typ_words:  # "12 Street" alone: nothing to match on
-        core = ""
     return Parsed(street=full, core=core, street_type=typ, directions=dirs, numbers=numbers,
                   unit=unit, place=place or _fold(" ".join(place_words)), postcode=postcode, notes=notes)
 

@@ -78,8 +78,13 @@ def load_footprints(path: str | Path) -> list[Building]:
     if not isinstance(fc, dict) or not isinstance(fc.get("features"), list):
         raise DepotError(f"{path}: not a GeoJSON FeatureCollection",
                          "export the buildings from overpass-turbo as GeoJSON")
+    return buildings_from(fc["features"])
+
+
+def buildings_from(features: list[Any]) -> list[Building]:
+    """GeoJSON features -> Buildings: areal ones only, the OSM id kept, tags flat or under "tags"."""
     out: list[Building] = []
-    for k, feat in enumerate(fc["features"]):
+    for k, feat in enumerate(features):
         if not isinstance(feat, dict):
             continue
         geom = feat.get("geometry") or {}

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.town import s10
+
 LAT0, LON0 = 40.0313, -105.2705
 M_LAT = 1 / 111195.0
 M_LON = M_LAT / math.cos(math.radians(LAT0))
@@ -200,7 +202,8 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
         sid = f"S{k + 1:05d}"
         text, done = (_perturb_en if locale == "en" else _perturb_zh)(rng, street, hn, block)
         row = {"stop_id": sid, "seq": str(k + 1), "name": f"Resident {k + 1}", "address": text,
-               "items": " ".join(f"IT{k + 1:05d}{c}" for c in "AB"[: rng.randint(1, 2)])}
+               "items": " ".join(s10(p, f"{seed % 100:02d}{2 * k + j:06d}") for j, p in
+                                 enumerate(("RR", "CP")[: rng.randint(1, 2)]))}
         if rng.random() < geocoded:
             row.update(_prior(rng, by_id.get(bid) if bid else None, feats[0]))
         rows.append(row)

@@ -1,0 +1,258 @@
+"""`depot route build`: an address list matched to OSM building footprints, in `en` and `zh`.
+
+Each address names the building it must land on, or the reason it must not land anywhere: a
+wrong match is worse than none, so the traps (flats, ranges, the number after the street, a
+street name in two towns, a bare name with two street types, no building at all) are spelled out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from host_tools import address, cli, route_compile
+from host_tools.address_build import build, read_rows
+from host_tools.address_match import Index, buildings_from, load_footprints
+from host_tools.errors import DepotError
+from sim.town import s10
+
+LAT, LON = 40.0, -105.27
+M_LAT = 1 / 111195.0
+M_LON = M_LAT / math.cos(math.radians(LAT))
+
+
+def footprint(k: int, **tags: str) -> dict:
+    """A 10 m x 12 m building, the k-th along a line, with OSM tags (overpass-turbo form)."""
+    x, y = k * 20.0, 0.0
+    ring = [[LON + (x + dx) * M_LON, LAT + (y + dy) * M_LAT] for dx, dy in
+            ((0, 0), (10, 0), (10, 12), (4, 12), (4, 8), (0, 8), (0, 0))]
+    return {"type": "Feature", "id": f"way/{k}", "properties": {"@id": f"way/{k}", "building": "yes", **tags},
+            "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+EN = [
+    footprint(1, **{"addr:housenumber": "12", "addr:street": "Main Street", "addr:city": "Springfield",
+                    "addr:postcode": "62701"}),
+    footprint(2, **{"addr:housenumber": "14-16", "addr:street": "Main Street", "addr:city": "Springfield"}),
+    footprint(3, **{"addr:housenumber": "20", "addr:street": "North Oak Avenue"}),
+    footprint(4, **{"addr:housenumber": "12", "addr:street": "Main Street", "addr:city": "Shelbyville",
+                    "addr:postcode": "62565"}),  # the same street name in the next town
+    footprint(5, **{"addr:housenumber": "5", "addr:street": "Elm Street"}),
+    footprint(6, **{"addr:housenumber": "5", "addr:street": "Elm Avenue"}),
+    footprint(7, **{"addr:housenumber": "30", "addr:street": "Washington Boulevard"}),
+    footprint(8),  # a shed: no address
+    footprint(9, **{"addr:housenumber": "7", "addr:street": "Main Street", "addr:city": "Springfield"}),
+    footprint(10, **{"addr:housenumber": "41", "addr:street": "Southeast Harbor Drive"}),
+]
+
+EN_CASES = [  # address as the list has it -> (outcome, building)
+    ("7 Main Street", "exact", "way/9"),
+    ("7 main st.", "normalized", "way/9"),
+    ("7 MAIN ST APT 3", "normalized", "way/9"),  # flats share their building
+    ("#2, 7 Main St", "normalized", "way/9"),
+    ("Flat 4, 7 Main Street", "normalized", "way/9"),
+    ("7 Main St Unit B, Springfield IL 62701", "normalized", "way/9"),
+    ("Main Street 7", "normalized", "way/9"),  # number after the street
+    ("14-16 Main Street", "exact", "way/2"),
+    ("14 Main St", "normalized", "way/2"),  # one end of the building's range
+    ("16 Main St.", "normalized", "way/2"),
+    ("12 Main Street, Springfield", "normalized", "way/1"),
+    ("12 Main St 62565", "normalized", "way/4"),
+    ("12 Main Street", "ambiguous", None),  # two towns, nothing says which
+    ("20 N Oak Ave", "normalized", "way/3"),
+    ("20 North Oak Avenue", "exact", "way/3"),
+    ("20 Oak Avenue", "fuzzy", "way/3"),  # the direction left out
+    ("20 Southeast Oak Avenue", "none", None),  # a direction that contradicts
+    ("41 SE Harbor Dr", "normalized", "way/10"),
+    ("30 Washingtn Blvd", "fuzzy", "way/7"),  # a typo
+    ("30 Wahsington Boulevard", "fuzzy", "way/7"),  # transposed letters
+    ("5 Elm St", "normalized", "way/5"),
+    ("5 Elm", "ambiguous", None),  # Elm Street or Elm Avenue
+    ("9 Main Street", "none", None),  # the street exists, the building does not: never a neighbour
+    ("40 Nowhere Road", "none", None),
+    ("Main Street", "none", None),
+]
+
+
+@pytest.fixture(scope="module")
+def en_index() -> Index:
+    return Index(buildings_from(EN), "en")
+
+
+@pytest.mark.parametrize("text, kind, building", EN_CASES)
+def test_en_addresses_land_on_their_building_or_nowhere(en_index, text, kind, building):
+    m = en_index.match(text, en_index.parse(text))
+    assert (m.kind, m.building.id if m.building else None) == (kind, building), m.why
+
+
+def test_en_reasons_name_what_is_missing(en_index):
+    def why(text: str) -> str:
+        return en_index.match(text, en_index.parse(text)).why
+
+    assert why("9 Main Street") == "no building numbered 9 on main st"
+    assert why("40 Nowhere Road") == "no street like 'nowhere rd' in the footprints"
+    assert why("12 Main Street") == "2 buildings fit: 12 Main Street, 12 Main Street"
+    assert why("5 Elm") == "2 streets fit: elm ave, elm st"
+
+
+ZH = [
+    footprint(101, **{"addr:street": "建国路", "addr:housenumber": "88号", "name": "1号楼"}),
+    footprint(102, **{"addr:street": "建国路", "addr:housenumber": "88号", "name": "2号楼"}),
+    footprint(103, **{"addr:street": "人民路", "addr:housenumber": "12号"}),
+    footprint(104, **{"addr:street": "中山路", "addr:housenumber": "5号"}),
+    footprint(105, **{"addr:street": "中山街", "addr:housenumber": "5号"}),
+    footprint(106, **{"addr:street": "解放大道", "addr:housenumber": "100号"}),
+    footprint(107, **{"addr:street": "朝阳巷", "addr:housenumber": "3号3号楼"}),
+]
+
+ZH_CASES = [
+    ("人民路12号", "exact", "way/103"),
+    ("人民路12号3单元402室", "normalized", "way/103"),  # flats share their building
+    ("人民路１２号", "normalized", "way/103"),  # full-width digits
+    ("北京市朝阳区人民路12号", "normalized", "way/103"),  # the administrative prefix
+    ("人民路 12号 100020", "normalized", "way/103"),  # a postcode appended
+    ("人明路12号", "fuzzy", "way/103"),  # typed through pinyin: ming for min
+    ("北京市朝阳区建国路88号2号楼3单元501室", "normalized", "way/102"),
+    ("建国路88号二号楼", "normalized", "way/102"),
+    ("建国路88号1栋", "normalized", "way/101"),
+    ("健国路88号1号楼", "fuzzy", "way/101"),  # a homophone
+    ("建国路88号", "ambiguous", None),  # which building of the compound?
+    ("建国路88号5号楼", "none", None),  # that building is not mapped
+    ("解放100号", "fuzzy", "way/106"),  # the road type left out
+    ("中山5号", "ambiguous", None),  # 中山路 or 中山街
+    ("中山街5号", "exact", "way/105"),
+    ("北京市朝阳巷3号3号楼", "normalized", "way/107"),  # a road named like a district
+    ("人民路14号", "none", None),
+    ("和平路1号", "none", None),
+]
+
+
+@pytest.fixture(scope="module")
+def zh_index() -> Index:
+    return Index(buildings_from(ZH), "zh")
+
+
+@pytest.mark.parametrize("text, kind, building", ZH_CASES)
+def test_zh_addresses_land_on_their_building_or_nowhere(zh_index, text, kind, building):
+    m = zh_index.match(text, zh_index.parse(text))
+    assert (m.kind, m.building.id if m.building else None) == (kind, building), m.why
+
+
+def test_zh_parts_are_taken_apart():
+    p = address.parse_zh("北京市朝阳区建国路88号三号楼2单元501室")
+    assert (p.street, p.core, p.street_type, p.numbers, p.building, p.unit, p.place) == \
+        ("建国路", "建国", "路", ("88",), "3", "2-501", "北京市朝阳区")
+
+
+def test_en_parts_are_taken_apart():
+    p = address.parse_en("12-14 N. Main Street, Apt 3, Springfield IL 62701", frozenset({"springfield"}))
+    assert (p.street, p.core, p.street_type, p.directions, p.numbers, p.unit, p.place, p.postcode) == \
+        ("n main st", "main", "st", ("n",), ("12-14", "12", "14"), "3", "springfield", "62701")
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+def write_csv(path: Path, rows: list[dict[str, str]], bom: bool = True) -> Path:
+    with path.open("w", newline="", encoding="utf-8-sig" if bom else "utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["stop_id", "seq", "name", "address", "items", "lat", "lon"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def row(seq: int, text: str, *items: str, lat: str = "", lon: str = "") -> dict[str, str]:
+    return {"stop_id": f"S{seq:03d}", "seq": str(seq), "name": f"Resident {seq}", "address": text,
+            "items": " ; ".join(items) if seq % 2 else " ".join(items), "lat": lat, "lon": lon}
+
+
+def test_cli_writes_every_row_once_with_its_match_and_a_summary(tmp_path, capsys):
+    fp = tmp_path / "buildings.geojson"
+    fp.write_text(json.dumps({"type": "FeatureCollection", "features": EN}))
+    addresses = write_csv(tmp_path / "north.csv", [
+        row(1, "7 Main Street", s10("RR", "00000001")),
+        row(2, "7 Main St Apt 2", s10("RR", "00000002"), s10("CP", "00000003")),
+        row(3, "14 Main St", s10("RR", "00000004")),
+        row(4, "30 Washingtn Blvd", s10("RR", "00000005")),
+        row(5, "99 New Build Lane", s10("RR", "00000006"), lat=f"{LAT + 0.001:.6f}", lon=f"{LON:.6f}"),
+        row(6, "12 Main Street", s10("RR", "00000007")),
+        row(7, "<b>123 Nowhere</b>", s10("RR", "00000008")),
+    ])
+    out, page = tmp_path / "north.geojson", tmp_path / "match.html"
+    rc = cli.main(["route", "build", str(addresses), "--footprints", str(fp), "--out", str(out),
+                   "--route-id", "NORTH-1", "--html", str(page)])
+    stdout = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    assert stdout[-1] == ("matched 4 of 7 addresses (57.1%): exact 1, normalized 2, fuzzy 1, geocode 1; "
+                          "unmatched 1; ambiguous 1")
+    fc = json.loads(out.read_text())
+    assert fc["route_id"] == "NORTH-1"
+    props = [f["properties"] for f in fc["features"]]
+    assert [p["stop_id"] for p in props] == [f"S{k:03d}" for k in range(1, 8)]
+    assert [(p["match"], p["building_id"]) for p in props] == [
+        ("exact", "way/9"), ("normalized", "way/9"), ("normalized", "way/2"), ("fuzzy", "way/7"),
+        ("geocode", None), ("none", None), ("none", None)]
+    assert set(props[0]) == {"stop_id", "seq", "name", "address", "items", "match", "match_score",
+                             "building_id"}
+    assert props[1]["items"] == [s10("RR", "00000002"), s10("CP", "00000003")]
+    assert props[0]["match_score"] == 1.0 and props[4]["match_score"] == 0.2
+    assert fc["features"][0]["geometry"] == fc["features"][1]["geometry"] == EN[8]["geometry"]
+    assert fc["features"][4]["geometry"]["type"] == "Point" and props[4]["radius_m"] == 25.0
+    assert fc["features"][5]["geometry"] is None  # listed, never dropped, never guessed
+    assert "S006: ambiguous (2 buildings fit: 12 Main Street, 12 Main Street); no fence: 12 Main Street" \
+        in stdout
+    html = page.read_text()
+    assert html.count("<tr class=") == 3 and 'data-stop-id="S005"' in html
+    assert "&lt;b&gt;123 Nowhere&lt;/b&gt;" in html and "<b>123" not in html
+    assert html.count('class="exact"') == 1 and html.count('class="geocode"') == 1
+
+
+def test_a_built_route_compiles_when_every_stop_has_a_fence(tmp_path):
+    fp = tmp_path / "b.geojson"
+    fp.write_text(json.dumps({"type": "FeatureCollection", "features": ZH}))
+    addresses = write_csv(tmp_path / "zh.csv", [
+        row(1, "人民路12号3单元402室", s10("RR", "00000011")),
+        row(2, "建国路88号2号楼", s10("RR", "00000012")),
+        row(3, "建国路88号1号楼1单元101", s10("RR", "00000013")),
+        row(4, "和平路1号", s10("RR", "00000014"), lat=f"{LAT:.6f}", lon=f"{LON - 0.001:.6f}"),
+    ], bom=False)
+    fc, outcomes, _ = build(addresses, fp, locale="zh", route_id="ZH-1")
+    assert [o.kind for o in outcomes] == ["normalized", "normalized", "normalized", "geocode"]
+    res = route_compile.compile_geojson(fc, key=bytes(32))
+    assert (res.stops, res.route_id, res.repairs) == (4, "ZH-1", [])
+
+
+@pytest.mark.parametrize("content, message", [
+    ("stop_id,seq,name,items\nS1,1,A,RR1\n",
+     "no column address in the header. "
+     "the first row names the columns stop_id,seq,name,address,items[,lat,lon]"),
+    ("stop_id,seq,name,address,items\nS1,one,A,1 Main St,X\n",
+     "line 2: seq 'one' is not a whole number. seq is the walk order, 0..65535"),
+    ("stop_id,seq,name,address,items\nS1,1,A,1 Main St,X\nS1,2,B,2 Main St,Y\n",
+     "line 3: stop_id S1 already on line 2. stop ids are unique"),
+    ("stop_id,seq,name,address,items,lat,lon\nS1,1,A,1 Main St,X,north,5\n",
+     "line 2: lat,lon 'north','5' are not numbers. leave both empty or give decimal degrees"),
+    ("stop_id,seq,name,address,items\n", "no address rows. one row per stop below the header"),
+])
+def test_bad_lists_get_one_line(tmp_path, content, message):
+    p = tmp_path / "a.csv"
+    p.write_text(content)
+    with pytest.raises(DepotError) as exc:
+        read_rows(p)
+    assert exc.value.line().endswith(message + ".")
+
+
+def test_bad_footprints_and_not_utf8_get_one_line(tmp_path, capsys):
+    bad = tmp_path / "b.geojson"
+    bad.write_text("{")
+    with pytest.raises(DepotError, match="not readable as GeoJSON"):
+        load_footprints(bad)
+    latin = tmp_path / "a.csv"
+    latin.write_bytes("stop_id,seq,name,address,items\nS1,1,Müller,1 Main St,X\n".encode("latin-1"))
+    rc = cli.main(["route", "build", str(latin), "--footprints", str(bad), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert capsys.readouterr().err == f"depot: error: {latin}: not UTF-8 text. save the list as CSV UTF-8.\n"
+    assert not (tmp_path / "o").exists()
