@@ -37,6 +37,7 @@ MAX_RECORD = const(255)  # one length byte per record; record.MAX_LEN is 212
 
 ACK_OK = const(0)
 ACK_CONFLICT = const(1)  # some records clash with what the server holds; refused and flagged
+ACK_REFUSED = const(2)  # the server will never take this batch as sent: the device quarantines it
 
 _BATCH_TAG = b"upload-batch/1"
 _ACK_TAG = b"upload-ack/1"
@@ -165,11 +166,15 @@ class Batch:
         return len(self.body) == self.body_len and equal(hashlib.sha256(self.body).digest(), self.body_hash)
 
     def records(self):
-        """The encoded records, as a list of bytes; FormatError if the body does not parse."""
+        """The encoded records, as a list of bytes; FormatError if the body does not parse.
+        A deflated body is inflated with the spec's 1 KiB window and never past the size its
+        record count allows (count x 256 bytes), so a small body cannot inflate to megabytes."""
         body = self.body
         if self.flags & F_DEFLATE:
             try:
-                body = memoryview(_inflate(bytes(body)))
+                body = memoryview(_inflate(bytes(body), self.count * (1 + MAX_RECORD)))
+            except FormatError:
+                raise
             except Exception:  # zlib.error on CPython, OSError on MicroPython
                 raise FormatError("body does not inflate") from None
         elif self.flags:
@@ -259,18 +264,28 @@ def _deflate(data):
         return None
 
 
-def _inflate(data):
+def _inflate(data, limit):
+    """Inflate a raw deflate stream of window WBITS; FormatError past `limit` bytes."""
     try:
         import zlib  # type: ignore
-
-        return zlib.decompress(data, -15)  # type: ignore[call-arg]
     except ImportError:
-        pass
+        zlib = None
+    if zlib is not None:
+        d = zlib.decompressobj(-WBITS)  # type: ignore[attr-defined]
+        out = d.decompress(data, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise FormatError("body inflates past its record count")
+        if not d.eof:
+            raise FormatError("body does not inflate")
+        return out
     import io
 
     import deflate
 
-    return deflate.DeflateIO(io.BytesIO(data), deflate.RAW, WBITS).read()
+    out = deflate.DeflateIO(io.BytesIO(data), deflate.RAW, WBITS).read(limit + 1)
+    if len(out) > limit:
+        raise FormatError("body inflates past its record count")
+    return out
 
 
 class CounterLease:

@@ -11,10 +11,12 @@ nothing. Each failure class has its own remedy:
     ModemState       power-cycle the modem, then back off
     SimProvisioning  nothing the device can fix: report it, retry rarely
     HTTP 413         split: halve the batch and send again at once
-    HTTP 401/403/404/412/422/5xx   authentication, clock, enrolment, a body altered in transit or
-                     server trouble: report, back off and retry
-    other HTTP 4xx   the server refuses these records: quarantine the batch (kept on the device for
-                     the dock, listed in /upload/quarantine) and go on with the next records
+    signed refusal   an acknowledgement with status ACK_REFUSED, verified under our key for this
+                     request: the server will never take these records; quarantine the batch (kept
+                     on the device for the dock, listed in /upload/quarantine), go on with the next
+    any other answer 403 (counter behind: skip ahead), 401, 404, 412, 422, 5xx and every unsigned
+                     4xx (a captive portal, a proxy's 407 or 429, an html page): report, back off,
+                     retry the same records. Only the server can make the device set records aside.
 """
 
 import asyncio
@@ -158,9 +160,12 @@ class Uploader:
         return self._answer(status, resp, n, first, last, counter)
 
     def _answer(self, status, resp, n, first, last, counter):
+        ack = upload.parse_ack(resp, self.signer, self.device_id, counter) if len(resp) else None
+        if ack is not None and ack.status == upload.ACK_REFUSED and 400 <= status < 500:
+            self._quarantine(first, last, status)  # signed for this request: the server's word
+            return 0
         if status in (200, 409):
-            ack = upload.parse_ack(resp, self.signer, self.device_id, counter)
-            if ack is None:
+            if ack is None or ack.status == upload.ACK_REFUSED:
                 self.last_error = "unverified answer (HTTP %d)" % status
                 return self._backoff()
             self.journal.acknowledge(ack.ack_seq)  # the journal clamps it to what it wrote
@@ -174,23 +179,17 @@ class Uploader:
                 self.last_error = ""
                 self.limit = min(self.batch, self.limit * 2)
             return 0
-        if status == 413:
-            if n > 1:
-                self.limit = max(1, n // 2)
-                return 0
-            self._quarantine(first, last, status)
+        if status == 413 and n > 1:  # halving is safe whoever said it
+            self.limit = max(1, n // 2)
             return 0
         if status == 403:  # our counter is behind the server's (state restored from a backup?)
             self.counter.next += 1024
             self.last_error = "counter refused"
             return self._backoff()
-        if status in (401, 404, 412, 422) or status >= 500 or status < 400:
-            # 422: our signed bytes were altered on the way; the next attempt may get through
-            self.last_error = {401: "signature refused", 404: "device not enrolled", 412: "clock refused",
-                               422: "body altered in transit"}.get(status, "server error %d" % status)
-            return self._backoff()
-        self._quarantine(first, last, status)
-        return 0
+        # 401, 404, 412, 422 (our signed bytes altered on the way), 5xx, and any 4xx not signed
+        self.last_error = {401: "signature refused", 404: "device not enrolled", 412: "clock refused",
+                           422: "body altered in transit"}.get(status, "server answered %d" % status)
+        return self._backoff()
 
     def _quarantine(self, first, last, status):
         """The server will not take these records: keep them for the dock and move on."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import routepack
 import routepkg
 
-from host_tools import routes
+from host_tools import private, routes
 from host_tools.store import AssignedRoute, Store, UnknownDevice, open_store
 
 
@@ -25,9 +25,8 @@ def assign(store: Store, package: str | Path, device_id: str) -> AssignedRoute:
     data = Path(package).read_bytes()
     signed = routepack.resign(data, key)
     route = routes.load(package)
-    kept = routes.folder(store.path) / f"{route.route_id}.pkg"
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    kept.write_bytes(signed)
+    private.folder(routes.folder(store.path))
+    private.write(routes.folder(store.path) / f"{route.route_id}.pkg", signed)
     return store.assign_route(device_id, signed, route.route_id)
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from host_tools import report, routes
+from host_tools import private, report, routes
 
 
 def register(sub) -> None:
@@ -27,9 +27,7 @@ def find_route(store, store_path: Path, route_id: str) -> routes.Route:
         for dev in store.devices():
             assigned = store.assigned_route(dev.device_id)
             if assigned is not None and assigned.route_id == route_id:
-                path = routes.folder(store_path) / "assigned.pkg.tmp"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(assigned.package)
+                path = private.write(routes.folder(store_path) / "assigned.pkg.tmp", assigned.package)
                 try:
                     return routes.from_package(path, store.key(dev.device_id))
                 finally:

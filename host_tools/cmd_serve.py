@@ -3,22 +3,73 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+from pathlib import Path
+
+from host_tools.errors import DepotError
+from host_tools.server_guard import Limits
+
+TOKEN_ENV = "DEPOT_OPERATOR_TOKEN"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    d = Limits()
     p = sub.add_parser("serve", help="run the ingest server handhelds upload to over cellular")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
-    p.add_argument("--max-body", type=int, default=64 * 1024, help="largest batch in bytes (413 above)")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument("--operator-token-file", metavar="FILE",
+                   help=f"a file holding the token /v1/devices and /metrics require (or ${TOKEN_ENV}); "
+                        "without one they answer loopback clients only")
+    p.add_argument("--access-log", action="store_true", help="log one line per request answered")
+    p.add_argument("--max-body", type=int, default=d.max_body, help="largest batch in bytes (413 above)")
     p.add_argument("--clock-window", type=float, default=None, metavar="SECONDS",
                    help="refuse batches whose device clock is further off than this (412)")
+    p.add_argument("--header-timeout", type=float, default=d.header_timeout_s, metavar="SECONDS",
+                   help="close a connection whose request headers take longer "
+                        f"(default {d.header_timeout_s:g})")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout_s, metavar="SECONDS",
+                   help=f"answer 408 to a body that takes longer (default {d.body_timeout_s:g})")
+    p.add_argument("--max-connections", type=int, default=d.max_connections,
+                   help=f"open connections before new ones get 503 (default {d.max_connections})")
+    p.add_argument("--max-inflight", type=int, default=d.max_inflight,
+                   help=f"requests in progress before new ones get 503 (default {d.max_inflight})")
     p.set_defaults(func=run)
+
+
+def operator_token(path: str | None) -> str | None:
+    if path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as e:
+            raise DepotError(f"cannot read the operator token file {path}: {e.strerror}",
+                             "give a readable file holding the token") from None
+        if not token:
+            raise DepotError(f"the operator token file {path} is empty", "write a long random token into it")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
 
 
 def run(args: argparse.Namespace) -> int:
     from host_tools import server
 
-    print(f"depot serve: listening on http://{args.host}:{args.port}", flush=True)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise DepotError("--tls-cert and --tls-key go together", "give both files, or neither")
+    for f in (args.tls_cert, args.tls_key):
+        if f and not Path(f).is_file():
+            raise DepotError(f"no such file: {f}", "give the PEM files of the server's certificate and key")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limits = Limits(header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+                    max_connections=args.max_connections, max_inflight=args.max_inflight)
+    token = operator_token(args.operator_token_file)
+    scheme = "https" if args.tls_cert else "http"
+    logging.getLogger("depot.serve").info(
+        "listening on %s://%s:%d (read endpoints: %s)", scheme, args.host, args.port,
+        "operator token" if token else "loopback clients only")
+    print(f"depot serve: listening on {scheme}://{args.host}:{args.port}", flush=True)
     server.serve(args.host, args.port, getattr(args, "store", None), max_body=args.max_body,
-                 clock_window_s=args.clock_window)
+                 clock_window_s=args.clock_window, limits=limits, operator_token=token,
+                 access_log=args.access_log, tls_cert=args.tls_cert, tls_key=args.tls_key)
     return 0

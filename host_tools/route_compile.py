@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from host_tools import boards
+from host_tools import boards, private
 
 MAX_SHIFT_DM = 5.0  # simplification may move an edge by at most 0.5 m
 POINT_QUAD_SEGS = 4  # a Point stop becomes a 16-gon around it
@@ -247,9 +246,4 @@ def compile_file(path: str | os.PathLike, **kw: Any) -> Compiled:
 
 def write_package(data: bytes, out: str | os.PathLike) -> None:
     """Write atomically: a reader never sees half a package."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, out)
+    private.write(out, data)  # 0600: a package assigned to a device is signed with its key

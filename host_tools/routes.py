@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from host_tools import private
 
 # A ring is a list of (lon, lat); a polygon is its outer ring then its holes.
 Ring = list[tuple[float, float]]
@@ -234,9 +235,11 @@ def register(store_path: str | Path, source: str | Path, route_id: str | None = 
     route = load(src) if route_id is None else None
     rid = route_id or (route.route_id if route else src.stem)
     dest = folder(store_path) / (_SAFE_ID.sub("_", rid) + src.suffix.lower())
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    private.folder(dest.parent)
     if src.resolve() != dest.resolve():
-        shutil.copyfile(src, dest)
+        private.write(dest, src.read_bytes())
+    else:
+        private.restrict(dest)
     return dest
 
 

@@ -25,6 +25,8 @@ from typing import Protocol
 import record
 from record import Record, RecordError
 
+from host_tools import private
+
 KEY_LEN = 32
 STORE_FILE = "depot.sqlite3"
 
@@ -194,7 +196,9 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = default_path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # keys live here: folder 0700 (one we chose or created), the file and its -wal/-shm 0600
+        private.folder(self.path.parent, restrict_existing=not path or not self.path.parent.is_dir())
+        private.touch(self.path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -207,6 +211,8 @@ class Store:
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
+            for side in ("-wal", "-shm"):  # SQLite copies the file's mode; older stores were 0644
+                private.restrict(str(self.path) + side)
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=30000")
             self._local.db = db

@@ -174,8 +174,9 @@ def test_a_day_of_records_arrives_exactly_once(tmp_path, dialect):
 
 def test_uploader_acts_on_each_answer(mpy, tmp_path):
     """The uploader against a scripted modem: a bare 200 or another request's acknowledgement moves
-    nothing, 413 splits, other 4xx quarantine, 401 and network trouble retry the same records, a
-    broken context is re-activated and a stuck modem power-cycled."""
+    nothing, 413 splits, only a refusal signed for the request quarantines (an unsigned 400, a
+    proxy's 407, a 429 or a refusal signed under another key retry the same records, like 401 and
+    network trouble), a broken context is re-activated and a stuck modem power-cycled."""
     out = mpy(f"""
         import asyncio, journal, modem, record, upload, uploader
         from sign import Signer
@@ -192,8 +193,11 @@ def test_uploader_acts_on_each_answer(mpy, tmp_path):
                 self.log.append("%d-%d" % (b.first, b.last))
                 if isinstance(a, Exception):
                     raise a
-                if isinstance(a, tuple):  # ("ack", highest contiguous seq the server holds)
+                if isinstance(a, tuple) and a[0] == "ack":  # ("ack", highest contiguous seq held)
                     return 200, upload.encode_ack(Signer(KEY), DEV, b.counter, a[1])
+                if isinstance(a, tuple):  # ("refused" or "forged", HTTP status): a refusal, signed
+                    by = Signer(KEY if a[0] == "refused" else bytes(32))
+                    return a[1], upload.encode_ack(by, DEV, b.counter, 0, status=upload.ACK_REFUSED)
                 if a == "stale-ack":  # a genuine acknowledgement, but for an earlier request
                     return 200, upload.encode_ack(Signer(KEY), DEV, b.counter - 1, b.last)
                 return a, b'{{"error": "x"}}'
@@ -205,27 +209,30 @@ def test_uploader_acts_on_each_answer(mpy, tmp_path):
         j = journal.Journal({str(tmp_path / "j")!r})
         for i in range(12):
             j.append(record.Record(device_id=DEV, item_id="I%d" % i))
-        m = Scripted([200, "stale-ack", 413, ("ack", 2), modem.Transient("x"), 401, ("ack", 6), 400,
-                      modem.ContextBroken("dns"), modem.ModemState("hung"), modem.NoCoverage("gap"),
-                      ("ack", 6)])
+        m = Scripted([200, "stale-ack", 413, ("ack", 2), modem.Transient("x"), 401, ("ack", 6), 400, 407,
+                      429, ("forged", 400), ("refused", 400), modem.ContextBroken("dns"),
+                      modem.ModemState("hung"), modem.NoCoverage("gap"), ("ack", 6)])
         up = uploader.Uploader(j, m, DEV, KEY, "http://h", state_dir={str(tmp_path / "u")!r}, batch=4)
-        for _ in range(12):
+        for _ in range(16):
             asyncio.run(up.step())
             print(j.watermark, up.last_error)
         print(asyncio.run(up.step()), len(m.log))      # 7-10 wait for the dock: nothing to send
         j.append(record.Record(device_id=DEV, item_id="big"))
-        m.answers.append(413)                           # one record, still too large
+        m.answers += [413, ("refused", 413)]           # one record, still too large: unsigned, signed
+        asyncio.run(up.step())
         asyncio.run(up.step())
         print(" ".join(m.log))
         print(open({str(tmp_path / "u" / "quarantine")!r}).read().replace("\\n", ";"), j.pending())
     """)
     lines = out.strip().split("\n")
-    assert [ln.split(" ", 1)[0] for ln in lines[:12]] == [
-        "0", "0", "0", "2", "2", "2", "6", "6", "6", "6", "6", "6"]
-    assert [ln.split(" ", 1)[1] if " " in ln else "" for ln in lines[:12]] == [
+    assert [ln.split(" ", 1)[0] for ln in lines[:16]] == [
+        "0", "0", "0", "2", "2", "2", "6", "6", "6", "6", "6", "6", "6", "6", "6", "6"]
+    assert [ln.split(" ", 1)[1] if " " in ln else "" for ln in lines[:16]] == [
         "unverified answer (HTTP 200)", "unverified answer (HTTP 200)", "unverified answer (HTTP 200)", "",
-        "network: x", "signature refused", "", "batch 7-10 refused (HTTP 400)", "context: dns",
+        "network: x", "signature refused", "", "server answered 400", "server answered 407",
+        "server answered 429", "server answered 400", "batch 7-10 refused (HTTP 400)", "context: dns",
         "modem: hung", "no coverage", ""]
-    assert lines[12] == "-1 14"
-    assert lines[13] == "1-4 1-4 1-4 1-2 3-6 3-6 3-6 7-10 11-12 ctx 11-12 cycle 11-12 11-12 13-13"
-    assert lines[14] == "7 10 400;13 13 413; 7"  # held for the dock: 7-10, 11-12 (above them), 13
+    assert lines[16] == "-1 18"
+    assert lines[17] == ("1-4 1-4 1-4 1-2 3-6 3-6 3-6 7-10 7-10 7-10 7-10 7-10 11-12 ctx 11-12 cycle 11-12 "
+                         "11-12 13-13 13-13")
+    assert lines[18] == "7 10 400;13 13 413; 7"  # held for the dock: 7-10, 11-12 (above them), 13

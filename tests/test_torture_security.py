@@ -272,3 +272,118 @@ def test_a_valid_package_still_replaces_the_route_after_the_forgeries(tmp_path):
     with pytest.raises(routepkg.PackageError, match="signed for another device"):
         routepkg.RoutePackage(str(p), KEY)
     assert struct.unpack_from("<4s", p.read_bytes())[0] == b"RPKG"
+
+
+# ============================================================ ingest server under abuse (issue 13)
+
+def test_oversized_chunked_slow_and_bomb_uploads_cost_the_server_nothing_lasting(tmp_path):
+    """Issue 13 items 2-4, each repeated: a chunked body past the cap is cut off while it streams,
+    connections that never finish their headers are closed at the deadline and those past the
+    connection limit get 503 with Retry-After, a deflate bomb is refused signed and its replay is
+    a 403; a genuine batch after each round is stored exactly once."""
+    import select
+    import socket
+    import zlib
+
+    from host_tools.server_guard import Limits
+
+    store = Store(tmp_path / "depot.sqlite3")
+    me = Signer(store.enrol(DEV))
+    rounds = cases(3, 30)
+    limits = Limits(max_body=64 * 1024, header_timeout_s=0.5, max_connections=8)
+    mib = 1 << 20
+    sent_total = 0
+    with BackgroundServer(store, limits=limits) as srv:
+        for r in range(rounds):
+            # 13.2: 1 MiB chunks until the server answers
+            s = socket.create_connection((srv.host, srv.port), timeout=10)
+            s.sendall(f"POST /v1/devices/{DEV}/records HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      .encode())
+            s.setblocking(False)
+            chunk, sent = b"%x\r\n" % mib + b"\0" * mib + b"\r\n", 0
+            while sent < 300 * mib and not select.select([s], [], [], 0)[0]:
+                try:
+                    sent += s.send(chunk)
+                except BlockingIOError:
+                    select.select([s], [s], [], 1.0)
+                except OSError:
+                    break
+            s.setblocking(True)
+            assert s.recv(12) == b"HTTP/1.1 413"
+            s.close()
+            assert sent < 32 * mib
+            sent_total += sent
+            # 13.3: 12 connections that stop half way through their headers
+            slow = [socket.create_connection((srv.host, srv.port), timeout=10) for _ in range(12)]
+            for c in slow:
+                c.sendall(b"GET /healthz HTTP/1.1\r\n")
+            answers = []
+            for c in slow:
+                c.settimeout(10)
+                try:
+                    answers.append(c.recv(4096))
+                except ConnectionResetError:
+                    answers.append(b"")
+                c.close()
+            busy = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
+            assert len(busy) == 4 and all(b"retry-after: 5" in a for a in busy)
+            assert answers.count(b"") == 8
+            # 13.4: 60 MiB of zeros in about 58 KiB, signed; then the same request again
+            counter = 10 * r + 1
+            packer = zlib.compressobj(9, zlib.DEFLATED, -upload.WBITS)
+            body = packer.compress(b"\0" * (60 * mib)) + packer.flush()
+            head = struct.pack("<4sBBBBIIIIHI", b"PSUB", 1, upload.F_DEFLATE, len(DEV), 0, counter, 0, 1, 1, 1,
+                               len(body)) + DEV.encode() + hashlib.sha256(body).digest()
+            bomb = head + me.mac(b"upload-batch/1", head) + body
+            status, answer, err = request(srv.url, "POST", f"/v1/devices/{DEV}/records", bomb)
+            refusal = upload.parse_ack(answer, me, DEV, counter)
+            assert (status, err) == (400, "malformed") and refusal is not None
+            assert refusal.status == upload.ACK_REFUSED
+            assert post(srv.url, DEV, bomb) == (403, "replayed_counter")
+            good = upload.encode_batch(DEV, me, counter + 1, 0, recs(DEV, 1 + 5 * r, 5), compress=True)
+            assert post(srv.url, DEV, good) == (200, "")
+            assert store.count(DEV) == 5 * (r + 1)
+        m = srv.metrics.as_dict()
+    assert m["overload"] == {"connections": 4 * rounds}
+    assert m["timeouts"] == {"headers": 8 * rounds}
+    assert {k: m["rejections"][k] for k in ("too_large", "malformed", "replayed_counter")} == {
+        "too_large": rounds, "malformed": rounds, "replayed_counter": rounds}
+    tally("security ingest-abuse", rounds * 15,
+          extra=f"{rounds} chunked bodies cut off after {sent_total // rounds // mib} MiB on average, "
+                f"{12 * rounds} slow connections closed or turned away with 503, {rounds} deflate bombs "
+                "refused signed and not replayable")
+
+
+def test_an_unsigned_refusal_never_sets_a_batch_aside(mpy, tmp_path):
+    """Issue 13 item 8 on the VM, every 4xx a captive portal or proxy might send, then a refusal
+    signed under another key: none quarantines; only the server's own signed refusal does."""
+    statuses = list(range(400, 452)) + [499]
+    out = mpy(f"""
+        import asyncio, journal, record, upload, uploader
+        from sign import Signer
+        DEV = "HH-S"
+        KEY = bytes(range(32))
+        class Portal:
+            def __init__(self):
+                self.answers = {statuses!r} + ["forged", "signed"]
+            async def post(self, url, body):
+                b = upload.Batch(bytes(body))
+                a = self.answers.pop(0)
+                if a == "forged":
+                    return 400, upload.encode_ack(Signer(bytes(32)), DEV, b.counter, 0, status=upload.ACK_REFUSED)
+                if a == "signed":
+                    return 400, upload.encode_ack(Signer(KEY), DEV, b.counter, 0, status=upload.ACK_REFUSED)
+                return a, b"<html>Sign in to continue</html>"
+        j = journal.Journal({str(tmp_path / "j")!r})
+        for i in range(3):
+            j.append(record.Record(device_id=DEV, item_id="I%d" % i))
+        up = uploader.Uploader(j, Portal(), DEV, KEY, "http://h", state_dir={str(tmp_path / "u")!r})
+        aside = []
+        for i in range({len(statuses) + 2}):
+            asyncio.run(up.step())
+            aside.append(up.quarantined)
+        print(aside.index(1), up.quarantined, j.pending())
+    """)
+    assert out.split() == [str(len(statuses) + 1), "1", "3"]
+    tally("security unsigned-refusals", len(statuses) + 2,
+          extra=f"{len(statuses)} unsigned 4xx and a refusal signed under another key: none quarantined")
