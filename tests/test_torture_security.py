@@ -297,8 +297,8 @@ def test_oversized_chunked_slow_and_bomb_uploads_cost_the_server_nothing_lasting
         for r in range(rounds):
             # 13.2: 1 MiB chunks until the server answers
             s = socket.create_connection((srv.host, srv.port), timeout=10)
-            s.sendall(f"POST /v1/devices/{DEV}/records HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      .encode())
+            s.sendall(f"POST /v1/devices/{DEV}/records HTTP/1.1\r\nHost: x\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n".encode())
             s.setblocking(False)
             chunk, sent = b"%x\r\n" % mib + b"\0" * mib + b"\r\n", 0
             while sent < 300 * mib and not select.select([s], [], [], 0)[0]:
@@ -332,8 +332,8 @@ def test_oversized_chunked_slow_and_bomb_uploads_cost_the_server_nothing_lasting
             counter = 10 * r + 1
             packer = zlib.compressobj(9, zlib.DEFLATED, -upload.WBITS)
             body = packer.compress(b"\0" * (60 * mib)) + packer.flush()
-            head = struct.pack("<4sBBBBIIIIHI", b"PSUB", 1, upload.F_DEFLATE, len(DEV), 0, counter, 0, 1, 1, 1,
-                               len(body)) + DEV.encode() + hashlib.sha256(body).digest()
+            head = struct.pack("<4sBBBBIIIIHI", b"PSUB", 1, upload.F_DEFLATE, len(DEV), 0, counter, 0, 1, 1,
+                               1, len(body)) + DEV.encode() + hashlib.sha256(body).digest()
             bomb = head + me.mac(b"upload-batch/1", head) + body
             status, answer, err = request(srv.url, "POST", f"/v1/devices/{DEV}/records", bomb)
             refusal = upload.parse_ack(answer, me, DEV, counter)
@@ -369,10 +369,9 @@ def test_an_unsigned_refusal_never_sets_a_batch_aside(mpy, tmp_path):
             async def post(self, url, body):
                 b = upload.Batch(bytes(body))
                 a = self.answers.pop(0)
-                if a == "forged":
-                    return 400, upload.encode_ack(Signer(bytes(32)), DEV, b.counter, 0, status=upload.ACK_REFUSED)
-                if a == "signed":
-                    return 400, upload.encode_ack(Signer(KEY), DEV, b.counter, 0, status=upload.ACK_REFUSED)
+                if a in ("forged", "signed"):
+                    by = Signer(bytes(32) if a == "forged" else KEY)
+                    return 400, upload.encode_ack(by, DEV, b.counter, 0, status=upload.ACK_REFUSED)
                 return a, b"<html>Sign in to continue</html>"
         j = journal.Journal({str(tmp_path / "j")!r})
         for i in range(3):
