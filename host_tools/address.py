@@ -174,8 +174,10 @@ def parse_en(address: str, places: frozenset[str] = frozenset()) -> Parsed:
             unit = tok.lstrip("#").strip().lower()
     if not numbers or not (name_words or typ_words):  # "5 Elm": too short for usaddress's model
         before, after = _NUMBER_FIRST.match(text), _NUMBER_LAST.match(text)
-        if before or after:
-            num, street = (before.group(1), before.group(2)) if before else (after.group(2), after.group(1))
+        found = (before.group(1), before.group(2)) if before else None
+        found = found or ((after.group(2), after.group(1)) if after else None)
+        if found:
+            num, street = found
             numbers, name_words, typ_words, dirs_pre, dirs_post = house_numbers(num), [street], [], [], []
             unit = written_unit
     # street_key keeps a lone word as the name even when it looks like a street type

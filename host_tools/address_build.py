@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import address
-from host_tools.address_match import SCORE, Index, Match, load_footprints
+from host_tools.address_match import SCORE, Index, Match, load_footprints, paused_gc
 from host_tools.errors import DepotError
 
 COLUMNS = ("stop_id", "seq", "name", "address", "items")
@@ -145,9 +145,10 @@ def summary(outcomes: list[Outcome]) -> str:
 
 def build(csv_path: str | Path, footprints: str | Path, *, locale: str = "en",
           route_id: str | None = None) -> tuple[dict[str, Any], list[Outcome], Index]:
-    rows = read_rows(csv_path)
-    index = Index(load_footprints(footprints), locale)
-    outcomes = match_rows(rows, index)
+    with paused_gc():
+        rows = read_rows(csv_path)
+        index = Index(load_footprints(footprints), locale)
+        outcomes = match_rows(rows, index)
     fc: dict[str, Any] = {"type": "FeatureCollection",
                           "route_id": route_id or Path(csv_path).stem.upper()[:40],
                           "features": [feature(o) for o in outcomes]}
