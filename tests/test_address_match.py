@@ -256,3 +256,41 @@ def test_bad_footprints_and_not_utf8_get_one_line(tmp_path, capsys):
     assert rc == 2
     assert capsys.readouterr().err == f"depot: error: {latin}: not UTF-8 text. save the list as CSV UTF-8.\n"
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_built_route_is_compiled_loaded_and_delivered_on_a_virtual_handheld(tmp_path):
+    from host_tools import assign, flash
+    from host_tools.store import Store
+    from host_tools.sync import sync_device
+    from sim import address_town, day
+    from sim.client import Device
+
+    town = address_town.generate(seed=5, buildings=40, locale="en", geocoded=1.0)
+    town.rows = town.rows[:10]
+    csv_path, fp = address_town.write(town, tmp_path)
+    route = tmp_path / "route.geojson"
+    pkg = tmp_path / "route.pkg"
+    assert cli.main(["route", "build", str(csv_path), "--footprints", str(fp), "--out", str(route),
+                     "--route-id", "ADDR-5"]) == 0
+    fc = json.loads(route.read_text())
+    matched = [f["properties"]["building_id"] for f in fc["features"]]
+    assert matched == [town.truth[r["stop_id"]] for r in town.rows]  # every one right, none missing
+    assert cli.main(["route", "compile", str(route), "--out", str(pkg), "--date", "2026-11-30"]) == 0
+    store = Store(tmp_path / "depot.sqlite3")
+    store.enrol("HH-0501")
+    assign.assign(store, pkg, "HH-0501")
+    with Device.start(tmp_path / "hh.img", workdir=tmp_path / "dev", seed=5) as dev:
+        res = flash.flash_one(dev.console, "HH-0501", flash.build("sim"), store.key("HH-0501"))
+        assert (res.status, res.message) == ("ok", "")
+        dev.wait_ready()
+        morning = sync_device(dev.dock, store)
+        assert (morning.ok, morning.route_pushed) == (True, "ADDR-5")
+        out = day.Outcome("HH-0501")
+        day.Walker(dev, day.Carrier("HH-0501", str(route)), fc, out).run()
+        assert out.errors == [] and out.overrides == 0  # each door is inside its building's fence
+        night = sync_device(dev.dock, store)
+        assert night.ok, night.error
+    got = sorted((r.to_dict()["outcome"], r.stop_id, r.item_id) for r in store.records("HH-0501"))
+    assert got == sorted(out.expected)
+    assert {sid for _, sid, _ in got} == {r["stop_id"] for r in town.rows}
