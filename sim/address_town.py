@@ -280,11 +280,11 @@ def _perturb_zh(rng: random.Random, street: tuple[str, str, str], hn: str,
                 block: str) -> tuple[str, list[str]]:
     done: list[str] = []
     road = street[0]
-    if rng.random() < 0.1:
-        i = rng.randrange(len(road) - 1)
-        if road[i] in ZH_HOMOPHONES:
-            road = road[:i] + ZH_HOMOPHONES[road[i]] + road[i + 1:]
-            done.append("homophone")
+    sounds_alike = [i for i, ch in enumerate(road[:-1]) if ch in ZH_HOMOPHONES]
+    if sounds_alike and rng.random() < 0.1:
+        i = rng.choice(sounds_alike)
+        road = road[:i] + ZH_HOMOPHONES[road[i]] + road[i + 1:]
+        done.append("homophone")
     if rng.random() < 0.06 and road[-1] in "路街巷":
         road, done = road[:-1], done + ["no type"]
     text = road + f"{hn}号"
