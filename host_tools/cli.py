@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "host_tools.cmd_serve",
     "host_tools.cmd_sync",
     "host_tools.cmd_flash", "host_tools.cmd_report",
+    "host_tools.cmd_fences",
 ]
 
 

@@ -92,6 +92,22 @@ CREATE TABLE IF NOT EXISTS routes (
     assigned_at REAL NOT NULL,
     pushed_at   REAL
 );
+CREATE TABLE IF NOT EXISTS route_versions (
+    route_id    TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    night       TEXT NOT NULL,
+    applied_at  REAL NOT NULL,
+    geojson     TEXT NOT NULL,
+    PRIMARY KEY (route_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fence_history (
+    route_id    TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    stop_id     TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    detail      TEXT NOT NULL,
+    PRIMARY KEY (route_id, version, stop_id)
+) WITHOUT ROWID;
 """
 
 
@@ -138,6 +154,17 @@ class DeviceInfo:
     battery: int | None
     free_flash: int | None
     last_source: str | None
+
+
+@dataclass
+class FenceChange:
+    """One stop's fence changed (or flagged) by `depot fences learn --apply`; detail is JSON."""
+    route_id: str
+    version: int
+    night: str
+    stop_id: str
+    action: str
+    detail: str
 
 
 @dataclass
@@ -474,6 +501,35 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE routes SET pushed_at=? WHERE device_id=? AND sha256=?",
                        (time.time(), device_id, sha256))
+
+
+    # -- learned fences (depot fences learn --apply) ---------------------------------------------
+
+    def add_route_version(self, route_id: str, geojson: str, night: str,
+                          changes: Iterable[tuple[str, str, str]] = ()) -> int:
+        """Keep the route GeoJSON as its next version, with (stop_id, action, detail JSON) per stop
+        that changed; returns the version number (1 for the first)."""
+        with self._tx() as db:
+            row = db.execute("SELECT max(version) FROM route_versions WHERE route_id=?",
+                             (route_id,)).fetchone()
+            version = (row[0] or 0) + 1
+            db.execute("INSERT INTO route_versions VALUES (?,?,?,?,?)",
+                       (route_id, version, night, time.time(), geojson))
+            db.executemany("INSERT INTO fence_history VALUES (?,?,?,?,?)",
+                           [(route_id, version, sid, action, detail) for sid, action, detail in changes])
+        return version
+
+    def route_version(self, route_id: str) -> tuple[int, str, str] | None:
+        """(version, night, GeoJSON text) of the route's latest version, None if it has none."""
+        row = self._db().execute("SELECT version, night, geojson FROM route_versions WHERE route_id=? "
+                                 "ORDER BY version DESC LIMIT 1", (route_id,)).fetchone()
+        return (int(row[0]), str(row[1]), str(row[2])) if row else None
+
+    def fence_history(self, route_id: str) -> list[FenceChange]:
+        return [FenceChange(*r) for r in self._db().execute(
+            "SELECT h.route_id, h.version, v.night, h.stop_id, h.action, h.detail FROM fence_history h "
+            "JOIN route_versions v USING (route_id, version) WHERE h.route_id=? "
+            "ORDER BY h.stop_id, h.version", (route_id,))]
 
 
 _DEVICE_COLS = ("device_id, enrolled_at, ack_seq, last_seen, firmware, board, route_id, route_hash, "

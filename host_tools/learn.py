@@ -1,0 +1,518 @@
+"""Fences that learn from confirmed deliveries (`depot fences learn`); the rules are written down in
+docs/fence-learning.md and every constant below is named there.
+
+Per stop, the usable fixes of its confirmed deliveries give a delivery point, estimated robustly
+(weighted by each fix's accuracy radius, far fixes rejected). With enough evidence the stop's fence
+is kept, extended to cover that point, moved to the building where the deliveries cluster, or
+created from them, always within a bound (the base building plus 10 m, or a 30 m circle); a stop
+whose deliveries scatter or sit far from every building is flagged for a person instead. The work
+is done in a local metric frame; pure functions over records, the route GeoJSON and footprints.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import record
+import routepack
+import shapely
+from shapely.geometry import MultiPolygon, Point, Polygon, mapping, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import nearest_points
+
+# Evidence before any change: DLInf labels a point from 2 deliveries with 51% agreement; here 3
+# fixes on at least 2 days, so one visit's correlated GNSS error never moves a fence.
+MIN_DELIVERIES = 3
+MIN_DAYS = 2
+MIN_AGREEMENT = 0.6  # share of the fixes' weight in the cluster around the point
+# Which fixes count: the device's own limits for judging a fix (geofence.MAX_HDOP_X10, MAX_AGE_S).
+MAX_ACCURACY_M = 25.0
+MAX_FIX_AGE_S = 10
+SIGMA_FLOOR_M = 1.5  # no fix is trusted as better than this (1-sigma, per axis)
+OUTLIER_MIN_M = 8.0  # a fix this close to the point is never an outlier
+OUTLIER_SIGMAS = 3.0
+SCATTER_M = 10.0  # RMS distance of the kept fixes from their point above this: a person looks
+R95_MIN_M = 4.0  # the radius holding 95% of the next fixes is never assumed smaller
+RMS_TO_R95 = 1.731  # 2-D Gaussian: r95 = sigma*sqrt(2 ln 20), RMS = sigma*sqrt(2)
+# Geometry.
+DEVICE_MARGIN_M = 5.0  # geofence.MARGIN_DM: a fix within 5 m of the fence is inside
+KEEP_UNCOVERED = 0.1  # keep a fence that already judges >= 90% of the r95 disc inside
+AT_BUILDING_M = 2.0  # a point this close to a footprint is at that building
+AWAY_FROM_BASE_M = 5.0  # ...and counts as another building's only this far from the stop's own
+BOUND_M = 10.0  # a learned fence lies within its base footprint buffered by this
+CIRCLE_MIN_M = 6.0
+CIRCLE_MAX_M = 30.0  # a fence created without a footprint: a circle no larger than this
+BRIDGE_M = 1.5  # half-width of the strip joining a footprint to its delivery point
+QUAD_SEGS = 3  # circles as 12-gons: the board's vertex budget is 32
+EARTH_M = 6371008.8
+
+ACTIONS = ("keep", "extend", "move", "create", "flag")
+NO_BUILDING_MATCHES = ("geocode", "none")  # part 1's match kinds that name no footprint
+REASONS = {code: label for code, kind, label in routepack.DEFAULT_REASONS}
+
+
+class LearnError(ValueError):
+    """The route or footprints cannot be read."""
+
+
+class Frame:
+    """Lon/lat <-> metres east/north of an origin (equirectangular; a route spans a few km)."""
+
+    def __init__(self, lon0: float, lat0: float):
+        self.lon0, self.lat0 = lon0, lat0
+        self.kx = math.radians(1) * EARTH_M * math.cos(math.radians(lat0))
+        self.ky = math.radians(1) * EARTH_M
+
+    def xy(self, lon: float, lat: float) -> tuple[float, float]:
+        return ((lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky)
+
+    def lonlat(self, x: float, y: float) -> tuple[float, float]:
+        return (self.lon0 + x / self.kx, self.lat0 + y / self.ky)
+
+    def to_local(self, g: BaseGeometry) -> BaseGeometry:
+        return shapely.transform(g, lambda c: (c - (self.lon0, self.lat0)) * (self.kx, self.ky))
+
+    def to_lonlat(self, g: BaseGeometry) -> BaseGeometry:
+        return shapely.transform(g, lambda c: c / (self.kx, self.ky) + (self.lon0, self.lat0))
+
+
+@dataclass
+class Fix:
+    """One usable fix of a confirmed delivery, in the local frame."""
+    x: float
+    y: float
+    sigma: float  # metres, 1-sigma per axis: half the accuracy radius (HDOP x 5 m is ~95%)
+    day: str  # UTC date of the fix
+    device_id: str
+    seq: int
+    override: bool
+    reason: int
+    used: bool = False  # kept by the estimate (not rejected as an outlier)
+
+    @property
+    def weight(self) -> float:
+        return 1.0 / (self.sigma * self.sigma)
+
+
+@dataclass
+class Evidence:
+    deliveries: int = 0  # confirmed deliveries at the stop
+    usable: int = 0  # of which with a fix good enough to learn from
+    used: int = 0  # fixes in the cluster (not rejected as outliers)
+    days: int = 0  # distinct days among the used fixes
+    point: tuple[float, float] | None = None  # learned delivery point (local metres)
+    spread_m: float = 0.0  # weighted RMS distance of the used fixes from the point
+    r95_m: float = 0.0  # radius expected to hold 95% of the next fixes
+    agreement: float = 0.0  # share of the usable fixes' weight in the cluster
+    distance_m: float = 0.0  # from the point to the current fence (0 inside)
+    inside_now: float = 0.0  # share of the usable fixes the device would judge inside, now
+    inside_new: float = 0.0  # ... with the proposed fence
+    overrides: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # override reason label -> count
+    fixes: list[Fix] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.point is None:
+            return f"{self.deliveries} deliveries, {self.usable} with a usable fix"
+        why = ", ".join(f"{k} x{v}" for k, v in sorted(self.reasons.items()))
+        return (f"{self.used}/{self.usable} fixes on {self.days} day(s), spread {self.spread_m:.1f} m, "
+                f"{self.distance_m:.1f} m from the fence, inside now {100 * self.inside_now:.0f}%"
+                + (f", overrides: {why}" if why else ""))
+
+
+@dataclass
+class Proposal:
+    stop_id: str
+    seq: int
+    address: str
+    action: str  # ACTIONS
+    why: str
+    evidence: Evidence
+    old: BaseGeometry | None  # local metres
+    new: BaseGeometry | None  # the proposed fence (None: unchanged)
+    base: BaseGeometry | None  # what the bound is measured from
+    old_building: str = ""
+    new_building: str = ""
+    enough: bool = False  # evidence passed the thresholds
+
+    @property
+    def changes(self) -> bool:
+        return self.action in ("extend", "move", "create")
+
+    @property
+    def old_area(self) -> float:
+        return float(self.old.area) if self.old is not None else 0.0
+
+    @property
+    def new_area(self) -> float:
+        g = self.new if self.new is not None else self.old
+        return float(g.area) if g is not None else 0.0
+
+
+@dataclass
+class Learned:
+    route_id: str
+    frame: Frame
+    proposals: list[Proposal]
+
+    def counts(self) -> Counter:
+        c = Counter(p.action for p in self.proposals)
+        c["waiting"] = sum(1 for p in self.proposals if not p.enough and p.action == "keep")
+        return c
+
+    def summary(self) -> str:
+        c = self.counts()
+        return (f"learned {len(self.proposals)} stops of route {self.route_id}: keep {c['keep']} "
+                f"({c['waiting']} with too little evidence), extend {c['extend']}, move {c['move']}, "
+                f"create {c['create']}; flagged for review {c['flag']}")
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def _geom(feat: dict[str, Any]) -> BaseGeometry | None:
+    g = feat.get("geometry")
+    if not g:
+        return None
+    try:
+        s = shape(g)
+    except Exception as exc:  # shapely raises several types for malformed GeoJSON
+        sid = (feat.get("properties") or {}).get("stop_id")
+        raise LearnError(f"stop {sid!r}: bad geometry ({exc})") from None
+    return None if s.is_empty else s
+
+
+def _fence_local(feat: dict[str, Any], frame: Frame) -> BaseGeometry | None:
+    """The stop's fence as the compiler makes it (a Point stop is a circle of radius_m), local."""
+    g = _geom(feat)
+    if g is None:
+        return None
+    g = frame.to_local(g)
+    if g.geom_type == "Point":
+        r = float((feat.get("properties") or {}).get("radius_m") or CIRCLE_MIN_M)
+        return g.buffer(r, quad_segs=QUAD_SEGS * 2)
+    return g if g.is_valid else shapely.make_valid(g)
+
+
+def route_frame(fc: dict[str, Any]) -> Frame:
+    geoms = [g for f in fc.get("features") or [] if (g := _geom(f)) is not None]
+    if not geoms:
+        raise LearnError("the route has no geometry to learn around")
+    x0, y0, x1, y1 = shapely.total_bounds(geoms)
+    return Frame((x0 + x1) / 2, (y0 + y1) / 2)
+
+
+def read_footprints(fc: dict[str, Any] | None, frame: Frame) -> dict[str, BaseGeometry]:
+    """Building id -> footprint (local); ids as OSM exports them (`id`, else properties.id/@id)."""
+    out: dict[str, BaseGeometry] = {}
+    for n, f in enumerate((fc or {}).get("features") or []):
+        g = _geom(f)
+        if g is None or g.geom_type not in ("Polygon", "MultiPolygon"):
+            continue
+        props = f.get("properties") or {}
+        bid = f.get("id") or props.get("id") or props.get("@id") or f"#{n}"
+        g = frame.to_local(g)
+        out[str(bid)] = g if g.is_valid else shapely.make_valid(g)
+    return out
+
+
+def usable_fixes(records: list[Any], frame: Frame, since: str | None = None) -> dict[str, Evidence]:
+    """stop_id -> its confirmed deliveries' fixes that are good enough to learn from.
+
+    A correction voids the record it names; fixes the device itself would not judge (no fix, stale,
+    HDOP above 5) and items matched *by* the fence (circular evidence) are not learned from."""
+    voided = {(r.device_id, r.corrects) for r in records if r.outcome == record.CORRECTION}
+    out: dict[str, Evidence] = {}
+    for r in records:
+        if r.outcome != record.DELIVERED or (r.device_id, r.seq) in voided:
+            continue
+        t = r.gnss_time or r.device_time
+        day = time.strftime("%Y-%m-%d", time.gmtime(t)) if t else ""
+        if since and day and day < since:
+            continue
+        ev = out.setdefault(r.stop_id, Evidence())
+        ev.deliveries += 1
+        override = bool(r.flags & record.F_OVERRIDE)
+        if override:
+            ev.overrides += 1
+            label = REASONS.get(r.reason, f"code {r.reason}")
+            ev.reasons[label] = ev.reasons.get(label, 0) + 1
+        acc = r.accuracy_dm / 10
+        if (r.flags & record.F_NO_FIX or not (r.lat_e6 or r.lon_e6) or r.match == record.M_FENCE
+                or not 0 < acc <= MAX_ACCURACY_M or r.fix_age_s > MAX_FIX_AGE_S or not day):
+            continue
+        x, y = frame.xy(r.lon_e6 / 1e6, r.lat_e6 / 1e6)
+        ev.fixes.append(Fix(x, y, max(acc / 2, SIGMA_FLOOR_M), day, r.device_id, r.seq, override,
+                            r.reason))
+        ev.usable += 1
+    return out
+
+
+# --- the delivery point --------------------------------------------------------------------
+
+def _wmedian(values: list[float], weights: list[float]) -> float:
+    pairs = sorted(zip(values, weights, strict=True))
+    half = sum(weights) / 2
+    acc = 0.0
+    for v, w in pairs:
+        acc += w
+        if acc >= half:
+            return v
+    return pairs[-1][0]
+
+
+def estimate(ev: Evidence) -> None:
+    """Set ev.point, spread, r95, agreement, used and days from ev.fixes: start at the weighted
+    coordinate-wise median, then alternately reject fixes beyond max(8 m, 3 sigma of the cluster)
+    and take the weighted mean of the rest."""
+    fixes = ev.fixes
+    if not fixes:
+        return
+    w = [f.weight for f in fixes]
+    cx = _wmedian([f.x for f in fixes], w)
+    cy = _wmedian([f.y for f in fixes], w)
+    keep = fixes
+    for _ in range(6):
+        dist = [math.hypot(f.x - cx, f.y - cy) for f in fixes]
+        # the cluster's own sigma from the median distance (Rayleigh: median = 1.1774 sigma)
+        sigma = _wmedian(dist, w) / 1.1774
+        limit = max(OUTLIER_MIN_M, OUTLIER_SIGMAS * sigma)
+        keep = [f for f, d in zip(fixes, dist, strict=True) if d <= limit] or fixes
+        tw = sum(f.weight for f in keep)
+        nx = sum(f.x * f.weight for f in keep) / tw
+        ny = sum(f.y * f.weight for f in keep) / tw
+        if math.hypot(nx - cx, ny - cy) < 0.01:
+            cx, cy = nx, ny
+            break
+        cx, cy = nx, ny
+    tw = sum(f.weight for f in keep)
+    for f in keep:
+        f.used = True
+    ev.point = (cx, cy)
+    ev.used = len(keep)
+    ev.days = len({f.day for f in keep})
+    ev.agreement = tw / sum(w)
+    ev.spread_m = math.sqrt(sum(f.weight * ((f.x - cx) ** 2 + (f.y - cy) ** 2) for f in keep) / tw)
+    ev.r95_m = max(R95_MIN_M, RMS_TO_R95 * ev.spread_m)
+
+
+def inside_share(fixes: list[Fix], fence: BaseGeometry | None) -> float:
+    """Share of the fixes within the device's margin of `fence` (what it would judge inside)."""
+    if fence is None or not fixes:
+        return 0.0
+    zone = fence.buffer(DEVICE_MARGIN_M, quad_segs=4)
+    shapely.prepare(zone)
+    return sum(1 for f in fixes if zone.intersects(Point(f.x, f.y))) / len(fixes)
+
+
+def uncovered(point: tuple[float, float], r95: float, fence: BaseGeometry | None) -> float:
+    """Share of the disc expected to hold 95% of the next fixes that the fence + device margin
+    would not judge inside."""
+    disc = Point(point).buffer(r95, quad_segs=8)
+    if fence is None:
+        return 1.0
+    return float(disc.difference(fence.buffer(DEVICE_MARGIN_M, quad_segs=4)).area / disc.area)
+
+
+# --- the fences -----------------------------------------------------------------------------
+
+def bounded_fence(base: BaseGeometry, point: tuple[float, float], r95: float) -> BaseGeometry:
+    """`base` plus what the point's next fixes need, within base + BOUND_M.
+
+    The zone is the disc the fence itself must contain so that the device (which adds its 5 m
+    margin) judges the r95 disc inside; a strip joins it to the base's nearest edge."""
+    zone_r = max(r95 - DEVICE_MARGIN_M, BRIDGE_M)
+    p = Point(point)
+    if uncovered(point, r95, base) <= KEEP_UNCOVERED / 2:
+        return base
+    q = nearest_points(base.boundary, p)[0]
+    grow = shapely.convex_hull(shapely.union(p.buffer(zone_r, quad_segs=QUAD_SEGS),
+                                             q.buffer(BRIDGE_M, quad_segs=1)))
+    fence = shapely.union(base, grow).intersection(base.buffer(BOUND_M, quad_segs=QUAD_SEGS))
+    fence = _areal(shapely.make_valid(fence.simplify(0.3)))
+    return fence
+
+
+def circle_fence(point: tuple[float, float], r95: float) -> BaseGeometry:
+    r = min(max(r95 - DEVICE_MARGIN_M + 3.0, CIRCLE_MIN_M), CIRCLE_MAX_M)
+    return Point(point).buffer(r, quad_segs=QUAD_SEGS)
+
+
+def _areal(g: BaseGeometry) -> BaseGeometry:
+    if isinstance(g, Polygon | MultiPolygon):
+        return g
+    parts = [p for p in getattr(g, "geoms", []) if isinstance(p, Polygon | MultiPolygon)]
+    return shapely.union_all(parts) if parts else g
+
+
+class Buildings:
+    """Footprints to move fences to: the given ones, else the route's own matched buildings."""
+
+    def __init__(self, footprints: dict[str, BaseGeometry]):
+        self.ids = list(footprints)
+        self.geoms = [footprints[i] for i in self.ids]
+        self.tree = shapely.STRtree(self.geoms) if self.geoms else None
+
+    def get(self, bid: str) -> BaseGeometry | None:
+        try:
+            return self.geoms[self.ids.index(bid)]
+        except ValueError:
+            return None
+
+    def nearest(self, point: tuple[float, float], within: float,
+                exclude: str = "") -> tuple[str, BaseGeometry, float] | None:
+        if self.tree is None:
+            return None
+        p = Point(point)
+        best = None
+        for k in self.tree.query(p.buffer(within)):
+            bid = self.ids[int(k)]
+            if bid == exclude:
+                continue
+            d = float(self.geoms[int(k)].distance(p))
+            if d <= within and (best is None or d < best[2]):
+                best = (bid, self.geoms[int(k)], d)
+        return best
+
+
+# --- deciding ---------------------------------------------------------------------------------
+
+def _stop_base(feat: dict[str, Any], frame: Frame, buildings: Buildings,
+               current: BaseGeometry | None) -> tuple[BaseGeometry | None, str]:
+    """(base fence the bound is measured from, building id) of a stop."""
+    props = feat.get("properties") or {}
+    bid = str(props.get("building_id") or "")
+    base_json = props.get("fence_base")
+    if bid and buildings.get(bid) is not None:
+        return buildings.get(bid), bid
+    if base_json:
+        return frame.to_local(shape(base_json)), bid
+    return current, bid
+
+
+def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildings) -> Proposal:
+    props = feat.get("properties") or {}
+    sid = str(props.get("stop_id"))
+    current = _fence_local(feat, frame)
+    base, bid = _stop_base(feat, frame, buildings, current)
+    learned_before = bool((props.get("fence") or {}).get("learned"))
+    has_building = bool(bid) and (learned_before or str(props.get("match") or "") not in NO_BUILDING_MATCHES)
+    prop = Proposal(sid, int(props.get("seq") or 0), str(props.get("address") or ""), "keep", "",
+                    ev, current, None, base, bid, bid)
+
+    def change(action: str, fence: BaseGeometry, why: str, building: str, new_base: BaseGeometry) -> Proposal:
+        prop.action, prop.new, prop.why, prop.new_building, prop.base = action, fence, why, building, new_base
+        ev.inside_new = inside_share(ev.fixes, fence)
+        return prop
+
+    estimate(ev)
+    if ev.point is None or ev.used < MIN_DELIVERIES or ev.days < MIN_DAYS:
+        prop.why = (f"too little evidence: {ev.used} usable fixes on {ev.days} day(s), "
+                    f"needs {MIN_DELIVERIES} on {MIN_DAYS}")
+        ev.inside_now = inside_share(ev.fixes, current)
+        return prop
+    prop.enough = True
+    ev.distance_m = float(current.distance(Point(ev.point))) if current is not None else math.inf
+    ev.inside_now = inside_share(ev.fixes, current)
+    if ev.agreement < MIN_AGREEMENT or ev.spread_m > SCATTER_M:
+        prop.action = "flag"
+        prop.why = (f"deliveries scatter: spread {ev.spread_m:.1f} m, {100 * ev.agreement:.0f}% of the "
+                    "fixes' weight agree on one point")
+        return prop
+    if current is not None and uncovered(ev.point, ev.r95_m, current) <= KEEP_UNCOVERED and (
+            has_building or learned_before):
+        prop.why = "the fence already covers the delivery point"
+        return prop
+    p = ev.point
+    d_base = float(base.distance(Point(p))) if base is not None and has_building else math.inf
+    # at another building, clearly away from the stop's own: the deliveries cluster there
+    other = buildings.nearest(p, AT_BUILDING_M, exclude=bid)
+    if other is not None and d_base >= AWAY_FROM_BASE_M:
+        obid, og, od = other
+        action = "move" if has_building else "create"
+        return change(action, bounded_fence(og, p, ev.r95_m),
+                      f"deliveries cluster at building {obid} ({od:.1f} m), {d_base:.0f} m from "
+                      + (f"building {bid}" if has_building else "any fence of this stop"), obid, og)
+    if has_building and base is not None and d_base <= BOUND_M:
+        return change("extend", bounded_fence(base, p, ev.r95_m),
+                      f"delivery point {d_base:.1f} m from building {bid}: fence extended to it "
+                      f"(bound: building + {BOUND_M:g} m)", bid, base)
+    near = buildings.nearest(p, BOUND_M, exclude=bid)
+    if near is not None:
+        obid, og, od = near
+        action = "move" if has_building else "create"
+        return change(action, bounded_fence(og, p, ev.r95_m),
+                      f"delivery point {od:.1f} m from building {obid}, "
+                      + (f"{d_base:.0f} m from building {bid}" if has_building else "no building matched"),
+                      obid, og)
+    if not has_building:
+        circle = circle_fence(p, ev.r95_m)
+        radius = math.sqrt(circle.area / math.pi)
+        return change("create", circle, f"no building within {BOUND_M:g} m: a circle of {radius:.0f} m "
+                      "around the delivery point", "", circle)
+    prop.action = "flag"
+    nearest_any = buildings.nearest(p, 200.0)
+    far = nearest_any[2] if nearest_any else d_base
+    prop.why = (f"deliveries sit {far:.0f} m from the nearest building ({d_base:.0f} m from building {bid}): "
+                "scanned from a vehicle? Not learned")
+    return prop
+
+
+def learn(fc: dict[str, Any], records: list[Any], footprints: dict[str, Any] | None = None,
+          since: str | None = None, frame: Frame | None = None) -> Learned:
+    """Proposals for every stop of the route GeoJSON `fc` from the store's records of the route,
+    worked out in `frame` (default: centred on the route)."""
+    if not isinstance(fc, dict) or not isinstance(fc.get("features"), list):
+        raise LearnError("the route is not a GeoJSON FeatureCollection")
+    frame = frame or route_frame(fc)
+    fps = read_footprints(footprints, frame)
+    if not fps:  # without footprints, the route's own matched buildings are the only targets
+        for f in fc["features"]:
+            props = f.get("properties") or {}
+            g = _fence_local(f, frame)
+            if props.get("building_id") and g is not None and not (props.get("fence") or {}).get("learned"):
+                fps[str(props["building_id"])] = g
+    buildings = Buildings(fps)
+    evidence = usable_fixes(records, frame, since)
+    props_of = [(f.get("properties") or {}) for f in fc["features"]]
+    proposals = [propose(f, evidence.get(str(p.get("stop_id")), Evidence()), frame, buildings)
+                 for f, p in zip(fc["features"], props_of, strict=True)]
+    rid = str(fc.get("route_id") or (fc.get("properties") or {}).get("route_id") or "")
+    return Learned(rid, frame, proposals)
+
+
+# --- applying -------------------------------------------------------------------------------------
+
+def _round(g: BaseGeometry) -> dict[str, Any]:
+    return mapping(shapely.set_precision(g, 1e-7))
+
+
+def apply(fc: dict[str, Any], learned: Learned, version: int, night: str) -> dict[str, Any]:
+    """The next route GeoJSON: every feature kept as it was, the changed fences replaced, each
+    carrying its base (the bound's reference) and its evidence in properties.fence."""
+    out = copy.deepcopy(fc)
+    by_id = {p.stop_id: p for p in learned.proposals}
+    fr = learned.frame
+    for f in out["features"]:
+        props = f.setdefault("properties", {})
+        p = by_id.get(str(props.get("stop_id")))
+        if p is None or not p.changes or p.new is None:
+            continue
+        ev = p.evidence
+        if p.base is not None:
+            props["fence_base"] = _round(fr.to_lonlat(p.base))
+        f["geometry"] = _round(fr.to_lonlat(p.new))
+        props.pop("radius_m", None)
+        if p.new_building != p.old_building:
+            props["building_id"] = p.new_building or None
+        assert ev.point is not None
+        lon, lat = fr.lonlat(*ev.point)
+        props["fence"] = {"learned": True, "action": p.action, "version": version, "night": night,
+                          "point": [round(lon, 7), round(lat, 7)], "deliveries": ev.deliveries,
+                          "fixes": ev.used, "days": ev.days, "spread_m": round(ev.spread_m, 1),
+                          "distance_m": round(ev.distance_m, 1), "why": p.why}
+    return out

@@ -1,0 +1,247 @@
+"""Fence learning on crafted delivery histories (docs/fence-learning.md): a street of three houses
+in a local frame, deliveries at chosen points with chosen GNSS noise on chosen days."""
+
+from __future__ import annotations
+
+import calendar
+import random
+
+import pytest
+import record
+from shapely.geometry import Point, box, shape
+
+import host_tools  # noqa: F401  (firmware/ on sys.path)
+from host_tools import learn
+
+LAT0, LON0 = 52.29, 6.09
+FRAME = learn.Frame(LON0, LAT0)
+# house A and its neighbour B on the south side of a street (y 20..30), house C across it
+HOUSES = {"way/1": box(0, 0, 10, 10), "way/2": box(14, 0, 24, 10), "way/3": box(0, 40, 10, 50)}
+
+
+def lonlat_ring(g):
+    return [list(FRAME.lonlat(x, y)) for x, y in g.exterior.coords]
+
+
+def footprint_fc():
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": bid, "properties": {"building": "yes"},
+         "geometry": {"type": "Polygon", "coordinates": [lonlat_ring(g)]}} for bid, g in HOUSES.items()]}
+
+
+def route_fc(*stops):
+    """stops: (stop_id, building_id or None, geocode (x, y) or None)"""
+    feats = []
+    for n, (sid, bid, geocode) in enumerate(stops, 1):
+        props = {"stop_id": sid, "seq": n, "name": "", "address": f"{n} Test Street", "items": [f"IT{n}"],
+                 "match": "exact" if bid else "geocode", "match_score": 100 if bid else 0,
+                 "building_id": bid}
+        if bid:
+            geom = {"type": "Polygon", "coordinates": [lonlat_ring(HOUSES[bid])]}
+        else:
+            geom = {"type": "Point", "coordinates": list(FRAME.lonlat(*geocode))}
+            props["radius_m"] = 25.0
+        feats.append({"type": "Feature", "properties": props, "geometry": geom})
+    return {"type": "FeatureCollection", "route_id": "TEST-1", "features": feats}
+
+
+class History:
+    """Confirmed deliveries as the store holds them."""
+
+    def __init__(self, seed=1):
+        self.records = []
+        self.rng = random.Random(seed)
+
+    def deliver(self, stop_id, x, y, day, noise_m=1.5, hdop=1.0, override=False, reason=0, n=1, **kw):
+        for _ in range(n):
+            lon, lat = FRAME.lonlat(x + self.rng.gauss(0, noise_m), y + self.rng.gauss(0, noise_m))
+            t = calendar.timegm((2026, 11, day, 10, len(self.records) % 60, 0))
+            self.records.append(record.Record(
+                seq=len(self.records) + 1, outcome=kw.get("outcome", record.DELIVERED), device_id="HH-1",
+                route_id="TEST-1", stop_id=stop_id, item_id=f"IT{len(self.records)}",
+                verdict=record.V_OUTSIDE if override else record.V_INSIDE,
+                match=kw.get("match", record.M_ITEM),
+                reason=reason, flags=record.F_OVERRIDE if override else 0, corrects=kw.get("corrects", 0),
+                device_time=t, gnss_time=t, lat_e6=round(lat * 1e6), lon_e6=round(lon * 1e6),
+                accuracy_dm=int(hdop * 50), fix_age_s=kw.get("age", 1)))
+        return self
+
+
+def only(learned, stop_id) -> learn.Proposal:
+    return next(p for p in learned.proposals if p.stop_id == stop_id)
+
+
+def new_fence(p: learn.Proposal):
+    assert p.new is not None, p.why
+    return p.new
+
+
+def test_a_single_delivery_changes_nothing():
+    fc = route_fc(("S1", "way/1", None))
+    h = History().deliver("S1", 5, -12, day=2, override=True, reason=41)  # far behind, but only once
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert (p.action, p.enough, p.new) == ("keep", False, None)
+    assert p.why == "too little evidence: 1 usable fixes on 1 day(s), needs 3 on 2"
+    assert p.evidence.reasons == {"Entrance away from building": 1}
+    assert learn.apply(fc, learn.learn(fc, h.records, footprint_fc(), frame=FRAME), 2, "2026-11-02") == fc
+
+
+def test_many_deliveries_on_one_day_are_not_enough():
+    fc = route_fc(("S1", "way/1", None))
+    h = History().deliver("S1", 5, -7, day=2, n=6, override=True, reason=41)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert (p.action, p.enough, p.evidence.days) == ("keep", False, 1)
+
+
+def test_a_door_at_the_facade_keeps_its_fence():
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S1", 5, 10.5, day=day, n=2, noise_m=2.0)  # the front door, on the street side
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert (p.action, p.enough, p.why) == ("keep", True, "the fence already covers the delivery point")
+
+
+def test_a_van_scanner_far_from_every_building_is_flagged_not_learned():
+    fc = route_fc(("S3", "way/3", None))
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S3", 5, 75, day=day, n=2, override=True, reason=40)  # parked 25 m from house C
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S3")
+    assert (p.action, p.new) == ("flag", None)
+    assert p.why.startswith("deliveries sit 25 m from the nearest building (25 m from building way/3)")
+    assert learn.apply(fc, learn.learn(fc, h.records, footprint_fc(), frame=FRAME), 2, "2026-11-04") == fc
+
+
+def test_scattered_deliveries_are_flagged():
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day, (x, y) in zip((2, 3, 4, 5, 6, 7), [(5, 12), (-15, 5), (5, -20), (25, 20), (-10, -15), (30, -5)],
+                           strict=True):
+        h.deliver("S1", x, y, day=day, noise_m=0.5)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert p.action == "flag"
+    assert p.why.startswith("deliveries scatter")
+
+
+def test_a_rear_entrance_extends_the_fence_within_its_bound():
+    fc = route_fc(("S1", "way/1", None))
+    door = (5.0, -6.0)  # 6 m behind house A's back wall
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S1", *door, day=day, n=2, override=True, reason=41)
+    learned = learn.learn(fc, h.records, footprint_fc(), frame=FRAME)
+    p = only(learned, "S1")
+    assert p.action == "extend"
+    assert p.new is not None and p.new.contains(Point(door))
+    assert p.new.contains(HOUSES["way/1"].buffer(-0.01))  # the house stays in its own fence
+    assert HOUSES["way/1"].buffer(learn.BOUND_M).contains(p.new)  # the bound
+    assert p.new.area / HOUSES["way/1"].area < 1.6
+    assert p.evidence.inside_now < 0.5 and p.evidence.inside_new == 1.0
+    assert p.evidence.reasons == {"Entrance away from building": 6}
+    out = learn.apply(fc, learned, 2, "2026-11-04")
+    props = out["features"][0]["properties"]
+    assert props["building_id"] == "way/1" and props["fence"]["action"] == "extend"
+    assert props["fence"]["days"] == 3 and props["fence"]["fixes"] == 6
+    assert FRAME.to_local(shape(out["features"][0]["geometry"])).contains(Point(door))
+    # the next night, with the same evidence, the learned fence is kept: learning does not creep
+    again = only(learn.learn(out, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert again.action == "keep"
+
+
+def test_a_door_near_the_bound_is_covered_up_to_it_and_one_past_it_is_flagged():
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S1", 5, -8.5, day=day, n=2, noise_m=3.0, override=True, reason=41)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert p.action == "extend"
+    assert HOUSES["way/1"].buffer(learn.BOUND_M).contains(p.new)
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S1", 5, -14, day=day, n=2, override=True, reason=41)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert (p.action, p.new) == ("flag", None)
+
+
+def test_deliveries_at_another_building_move_the_fence_there():
+    fc = route_fc(("S1", "way/1", None))  # matched to house A, delivered at house C across the street
+    h = History()
+    for day in (2, 3, 5):
+        h.deliver("S1", 5, 39.5, day=day, n=2, override=True, reason=43)
+    learned = learn.learn(fc, h.records, footprint_fc(), frame=FRAME)
+    p = only(learned, "S1")
+    assert (p.action, p.old_building, p.new_building) == ("move", "way/1", "way/3")
+    assert new_fence(p).symmetric_difference(HOUSES["way/3"]).area < 0.01  # its footprint covers the door
+    assert p.evidence.reasons == {"Fence wrong on map": 6}
+    props = learn.apply(fc, learned, 2, "2026-11-05")["features"][0]["properties"]
+    assert (props["building_id"], props["fence"]["action"]) == ("way/3", "move")
+
+
+def test_a_move_needs_the_footprints_or_a_building_of_the_route():
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 5):
+        h.deliver("S1", 5, 39.5, day=day, n=2, override=True, reason=43)
+    p = only(learn.learn(fc, h.records, None, frame=FRAME), "S1")  # house C is in no data the learner has
+    assert p.action == "flag"
+    with_c = route_fc(("S1", "way/1", None), ("S3", "way/3", None))
+    p = only(learn.learn(with_c, h.records, None, frame=FRAME), "S1")  # ...but it is S3's matched building
+    assert (p.action, p.new_building) == ("move", "way/3")
+
+
+def test_an_unmatched_stop_gets_a_fence_from_its_deliveries():
+    fc = route_fc(("S4", None, (60.0, 60.0)), ("S5", None, (5.0, 70.0)))  # prior geocodes, 25 m circles
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S4", 90, 90, day=day, n=2)  # a new build nowhere in the footprints
+        h.deliver("S5", 5, 50.5, day=day, n=2)  # at house C's door
+    learned = learn.learn(fc, h.records, footprint_fc(), frame=FRAME)
+    new_build, at_c = only(learned, "S4"), only(learned, "S5")
+    assert new_build.action == "create" and new_build.new_building == ""
+    assert new_fence(new_build).contains(Point(90, 90))
+    assert 3 * learn.CIRCLE_MIN_M ** 2 <= new_fence(new_build).area <= 3 * learn.CIRCLE_MAX_M ** 2  # 12-gons
+    assert (at_c.action, at_c.new_building) == ("create", "way/3")
+    assert new_fence(at_c).symmetric_difference(HOUSES["way/3"]).area < 0.01
+
+
+def test_outliers_and_poor_fixes_do_not_pull_the_point():
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S1", 5, -6, day=day, n=2, noise_m=0.5)
+    h.deliver("S1", 60, -6, day=5, noise_m=0.1)  # a multipath jump
+    h.deliver("S1", 5, -12, day=5, noise_m=0.1, hdop=4.0)  # a poor fix, kept but weighted low
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert (p.evidence.usable, p.evidence.used) == (8, 7)
+    assert p.evidence.point is not None
+    x, y = p.evidence.point
+    assert abs(x - 5) < 1.0 and abs(y + 6) < 1.0
+
+
+@pytest.mark.parametrize("kw", [
+    {"hdop": 6.0},  # too poor for the device to judge
+    {"age": 30},  # stale
+    {"match": record.M_FENCE},  # matched by the fence itself: circular
+    {"outcome": record.ATTEMPTED},  # not delivered
+])
+def test_fixes_the_learner_does_not_use(kw):
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S1", 5, -6, day=day, n=2, **kw)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert (p.action, p.evidence.usable) == ("keep", 0)
+
+
+def test_a_corrected_delivery_is_not_evidence_and_since_limits_the_days():
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S1", 5, -6, day=day, n=2)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME, since="2026-11-03"), "S1")
+    assert (p.evidence.deliveries, p.evidence.days, p.action) == (4, 2, "extend")
+    h.deliver("S1", 0, 0, day=4, outcome=record.CORRECTION, corrects=6)
+    h.deliver("S1", 0, 0, day=4, outcome=record.CORRECTION, corrects=5)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME, since="2026-11-03"), "S1")
+    assert (p.evidence.deliveries, p.evidence.days, p.action) == (2, 1, "keep")
