@@ -8,6 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from host_tools import untrusted
 from host_tools.store import Store, StoreError
 from host_tools.sync import SyncReport, sync_device
 
@@ -117,7 +118,7 @@ def run_devices(args: argparse.Namespace) -> int:
     if len(rows) == 1:
         print(f"no devices enrolled in {store.path}")
         return 0
-    print(_table(rows))
+    print(_table([tuple(untrusted.shown(c) for c in r) for r in rows]))  # device-reported strings
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import record as rec  # firmware/record.py, via host_tools
 import routepack
 
+from host_tools import untrusted
 from host_tools.routes import Route, Stop
 
 # Non-delivery reasons and actions (UPU EMSEVT EMH spirit) come with the route package; a route read
@@ -317,7 +318,7 @@ def to_text(rep: Report) -> str:
                        f"  {row['device_time']}{flags}{extra}{void}")
         for item in sr.missing:
             out.append(f"        {item:<20} missing")
-    return "\n".join(out) + "\n"
+    return "\n".join(untrusted.shown(line) for line in out) + "\n"  # ids and addresses are input
 
 
 # --- csv ------------------------------------------------------------------------------------------
@@ -328,11 +329,18 @@ CSV_COLUMNS = ["kind", "scope", "stop_seq", "stop_id", "address", "item_id", "st
                "match_rate", "override_share", "unsure_share", "fence_share", "expected_stop"]
 
 
+class _SafeWriter(csv.DictWriter):
+    """Every cell through untrusted.csv_cell: an item id `=HYPERLINK(...)` stays text."""
+
+    def writerow(self, rowdict: Any) -> Any:
+        return super().writerow({k: untrusted.csv_cell(v) for k, v in rowdict.items()})
+
+
 def to_csv(rep: Report) -> str:
     """One table: `rate` rows (route, then each carrier), `gap` rows, then per stop its `scan` rows and
     a `missing` row for each expected item never scanned; `kind` tells them apart."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, CSV_COLUMNS, lineterminator="\n")
+    w = _SafeWriter(buf, CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
     scopes = [("route", rep.total)] + [("carrier:" + d, r) for d, r in sorted(rep.carriers.items())]
     for scope, r in scopes:

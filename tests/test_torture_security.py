@@ -386,3 +386,52 @@ def test_an_unsigned_refusal_never_sets_a_batch_aside(mpy, tmp_path):
     assert out.split() == [str(len(statuses) + 1), "1", "3"]
     tally("security unsigned-refusals", len(statuses) + 2,
           extra=f"{len(statuses)} unsigned 4xx and a refusal signed under another key: none quarantined")
+
+
+def test_keys_stay_private_and_hostile_text_stays_inert_across_umasks_and_payloads(tmp_path):
+    """Issue 13 items 5 and 12: under every umask the store, its -wal and -shm are 0600 in a 0700
+    folder; random text with control characters and formula starts never reaches a terminal raw
+    or a spreadsheet as a formula."""
+    import csv
+    import io
+    import os
+    import random
+    import stat
+
+    from host_tools import untrusted
+
+    umasks = [0o000, 0o002, 0o007, 0o022, 0o027, 0o077][: cases(6, 6)]
+    for i, mask in enumerate(umasks):
+        old = os.umask(mask)
+        try:
+            home = tmp_path / f"home{i}"
+            store = Store(home / "sub" / "depot.sqlite3")
+            store.enrol(DEV)
+            store.ingest(DEV, recs(DEV, 1, 2), "test")
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (home / "sub").iterdir()}
+            assert stat.S_IMODE((home / "sub").stat().st_mode) == 0o700
+            assert modes == {"depot.sqlite3": 0o600, "depot.sqlite3-wal": 0o600, "depot.sqlite3-shm": 0o600}
+            store.close()
+        finally:
+            os.umask(old)
+    rng = random.Random(13)
+    n = cases(2000, 100_000)
+    alphabet = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), 0x202E, 0x2066]] + list("=+-@AZaz09 ,\"'")
+    for _ in range(n):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 12)))
+        shown = untrusted.shown(text)
+        assert not [c for c in shown if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u202e\u2066"]
+        cell = next(csv.reader(io.StringIO(_csv_line(untrusted.csv_cell(text)))))[0]
+        assert cell[:1] not in ("=", "+", "-", "@"), repr(text)
+    tally("security private-and-inert", len(umasks) + n,
+          extra=f"{len(umasks)} umasks: store, -wal, -shm 0600 in 0700; {n} hostile strings inert in "
+                "text and CSV")
+
+
+def _csv_line(cell: str) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerow([cell])
+    return buf.getvalue()
