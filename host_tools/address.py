@@ -63,6 +63,16 @@ DIRECTIONS = {
     "nw": ("northwest",), "se": ("southeast",), "sw": ("southwest",),
 }
 DIRECTION_OF = {alias: canon for canon, aliases in DIRECTIONS.items() for alias in (canon, *aliases)}
+_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
+             "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth").split()
+
+
+def _ordinal(k: int) -> str:
+    return f"{k}th" if 11 <= k <= 13 else f"{k}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
+NAME_WORD = {w: _ordinal(k) for k, w in enumerate(_ORDINALS, 1)}  # Fifth Avenue is 5th Ave
+NAME_WORD.update({"saint": "st", "mount": "mt", "fort": "ft"})  # name words, not street types
 UNIT_WORDS = r"apt|apartment|unit|flat|suite|ste|fl|floor|rm|room|bldg|#"
 _UNIT_RE = re.compile(rf"(?:^|[\s,])(?:{UNIT_WORDS})\.?\s*#?\s*([0-9a-z][0-9a-z-]*)\b", re.I)
 _NUMBER_RE = re.compile(r"^\d+[a-z]?(?:\s*[-–/;]\s*\d+[a-z]?)?$", re.I)
@@ -91,7 +101,7 @@ def house_numbers(raw: str) -> tuple[str, ...]:
 
 def street_key(words: list[str]) -> tuple[str, str, str, tuple[str, ...]]:
     """Normalised (full, core, type, directions) of a street's words, in any spelling."""
-    ws = [w for w in _fold(" ".join(words)).replace("-", " ").split() if w]
+    ws = [NAME_WORD.get(w, w) for w in _fold(" ".join(words)).replace("-", " ").split() if w]
     dirs: list[str] = []
     typ = ""
     while ws and ws[0] in DIRECTION_OF and len(ws) > 1:
@@ -100,6 +110,8 @@ def street_key(words: list[str]) -> tuple[str, str, str, tuple[str, ...]]:
         dirs.append(DIRECTION_OF[ws.pop()])
     if len(ws) > 1 and ws[-1] in TYPE_OF:
         typ = TYPE_OF[ws.pop()]
+    if len(ws) == 1 and not typ and ws[0] in TYPE_OF:  # "North Street", "N St": the type is the name
+        ws = [TYPE_OF[ws[0]]]
     core = " ".join(ws)
     full = " ".join([*dirs[:1], core, typ, *dirs[1:]]).replace("  ", " ").strip()
     return full, core, typ, tuple(dirs)

@@ -69,8 +69,9 @@ def render(fc: dict[str, Any], outcomes: list, index: Index) -> str:
             else:
                 drawn.append({"d": _path(f["geometry"], to_xy), "cls": p["match"], "title": title})
     attention = [o for o in outcomes if o.match.building is None]
+    fuzzy = [o for o in outcomes if o.match.kind == "fuzzy"]
     counts = {k: sum(1 for f in fc["features"] if f["properties"]["match"] == k)
               for k in ("exact", "normalized", "fuzzy", "geocode", "none")}
     return _env.get_template("address_match.html").render(
-        route_id=fc.get("route_id", ""), svg=svg, drawn=drawn, attention=attention, counts=counts,
+        route_id=fc.get("route_id", ""), svg=svg, drawn=drawn, attention=attention, fuzzy=fuzzy, counts=counts,
         total=len(outcomes), footprints=len(index.buildings), locale=index.locale)

@@ -136,7 +136,7 @@ class Index:
                 b.numbers, b.block = address.zh_building_of(b.tags)
                 dirs: tuple[str, ...] = ()
                 self.by_sound[sound].add(full)
-                b.written = _written(street + hn)
+                b.written = _written(street + hn + (str(b.tags.get("name", "")) if b.block else ""))
             else:
                 full, core, typ, dirs = address.osm_street_en(street)
                 b.numbers = address.house_numbers(hn)

@@ -47,6 +47,9 @@ EN = [
     footprint(8),  # a shed: no address
     footprint(9, **{"addr:housenumber": "7", "addr:street": "Main Street", "addr:city": "Springfield"}),
     footprint(10, **{"addr:housenumber": "41", "addr:street": "Southeast Harbor Drive"}),
+    footprint(11, **{"addr:housenumber": "3", "addr:street": "Fifth Avenue"}),
+    footprint(12, **{"addr:housenumber": "8", "addr:street": "Saint Johns Road"}),
+    footprint(13, **{"addr:housenumber": "2", "addr:street": "North Street"}),
 ]
 
 EN_CASES = [  # address as the list has it -> (outcome, building)
@@ -75,6 +78,9 @@ EN_CASES = [  # address as the list has it -> (outcome, building)
     ("9 Main Street", "none", None),  # the street exists, the building does not: never a neighbour
     ("40 Nowhere Road", "none", None),
     ("Main Street", "none", None),
+    ("3 5th Ave", "normalized", "way/11"),  # ordinals written either way
+    ("8 St. Johns Rd", "normalized", "way/12"),  # Saint as St
+    ("2 N St", "normalized", "way/13"),  # a street named after a direction
 ]
 
 
@@ -117,6 +123,7 @@ ZH_CASES = [
     ("人民路 12号 100020", "normalized", "way/103"),  # a postcode appended
     ("人明路12号", "fuzzy", "way/103"),  # typed through pinyin: ming for min
     ("北京市朝阳区建国路88号2号楼3单元501室", "normalized", "way/102"),
+    ("建国路88号2号楼", "exact", "way/102"),
     ("建国路88号二号楼", "normalized", "way/102"),
     ("建国路88号1栋", "normalized", "way/101"),
     ("健国路88号1号楼", "fuzzy", "way/101"),  # a homophone
@@ -208,6 +215,7 @@ def test_cli_writes_every_row_once_with_its_match_and_a_summary(tmp_path, capsys
     assert html.count("<tr class=") == 3 and 'data-stop-id="S005"' in html
     assert "&lt;b&gt;123 Nowhere&lt;/b&gt;" in html and "<b>123" not in html
     assert html.count('class="exact"') == 1 and html.count('class="geocode"') == 1
+    assert "Fuzzy matches to glance at (1)" in html and "30 Washington Boulevard (way/7)" in html
 
 
 def test_a_built_route_compiles_when_every_stop_has_a_fence(tmp_path):
@@ -220,7 +228,7 @@ def test_a_built_route_compiles_when_every_stop_has_a_fence(tmp_path):
         row(4, "和平路1号", s10("RR", "00000014"), lat=f"{LAT:.6f}", lon=f"{LON - 0.001:.6f}"),
     ], bom=False)
     fc, outcomes, _ = build(addresses, fp, locale="zh", route_id="ZH-1")
-    assert [o.kind for o in outcomes] == ["normalized", "normalized", "normalized", "geocode"]
+    assert [o.kind for o in outcomes] == ["normalized", "exact", "normalized", "geocode"]
     res = route_compile.compile_geojson(fc, key=bytes(32))
     assert (res.stops, res.route_id, res.repairs) == (4, "ZH-1", [])
 
