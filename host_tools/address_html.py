@@ -73,5 +73,5 @@ def render(fc: dict[str, Any], outcomes: list, index: Index) -> str:
     counts = {k: sum(1 for f in fc["features"] if f["properties"]["match"] == k)
               for k in ("exact", "normalized", "fuzzy", "geocode", "none")}
     return _env.get_template("address_match.html").render(
-        route_id=fc.get("route_id", ""), svg=svg, drawn=drawn, attention=attention, fuzzy=fuzzy, counts=counts,
-        total=len(outcomes), footprints=len(index.buildings), locale=index.locale)
+        route_id=fc.get("route_id", ""), svg=svg, drawn=drawn, attention=attention, fuzzy=fuzzy,
+        counts=counts, total=len(outcomes), footprints=len(index.buildings), locale=index.locale)
