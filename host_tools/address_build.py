@@ -159,7 +159,7 @@ def register_route(rsub: argparse._SubParsersAction) -> None:
     p = rsub.add_parser("build", help="match an address list to building footprints: a route GeoJSON")
     p.add_argument("addresses", metavar="ADDRESSES.csv")
     p.add_argument("--footprints", required=True, metavar="BUILDINGS.geojson",
-                   help="OSM buildings as overpass-turbo exports them (GeoJSON)")
+                   help="OSM buildings: overpass-turbo's GeoJSON, or an extract (.osm.pbf, .osm)")
     p.add_argument("--out", required=True, metavar="ROUTE.geojson")
     p.add_argument("--locale", choices=address.LOCALES, default="en",
                    help="en: number + street; zh: road + 号 + 号楼 + 单元 + room")

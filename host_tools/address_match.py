@@ -83,8 +83,14 @@ def paused_gc():
             gc.enable()
 
 
+OSM_SUFFIXES = (".pbf", ".osm", ".osm.bz2", ".osm.gz", ".o5m")
+
+
 def load_footprints(path: str | Path) -> list[Building]:
-    """An overpass-turbo GeoJSON of buildings -> Buildings (areal features only, ids kept)."""
+    """An overpass-turbo GeoJSON of buildings, or an OSM extract (.osm.pbf, .osm) -> Buildings
+    (areal features only, ids kept)."""
+    if str(path).endswith(OSM_SUFFIXES):
+        return load_osm(path)
     try:
         with paused_gc():
             fc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
@@ -96,6 +102,38 @@ def load_footprints(path: str | Path) -> list[Building]:
                          "export the buildings from overpass-turbo as GeoJSON")
     with paused_gc():
         return buildings_from(fc["features"])
+
+
+def load_osm(path: str | Path) -> list[Building]:
+    """Buildings of an OSM extract, through pyosmium: closed ways and multipolygon relations
+    tagged building=*, assembled into areas by libosmium, with the same ids overpass-turbo gives."""
+    import osmium
+    from osmium.filter import KeyFilter
+    from osmium.geom import GeoJSONFactory
+    from osmium.osm import Area
+
+    if not Path(path).is_file():
+        raise DepotError(f"{path}: no such file", "check the path of the OSM extract")
+    factory = GeoJSONFactory()
+    out: list[Building] = []
+    try:
+        with paused_gc():
+            for obj in osmium.FileProcessor(str(path)).with_areas().with_filter(KeyFilter("building")):
+                if not isinstance(obj, Area):
+                    continue
+                try:
+                    geom = json.loads(factory.create_multipolygon(obj))
+                except RuntimeError:  # libosmium could not assemble the ring: no fence from it
+                    continue
+                if len(geom["coordinates"]) == 1:
+                    geom = {"type": "Polygon", "coordinates": geom["coordinates"][0]}
+                kind = "way" if obj.from_way() else "relation"
+                out.append(Building(id=f"{kind}/{obj.orig_id()}", geometry=geom,
+                                    tags={t.k: t.v for t in obj.tags}))
+    except RuntimeError as exc:  # libosmium's errors for a damaged or foreign file
+        raise DepotError(f"{path}: not readable as an OSM extract ({exc})",
+                         "give a .osm.pbf or .osm file, or overpass-turbo's GeoJSON") from None
+    return out
 
 
 def buildings_from(features: list[Any]) -> list[Building]:

@@ -302,3 +302,39 @@ def test_a_built_route_is_compiled_loaded_and_delivered_on_a_virtual_handheld(tm
     got = sorted((r.to_dict()["outcome"], r.stop_id, r.item_id) for r in store.records("HH-0501"))
     assert got == sorted(out.expected)
     assert {sid for _, sid, _ in got} == {r["stop_id"] for r in town.rows}
+
+
+def write_osm(path: Path, features: list[dict]) -> Path:
+    """The footprints as an OSM extract: a node per vertex, a closed way per building."""
+    import osmium
+    from osmium.osm import Location
+    from osmium.osm.mutable import Node, Way
+
+    writer = osmium.SimpleWriter(str(path))
+    ways, node_id = [], 0
+    for f in features:
+        refs = []
+        for lon, lat in f["geometry"]["coordinates"][0][:-1]:
+            node_id += 1
+            writer.add_node(Node(id=node_id, location=Location(lon, lat)))
+            refs.append(node_id)
+        tags = {k: v for k, v in f["properties"].items() if not k.startswith("@")}
+        ways.append(Way(id=int(f["id"].split("/")[1]), nodes=refs + refs[:1], tags=tags))
+    for w in ways:
+        writer.add_way(w)
+    writer.close()
+    return path
+
+
+def test_an_osm_pbf_extract_matches_like_its_geojson(tmp_path):
+    buildings = load_footprints(write_osm(tmp_path / "town.osm.pbf", EN))
+    assert sorted(b.id for b in buildings) == sorted(f["id"] for f in EN)
+    index = Index(buildings, "en")
+    got = [(m.kind, m.building.id if m.building else None)
+           for m in (index.match(t, index.parse(t)) for t, _, _ in EN_CASES)]
+    assert got == [(kind, building) for _, kind, building in EN_CASES]
+    assert {b.geometry["type"] for b in buildings} == {"Polygon"}
+    bad = tmp_path / "bad.osm.pbf"
+    bad.write_bytes(b"\x00\x00\x00\x0dnot a pbf")
+    with pytest.raises(DepotError, match="not readable as an OSM extract"):
+        load_footprints(bad)
