@@ -8,14 +8,14 @@ the device's next route, which `depot sync` pushes over the dock.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import routepack
 import routepkg
 
 from host_tools import private, routes
-from host_tools.store import AssignedRoute, Store, UnknownDevice, open_store
+from host_tools.errors import DepotError
+from host_tools.store import AssignedRoute, Store, UnknownDevice, open_existing
 
 
 def assign(store: Store, package: str | Path, device_id: str) -> AssignedRoute:
@@ -38,18 +38,17 @@ def register_route(rsub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
-    rc = 0
+    if not Path(args.package).is_file():
+        raise DepotError(f"no route package {args.package}", "compile it first: depot route compile")
+    store = open_existing(args.store)
+    for dev in args.device:  # every device checked before any is assigned
+        if store.key(dev) is None:
+            raise DepotError(f"device {dev} is not enrolled", f"run `depot enrol --device-id {dev}` first")
     for dev in args.device:
         try:
             a = assign(store, args.package, dev)
-        except UnknownDevice:
-            print(f"error: device {dev!r} is not enrolled (depot enrol --device-id {dev})", file=sys.stderr)
-            rc = 2
-            continue
         except (OSError, ValueError, routepkg.PackageError) as exc:
-            print(f"error: {args.package}: {exc}", file=sys.stderr)
-            return 2
+            raise DepotError(f"{args.package}: {exc}", "give a package made by depot route compile") from None
         print(f"{dev}: route {a.route_id} assigned ({len(a.package)} bytes, sha256 {a.sha256.hex()[:16]}); "
               "pushed at the next `depot sync`")
-    return rc
+    return 0

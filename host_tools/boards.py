@@ -13,6 +13,16 @@ def path(name: str) -> Path:
     return p
 
 
+def check(name: str) -> None:
+    """A board name the user typed: DepotError (one line, the choices) when there is no such board."""
+    from host_tools.errors import DepotError
+
+    try:
+        path(name)
+    except KeyError:
+        raise DepotError(f"no board named {name}", f"choose one of {', '.join(names())}") from None
+
+
 def names() -> list[str]:
     return sorted(load_file(p)["name"] for p in BOARDS.glob("board_*.py"))
 

@@ -7,7 +7,8 @@ import argparse
 import csv
 import sys
 
-from host_tools import boards, flash
+from host_tools import boards, flash, term
+from host_tools.errors import DepotError
 
 
 def register(sub) -> None:
@@ -26,51 +27,54 @@ def register(sub) -> None:
 
 def targets(args: argparse.Namespace) -> list[tuple[str, str]]:
     if len(args.port) != len(args.device_id):
-        raise ValueError("give one --device-id for each --port, in the same order")
+        raise DepotError(f"{len(args.port)} --port but {len(args.device_id)} --device-id",
+                         "give one --device-id for each --port, in the same order")
     pairs = list(zip(args.port, args.device_id, strict=True))
     if args.csv:
-        with open(args.csv, newline="") as f:
-            for n, row in enumerate(csv.reader(f), 1):
-                row = [c.strip() for c in row]
-                if not row or not row[0] or row[0].startswith("#") or (n == 1 and row[0].lower() == "port"):
-                    continue
-                if len(row) < 2 or not row[1]:
-                    raise ValueError(f"{args.csv}:{n}: expected port,device_id")
-                pairs.append((row[0], row[1]))
+        try:
+            with open(args.csv, newline="") as f:
+                rows = list(csv.reader(f))
+        except OSError as exc:
+            raise DepotError(f"cannot read {args.csv}: {exc.strerror}", "check the --csv path") from None
+        for n, row in enumerate(rows, 1):
+            row = [c.strip() for c in row]
+            if not row or not row[0] or row[0].startswith("#") or (n == 1 and row[0].lower() == "port"):
+                continue
+            if len(row) < 2 or not row[1]:
+                raise DepotError(f"{args.csv}:{n}: no device id", "write each line as port,device_id")
+            pairs.append((row[0], row[1]))
     if not pairs:
-        raise ValueError("no device given: --port P --device-id ID, or --csv FILE")
+        raise DepotError("no device given", "name each with --port P --device-id ID, or give --csv FILE")
     return pairs
 
 
 def run(args: argparse.Namespace) -> int:
     from host_tools import store as store_mod
 
-    try:
-        pairs = targets(args)
-        boards.path(args.board)
-    except (ValueError, KeyError, OSError) as exc:
-        print(f"depot flash: {str(exc).strip(chr(39))}", file=sys.stderr)
-        return 2
-    st = store_mod.open_store(args.store)
+    pairs = targets(args)
+    boards.check(args.board)
+    st = store_mod.open_existing(args.store)
     try:
         keys = {d: st.key(d) for _, d in pairs}
     finally:
         st.close()
     missing = [d for d, k in keys.items() if k is None]
     if missing:
-        print("depot flash: not enrolled: " + ", ".join(missing) + " (run `depot enrol --device-id ID`)",
-              file=sys.stderr)
-        return 2
+        raise DepotError(f"not enrolled: {', '.join(missing)}",
+                         f"run `depot enrol --device-id {missing[0]}` first")
     if args.force:
         print("WARNING: --force flashes devices even when their journal holds unsynced records; the "
               "records stay on the device, sync it before its journal fills.", file=sys.stderr)
-    progress = flash.Progress(pairs)
+    lines = term.LiveLines(pairs, label=lambda pd: f"{pd[1]}  {pd[0]}")
+
+    def show(r: flash.Result) -> None:
+        lines.update((r.port, r.device_id), r.status, r.message or r.detail, r.fraction)
+
     try:
         results = flash.flash_many(pairs, args.board, keys.get, force=args.force,
-                                   server_url=args.server_url, update=progress.update)
+                                   server_url=args.server_url, update=show)
     except flash.FlashError as exc:
-        print(f"depot flash: {exc}", file=sys.stderr)
-        return 2
-    print()
+        raise DepotError(str(exc), "nothing was written to any device") from None
+    lines.close()
     print(flash.table(results))
     return 0 if all(r.ok for r in results) else 1

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from host_tools import private, report, routes
+from host_tools.errors import DepotError
 
 
 def register(sub) -> None:
@@ -38,24 +39,28 @@ def find_route(store, store_path: Path, route_id: str) -> routes.Route:
 def run(args: argparse.Namespace) -> int:
     from host_tools import store as store_mod
 
-    path = store_mod.default_path(args.store)
-    if not path.exists():
-        print(f"depot report: no store at {path} (set --store or DEPOT_HOME)", file=sys.stderr)
-        return 2
-    st = store_mod.open_store(path)
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise DepotError(f"cannot write {out}: no folder {out.parent}", "create it, or choose another --out")
+    if args.route_file and not Path(args.route_file).is_file():
+        raise DepotError(f"no route file {args.route_file}", "give the route's .pkg or its source .geojson")
+    st = store_mod.open_existing(args.store)
     try:
         if args.route_file:
-            routes.register(path, args.route_file, args.route)
-        route = find_route(st, path, args.route)
+            routes.register(st.path, args.route_file, args.route)
+        route = find_route(st, st.path, args.route)
         text = report.render(report.build(route, st), args.format)
     except routes.RouteError as exc:
-        print(f"depot report: {exc}", file=sys.stderr)
-        return 2
+        fix = "give its package with --route-file" if args.route_file is None else "check the route file"
+        raise DepotError(str(exc), fix) from None
     finally:
         st.close()
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(f"report written to {args.out}")
-    else:
+    if out is None:
         sys.stdout.write(text)
+        return 0
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DepotError(f"cannot write {out}: {exc.strerror}", "choose another --out") from None
+    print(f"report written to {out}")
     return 0

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
-import sys
 
 from host_tools import route_compile
+from host_tools.errors import DepotError
 
 ROUTE_COMMAND_MODULES: list[str] = [
     "host_tools.assign",
@@ -42,9 +42,8 @@ def run_compile(args: argparse.Namespace) -> int:
         res = route_compile.compile_file(args.geojson, board=args.board, route_id=args.route_id,
                                          service_date=date, key=key)
     except (route_compile.CompileError, KeyError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        print("nothing written", file=sys.stderr)
-        return 2
+        what = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise DepotError(str(what), "nothing written") from None
     for line in res.repairs:
         print(f"repair: {line}")
     route_compile.write_package(res.package, args.out)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from host_tools import untrusted
-from host_tools.store import Store, StoreError
+from host_tools import term, untrusted
+from host_tools.errors import DepotError
+from host_tools.store import Store, StoreError, open_existing
 from host_tools.sync import SyncReport, sync_device
 
 
@@ -28,112 +28,80 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_devices)
 
 
-def _store(args: argparse.Namespace) -> Store:
-    return Store(getattr(args, "store", None))
-
-
 def run_enrol(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = Store(args.store)  # the one command that creates a store
     try:
         store.enrol(args.device_id)  # the key stays in the store: never printed
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise DepotError(str(exc), "choose another device id") from None
     print(f"enrolled {args.device_id} in {store.path}; its key is in the store (flash it with depot flash)")
     return 0
 
 
-class _Lines:
-    """One live line per device on a terminal; plain lines otherwise (logs, CI)."""
-
-    def __init__(self, ports: list[str]):
-        self.ports = ports
-        self.state = {p: "waiting" for p in ports}
-        self.lock = threading.Lock()
-        self.tty = sys.stdout.isatty()
-        self.width = max(len(p) for p in ports)
-        if self.tty:
-            for p in ports:
-                print(self._line(p))
-
-    def _line(self, port: str) -> str:
-        return f"{port:<{self.width}}  {self.state[port]}"[:120]
-
-    def update(self, port: str, msg: str) -> None:
-        with self.lock:
-            if self.state[port] == msg:
-                return
-            self.state[port] = msg
-            if self.tty:
-                up = len(self.ports) - self.ports.index(port)
-                sys.stdout.write(f"\x1b[{up}A\r\x1b[2K{self._line(port)}\x1b[{up}B\r")
-                sys.stdout.flush()
-            elif not msg.startswith(("records ", "route ")):  # logs get phase changes only
-                print(self._line(port), flush=True)
+def _progress(msg: str) -> tuple[str, str, float | None]:
+    """sync_device's messages ("records 40/300", "route 35%", "hello") as phase, detail, fraction."""
+    phase, _, detail = msg.partition(" ")
+    fraction = None
+    try:
+        if phase == "records" and "/" in detail:
+            done, total = detail.split("/")
+            fraction = int(done) / max(int(total), 1)
+        elif phase == "route" and detail.endswith("%"):
+            fraction = int(detail[:-1]) / 100
+    except ValueError:
+        pass
+    return phase, detail, fraction
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = open_existing(args.store)
     ports: list[str] = list(dict.fromkeys(args.port))
-    lines = _Lines(ports)
+    lines = term.LiveLines(ports)
     t0 = time.monotonic()
 
     def one(port: str) -> SyncReport:
-        return sync_device(port, store, progress=lambda msg: lines.update(port, msg),
+        return sync_device(port, store, progress=lambda msg: lines.update(port, *_progress(msg)),
                            push_route=not args.no_route)
 
     with ThreadPoolExecutor(max_workers=len(ports)) as pool:
         reports = list(pool.map(one, ports))
     for rep in reports:
         lines.update(rep.port, "ok" if rep.ok else "FAILED")
-    print()
+    lines.close()
     print(format_reports(reports))
     print(f"{sum(r.ok for r in reports)}/{len(reports)} synced in {time.monotonic() - t0:.1f} s; "
           f"store {store.path}")
-    return 0 if all(r.ok for r in reports) else 1
+    failed = [r for r in reports if not r.ok]
+    if not failed:
+        return 0
+    sys.stdout.flush()
+    for r in failed[:-1]:
+        print(f"depot: error: {r.port}: {r.error}", file=sys.stderr)
+    raise DepotError(f"{failed[-1].port}: {failed[-1].error}")
 
 
 def format_reports(reports: list[SyncReport]) -> str:
-    head: tuple[str, ...] = ("port", "device", "result", "received", "stored", "dupes", "acked",
-                             "pending", "route", "gaps")
-    rows: list[tuple[str, ...]] = [head]
+    rows: list[tuple[object, ...]] = [("port", "device", "result", "received", "stored", "dupes", "acked",
+                                       "pending", "route", "gaps")]
     for r in reports:
-        gaps = _ranges(r.gaps) if r.gaps else "-"
-        rows.append((r.port, r.device_id or "?", "ok" if r.ok else "FAILED", str(r.received), str(r.stored),
-                     str(r.duplicates), str(r.acked_seq), str(r.pending_after), r.route_pushed or "-", gaps))
-    errors = [f"{r.port}: {r.error}" for r in reports if r.error]
-    return "\n".join([_table(rows), *errors])
+        rows.append((r.port, r.device_id or "?", "ok" if r.ok else "FAILED", r.received, r.stored,
+                     r.duplicates, r.acked_seq, r.pending_after, r.route_pushed or "-", term.ranges(r.gaps)))
+    return term.table([tuple(untrusted.shown(str(c)) for c in r) for r in rows], right=range(3, 8))
 
 
 def run_devices(args: argparse.Namespace) -> int:
-    store = _store(args)
-    rows: list[tuple[str, ...]] = [("device", "last seen", "firmware", "board", "route", "pending",
-                                    "acked", "battery", "free flash")]
+    store = open_existing(args.store)
+    rows: list[tuple[object, ...]] = [("device", "last seen", "firmware", "board", "route", "pending",
+                                       "acked", "battery", "free flash")]
     for d in store.devices():
         seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.last_seen)) if d.last_seen else "never"
         rows.append((d.device_id, seen, d.firmware or "-", d.board or "-", d.route_id or "-",
-                     "-" if d.pending is None else str(d.pending), str(d.ack_seq),
+                     "-" if d.pending is None else d.pending, d.ack_seq,
                      "-" if d.battery is None else f"{d.battery}%",
                      "-" if d.free_flash is None else f"{d.free_flash // 1024} KiB"))
     if len(rows) == 1:
         print(f"no devices enrolled in {store.path}")
         return 0
-    print(_table([tuple(untrusted.shown(c) for c in r) for r in rows]))  # device-reported strings
+    print(term.table([tuple(untrusted.shown(str(c)) for c in r) for r in rows],  # device-reported strings
+                     right=(5, 6, 7, 8)))
     return 0
-
-
-def _ranges(seqs: list[int]) -> str:
-    spans: list[list[int]] = []
-    for s in seqs:
-        if spans and s == spans[-1][1] + 1:
-            spans[-1][1] = s
-        else:
-            spans.append([s, s])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-
-
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

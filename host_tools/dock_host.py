@@ -139,6 +139,7 @@ class DockLink:
         self._id = random.randrange(1, 256)  # a fresh session rarely reuses the device's cached id
         self.device_id = ""
         self._session: sign.Signer | None = None  # under the session key, once both proved the key
+        self.heard = bytearray()  # the last raw bytes in: tells a console from a silent dock port
         self._write(b"\0")  # flush whatever half frame the device's decoder holds
 
     def close(self) -> None:
@@ -187,6 +188,8 @@ class DockLink:
 
     def _feed(self, data: bytes) -> None:
         self.stats.bytes_in += len(data)
+        self.heard += data
+        del self.heard[:-256]
         dec = self.dec
         pos = 0
         bad = dec.bad

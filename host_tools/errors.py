@@ -15,4 +15,5 @@ class DepotError(Exception):
         self.fix = fix.rstrip(".")
 
     def line(self) -> str:
-        return f"{self.what}. {self.fix}." if self.fix else f"{self.what}."
+        fix = self.fix[:1].upper() + self.fix[1:]  # a sentence of its own
+        return f"{self.what}. {fix}." if fix else f"{self.what}."

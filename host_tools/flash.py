@@ -23,7 +23,7 @@ from pathlib import Path
 
 import layout
 
-from host_tools import boards
+from host_tools import boards, term
 from host_tools import mpremote_adapter as mp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +67,7 @@ class Result:
     seconds: float = 0.0
     message: str = ""
     detail: str = ""  # progress text while running
+    fraction: float | None = None  # of the current step, when it has a measure
 
     @property
     def ok(self) -> bool:
@@ -123,8 +124,8 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
     res = result or Result(device_id, port)
     t0 = time.monotonic()
 
-    def step(status: str, detail: str = "") -> None:
-        res.status, res.detail = status, detail
+    def step(status: str, detail: str = "", fraction: float | None = None) -> None:
+        res.status, res.detail, res.fraction = status, detail, fraction
         res.seconds = time.monotonic() - t0
         if update:
             update(res)
@@ -156,7 +157,8 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
                 secret = path == "/config/device.json"
 
                 def prog(k: int, n: int = n, done: int = done) -> None:
-                    step("writing", f"{n}/{len(todo)} files, {(done + k) * 100 // max(total, 1)}%")
+                    share = (done + k) / max(total, 1)
+                    step("writing", f"{n}/{len(todo)} files, {int(share * 100)}%", share)
 
                 got = dev.put(path, data, progress=prog, what="writing the identity" if secret else None)
                 if got != want[path]:
@@ -178,7 +180,7 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
             step("rebooting")
             dev.reboot()
         res.seconds = time.monotonic() - t0
-        res.status, res.detail = "ok", ""
+        res.status, res.detail, res.fraction = "ok", "", None
     except Refused as exc:
         res.status, res.message = "refused", str(exc)
     except mp.AdapterError as exc:
@@ -210,40 +212,10 @@ def flash_many(targets: list[tuple[str, str]], board: str, keys: Callable[[str],
     return results
 
 
-class Progress:
-    """One live line per device on a terminal; plain lines on state changes otherwise."""
-
-    def __init__(self, results_order: list[tuple[str, str]], stream=None) -> None:
-        self.stream = stream or sys.stdout
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.lines = {(p, d): f"{d:<16} {p:<16} waiting" for p, d in results_order}
-        self.last: dict[tuple[str, str], str] = {}
-        self.lock = threading.Lock()
-        self.drawn = False
-
-    def update(self, r: Result) -> None:
-        text = f"{r.device_id:<16} {r.port:<16} {r.status:<10} {r.detail}"
-        with self.lock:
-            self.lines[(r.port, r.device_id)] = text
-            if self.tty:
-                if self.drawn:
-                    self.stream.write(f"\x1b[{len(self.lines)}F")
-                for line in self.lines.values():
-                    self.stream.write("\x1b[2K" + line[:120] + "\n")
-                self.drawn = True
-            elif self.last.get((r.port, r.device_id)) != r.status:
-                self.stream.write(text.rstrip() + "\n")
-            self.last[(r.port, r.device_id)] = r.status
-            self.stream.flush()
-
-
 def table(results: list[Result]) -> str:
-    head = (f"{'device':<16} {'port':<16} {'result':<8} {'written':>7} {'skipped':>7} {'bytes':>8} "
-            f"{'time':>6}  note")
-    rows = [head, "-" * len(head)]
-    for r in results:
-        rows.append(f"{r.device_id:<16} {r.port:<16} {r.status:<8} {r.written:>7} {r.skipped:>7} "
-                    f"{r.bytes:>8} {r.seconds:>5.1f}s  {r.message}")
+    rows: list[tuple[object, ...]] = [("device", "port", "result", "written", "skipped", "bytes", "time",
+                                       "note")]
+    rows += [(r.device_id, r.port, r.status, r.written, r.skipped, r.bytes, f"{r.seconds:.1f}s", r.message)
+             for r in results]
     ok = sum(r.ok for r in results)
-    rows.append(f"{ok} of {len(results)} device(s) flashed")
-    return "\n".join(rows)
+    return term.table(rows, right=(3, 4, 5, 6)) + f"\n{ok} of {len(results)} device(s) flashed"

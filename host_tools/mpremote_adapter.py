@@ -167,18 +167,23 @@ class Device:
         return cls(port, t)
 
     def close(self) -> None:
-        t, self._t = self._t, None
+        """Let go of the port with the application running again, whatever happened before: a
+        soft reset from the friendly REPL runs boot.py and main.py, as after `reboot()`. A depot
+        command never leaves a handheld stopped at the REPL with its scans unheard."""
+        t = self._t
         if t is None:
             return
         try:
-            if t.in_raw_repl:  # type: ignore[attr-defined]
-                t.exit_raw_repl()  # type: ignore[attr-defined]
-        except OSError:
+            t.serial.write(b"\x03")  # type: ignore[attr-defined]  # whatever still runs, stops
+            self.reboot(timeout=3.0)
+        except (AdapterError, OSError):
             pass
-        try:
-            t.close()  # type: ignore[attr-defined]
-        except OSError:
-            pass
+        finally:
+            self._t = None
+            try:
+                t.close()  # type: ignore[attr-defined]
+            except OSError:
+                pass
 
     def __enter__(self) -> Device:
         return self

@@ -27,6 +27,8 @@ import routepack
 
 from host_tools import untrusted
 from host_tools.routes import Route, Stop
+from host_tools.term import span_text as gap_text
+from host_tools.term import spans
 
 # Non-delivery reasons and actions (UPU EMSEVT EMH spirit) come with the route package; a route read
 # from GeoJSON falls back to the list the compiler puts in every package by default.
@@ -225,8 +227,8 @@ def build(route: Route, store: RecordSource, now: float | None = None) -> Report
         missing_seqs = _gaps(store, d, [e.r for e in events if e.r.device_id == d])
         absent = getattr(store, "absent", None)  # a store that knows what the device declared
         declared = set(absent(d)) if absent else set()
-        gaps[d] = _ranges([s for s in missing_seqs if s not in declared])
-        skipped[d] = _ranges([s for s in missing_seqs if s in declared])
+        gaps[d] = spans([s for s in missing_seqs if s not in declared])
+        skipped[d] = spans([s for s in missing_seqs if s in declared])
     return Report(route, time.time() if now is None else now, total, carriers,
                   [stops[s.stop_id] for s in route.stops], missing, wrong, outside, gaps, unknown,
                   corrections, skipped)
@@ -241,27 +243,12 @@ def _gaps(store: Any, device_id: str, records: list[Any]) -> list[int]:
     return [s for s in range(1, max(held, default=0)) if s not in held]
 
 
-def _ranges(missing: list[int]) -> list[tuple[int, int]]:
-    """Sequence numbers as inclusive ranges."""
-    out: list[tuple[int, int]] = []
-    for s in missing:
-        if out and out[-1][1] == s - 1:
-            out[-1] = (out[-1][0], s)
-        else:
-            out.append((s, s))
-    return out
-
-
 def iso(t: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""
 
 
 def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
-
-
-def gap_text(a: int, b: int) -> str:
-    return f"{a}" if a == b else f"{a}-{b}"
 
 
 # --- text -----------------------------------------------------------------------------------------

@@ -539,3 +539,15 @@ _DEVICE_COLS = ("device_id, enrolled_at, ack_seq, last_seen, firmware, board, ro
 def open_store(path: str | os.PathLike[str] | None = None) -> Store:
     """The store named by --store / $DEPOT_HOME / the per-user default."""
     return Store(path)
+
+
+def open_existing(path: str | os.PathLike[str] | None = None) -> Store:
+    """The store, for every command but `depot enrol`: a missing one is a mistyped --store or
+    DEPOT_HOME, never an empty fleet, so it is refused rather than created."""
+    from host_tools.errors import DepotError
+
+    where = default_path(path)
+    if not where.is_file():
+        raise DepotError(f"no store at {where}",
+                         "check --store or DEPOT_HOME (`depot enrol` creates the store)")
+    return Store(where)

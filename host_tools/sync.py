@@ -10,12 +10,13 @@ ack is bound to the session's nonces, so it cannot be replayed into another sess
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from host_tools.dock_host import DockError, DockLink, Hello, RouteRefused
+from host_tools.dock_host import DockError, DockLink, DockTimeout, Hello, RouteRefused
 from host_tools.store import Store, UnknownDevice
 
 Progress = Callable[[str], None]
@@ -51,14 +52,19 @@ def sync_device(port: str | Any, store: Store, *, progress: Progress | None = No
     t0 = time.monotonic()
     say = progress or (lambda _msg: None)
     try:
-        with DockLink(port, window=window, retries=retries, rto=rto) as link:
+        link = DockLink(port, window=window, retries=retries, rto=rto)
+    except (DockError, OSError) as exc:
+        rep.error = _explain(exc, rep, None)
+        say("failed")
+    else:
+        with link:
             try:
                 _sync(link, store, rep, say, push_route)
+            except (DockError, UnknownDevice, OSError) as exc:
+                rep.error = _explain(exc, rep, link)  # while the port is open: it may restart a console
+                say("failed")
             finally:
                 rep.link = vars(link.stats).copy()
-    except (DockError, UnknownDevice, OSError) as exc:
-        rep.error = f"{type(exc).__name__}: {exc}"
-        say(f"failed: {rep.error}")
     rep.seconds = time.monotonic() - t0
     if rep.device_id:
         try:
@@ -126,6 +132,53 @@ def _sync(link: DockLink, store: Store, rep: SyncReport, say: Progress, push_rou
     elif rep.route_error:
         rep.error = rep.route_error
     say("done")
+
+
+def _explain(exc: Exception, rep: SyncReport, link: DockLink | None) -> str:
+    """One line for the operator: what went wrong on this port and what to check."""
+    port = rep.port
+    if link is None:  # the port did not open
+        errno = getattr(exc, "errno", None)
+        why = os.strerror(errno) if isinstance(errno, int) else str(exc)  # pyserial wraps the OSError
+        return f"cannot open {port}: {why}. Check the port name (the dock's serial port, e.g. /dev/ttyACM0)"
+    if isinstance(exc, UnknownDevice):
+        return (f"device {rep.device_id} is not enrolled in this store. Check --store or DEPOT_HOME, "
+                f"or enrol it: depot enrol --device-id {rep.device_id}")
+    if isinstance(exc, DockTimeout) and not rep.device_id:  # never heard a single frame
+        if console_restarted(link):
+            return (f"{port} is a handheld's USB console, not its dock port. Give the dock port; "
+                    "the handheld was restarted and runs its app again")
+        return (f"no answer from a handheld on {port}. Check that it sits in the dock and is powered, "
+                "and that this is the dock port, not the USB console")
+    if isinstance(exc, DockTimeout):
+        return (f"{rep.device_id} stopped answering on {port} ({exc}). Check that it is still docked and "
+                "powered, then sync again: nothing is lost, records are deleted only after an ack")
+    return (f"{rep.device_id or port}: {exc}. Sync again; if it repeats, reboot the handheld "
+            "(nothing is lost)")
+
+
+_CONSOLE = (b">>> ", b"raw REPL", b"Traceback", b"MicroPython")  # what only a REPL prints
+
+
+def console_restarted(link: DockLink) -> bool:
+    """Whether the port answered as a MicroPython console sitting at a prompt (the dock frames
+    interrupted its app, as any Ctrl-C byte would); if so, soft-reset it so the app runs again."""
+    time.sleep(0.3)  # the last echo
+    try:
+        link.poll(0.05)
+    except DockError:
+        return False
+    if not any(mark in link.heard for mark in _CONSOLE):
+        return False
+    try:
+        link.ser.write(b"\x03\x02")  # out of a half line, a paste or the raw REPL: friendly REPL
+        time.sleep(0.2)
+        link.ser.write(b"\x04")  # soft reset: boot.py and main.py run
+        link.ser.flush()
+        time.sleep(0.2)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _push_wanted(store: Store, dev: str, hello: Hello) -> bool:

@@ -168,7 +168,7 @@ def test_unplug_mid_stream_then_resume(rig) -> None:
             relay.cut = True
 
     rep = sync_device(relay.host_path, store, progress=unplug, rto=0.2, retries=1)
-    assert not rep.ok and "DockTimeout" in rep.error
+    assert not rep.ok and rep.error.startswith("DEV1 stopped answering on ")
     relay.cut = False
     rep = sync_device(relay.host_path, store)
     assert rep.ok, rep.error

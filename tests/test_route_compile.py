@@ -140,7 +140,7 @@ def test_bad_features_are_named_and_nothing_is_written(tmp_path, capsys, mutate,
     out = tmp_path / "bad.pkg"
     assert cli.main(["route", "compile", str(src), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert message in err and "nothing written" in err
+    assert message in err and err.endswith(". Nothing written.\n") and err.count("\n") == 1
     assert not out.exists() and list(tmp_path.iterdir()) == [src]
 
 
