@@ -16,7 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from host_tools.dock_host import DockError, DockLink, DockTimeout, Hello, RouteRefused
+from host_tools.dock_host import (
+    AuthRefused,
+    DockAuthError,
+    DockError,
+    DockLink,
+    DockTimeout,
+    Hello,
+    RouteRefused,
+)
 from host_tools.store import Store, UnknownDevice
 
 Progress = Callable[[str], None]
@@ -150,6 +158,9 @@ def _explain(exc: Exception, rep: SyncReport, link: DockLink | None) -> str:
                     "the handheld was restarted and runs its app again")
         return (f"no answer from a handheld on {port}. Check that it sits in the dock and is powered, "
                 "and that this is the dock port, not the USB console")
+    if isinstance(exc, (DockAuthError, AuthRefused)):
+        return (f"{exc}. Nothing was collected or deleted; flash the handheld with the key this store "
+                f"holds (depot flash), or check --store")
     if isinstance(exc, DockTimeout):
         return (f"{rep.device_id} stopped answering on {port} ({exc}). Check that it is still docked and "
                 "powered, then sync again: nothing is lost, records are deleted only after an ack")

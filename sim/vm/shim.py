@@ -138,9 +138,9 @@ def run_file(path, ns):
 
 
 def execute(src, ns, raw, filename="<stdin>", single=False):
-    state(b"R")
     try:
         try:
+            state(b"R")  # inside the try: the Ctrl-C it invites may strike before it returns
             if not isinstance(src, str):
                 src = bytes(src).decode()
             code = compile(src, filename, "single" if single else "exec")
