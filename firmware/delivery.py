@@ -28,14 +28,12 @@ P_ASK = const(2)
 P_REFUSED = const(3)
 P_INVALID = const(4)
 P_FULL = const(5)
+P_BUSY = const(6)  # a scan while a question is open: refused, the question stays on the screen
 
-# override reasons: why a delivery outside the fence (or with an unsure fix) is right
-OVERRIDE_REASONS = (
-    (1, "GPS poor here"),
-    (2, "Entrance elsewhere"),
-    (3, "Met addressee nearby"),
-    (4, "Fence looks wrong"),
-)
+# Reason codes and labels come with the route package (RSNS, docs/route-package.md), one table for
+# the device and the depot's reports: attempt reasons (kind 1) and override reasons (kind 3).
+K_ATTEMPT = const(1)  # routepkg.K_ATTEMPT
+K_OVERRIDE = const(3)  # routepkg.K_OVERRIDE
 
 class Prompt:
     """What the screen shows after an event. One instance is reused for every event."""
@@ -46,6 +44,8 @@ class Prompt:
         self.detail = ""
         self.choices = ()  # (code, label) the carrier picks from with up/down/ok
         self.choice = 0
+        self.notice = ""  # a refusal shown under an open question ("Answer the question first")
+        self.fresh = False  # the event changed the outcome: play its sound (scrolling does not)
         self.seq = 0  # sequence number of the record just written
         self.verdict = record.V_NONE
         self.distance_dm = 0
@@ -56,6 +56,8 @@ class Prompt:
         self.detail = detail
         self.choices = choices
         self.choice = 0
+        self.notice = ""
+        self.fresh = True
         return self
 
 
@@ -68,7 +70,8 @@ class Delivery:
         self.journal = journal
         self.device_id = device_id
         self.time_s = time_s  # device clock, unix seconds
-        self.attempt_reasons = reasons or route.reason_codes
+        self.attempt_reasons = reasons or _of_kind(route, K_ATTEMPT)
+        self.override_reasons = _of_kind(route, K_OVERRIDE)
         self.state = IDLE
         self.attempt_mode = False
         self.prompt = Prompt()
@@ -83,8 +86,10 @@ class Delivery:
     # events -----------------------------------------------------------------------------------------
 
     def scan(self, raw):
-        if self.state != IDLE:
-            return self.prompt  # finish the open question first
+        p = self.prompt
+        if self.state != IDLE:  # the question stays open; this scan is refused out loud, not dropped
+            p.kind, p.notice, p.fresh = P_BUSY, "Answer the question first", True
+            return p
         code = self.parse_code(raw)
         if not code.ok:
             return self.prompt.set(P_INVALID, "Invalid code", code.message)
@@ -108,6 +113,7 @@ class Delivery:
 
     def key(self, name):
         p = self.prompt
+        p.fresh = False
         if self.state == IDLE:
             if name == "up":
                 self.attempt_mode = not self.attempt_mode
@@ -116,6 +122,8 @@ class Delivery:
                 self.state = CONFIRM_CORRECTION
                 return p.set(P_ASK, "Cancel last?", "Record %d. OK/Back" % self.last_seq)
             return p
+        if p.kind == P_BUSY:  # the carrier is back on the question: the refusal has been heard
+            p.kind, p.notice = P_ASK, ""
         if name == "back":
             self.state = IDLE
             return p.set(P_READY, "Cancelled", "Nothing recorded")
@@ -129,9 +137,9 @@ class Delivery:
             return self._judge()
         if state == CONFIRM_OVERRIDE:
             self._flags |= record.F_OVERRIDE
-            return self._record(record.DELIVERED, p.choices[p.choice][0], 0)
+            return self._record(record.DELIVERED, p.choices[p.choice][0] if p.choices else 0, 0)
         if state == PICK_ATTEMPT_REASON:
-            return self._record(record.ATTEMPTED, p.choices[p.choice][0], 0)
+            return self._record(record.ATTEMPTED, p.choices[p.choice][0] if p.choices else 0, 0)
         if state == CONFIRM_CORRECTION:
             self._flags = 0
             return self._record(record.CORRECTION, 0, self.last_seq)
@@ -150,7 +158,7 @@ class Delivery:
         self.state = CONFIRM_OVERRIDE
         what = "Outside fence" if verdict == record.V_OUTSIDE else "Position unsure"
         return self.prompt.set(P_ASK, what, "%s %dm: reason?" % (self._label(self._stop), dist // 10),
-                               OVERRIDE_REASONS)
+                               self.override_reasons)
 
     def _record(self, outcome, reason, corrects):
         r = self._rec
@@ -212,3 +220,9 @@ class Delivery:
             if not self.visited[i >> 3] & (1 << (i & 7)):
                 return i
         return -1
+
+
+def _of_kind(route, kind):
+    """The route's (code, label) reasons of one kind, in the package's order."""
+    kinds = route.reason_kinds
+    return tuple(c for c in route.reason_codes if kinds.get(c[0]) == kind)

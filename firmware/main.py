@@ -27,6 +27,7 @@ except ImportError:  # CPython
 
 VERSION = "0.1.0"
 _ROUTE_SHARE = const(4)  # a route package may take a quarter of the flash (active + incoming + journal)
+NO_ROUTE = "No route: dock at the depot"
 
 
 def _load_config():
@@ -88,9 +89,14 @@ class App:
             self.route.close()
             self.route = self.flow = None
         try:
+            os.stat(layout.ACTIVE_ROUTE)
+        except OSError:  # none loaded yet: the usual first morning, nothing to explain
+            self.idle.set(delivery.P_READY, NO_ROUTE)
+            return
+        try:
             self.route = routepkg.RoutePackage(layout.ACTIVE_ROUTE, self.key)
         except routepkg.PackageError as e:
-            self.idle.set(delivery.P_READY, "No route", str(e)[:60] + ": dock at depot")
+            self.idle.set(delivery.P_READY, NO_ROUTE, "Route refused: %s" % e)
             return
         if self.journal is not None:
             self.flow = delivery.Delivery(self.route, geofence, ident.parse, self.gnss, self.journal,
@@ -158,10 +164,9 @@ class App:
     def on_key(self, name):
         if self.flow is None:
             return
-        before = self.flow.state
         self.prompt = self.flow.key(name)
-        if self.prompt.kind != delivery.P_ASK or self.flow.state != before:
-            self._after(self.prompt)  # scrolling through a question's choices plays nothing
+        if self.prompt.fresh:  # scrolling a question's choices, or a key with no use, plays nothing
+            self._after(self.prompt)
         self.draw()
 
     def _after(self, p):
@@ -200,8 +205,9 @@ class App:
         if self.uploader is not None and self.uploader.last_ok:
             t = self.uploader.last_ok % 86400
             s.last_upload = "%02d:%02d" % (t // 3600, t // 60 % 60)
-        label = ""
+        label = None  # no route: the screen says so instead of a next stop
         if self.flow is not None:
+            label = ""
             i = self.flow.next_stop()
             if i >= 0:
                 st = self.route.stop(i)  # type: ignore[union-attr]

@@ -102,7 +102,7 @@ def test_a_carriers_scans_record_exactly_what_the_carrier_confirmed(mpy, day, tm
     assert [(r["seq"], r["outcome"], r["stop_id"], r["match"], r["verdict"], r["flags"], r["reason"],
              r["corrects"]) for r in records] == [
         (1, "delivered", s1["properties"]["stop_id"], "item", "inside", 0, 0, 0),
-        (2, "delivered", s2["properties"]["stop_id"], "item", "outside", 1, 2, 0),
+        (2, "delivered", s2["properties"]["stop_id"], "item", "outside", 1, 41, 0),  # route's override code
         (3, "delivered", s4["properties"]["stop_id"], "fence", "inside", 0, 0, 0),
         (4, "attempted", s3["properties"]["stop_id"], "item", "inside", 0, 1, 0),
         (5, "correction", "", "none", "none", 0, 0, 4),
