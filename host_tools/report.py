@@ -9,6 +9,9 @@ Definitions (docs for depot staff say the same):
   The match rate is the share of `inside`; the four shares add up to one.
 - A correction record voids the record it names (same device); voided records are listed, not counted.
 - Sequence gaps come from the store for every device that reported on the route; they are always shown.
+- A fix is stale when it was taken more than the device's freshness limit (geofence.MAX_AGE_S)
+  before the scan: by the device's own count of its age, or by its GNSS time against the scan's
+  device time. Such scans are listed: their position is not evidence of where the parcel was.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import geofence  # firmware/geofence.py, via host_tools: the device's freshness limit
 import record as rec  # firmware/record.py, via host_tools
 import routepack
 
@@ -86,6 +90,27 @@ class Event:
     def label(self, code: int) -> str:
         return self.labels.get(code, f"code {code}") if code else "none"
 
+    @property
+    def fix_lag_s(self) -> int | None:
+        """How long before the scan its fix was taken (seconds), None without a fix."""
+        r = self.r
+        if not r.gnss_time or r.fix_age_s is None or r.fix_age_s >= rec.NO_AGE:
+            return None
+        by_clock = r.device_time - r.gnss_time if r.device_time else 0
+        return max(r.fix_age_s, by_clock)
+
+    @property
+    def stale_fix(self) -> bool:
+        lag = self.fix_lag_s
+        return lag is not None and lag > geofence.MAX_AGE_S
+
+    def reason_text(self) -> str:
+        """"reason: ...; action: ..." for an attempt, "reason: ..." for an override, else ""."""
+        row = self.row()
+        if self.cls == "attempt":
+            return f"reason: {row['reason']}; action: {row['action']}"
+        return f"reason: {row['reason']}" if self.override and self.r.reason else ""
+
     def row(self) -> dict[str, Any]:
         r = self.r
         return {
@@ -97,6 +122,7 @@ class Event:
             "action": self.label(r.action) if r.outcome == rec.ATTEMPTED or r.action else "",
             "distance_m": r.distance_dm / 10, "lat": r.lat_e6 / 1e6, "lon": r.lon_e6 / 1e6,
             "device_time": iso(r.device_time), "gnss_time": iso(r.gnss_time),
+            "fix_lag_s": "" if self.fix_lag_s is None else self.fix_lag_s, "stale_fix": int(self.stale_fix),
             "voided_by": self.voided_by or "",
         }
 
@@ -144,6 +170,7 @@ class Report:
     # device -> ranges the device declared it never used (its journal's lease after a power cut):
     # shown apart from the gaps, never hidden
     skipped: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    stale: list[Event] = field(default_factory=list)  # live scans whose fix was stale (see above)
 
 
 def classify(r: Any) -> str:
@@ -231,7 +258,7 @@ def build(route: Route, store: RecordSource, now: float | None = None) -> Report
         skipped[d] = spans([s for s in missing_seqs if s in declared])
     return Report(route, time.time() if now is None else now, total, carriers,
                   [stops[s.stop_id] for s in route.stops], missing, wrong, outside, gaps, unknown,
-                  corrections, skipped)
+                  corrections, skipped, [e for e in live if e.stale_fix])
 
 
 def _gaps(store: Any, device_id: str, records: list[Any]) -> list[int]:
@@ -281,6 +308,9 @@ def to_text(rep: Report) -> str:
     out.append(f"  deliveries confirmed outside the fence: {len(rep.outside)}")
     out += [f"    {item} at {stop}: {d:.1f} m outside ({dev} #{seq})"
             for stop, item, d, dev, seq in rep.outside]
+    out.append(f"  scans with a stale fix (older than {geofence.MAX_AGE_S} s): {len(rep.stale)}")
+    out += [f"    {e.r.item_id} at {e.r.stop_id}: fix {e.fix_lag_s} s before the scan "
+            f"({e.r.device_id} #{e.r.seq})" for e in rep.stale]
     if rep.unknown_stop:
         out.append(f"  records naming a stop not on the route: {len(rep.unknown_stop)}")
         out += [f"    {e.r.device_id} #{e.r.seq}: stop {e.r.stop_id!r}" for e in rep.unknown_stop]
@@ -297,8 +327,9 @@ def to_text(rep: Report) -> str:
                    f"missing {len(sr.missing)}  {s.address}{when}")
         for e in sr.events:
             row = e.row()
-            extra = f"  reason: {row['reason']}; action: {row['action']}" if e.cls == "attempt" else ""
-            flags = (" override" if e.override else "") + (" wrong-stop" if e.wrong_stop else "")
+            extra = "  " + e.reason_text() if e.reason_text() else ""
+            flags = (" override" if e.override else "") + (" wrong-stop" if e.wrong_stop else "") \
+                + (" stale-fix" if e.stale_fix else "")
             void = f"  (voided by #{e.voided_by})" if e.voided_by else ""
             out.append(f"        {row['item_id']:<20} {row['outcome']:<10} {row['verdict']:<7} "
                        f"{row['distance_m']:>6.1f} m  {row['device_id']} #{row['seq']}"
@@ -312,7 +343,8 @@ def to_text(rep: Report) -> str:
 
 CSV_COLUMNS = ["kind", "scope", "stop_seq", "stop_id", "address", "item_id", "status", "outcome", "class",
                "verdict", "match", "override", "wrong_stop", "reason", "action", "distance_m", "lat", "lon",
-               "device_id", "seq", "device_time", "gnss_time", "voided_by", "deliveries", "attempts",
+               "device_id", "seq", "device_time", "gnss_time", "fix_lag_s", "stale_fix", "voided_by",
+               "deliveries", "attempts",
                "match_rate", "override_share", "unsure_share", "fence_share", "expected_stop"]
 
 
@@ -395,6 +427,8 @@ def to_geojson_obj(rep: Report) -> dict[str, Any]:
             "gaps": {d: [[a, b] for a, b in r] for d, r in rep.gaps.items()},
             "skipped": {d: [[a, b] for a, b in r] for d, r in rep.skipped.items() if r},
             "corrections": [{"device_id": d, "seq": s, "corrects": c} for d, s, c in rep.corrections],
+            "stale_fix": [{"device_id": e.r.device_id, "seq": e.r.seq, "fix_lag_s": e.fix_lag_s}
+                          for e in rep.stale],
         },
         "features": feats,
     }
@@ -522,6 +556,10 @@ def to_html(rep: Report) -> str:
     recon.append(f"<li>Deliveries confirmed outside the fence: {len(rep.outside)}<ul>" + "".join(
         f"<li>{esc(i)} at {esc(s)}: {m:.1f} m ({esc(d)} #{q})</li>" for s, i, m, d, q in rep.outside)
         + "</ul></li>")
+    recon.append(f'<li class="{"bad" if rep.stale else ""}">Scans with a stale fix (older than '
+                 f"{geofence.MAX_AGE_S} s): {len(rep.stale)}<ul>" + "".join(
+                     f"<li>{esc(e.r.item_id)} at {esc(e.r.stop_id)}: fix {e.fix_lag_s} s before the scan "
+                     f"({esc(e.r.device_id)} #{e.r.seq})</li>" for e in rep.stale) + "</ul></li>")
     if rep.unknown_stop:
         recon.append(f"<li>Records naming a stop not on the route: {len(rep.unknown_stop)}</li>")
     stop_rows = []
@@ -531,7 +569,8 @@ def to_html(rep: Report) -> str:
         evs = "<br>".join(
             f"{esc(r['item_id'])}: {r['outcome']}, {r['verdict']}, {r['distance_m']:.1f} m"
             + (" (override)" if e.override else "") + (" (wrong stop)" if e.wrong_stop else "")
-            + (f", {esc(r['reason'])}; {esc(r['action'])}" if e.cls == "attempt" else "")
+            + (f", {esc(e.reason_text())}" if e.reason_text() else "")
+            + (" (stale fix)" if e.stale_fix else "")
             + (f" voided by #{e.voided_by}" if e.voided_by else "") + f" [{esc(r['device_id'])} #{r['seq']}]"
             for e in sr.events for r in [e.row()])
         stop_rows.append(

@@ -9,6 +9,7 @@ SCENARIO: docs/scenario.md.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import sys
 import threading
@@ -39,6 +40,8 @@ class Carrier:
     route: str
     stops: int | None = None
     override_at: list[int] = field(default_factory=list)  # stands 35 m off, confirms with a reason
+    # stop -> override reason picked (position in the route's override list); default the second
+    override_reason: dict[int, int] = field(default_factory=dict)
     attempt_at: dict[int, int] = field(default_factory=dict)  # stop -> non-delivery reason code
     wrong_stop_at: list[int] = field(default_factory=list)  # scans the next stop's parcel first
     invalid_at: list[int] = field(default_factory=list)  # a misread barcode first
@@ -60,6 +63,7 @@ class Scenario:
         for d in data["device"]:
             d = dict(d)
             d["attempt_at"] = {int(k): int(v) for k, v in d.get("attempt_at", {}).items()}
+            d["override_reason"] = {int(k): int(v) for k, v in d.get("override_reason", {}).items()}
             carriers.append(Carrier(**d))
         return cls(data.get("name", Path(path).stem), int(data.get("seed", 1)), data.get("board", "sim"),
                    carriers)
@@ -90,7 +94,10 @@ def _away(feature: dict[str, Any], metres: float) -> tuple[float, float]:
 
 
 def _fix(lat: float, lon: float, t: int) -> list[str]:
-    walk = gnss.Walk([(lat, lon)], seed=t, duration_s=1, conditions=gnss.Conditions(noise_m=0.3))
+    """This second's sentences from a receiver standing at lat, lon: its clock is the world's (UTC
+    now), as a real receiver's is, so each record's GNSS time says when its fix was taken."""
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    walk = gnss.Walk([(lat, lon)], seed=t, duration_s=1, conditions=gnss.Conditions(noise_m=0.3), start=now)
     return next(iter(walk))[1]
 
 
@@ -186,7 +193,8 @@ class Walker:
                 for _ in range(2):  # a fix that reached the device late can raise a second question
                     if heard != "override":
                         break
-                    self.key("down", expect_sound=False)
+                    for _ in range(p.override_reason.get(i, 2) - 1):
+                        self.key("down", expect_sound=False)
                     heard = self.key("ok", expect_sound=True)
                     out.overrides += 1
                 if heard == "ok":

@@ -254,3 +254,38 @@ def test_html_map_in_headless_chromium(day, tmp_path):
     keep = os.environ.get("REPORT_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
+
+
+def test_a_fix_older_than_the_devices_freshness_limit_is_flagged_in_every_format(day):
+    """A record's GNSS time is evidence of when its fix was taken: a fix taken more than 10 s
+    (geofence.MAX_AGE_S) before the scan, by its GNSS time or by the device's count of its age,
+    is listed; a fresh one is not."""
+    store_path, _ = day
+    st = Store(store_path)
+    stale_clock = rec.Record(seq=6, device_id="H1", route_id="R-TEST", stop_id="S3", item_id="C9",
+                             verdict=rec.V_INSIDE, match=rec.M_ITEM, device_time=T0 + 400, gnss_time=T0 + 370,
+                             lat_e6=52090050, lon_e6=5121300, accuracy_dm=40, fix_age_s=2).encode()
+    stale_age = rec.Record(seq=4, device_id="H2", route_id="R-TEST", stop_id="S4", item_id="D9",
+                           verdict=rec.V_UNSURE, match=rec.M_ITEM, flags=rec.F_OVERRIDE, reason=40,
+                           device_time=T0 + 500, gnss_time=T0 + 500, lat_e6=52090200, lon_e6=5122200,
+                           accuracy_dm=40, fix_age_s=11).encode()
+    st.ingest("H1", [stale_clock], "test")
+    st.ingest("H2", [stale_age], "test")
+    st.close()
+    rep = _build(day)
+    assert [(e.r.device_id, e.r.seq, e.fix_lag_s) for e in rep.stale] == [("H1", 6, 30), ("H2", 4, 11)]
+    text = report.to_text(rep)
+    assert ("  scans with a stale fix (older than 10 s): 2\n"
+            "    C9 at S3: fix 30 s before the scan (H1 #6)\n"
+            "    D9 at S4: fix 11 s before the scan (H2 #4)\n") in text
+    assert "D9                   delivered  unsure" in text
+    assert " override stale-fix  reason: GNSS inaccurate here" in text
+    rows = {r["item_id"]: r for r in csv.DictReader(io.StringIO(report.to_csv(rep))) if r["kind"] == "scan"}
+    assert [(rows[i]["fix_lag_s"], rows[i]["stale_fix"]) for i in ("C9", "D9", "A1")] == \
+        [("30", "1"), ("11", "1"), ("1", "0")]
+    doc = json.loads(report.to_geojson(rep))
+    assert doc["properties"]["stale_fix"] == [{"device_id": "H1", "seq": 6, "fix_lag_s": 30},
+                                              {"device_id": "H2", "seq": 4, "fix_lag_s": 11}]
+    page = report.to_html(rep)
+    assert "Scans with a stale fix (older than 10 s): 2" in page
+    assert "C9 at S3: fix 30 s before the scan (H1 #6)" in page and "(stale fix)" in page
