@@ -148,7 +148,7 @@ print("records", [r for r, _ in app.journal.records(1, bytearray(256))])
 """, pkg=pkg)
     q = screens["question"]
     assert q[7] == "*Outside fence" and q[8:10] == ["#3 6 Linden Street 47m:", "reason?"]
-    assert q[10] == "OUTSIDE 47.6m"
+    assert q[10] == "OUTSIDE 47.5m"
     assert q[11:15] == [">GNSS inaccurate here", " Entrance away from building",
                         " Met addressee elsewhere", " Fence wrong on map"]
     busy = screens["second-scan"]
