@@ -38,17 +38,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_compile(args: argparse.Namespace) -> int:
     try:
         key = route_compile.read_key(args.key) if args.key else None
-        date = int(args.date.replace("-", "")) if args.date else None
+        date = route_compile.parse_date(args.date, "--date") if args.date is not None else None
         res = route_compile.compile_file(args.geojson, board=args.board, route_id=args.route_id,
                                          service_date=date, key=key)
-    except (route_compile.CompileError, KeyError, OSError, ValueError) as exc:
+    except route_compile.CompileError as exc:
+        raise DepotError(exc.what, f"{exc.fix} (nothing written)") from None
+    except (KeyError, OSError, ValueError) as exc:  # an unknown board, an unreadable key file
         what = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise DepotError(str(what), "nothing written") from None
+        raise DepotError(str(what), "Check the options (nothing written)") from None
     for line in res.repairs:
         print(f"repair: {line}")
+    for line in res.warnings:
+        print(f"warning: {line}")
     route_compile.write_package(res.package, args.out)
     digest = hashlib.sha256(res.package).hexdigest()[:16]
     signed = "signed with " + args.key if key else "signed with the all-zero key (re-sign per device)"
-    print(f"{args.out}: route {res.route_id}, {res.stops} stops, {len(res.package)} bytes, "
-          f"hash {digest}, {signed}; {len(res.repairs)} repair(s)")
+    print(f"{args.out}: route {res.route_id}, service date {res.service_date}, {res.stops} stops, "
+          f"{len(res.package)} bytes, hash {digest}, {signed}; {len(res.repairs)} repair(s), "
+          f"{len(res.warnings)} warning(s)")
     return 0

@@ -5,32 +5,50 @@ stop_id (str), seq (int), address (str), items (list of str). Each fence is proj
 local integer frame (decimetres, exactly as the device projects a fix), repaired (duplicate points,
 make_valid, orientation), simplified to the board's vertex budget without moving an edge more than
 0.5 m, and snapped to the integer grid. Every repair is reported. Bad input raises CompileError
-naming the feature; nothing is written.
+(a DepotError: one line naming the feature and the fix); nothing is written.
+
+What the device cannot use is refused here, not found out at the door: an item its identifier
+parser (firmware/ident.py, the same code) would not read back as that item, a service date that is
+no date, coordinates that are not [lon, lat]. What is possible but unlikely (a route tens of
+kilometres across, a stop far from all the others, every ring clockwise as [lat, lon] input
+gives) is a warning.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ident
 import routepack
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from host_tools import boards, private
+from host_tools.errors import DepotError
 
 MAX_SHIFT_DM = 5.0  # simplification may move an edge by at most 0.5 m
 POINT_QUAD_SEGS = 4  # a Point stop becomes a 16-gon around it
 MAX_RADIUS_M = 200.0
+MAX_SPREAD_KM = 30.0  # a carrier's route wider than this is more likely a coordinate mistake
+MAX_STRAY_KM = 10.0  # a stop this far from the route's median point is probably misplaced
+GEOJSON_ORDER = "GeoJSON positions are [longitude, latitude]"
 
 
-class CompileError(ValueError):
-    pass
+class CompileError(DepotError, ValueError):
+    """Bad route input: `what` names the feature, `fix` says what to change."""
+
+    def __init__(self, what: str, fix: str = "Fix the route file and compile again"):
+        super().__init__(what, fix)
+
+    def __str__(self) -> str:
+        return self.line()
 
 
 @dataclass
@@ -40,6 +58,7 @@ class Compiled:
     route_id: str
     service_date: int
     repairs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def read_key(path: str | os.PathLike) -> bytes:
@@ -87,9 +106,25 @@ def _check_props(k: int, feat: Any) -> dict[str, Any]:
             raise CompileError(f"{name}: items must be non-empty strings")
         if len(it.encode()) > routepack.MAX_TEXT:
             raise CompileError(f"{name}: item {it!r} longer than {routepack.MAX_TEXT} bytes")
+        _check_item(name, it)
     if len(props["stop_id"].encode()) > routepack.MAX_TEXT:
         raise CompileError(f"{name}: stop_id longer than {routepack.MAX_TEXT} bytes")
     return props
+
+
+def _check_item(name: str, item: str) -> None:
+    """The item as the device will read it off the parcel: an S10 from its Code 128, an SSCC from
+    its GS1-128 (AI 00). What the device's parser refuses, or reads as another id, never matches."""
+    scan = ident.parse("]C100" + item if item.isdigit() and len(item) == 18 else item)
+    if scan.ok and scan.item_id == item:
+        return
+    if scan.ok:
+        raise CompileError(f"{name}: item {item!r} is read by the device as {scan.item_id!r}",
+                           f"List it as {scan.item_id}")
+    raise CompileError(f"{name}: item {item!r} cannot be delivered: the device's parser refuses it "
+                       f"({scan.message.lower()})",
+                       "Correct the id: a UPU S10 such as RR473124829GB with its check digit, "
+                       "or an 18-digit SSCC")
 
 
 def _vertices(g: BaseGeometry) -> int:
@@ -193,9 +228,8 @@ def compile_geojson(fc: Any, *, board: str = "sim", route_id: str | None = None,
         if geom is None or geom.is_empty:
             raise CompileError(f"{name}: empty geometry")
         parsed.append((name, props, geom))
+    warnings = _check_coordinates(parsed, source)
     minx, miny, maxx, maxy = shapely.total_bounds([g for _, _, g in parsed])
-    if not (-180 <= minx <= maxx <= 180 and -85 <= miny <= maxy <= 85):
-        raise CompileError(f"{source}: coordinates are not WGS84 lon/lat")
     lat0 = int(round((miny + maxy) / 2 * 1e6))
     lon0 = int(round((minx + maxx) / 2 * 1e6))
     kx, ky = routepack.scale_q16(lat0)
@@ -208,7 +242,9 @@ def compile_geojson(fc: Any, *, board: str = "sim", route_id: str | None = None,
 
     repairs: list[str] = []
     stops = []
+    clockwise = 0
     for name, props, geom in sorted(parsed, key=lambda t: t[1]["seq"]):
+        clockwise += any(not p.exterior.is_ccw for p in _polys(geom))
         fence = _fence(name, shapely.transform(geom, to_local), props, budget, repairs)
         rings = []
         for p in _polys(fence):
@@ -216,24 +252,92 @@ def compile_geojson(fc: Any, *, board: str = "sim", route_id: str | None = None,
                 rings.append([(int(x), int(y)) for x, y in ring.coords[:-1]])
         stops.append({"stop_id": props["stop_id"], "seq": props["seq"], "address": props["address"],
                       "items": props["items"], "rings": rings})
-    rid = route_id or str(fc.get("route_id") or Path(source).stem)
-    if len(rid.encode()) > 16:
-        raise CompileError(f"{source}: route id {rid!r} longer than 16 bytes")
-    date = service_date if service_date is not None else _date(fc.get("service_date"), source)
+    polygons = sum(1 for _, _, g in parsed if g.geom_type != "Point")
+    if polygons >= 2 and clockwise == polygons:
+        warnings.append(f"{source}: every fence ring runs clockwise, as it does when latitude and "
+                        f"longitude are swapped; {GEOJSON_ORDER} (check the route on a map)")
+    rid = _route_id(route_id, fc.get("route_id"), source, warnings)
+    date = _date(service_date if service_date is not None else fc.get("service_date"), source)
     try:
         body = routepack.pack(rid, date, lat0, lon0, stops)
     except routepack.PackError as exc:
         raise CompileError(f"{source}: {exc}") from None
-    return Compiled(routepack.sign(body, key or bytes(32)), len(stops), rid, date, repairs)
+    return Compiled(routepack.sign(body, key or bytes(32)), len(stops), rid, date, repairs, warnings)
+
+
+def _route_id(given: str | None, listed: Any, source: str, warnings: list[str]) -> str:
+    """--route-id, else the collection's route_id, else the file's name, said out loud."""
+    rid = given if given is not None else listed
+    if rid is None:
+        rid = Path(source).stem
+        warnings.append(f"{source}: no route_id in the collection: the route id is {rid!r}, from the "
+                        "file name (set \"route_id\" in the GeoJSON or pass --route-id)")
+    if not isinstance(rid, str) or not rid.strip():
+        raise CompileError(f"{source}: route_id {rid!r} is not a name",
+                           "Give route_id as text such as \"NORTH-7\" (or pass --route-id)")
+    if len(rid.encode()) > 16:
+        raise CompileError(f"{source}: route id {rid!r} longer than 16 bytes", "Use a shorter route id")
+    return rid
+
+
+def parse_date(value: Any, what: str = "service date") -> int:
+    """YYYY-MM-DD (or the package's YYYYMMDD int) -> YYYYMMDD, refusing what is not a day."""
+    text = str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and len(text) == 8:
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    try:
+        day = datetime.date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise CompileError(f"{what} {value!r} is not a date",
+                           "Give it as YYYY-MM-DD, e.g. " + datetime.date.today().isoformat())
+    return int(day.strftime("%Y%m%d"))
 
 
 def _date(value: Any, source: str) -> int:
     if value is None:
         return int(datetime.date.today().strftime("%Y%m%d"))
-    try:
-        return int(datetime.date.fromisoformat(str(value)).strftime("%Y%m%d"))
-    except ValueError:
-        raise CompileError(f"{source}: service_date {value!r} is not YYYY-MM-DD") from None
+    return parse_date(value, f"{source}: service_date")
+
+
+def _check_coordinates(parsed: list[tuple[str, dict[str, Any], BaseGeometry]], source: str) -> list[str]:
+    """Refuse positions that cannot be [lon, lat]; warn when the route is implausibly spread out or
+    one stop lies far from all the others. Returns the warnings."""
+    for name, _, g in parsed:
+        x0, y0, x1, y1 = g.bounds
+        if -180 <= x0 <= x1 <= 180 and -85 <= y0 <= y1 <= 85:
+            if max(abs(x0), abs(x1), abs(y0), abs(y1)) < 0.01:
+                raise CompileError(f"{name}: lies at 0,0 (coordinates missing or zero)",
+                                   f"Give the stop's real position; {GEOJSON_ORDER}")
+            continue
+        if -180 <= y0 <= y1 <= 180 and -85 <= x0 <= x1 <= 85:
+            raise CompileError(f"{name}: coordinates look like [latitude, longitude] "
+                               f"(second value {y0:g} is no latitude)", f"Swap them: {GEOJSON_ORDER}")
+        raise CompileError(f"{name}: coordinates out of range for WGS84", GEOJSON_ORDER)
+    centres = [(g.centroid.x, g.centroid.y) for _, _, g in parsed]
+    mx = sorted(c[0] for c in centres)[len(centres) // 2]
+    my = sorted(c[1] for c in centres)[len(centres) // 2]
+    warnings = []
+    far = [(_km(mx, my, *c), name) for c, (name, _, _) in zip(centres, parsed, strict=True)]
+    strays = [f"{name} ({km:.0f} km)" for km, name in far if km > MAX_STRAY_KM]
+    if strays and len(strays) <= len(parsed) // 2:
+        warnings.append(f"{source}: {len(strays)} stop(s) lie far from the rest of the route: "
+                        f"{', '.join(strays[:5])}; check their coordinates ({GEOJSON_ORDER})")
+    minx, miny, maxx, maxy = shapely.total_bounds([g for _, _, g in parsed])
+    spread = _km(minx, miny, maxx, maxy)
+    if spread > MAX_SPREAD_KM and not strays:
+        warnings.append(f"{source}: the route spans {spread:.0f} km, more than a carrier's round; "
+                        f"check the coordinates ({GEOJSON_ORDER})")
+    return warnings
+
+
+def _km(lon0: float, lat0: float, lon1: float, lat1: float) -> float:
+    """Great-circle distance (haversine, mean Earth radius)."""
+    p0, p1 = math.radians(lat0), math.radians(lat1)
+    dl = math.radians(lon1 - lon0)
+    a = math.sin((p1 - p0) / 2) ** 2 + math.cos(p0) * math.cos(p1) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
 
 
 def compile_file(path: str | os.PathLike, **kw: Any) -> Compiled:

@@ -9,6 +9,8 @@ The day behind the figures (route R-TEST, stops S1..S4):
   H1 #7  C2 delivered at S3, unsure (override)
   H2 #1  D1 delivered at S4, inside            H2 #2  D2 delivered at S4 ... H2 #3 corrects #2
 So: 6 deliveries (3 inside, 1 override, 1 unsure, 1 by fence), 1 attempt; D2 missing; C1 wrong stop.
+The route's items are S10 ids the device can read: A1 = RR000010113NL, A2 = RR000010127NL,
+B1 = RR000020115NL, C1 = RR000030118NL, C2 = RR000030121NL, D1 = RR000040115NL, D2 = RR000040129NL.
 """
 
 from __future__ import annotations
@@ -40,17 +42,18 @@ ROUTE = {
     "type": "FeatureCollection", "route_id": "R-TEST", "service_date": "2026-11-27",
     "features": [
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [_square(5.1200, 52.0900)]},
-         "properties": {"stop_id": "S1", "seq": 1, "address": "1 Canal St", "items": ["A1", "A2"]}},
+         "properties": {"stop_id": "S1", "seq": 1, "address": "1 Canal St",
+                        "items": ["RR000010113NL", "RR000010127NL"]}},
         {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [
             [_square(5.1206, 52.0900, 0.0001)], [_square(5.1208, 52.0900, 0.0001)]]},
-         "properties": {"stop_id": "S2", "seq": 2, "address": "3 Canal St", "items": ["B1"]}},
+         "properties": {"stop_id": "S2", "seq": 2, "address": "3 Canal St", "items": ["RR000020115NL"]}},
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
             _square(5.1212, 52.0900, 0.0003), _square(5.1213, 52.0900 + 0.00005, 0.0001)[::-1]]},
          "properties": {"stop_id": "S3", "seq": 3, "address": "5 Canal St (courtyard)",
-                        "items": ["C1", "C2"]}},
+                        "items": ["RR000030118NL", "RR000030121NL"]}},
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5.1222, 52.0902]},
-         "properties": {"stop_id": "S4", "seq": 4, "address": "7 Canal St", "items": ["D1", "D2"],
-                        "radius_m": 8}},
+         "properties": {"stop_id": "S4", "seq": 4, "address": "7 Canal St",
+                        "items": ["RR000040115NL", "RR000040129NL"], "radius_m": 8}},
     ],
 }
 
@@ -74,17 +77,19 @@ def day(tmp_path: Path) -> tuple[Path, routes.Route]:
     for dev in ("H1", "H2"):
         st.enrol(dev)
     h1 = [
-        _rec("H1", 1, "S1", "A1"),
-        _rec("H1", 2, "S1", "A2", verdict=rec.V_OUTSIDE, flags=rec.F_OVERRIDE, dist_dm=125, lon=5.11995),
-        _rec("H1", 3, "S2", "B1", outcome=rec.ATTEMPTED, reason=1, action=20, lon=5.12065),
-        _rec("H1", 4, "S2", "C1", match=rec.M_OTHER_STOP, flags=rec.F_WRONG_STOP, lon=5.12085),
+        _rec("H1", 1, "S1", "RR000010113NL"),
+        _rec("H1", 2, "S1", "RR000010127NL", verdict=rec.V_OUTSIDE, flags=rec.F_OVERRIDE, dist_dm=125,
+             lon=5.11995),
+        _rec("H1", 3, "S2", "RR000020115NL", outcome=rec.ATTEMPTED, reason=1, action=20, lon=5.12065),
+        _rec("H1", 4, "S2", "RR000030118NL", match=rec.M_OTHER_STOP, flags=rec.F_WRONG_STOP, lon=5.12085),
         _rec("H1", 5, "S3", "X9", match=rec.M_FENCE, lon=5.1213),
-        _rec("H1", 7, "S3", "C2", verdict=rec.V_UNSURE, flags=rec.F_OVERRIDE, dist_dm=30, lon=5.1214),
+        _rec("H1", 7, "S3", "RR000030121NL", verdict=rec.V_UNSURE, flags=rec.F_OVERRIDE, dist_dm=30,
+             lon=5.1214),
     ]
     h2 = [
-        _rec("H2", 1, "S4", "D1", lon=5.1222, lat=52.0902),
-        _rec("H2", 2, "S4", "D2", lon=5.1222, lat=52.0902),
-        _rec("H2", 3, "S4", "D2", outcome=rec.CORRECTION, corrects=2, lon=5.1222, lat=52.0902),
+        _rec("H2", 1, "S4", "RR000040115NL", lon=5.1222, lat=52.0902),
+        _rec("H2", 2, "S4", "RR000040129NL", lon=5.1222, lat=52.0902),
+        _rec("H2", 3, "S4", "RR000040129NL", outcome=rec.CORRECTION, corrects=2, lon=5.1222, lat=52.0902),
     ]
     assert st.ingest("H1", h1, "test").stored == 6
     assert st.ingest("H2", h2, "test").stored == 3
@@ -140,22 +145,22 @@ def test_match_rates_lead_route_and_each_carrier(day):
 
 def test_reconciliation_missing_wrong_stop_outside_and_gaps(day):
     rep = _build(day)
-    assert rep.missing == [("S4", "D2")]  # D2's delivery was corrected away
-    assert rep.wrong_stop == [("C1", "S3", "S2", "H1", 4)]
-    assert rep.outside == [("S1", "A2", 12.5, "H1", 2)]
+    assert rep.missing == [("S4", "RR000040129NL")]  # RR000040129NL's delivery was corrected away
+    assert rep.wrong_stop == [("RR000030118NL", "S3", "S2", "H1", 4)]
+    assert rep.outside == [("S1", "RR000010127NL", 12.5, "H1", 2)]
     assert rep.gaps == {"H1": [(6, 6)], "H2": []}
     assert rep.corrections == [("H2", 3, 2)]
     status = {sr.stop.stop_id: (sr.status, sr.delivered, sr.attempted, sr.missing, sr.elsewhere)
               for sr in rep.stops}
-    assert status == {"S1": ("delivered", ["A1", "A2"], [], [], []),
-                      "S2": ("attempted", [], ["B1"], [], []),
-                      "S3": ("partial", ["C2"], [], [], ["C1"]),
-                      "S4": ("partial", ["D1"], [], ["D2"], [])}
+    assert status == {"S1": ("delivered", ["RR000010113NL", "RR000010127NL"], [], [], []),
+                      "S2": ("attempted", [], ["RR000020115NL"], [], []),
+                      "S3": ("partial", ["RR000030121NL"], [], [], ["RR000030118NL"]),
+                      "S4": ("partial", ["RR000040115NL"], [], ["RR000040129NL"], [])}
     text = report.to_text(rep)
     assert "  sequence gaps: 1\n    H1: seq 6 missing\n" in text
-    assert "  items expected but not scanned: 1\n    D2 (stop S4)\n" in text
-    assert "    C1: expected at S3, scanned at S2 (H1 #4)\n" in text
-    assert "    A2 at S1: 12.5 m outside (H1 #2)\n" in text
+    assert "  items expected but not scanned: 1\n    RR000040129NL (stop S4)\n" in text
+    assert "    RR000030118NL: expected at S3, scanned at S2 (H1 #4)\n" in text
+    assert "    RR000010127NL at S1: 12.5 m outside (H1 #2)\n" in text
     assert "reason: Addressee absent; action: Notice card left" in text
     assert "(voided by #3)" in text
 
@@ -181,15 +186,15 @@ def test_csv_rows(day):
     assert (rates["route"]["match_rate"], rates["route"]["fence_share"], rates["route"]["deliveries"]) == \
         ("0.5000", "0.1667", "6")
     assert [(r["device_id"], r["seq"]) for r in rows if r["kind"] == "gap"] == [("H1", "6")]
-    assert [(r["stop_id"], r["item_id"]) for r in rows if r["kind"] == "missing"] == [("S4", "D2")]
+    assert [(r["stop_id"], r["item_id"]) for r in rows if r["kind"] == "missing"] == [("S4", "RR000040129NL")]
     scans = [r for r in rows if r["kind"] == "scan"]
     assert len(scans) == 9
-    c1 = next(r for r in scans if r["item_id"] == "C1")
+    c1 = next(r for r in scans if r["item_id"] == "RR000030118NL")
     assert (c1["stop_id"], c1["expected_stop"], c1["wrong_stop"], c1["class"]) == ("S2", "S3", "1", "inside")
-    b1 = next(r for r in scans if r["item_id"] == "B1")
+    b1 = next(r for r in scans if r["item_id"] == "RR000020115NL")
     assert (b1["outcome"], b1["reason"], b1["action"]) == \
         ("attempted", "Addressee absent", "Notice card left")
-    a2 = next(r for r in scans if r["item_id"] == "A2")
+    a2 = next(r for r in scans if r["item_id"] == "RR000010127NL")
     assert (a2["verdict"], a2["override"], a2["distance_m"], a2["device_time"]) == \
         ("outside", "1", "12.5", "2026-05-28T20:28:40Z")
 
@@ -198,7 +203,7 @@ def test_geojson(day):
     doc = json.loads(report.to_geojson(_build(day)))
     props = doc["properties"]
     assert props["route"]["match_rate"] == 0.5 and props["carriers"]["H1"]["unsure"] == 1
-    assert props["missing"] == [{"stop_id": "S4", "item_id": "D2"}]
+    assert props["missing"] == [{"stop_id": "S4", "item_id": "RR000040129NL"}]
     assert props["gaps"] == {"H1": [[6, 6]], "H2": []}
     kinds = [f["properties"]["kind"] for f in doc["features"]]
     assert kinds.count("stop") == 4 and kinds.count("route") == 1 and kinds.count("scan") == 9
@@ -281,7 +286,7 @@ def test_a_fix_older_than_the_devices_freshness_limit_is_flagged_in_every_format
     assert "D9                   delivered  unsure" in text
     assert " override stale-fix  reason: GNSS inaccurate here" in text
     rows = {r["item_id"]: r for r in csv.DictReader(io.StringIO(report.to_csv(rep))) if r["kind"] == "scan"}
-    assert [(rows[i]["fix_lag_s"], rows[i]["stale_fix"]) for i in ("C9", "D9", "A1")] == \
+    assert [(rows[i]["fix_lag_s"], rows[i]["stale_fix"]) for i in ("C9", "D9", "RR000010113NL")] == \
         [("30", "1"), ("11", "1"), ("1", "0")]
     doc = json.loads(report.to_geojson(rep))
     assert doc["properties"]["stale_fix"] == [{"device_id": "H1", "seq": 6, "fix_lag_s": 30},

@@ -30,8 +30,13 @@ def ring(pts_m: list[tuple[float, float]]) -> list[list[float]]:
     return r + [r[0]]
 
 
+def item(n: int) -> str:
+    """A parcel id the device can read: S10 with its check digit."""
+    return town.s10("RR", f"{n:08d}", "NL")
+
+
 def feature(sid: str, seq: int, geom: dict, **extra) -> dict:
-    props = {"stop_id": sid, "seq": seq, "address": f"{seq} Test Road", "items": [f"IT{seq:04d}"]}
+    props = {"stop_id": sid, "seq": seq, "address": f"{seq} Test Road", "items": [item(seq)]}
     props.update(extra)
     return {"type": "Feature", "properties": props, "geometry": geom}
 
@@ -118,7 +123,7 @@ def test_repairs_are_made_and_reported(tmp_path):
     (lambda f: f["properties"].update(seq="2"), "feature #1 (stop_id 'B'): property 'seq' must be int"),
     (lambda f: f["properties"].update(stop_id="A"), "feature #1 (stop_id 'A'): duplicate stop_id"),
     (lambda f: f["properties"].update(seq=1), "feature #1 (stop_id 'B'): duplicate seq 1"),
-    (lambda f: f["properties"].update(items=["IT0001"]), "feature #1 (stop_id 'B'): item IT0001 already"),
+    (lambda f: f["properties"].update(items=[item(1)]), f"feature #1 (stop_id 'B'): item {item(1)} already"),
     (lambda f: f.update(geometry={"type": "Polygon", "coordinates": []}), "feature #1 (stop_id 'B'): empty"),
     (lambda f: f.update(geometry=None), "feature #1 (stop_id 'B'): empty geometry"),
     (lambda f: f.update(geometry={"type": "LineString", "coordinates": [[6.1, 52.3], [6.2, 52.3]]}),
@@ -200,3 +205,100 @@ def test_package_bytes_per_stop_stay_small():
     res = route_compile.compile_geojson(town.town(seed=2, stops=200), key=KEY)
     assert len(res.package) / 200 < 160
     assert routepack.DEFAULT_CELL_DM == 400
+
+
+def _compile_cli(tmp_path, capsys, fc: dict, *opts: str) -> tuple[int, str, str, Path]:
+    src = tmp_path / "north.geojson"
+    src.write_text(json.dumps(fc))
+    out = tmp_path / "north.pkg"
+    code = cli.main(["route", "compile", str(src), "--out", str(out), *opts])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err, out
+
+
+def _swap(geom: dict) -> dict:
+    return {"type": geom["type"],
+            "coordinates": [[[lat, lon] for lon, lat in r] for r in geom["coordinates"]]}
+
+
+@pytest.mark.parametrize("items, message", [
+    (["RB698918503NL"], "feature #1 (stop_id 'B'): item 'RB698918503NL' cannot be delivered: the "
+                        "device's parser refuses it (bad check digit). Correct the id: a UPU S10 such as "
+                        "RR473124829GB with its check digit, or an 18-digit SSCC (nothing written)."),
+    (["PARCEL-7"], "feature #1 (stop_id 'B'): item 'PARCEL-7' cannot be delivered: the device's parser "
+                   "refuses it (unknown code)."),
+    (["rb698918502nl"], "feature #1 (stop_id 'B'): item 'rb698918502nl' is read by the device as "
+                        "'RB698918502NL'. List it as RB698918502NL (nothing written)."),
+    (["340123450000000018"], "feature #1 (stop_id 'B'): item '340123450000000018' cannot be delivered: the "
+                             "device's parser refuses it (bad check digit)."),
+])
+def test_items_the_device_cannot_read_as_themselves_are_refused(tmp_path, capsys, items, message):
+    fc = collection(feature("A", 1, square(0, 0)), feature("B", 2, square(20, 0), items=items))
+    code, out, err, pkg = _compile_cli(tmp_path, capsys, fc)
+    assert (code, out) == (2, "")
+    assert err.startswith("depot: error: " + message) and err.count("\n") == 1, err
+    assert not pkg.exists()
+
+
+def test_an_sscc_and_an_s10_the_device_reads_are_accepted(tmp_path, capsys):
+    fc = collection(feature("A", 1, square(0, 0), items=["340123450000000017", "RB698918502NL"]))
+    code, out, err, pkg = _compile_cli(tmp_path, capsys, fc)
+    assert (code, err) == (0, "") and pkg.exists()
+
+
+def test_latitude_first_positions_are_refused_or_warned(tmp_path, capsys):
+    # out of range as [lon, lat] (a latitude of 6.1 first, a "latitude" of 152 second): refused
+    far = {"type": "Polygon", "coordinates": [[[52.3, 152.0], [52.3001, 152.0], [52.3001, 152.0001],
+                                               [52.3, 152.0]]]}
+    code, _, err, pkg = _compile_cli(tmp_path, capsys, collection(feature("A", 1, far)))
+    assert code == 2 and not pkg.exists()
+    assert err == ("depot: error: feature #0 (stop_id 'A'): coordinates look like [latitude, longitude] "
+                   "(second value 152 is no latitude). Swap them: GeoJSON positions are [longitude, "
+                   "latitude] (nothing written).\n")
+    # in range either way (52.3 N 6.1 E swapped is 6.1 N 52.3 E): every ring turns clockwise, said
+    fc = collection(*(feature(s, n, _swap(square(20 * n, 0))) for n, s in enumerate("ABC", 1)))
+    code, out, err, pkg = _compile_cli(tmp_path, capsys, fc)
+    assert (code, err) == (0, "") and pkg.exists()
+    assert (f"warning: {tmp_path / 'north.geojson'}: every fence ring runs clockwise, as it does when "
+            "latitude and longitude are swapped; GeoJSON positions are [longitude, latitude] (check the "
+            "route on a map)\n") in out
+
+
+def test_a_stop_far_from_the_rest_and_a_stop_at_zero_zero(tmp_path, capsys):
+    stray = square(0, 55_000)  # 55 km north of the others
+    fc = collection(feature("A", 1, square(0, 0)), feature("B", 2, square(20, 0)), feature("C", 3, stray))
+    code, out, err, _ = _compile_cli(tmp_path, capsys, fc)
+    assert (code, err) == (0, "")
+    assert ("1 stop(s) lie far from the rest of the route: feature #2 (stop_id 'C') (55 km); check their "
+            "coordinates (GeoJSON positions are [longitude, latitude])") in out
+    zero = {"type": "Point", "coordinates": [0.0, 0.0]}
+    fc = collection(feature("A", 1, square(0, 0)), feature("B", 2, zero, radius_m=5))
+    code, out, err, _ = _compile_cli(tmp_path, capsys, fc)
+    assert code == 2 and err.startswith("depot: error: feature #1 (stop_id 'B'): lies at 0,0 (coordinates "
+                                        "missing or zero). Give the stop's real position")
+
+
+@pytest.mark.parametrize("date", ["2026-13-45", "27/11/2026", "20261127", "tomorrow", ""])
+def test_a_date_that_is_no_day_is_refused_in_one_line(tmp_path, capsys, date):
+    code, out, err, pkg = _compile_cli(tmp_path, capsys, collection(feature("A", 1, square(0, 0))),
+                                       "--date", date)
+    assert (code, out, pkg.exists()) == (2, "", False)
+    assert err.startswith(f"depot: error: --date {date!r} is not a date. Give it as YYYY-MM-DD, e.g. 20")
+    assert err.endswith(" (nothing written).\n") and err.count("\n") == 1
+
+
+def test_the_date_and_the_route_id_given_are_used_and_a_missing_id_is_said(tmp_path, capsys):
+    fc = collection(feature("A", 1, square(0, 0)))
+    code, out, _, _ = _compile_cli(tmp_path, capsys, fc, "--date", "2026-02-28")
+    assert code == 0 and "route T-1, service date 20260228, 1 stops" in out and "0 warning(s)" in out
+    del fc["route_id"]
+    code, out, _, _ = _compile_cli(tmp_path, capsys, fc)
+    assert code == 0 and "route north, service date 20261127" in out
+    assert ("no route_id in the collection: the route id is 'north', from the file name (set \"route_id\" "
+            "in the GeoJSON or pass --route-id)") in out
+    fc["route_id"] = "  "
+    code, _, err, _ = _compile_cli(tmp_path, capsys, fc)
+    assert code == 2 and err.startswith("depot: error: ") and "route_id '  ' is not a name" in err
+    fc["service_date"] = "2026-02-30"
+    with pytest.raises(route_compile.CompileError, match=r"service_date '2026-02-30' is not a date"):
+        route_compile.compile_geojson(fc, route_id="T-2")
