@@ -26,7 +26,7 @@ def hostile_day(tmp_path):
     fc = {"type": "FeatureCollection", "route_id": "R-EVIL", "service_date": "2026-11-27", "features": [
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square(5.12, 52.09)]},
          "properties": {"stop_id": "S1", "seq": 1, "address": "=1+1 Canal St" + ESC_TITLE,
-                        "items": ["A1"]}}]}
+                        "items": ["RR473124829GB"]}}]}
     pkg = tmp_path / "R-EVIL.pkg"
     route_compile.write_package(route_compile.compile_geojson(fc).package, pkg)
     store = Store(tmp_path / "depot.sqlite3")
