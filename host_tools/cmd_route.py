@@ -42,10 +42,10 @@ def run_compile(args: argparse.Namespace) -> int:
         res = route_compile.compile_file(args.geojson, board=args.board, route_id=args.route_id,
                                          service_date=date, key=key)
     except route_compile.CompileError as exc:
-        raise DepotError(exc.what, f"{exc.fix} (nothing written)") from None
+        raise DepotError(exc.what, f"{exc.fix}. Nothing written") from None
     except (KeyError, OSError, ValueError) as exc:  # an unknown board, an unreadable key file
         what = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise DepotError(str(what), "Check the options (nothing written)") from None
+        raise DepotError(str(what), "Check the options. Nothing written") from None
     for line in res.repairs:
         print(f"repair: {line}")
     for line in res.warnings:

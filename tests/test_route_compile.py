@@ -224,11 +224,11 @@ def _swap(geom: dict) -> dict:
 @pytest.mark.parametrize("items, message", [
     (["RB698918503NL"], "feature #1 (stop_id 'B'): item 'RB698918503NL' cannot be delivered: the "
                         "device's parser refuses it (bad check digit). Correct the id: a UPU S10 such as "
-                        "RR473124829GB with its check digit, or an 18-digit SSCC (nothing written)."),
+                        "RR473124829GB with its check digit, or an 18-digit SSCC. Nothing written."),
     (["PARCEL-7"], "feature #1 (stop_id 'B'): item 'PARCEL-7' cannot be delivered: the device's parser "
                    "refuses it (unknown code)."),
     (["rb698918502nl"], "feature #1 (stop_id 'B'): item 'rb698918502nl' is read by the device as "
-                        "'RB698918502NL'. List it as RB698918502NL (nothing written)."),
+                        "'RB698918502NL'. List it as RB698918502NL. Nothing written."),
     (["340123450000000018"], "feature #1 (stop_id 'B'): item '340123450000000018' cannot be delivered: the "
                              "device's parser refuses it (bad check digit)."),
 ])
@@ -254,7 +254,7 @@ def test_latitude_first_positions_are_refused_or_warned(tmp_path, capsys):
     assert code == 2 and not pkg.exists()
     assert err == ("depot: error: feature #0 (stop_id 'A'): coordinates look like [latitude, longitude] "
                    "(second value 152 is no latitude). Swap them: GeoJSON positions are [longitude, "
-                   "latitude] (nothing written).\n")
+                   "latitude]. Nothing written.\n")
     # in range either way (52.3 N 6.1 E swapped is 6.1 N 52.3 E): every ring turns clockwise, said
     fc = collection(*(feature(s, n, _swap(square(20 * n, 0))) for n, s in enumerate("ABC", 1)))
     code, out, err, pkg = _compile_cli(tmp_path, capsys, fc)
@@ -284,7 +284,7 @@ def test_a_date_that_is_no_day_is_refused_in_one_line(tmp_path, capsys, date):
                                        "--date", date)
     assert (code, out, pkg.exists()) == (2, "", False)
     assert err.startswith(f"depot: error: --date {date!r} is not a date. Give it as YYYY-MM-DD, e.g. 20")
-    assert err.endswith(" (nothing written).\n") and err.count("\n") == 1
+    assert err.endswith(". Nothing written.\n") and err.count("\n") == 1
 
 
 def test_the_date_and_the_route_id_given_are_used_and_a_missing_id_is_said(tmp_path, capsys):
