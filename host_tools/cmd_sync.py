@@ -7,7 +7,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from host_tools import term, untrusted
+from host_tools import seqruns, term, untrusted
 from host_tools.errors import DepotError
 from host_tools.store import Store, StoreError, open_existing
 from host_tools.sync import SyncReport, sync_device
@@ -85,7 +85,8 @@ def format_reports(reports: list[SyncReport]) -> str:
                                        "pending", "route", "gaps")]
     for r in reports:
         rows.append((r.port, r.device_id or "?", "ok" if r.ok else "FAILED", r.received, r.stored,
-                     r.duplicates, r.acked_seq, r.pending_after, r.route_pushed or "-", term.ranges(r.gaps)))
+                     r.duplicates, r.acked_seq, r.pending_after, r.route_pushed or "-",
+                     seqruns.text(r.gaps) or "-"))
     return term.table([tuple(untrusted.shown(str(c)) for c in r) for r in rows], right=range(3, 8))
 
 

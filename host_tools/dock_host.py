@@ -293,9 +293,10 @@ class DockLink:
 
     # -- record stream ---------------------------------------------------------------------------
 
-    def records(self, from_seq: int, on_batch: Callable[[list[bytes], list[int]], None]) -> int:
+    def records(self, from_seq: int, on_batch: Callable[[list[bytes], list[tuple[int, int]]], None]) -> int:
         """Stream every record the device holds from `from_seq`. `on_batch(records, absent)` gets
-        each frame's records in order, and the seqs the device skipped (it never held them).
+        each frame's records in order, and the runs (first, last) of seqs the device skipped (it
+        never held them): runs, because a skip may be as wide as the seq space.
         Returns the seq after the last one streamed.
 
         Frame size adapts to the line: two damaged frames in a row halve it (a short frame gets
@@ -378,13 +379,14 @@ class DockLink:
                     break
                 forged = 0
                 recs, last = _split(body)
-                absent: list[int] = []
+                absent: list[tuple[int, int]] = []
                 fresh: list[bytes] = []
                 for r in recs:
                     s = record.seq_of(r)
                     if s < next_rec:
                         continue  # cannot happen in order; never count a record twice
-                    absent.extend(range(next_rec, s))
+                    if s > next_rec:
+                        absent.append((next_rec, s - 1))
                     fresh.append(r)
                     next_rec = s + 1
                 expect = (expect + 1) & 0xFF

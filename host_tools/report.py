@@ -29,10 +29,9 @@ import geofence  # firmware/geofence.py, via host_tools: the device's freshness 
 import record as rec  # firmware/record.py, via host_tools
 import routepack
 
-from host_tools import untrusted
+from host_tools import seqruns, untrusted
 from host_tools.routes import Route, Stop
 from host_tools.term import span_text as gap_text
-from host_tools.term import spans
 
 # Non-delivery reasons and actions (UPU EMSEVT EMH spirit) come with the route package; a route read
 # from GeoJSON falls back to the list the compiler puts in every package by default.
@@ -251,23 +250,22 @@ def build(route: Route, store: RecordSource, now: float | None = None) -> Report
     gaps: dict[str, list[tuple[int, int]]] = {}
     skipped: dict[str, list[tuple[int, int]]] = {}
     for d in sorted({e.r.device_id for e in events}):
-        missing_seqs = _gaps(store, d, [e.r for e in events if e.r.device_id == d])
+        lacking = _gaps(store, d, [e.r for e in events if e.r.device_id == d])
         absent = getattr(store, "absent", None)  # a store that knows what the device declared
-        declared = set(absent(d)) if absent else set()
-        gaps[d] = spans([s for s in missing_seqs if s not in declared])
-        skipped[d] = spans([s for s in missing_seqs if s in declared])
+        declared = absent(d) if absent else []
+        gaps[d] = seqruns.subtract(lacking, declared)
+        skipped[d] = seqruns.intersect(lacking, declared)
     return Report(route, time.time() if now is None else now, total, carriers,
                   [stops[s.stop_id] for s in route.stops], missing, wrong, outside, gaps, unknown,
                   corrections, skipped, [e for e in live if e.stale_fix])
 
 
-def _gaps(store: Any, device_id: str, records: list[Any]) -> list[int]:
-    """Missing sequence numbers: the store's view when it has one (a gap on any route may hide a
-    record of this one), else what this route's records show."""
+def _gaps(store: Any, device_id: str, records: list[Any]) -> list[tuple[int, int]]:
+    """Runs of missing sequence numbers: the store's view when it has one (a gap on any route may
+    hide a record of this one), else what this route's records show."""
     if hasattr(store, "gaps"):
-        return sorted(store.gaps(device_id))
-    held = {r.seq for r in records}
-    return [s for s in range(1, max(held, default=0)) if s not in held]
+        return store.gaps(device_id)
+    return seqruns.holes(sorted({r.seq for r in records}))
 
 
 def iso(t: int) -> str:

@@ -25,9 +25,13 @@ from typing import Protocol
 import record
 from record import Record, RecordError
 
-from host_tools import private
+from host_tools import private, seqruns
+from host_tools.seqruns import Run
 
 KEY_LEN = 32
+# Highest sequence number taken: the device's journal counts below 2**30 (a small int on the MCU).
+# A record claiming more is invalid, so no gap or acknowledgement can reach past it.
+MAX_SEQ = (1 << 30) - 1
 STORE_FILE = "depot.sqlite3"
 
 _SCHEMA = """
@@ -71,12 +75,13 @@ CREATE TABLE IF NOT EXISTS conflicts (
     source      TEXT NOT NULL,
     at          REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS absent (
+CREATE TABLE IF NOT EXISTS absent_runs (
     device_id   TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
+    first       INTEGER NOT NULL,
+    last        INTEGER NOT NULL,
     source      TEXT NOT NULL,
     at          REAL NOT NULL,
-    PRIMARY KEY (device_id, seq)
+    PRIMARY KEY (device_id, first)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
     device_id   TEXT NOT NULL,
@@ -187,10 +192,10 @@ class Storage(Protocol):
     def records(self, device_id: str | None = None, route_id: str | None = None) -> list[Record]: ...
     def payloads(self, device_id: str | None = None, route_id: str | None = None) -> list[bytes]: ...
     def count(self, device_id: str | None = None) -> int: ...
-    def absent(self, device_id: str) -> list[int]: ...
+    def absent(self, device_id: str) -> list[Run]: ...
     def counter(self, device_id: str, name: str = "ack") -> int: ...
-    def gaps(self, device_id: str) -> list[int]: ...
-    def declare_absent(self, device_id: str, seqs: Iterable[int], source: str) -> int: ...
+    def gaps(self, device_id: str) -> list[Run]: ...
+    def declare_absent(self, device_id: str, seqs: Iterable[int | Run], source: str) -> int: ...
     def conflicts(self, device_id: str | None = None) -> list[Conflict]: ...
     def next_counter(self, device_id: str, name: str = "ack") -> int: ...
     def advance_counter(self, device_id: str, name: str, value: int) -> bool: ...
@@ -229,7 +234,9 @@ class Store:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._db().executescript(_SCHEMA)
+        db = self._db()
+        db.executescript(_SCHEMA)
+        self._migrate(db)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -258,6 +265,23 @@ class Store:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        db.execute("COMMIT")
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Stores made before absent seqs were runs: one row per seq becomes one row per run."""
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='absent'").fetchone():
+            return
+        db.execute("BEGIN IMMEDIATE")
+        rows = db.execute("SELECT device_id, seq, source, at FROM absent ORDER BY device_id, seq").fetchall()
+        runs: list[list[object]] = []
+        for dev, seq, source, at in rows:
+            if runs and runs[-1][0] == dev and runs[-1][2] == seq - 1:
+                runs[-1][2] = seq
+            else:
+                runs.append([dev, seq, seq, source, at])
+        db.executemany("INSERT OR IGNORE INTO absent_runs VALUES (?,?,?,?,?)", runs)
+        db.execute("DROP TABLE absent")
         db.execute("COMMIT")
 
     def close(self) -> None:
@@ -313,7 +337,7 @@ class Store:
                 except (RecordError, ValueError, UnicodeError):
                     res.invalid += 1
                     continue
-                if rec.seq < 1:
+                if not 1 <= rec.seq <= MAX_SEQ:
                     res.invalid += 1
                     continue
                 digest = hashlib.sha256(data).digest()
@@ -343,33 +367,52 @@ class Store:
         db.execute("INSERT INTO conflicts(device_id, seq, reason, stored_sha, payload, source, at) "
                    "VALUES (?,?,?,?,?,?,?)", (device_id, seq, reason, stored, data, source, now))
 
-    def declare_absent(self, device_id: str, seqs: Iterable[int], source: str) -> int:
-        """The device said it never held these seqs (a lease skipped by a power cut, a torn tail):
-        they will never arrive, so the acknowledgement may pass them. `gaps` still reports them.
-        Returns the new ack_seq."""
+    def declare_absent(self, device_id: str, seqs: Iterable[int | Run], source: str) -> int:
+        """The device said it never held these seqs (single seqs or inclusive runs: a lease skipped
+        by a power cut, a torn tail): they will never arrive, so the acknowledgement may pass them.
+        `gaps` still reports them. Seqs outside 1..MAX_SEQ are ignored. Returns the new ack_seq."""
         now = time.time()
+        new = seqruns.intersect(seqruns.runs_of(seqs), [(1, MAX_SEQ)])
         with self._tx() as db:
             row = db.execute("SELECT ack_seq FROM devices WHERE device_id=?", (device_id,)).fetchone()
             if row is None:
                 raise UnknownDevice(device_id)
-            db.executemany("INSERT OR IGNORE INTO absent VALUES (?,?,?,?)",
-                           [(device_id, s, source, now) for s in seqs if s > 0])
+            if new:
+                old = self._absent_runs(db, device_id)
+                fresh = seqruns.subtract(new, old)
+                db.executemany("INSERT OR IGNORE INTO absent_runs VALUES (?,?,?,?,?)",
+                               [(device_id, a, b, source, now) for a, b in fresh])
             return self._advance_ack(db, device_id, row[0])
 
-    def absent(self, device_id: str) -> list[int]:
-        return [r[0] for r in self._db().execute(
-            "SELECT seq FROM absent WHERE device_id=? AND seq NOT IN "
-            "(SELECT seq FROM records WHERE device_id=?) ORDER BY seq", (device_id, device_id))]
-
     @staticmethod
-    def _advance_ack(db: sqlite3.Connection, device_id: str, ack: int) -> int:
-        cur = db.execute("SELECT seq FROM records WHERE device_id=? AND seq>? UNION "
-                         "SELECT seq FROM absent WHERE device_id=? AND seq>? ORDER BY seq",
-                         (device_id, ack, device_id, ack))
-        for (seq,) in cur:
-            if seq != ack + 1:
+    def _absent_runs(db: sqlite3.Connection, device_id: str) -> list[Run]:
+        return seqruns.runs_of((a, b) for a, b in db.execute(
+            "SELECT first, last FROM absent_runs WHERE device_id=?", (device_id,)))
+
+    def absent(self, device_id: str) -> list[Run]:
+        """Runs of seqs the device declared it never held, less any that turned up after all."""
+        db = self._db()
+        declared = self._absent_runs(db, device_id)
+        held = seqruns.runs_of(r[0] for r in db.execute(
+            "SELECT seq FROM records WHERE device_id=? ORDER BY seq", (device_id,)))
+        return seqruns.subtract(declared, held)
+
+    @classmethod
+    def _advance_ack(cls, db: sqlite3.Connection, device_id: str, ack: int) -> int:
+        absent = [r for r in cls._absent_runs(db, device_id) if r[1] > ack]
+        cur = db.execute("SELECT seq FROM records WHERE device_id=? AND seq>? ORDER BY seq",
+                         (device_id, ack))
+        i = 0
+        while True:
+            while i < len(absent) and absent[i][0] <= ack + 1:
+                ack = max(ack, absent[i][1])  # a run the device never held: pass it whole
+                i += 1
+            row = cur.fetchone()
+            while row is not None and row[0] <= ack:
+                row = cur.fetchone()
+            if row is None or row[0] != ack + 1:
                 break
-            ack = seq
+            ack = row[0]
         cur.close()
         db.execute("UPDATE devices SET ack_seq=? WHERE device_id=?", (ack, device_id))
         return ack
@@ -404,17 +447,11 @@ class Store:
         return int(self._db().execute("SELECT count(*) FROM records WHERE device_id=?",
                                       (device_id,)).fetchone()[0])
 
-    def gaps(self, device_id: str) -> list[int]:
-        """Every sequence number missing between 1 and the highest one held, including those the
-        device declared absent: a missing record is always reported, never hidden."""
-        seqs = [r[0] for r in self._db().execute(
-            "SELECT seq FROM records WHERE device_id=? ORDER BY seq", (device_id,))]
-        missing: list[int] = []
-        expect = 1
-        for s in seqs:
-            missing.extend(range(expect, s))
-            expect = s + 1
-        return missing
+    def gaps(self, device_id: str) -> list[Run]:
+        """Every run of sequence numbers missing between 1 and the highest one held, including those
+        the device declared absent: a missing record is always reported, never hidden."""
+        return seqruns.holes(r[0] for r in self._db().execute(
+            "SELECT seq FROM records WHERE device_id=? ORDER BY seq", (device_id,)))
 
     def conflicts(self, device_id: str | None = None) -> list[Conflict]:
         sql = "SELECT id, device_id, seq, reason, source, at, payload FROM conflicts"

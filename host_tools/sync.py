@@ -40,12 +40,12 @@ class SyncReport:
     stored: int = 0
     duplicates: int = 0
     conflicts: list[int] = field(default_factory=list)
-    absent: list[int] = field(default_factory=list)  # seqs the device never held
+    absent: list[tuple[int, int]] = field(default_factory=list)  # runs of seqs the device never held
     acked_seq: int = 0  # the device's watermark after our ACK
     pending_after: int = 0
     route_pushed: str = ""  # route id made active on the device, if any
     route_error: str = ""
-    gaps: list[int] = field(default_factory=list)  # every missing seq in the store for the device
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # runs of seqs missing in the store
     payload_bytes: int = 0
     seconds: float = 0.0
     link: dict[str, int] = field(default_factory=dict)
@@ -95,7 +95,7 @@ def _sync(link: DockLink, store: Store, rep: SyncReport, say: Progress, push_rou
 
     total = max(0, hello.last_seq - hello.watermark)
 
-    def batch(recs: list[bytes], absent: list[int]) -> None:
+    def batch(recs: list[bytes], absent: list[tuple[int, int]]) -> None:
         if recs:
             res = store.ingest(dev, recs, "dock")  # committed before we go on
             rep.stored += res.stored

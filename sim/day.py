@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import host_tools  # noqa: F401  (firmware/ on sys.path)
-from host_tools import assign, flash, report, route_compile, routes
+from host_tools import assign, flash, report, route_compile, routes, seqruns
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import sync_device
@@ -351,12 +351,12 @@ def _check(store: Store, outcomes: list[Outcome], cellular: dict[str, int]) -> d
         failures += [f"{o.device_id}: confirmed record missing from store: {m}" for m in missing]
         failures += [f"{o.device_id}: record not confirmed by the script: {x}" for x in set(extra)]
         failures += [f"{o.device_id}: {e}" for e in o.errors]
-        skipped = set(store.absent(o.device_id))  # numbers the journal leased but never used
-        lost = [g for g in store.gaps(o.device_id) if g not in skipped]
+        skipped = store.absent(o.device_id)  # runs the journal leased but never used
+        lost = seqruns.subtract(store.gaps(o.device_id), skipped)
         if lost:
             failures.append(f"{o.device_id}: sequence numbers missing from the store: {lost[:10]}")
         per_device[o.device_id] = {"confirmed": len(o.expected), "stored": len(recs),
-                                   "seq_skipped_after_power_cut": len(skipped),
+                                   "seq_skipped_after_power_cut": seqruns.count(skipped),
                                    "overrides": o.overrides, "attempts": o.attempts,
                                    "invalid_refused": o.invalid, "wrong_stop_warned": o.refused,
                                    "via_cellular_before_dock": cellular.get(o.device_id, 0)}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host_tools import assign, flash, route_compile
+from host_tools import assign, flash, route_compile, seqruns
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import SyncReport, sync_device
@@ -317,8 +317,7 @@ class PowerTorture:
         if not final:
             return
         self.t.lost = [k for k, n in want.items() if got[k] < n]
-        skipped = set(self.store.absent(DEVICE_ID))
-        holes = [g for g in self.store.gaps(DEVICE_ID) if g not in skipped]
+        holes = seqruns.subtract(self.store.gaps(DEVICE_ID), self.store.absent(DEVICE_ID))
         if holes:
             self.t.errors.append(f"sequence numbers missing from the store: {holes[:10]}")
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import record
 
-from host_tools.store import Store, StoreError, UnknownDevice, default_path
+from host_tools.store import MAX_SEQ, Store, StoreError, UnknownDevice, default_path
 
 
 def rec(seq: int, device: str = "DEV1", item: str = "RR473124829GB", route: str = "R1") -> bytes:
     return record.Record(seq=seq, device_id=device, route_id=route, stop_id="S%d" % seq, item_id=item,
-                         verdict=record.V_INSIDE, lat_e6=52_000_000 + seq, lon_e6=13_000_000).encode()
+                         verdict=record.V_INSIDE, lat_e6=52_000_000 + seq % 1000, lon_e6=13_000_000).encode()
 
 
 @pytest.fixture
@@ -76,11 +76,11 @@ def test_garbage_is_counted_invalid(store: Store) -> None:
 def test_ack_stops_below_a_gap_and_gaps_are_reported(store: Store) -> None:
     r = store.ingest("DEV1", [rec(1), rec(2), rec(4), rec(5), rec(8)], "dock")
     assert r.ack_seq == 2
-    assert store.gaps("DEV1") == [3, 6, 7]
+    assert store.gaps("DEV1") == [(3, 3), (6, 7)]
     r = store.ingest("DEV1", [rec(3)], "cellular")
     assert r.ack_seq == 5
     assert store.ack_seq("DEV1") == 5
-    assert store.gaps("DEV1") == [6, 7]
+    assert store.gaps("DEV1") == [(6, 7)]
 
 
 def test_unknown_device_is_refused(store: Store) -> None:
@@ -158,8 +158,34 @@ def test_seqs_the_device_never_held_let_the_ack_pass_but_stay_reported(store: St
     store.ingest("DEV1", [rec(1), rec(2), rec(5)], "dock")
     assert store.declare_absent("DEV1", [3, 4], "dock") == 5
     assert store.ack_seq("DEV1") == 5
-    assert store.gaps("DEV1") == [3, 4]
-    assert store.absent("DEV1") == [3, 4]
+    assert store.gaps("DEV1") == [(3, 4)]
+    assert store.absent("DEV1") == [(3, 4)]
     store.ingest("DEV1", [rec(3)], "cellular")  # it turned up after all: stored, no longer absent
-    assert store.absent("DEV1") == [4]
-    assert store.gaps("DEV1") == [4]
+    assert store.absent("DEV1") == [(4, 4)]
+    assert store.gaps("DEV1") == [(4, 4)]
+
+
+def test_seqs_near_2_to_the_32_are_refused_and_wide_gaps_stay_small(store: Store) -> None:
+    """Issue 13.6: a record with seq 2**32-1 (from a dock or an upload) made gaps() and the absent
+    lists build billions of ints: MemoryError, then every sync and report of the device crashed.
+    Seqs above MAX_SEQ are invalid; gaps and absent seqs are runs, whatever their width."""
+    r = store.ingest("DEV1", [rec(1), rec(0xFFFFFFFF), rec(MAX_SEQ + 1)], "dock")
+    assert (r.stored, r.invalid, r.ack_seq) == (1, 2, 1)
+    store.ingest("DEV1", [rec(MAX_SEQ)], "dock")
+    assert store.gaps("DEV1") == [(2, MAX_SEQ - 1)]
+    assert store.declare_absent("DEV1", [(2, 0xFFFFFFFF)], "dock") == MAX_SEQ
+    assert store.absent("DEV1") == [(2, MAX_SEQ - 1)]
+    assert store.declare_absent("DEV1", [(5, 9), 10, (3, 4)], "dock") == MAX_SEQ  # already covered
+    assert store.absent("DEV1") == [(2, MAX_SEQ - 1)]
+
+
+def test_an_old_store_with_one_absent_row_per_seq_becomes_runs(tmp_path: Path) -> None:
+    old = Store(tmp_path / "old.sqlite3")
+    old.enrol("DEV1")
+    old.ingest("DEV1", [rec(1), rec(7)], "dock")
+    old.close()
+    with sqlite3.connect(tmp_path / "old.sqlite3") as db:
+        db.execute("DROP TABLE absent_runs")
+        db.execute("CREATE TABLE absent (device_id TEXT, seq INTEGER, source TEXT, at REAL)")
+        db.executemany("INSERT INTO absent VALUES ('DEV1', ?, 'dock', 0)", [(2,), (3,), (5,)])
+    assert Store(tmp_path / "old.sqlite3").absent("DEV1") == [(2, 3), (5, 5)]
