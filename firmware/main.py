@@ -39,6 +39,15 @@ def _load_config():
         return "", b"", ""
 
 
+def _server_ca():
+    """The depot's CA certificate (PEM) the modem pins https:// uploads to, or None."""
+    try:
+        with open(layout.CONFIG) as f:
+            return json.load(f).get("server_ca") or None
+    except (OSError, ValueError):
+        return None
+
+
 class App:
     def __init__(self):
         self.board = hal.board()
@@ -268,7 +277,7 @@ class App:
             import modem
             import uploader
 
-            m = modem.Modem(s, self.board["modem"]["dialect"], self.board["modem"]["apn"])
+            m = modem.Modem(s, self.board["modem"]["dialect"], self.board["modem"]["apn"], ca=_server_ca())
             self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url,
                                               state_dir=layout.UPLOAD_DIR)
             t.append(self.uploader.run())

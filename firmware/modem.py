@@ -80,7 +80,7 @@ def classify(dialect, code, what="modem error"):
 
 class Modem:
     def __init__(self, stream, dialect=SIM7600, apn="internet", resp_size=1024, cmd_ms=CMD_MS,
-                 net_ms=NET_MS):
+                 net_ms=NET_MS, ca=None):
         if dialect not in (SIM7600, BG95):
             raise ValueError("unknown modem dialect")
         if not hasattr(stream, "drain"):  # a UART or file from hal.open_uart: make it a stream
@@ -97,6 +97,11 @@ class Modem:
         self.urcs = []  # unsolicited lines seen while waiting for something else (bounded)
         self.ready = False
         self.cr = False  # the last line ended at CR: its LF is still to come
+        self.tls = None  # https:// through the modem's TLS stack, pinned to the depot's CA
+        if ca:
+            import modem_tls
+
+            self.tls = modem_tls.TLS(self, ca)
 
     # -- bytes and lines -----------------------------------------------------------------------
 
@@ -107,6 +112,8 @@ class Modem:
             return False
         if b == 13:
             return self.n > 0
+        if b == 32 and self.n == 0:
+            return False  # the space after a ">" prompt
         if self.n < _LINE:
             self.line[self.n] = b
             self.n += 1
@@ -174,6 +181,71 @@ class Modem:
         except asyncio.TimeoutError:
             raise Transient("response body cut short") from None
         return memoryview(self.resp)[: min(n, len(self.resp))]
+
+    async def read_into(self, buf, off, n, ms):
+        """Read exactly n raw bytes into buf from `off` (bytes past its end are dropped); return
+        how many were stored."""
+        end = len(buf)
+
+        async def raw():
+            i = 0
+            while i < n:
+                b = await self._byte()
+                if self.cr:
+                    self.cr = False
+                    if b == 10:  # the LF after the line announcing the data
+                        continue
+                if off + i < end:
+                    buf[off + i] = b
+                i += 1
+
+        try:
+            await asyncio.wait_for_ms(raw(), ms)  # type: ignore[attr-defined]
+        except asyncio.TimeoutError:
+            raise Transient("data cut short") from None
+        return min(n, max(0, end - off))
+
+    async def wait_prompt(self, prompt, ms):
+        """Wait for a data prompt: ">" (not ended by CR) or a line such as CONNECT. False on
+        timeout or ERROR."""
+        if prompt != b">":
+            return await self.wait_for(prompt, ms)
+
+        async def until():
+            self.n = 0
+            while True:
+                b = await self._byte()
+                if b == 62 and self.n == 0:
+                    self.cr = False
+                    return True
+                if self.feed(b):
+                    if self.starts(b"ERROR") or self.starts(b"+CME ERROR:"):
+                        return False
+                    if self.starts(b"+"):
+                        self._keep_urc()
+                    self.n = 0
+
+        try:
+            return await asyncio.wait_for_ms(until(), ms)  # type: ignore[attr-defined]
+        except asyncio.TimeoutError:
+            return False
+
+    async def wait_any(self, a, b, ms):
+        """Wait for a line starting with `a` or `b`, first among kept URCs. False on timeout."""
+        for i in range(len(self.urcs)):
+            u = self.urcs[i]
+            if u[: len(a)] == a or u[: len(b)] == b:
+                self.urcs.pop(i)
+                self.n = len(u)
+                self.line[: self.n] = u
+                return True
+        while True:
+            if not await self.read_line(ms):
+                return False
+            if self.starts(a) or self.starts(b):
+                return True
+            if self.starts(b"+"):
+                self._keep_urc()
 
     async def drain(self, ms=30):
         """Swallow what is left of an earlier exchange (a duplicated response, late URCs), so
@@ -261,6 +333,8 @@ class Modem:
         """Reset the module (a board with a power pin would pulse it here) and power it up."""
         self.ready = False
         self.urcs = []
+        if self.tls is not None:
+            self.tls.reset()  # the CA and the session went with the reset
         try:
             await self.cmd("AT+CFUN=1,1", ms=2000)
         except ModemError:
@@ -311,6 +385,10 @@ class Modem:
         if not await self.registered():
             raise NoCoverage("not registered")
         await self.context()
+        if url.startswith("https://"):
+            if self.tls is None:
+                raise ModemError("https needs the depot's CA certificate (depot flash --server-ca)")
+            return await self.tls.post(url, body, content_type)
         self.urcs = []
         if self.dialect == SIM7600:
             return await self._post_simcom(url, body, content_type)

@@ -20,6 +20,8 @@ def register(sub) -> None:
                    help=f"board definition (default sim; one of {', '.join(boards.names())})")
     p.add_argument("--server-url", default="",
                    help="the depot's upload server as the modem reaches it (e.g. https://depot.example:8443)")
+    p.add_argument("--server-ca", metavar="FILE", default="",
+                   help="the CA certificate (PEM) the modem pins an https:// server to; required for https")
     p.add_argument("--force", action="store_true",
                    help="flash even a device holding unsynced records (they stay in its journal)")
     p.set_defaults(func=run)
@@ -48,6 +50,25 @@ def targets(args: argparse.Namespace) -> list[tuple[str, str]]:
     return pairs
 
 
+def read_server_ca(server_url: str, path: str) -> str:
+    """The PEM the device's modem will trust for its uploads (only this CA: pinned)."""
+    if not path:
+        if server_url.startswith("https://"):
+            raise DepotError("an https:// server URL needs the CA that signed the server's certificate",
+                             "add --server-ca FILE (PEM)")
+        return ""
+    try:
+        pem = open(path, encoding="ascii").read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DepotError(f"cannot read the CA certificate {path}: {exc}", "give a PEM file") from None
+    if pem.count("-----BEGIN CERTIFICATE-----") != 1:
+        raise DepotError(f"{path} is not one PEM certificate", "give the CA certificate alone, in PEM")
+    if len(pem) > 4096:
+        raise DepotError(f"{path} is {len(pem)} bytes", "the device keeps at most 4096: use an EC or "
+                         "RSA-2048 CA certificate")
+    return pem
+
+
 def run(args: argparse.Namespace) -> int:
     from host_tools import store as store_mod
 
@@ -65,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.force:
         print("WARNING: --force flashes devices even when their journal holds unsynced records; the "
               "records stay on the device, sync it before its journal fills.", file=sys.stderr)
+    server_ca = read_server_ca(args.server_url, args.server_ca)
     lines = term.LiveLines(pairs, label=lambda pd: f"{pd[1]}  {pd[0]}")
 
     def show(r: flash.Result) -> None:
@@ -72,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         results = flash.flash_many(pairs, args.board, keys.get, force=args.force,
-                                   server_url=args.server_url, update=show)
+                                   server_url=args.server_url, update=show, server_ca=server_ca)
     except flash.FlashError as exc:
         raise DepotError(str(exc), "nothing was written to any device") from None
     lines.close()

@@ -47,10 +47,13 @@ class Image:
     board: str
     files: list[tuple[str, bytes]]
 
-    def with_identity(self, device_id: str, key: bytes, server_url: str = "") -> list[tuple[str, bytes]]:
+    def with_identity(self, device_id: str, key: bytes, server_url: str = "",
+                      server_ca: str = "") -> list[tuple[str, bytes]]:
         ident = {"device_id": device_id, "key": key.hex()}
         if server_url:
             ident["server_url"] = server_url  # where the modem uploads (depot serve)
+        if server_ca:
+            ident["server_ca"] = server_ca  # the CA the modem's TLS pins https:// uploads to
         return self.files + [(layout.CONFIG, json.dumps(ident).encode())]
 
 
@@ -119,7 +122,7 @@ def build(board: str, out: Path | None = None) -> Image:
 def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force: bool = False,
               server_url: str = "",
               update: Callable[[Result], None] | None = None, result: Result | None = None,
-              connect_timeout: float = 10.0) -> Result:
+              connect_timeout: float = 10.0, server_ca: str = "") -> Result:
     """Flash one device; never raises for device trouble: the Result says what happened."""
     res = result or Result(device_id, port)
     t0 = time.monotonic()
@@ -134,7 +137,7 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
         if key is None:
             raise FlashError(f"device {device_id!r} is not enrolled: "
                              f"run `depot enrol --device-id {device_id}`")
-        files = image.with_identity(device_id, key, server_url)
+        files = image.with_identity(device_id, key, server_url, server_ca)
         assert not any(p.startswith(PROTECTED) for p, _ in files)
         step("connecting")
         with mp.Device.connect(port, timeout=connect_timeout) as dev:
@@ -193,7 +196,7 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
 
 def flash_many(targets: list[tuple[str, str]], board: str, keys: Callable[[str], bytes | None],
                force: bool = False, server_url: str = "", update: Callable[[Result], None] | None = None,
-               workers: int | None = None) -> list[Result]:
+               workers: int | None = None, server_ca: str = "") -> list[Result]:
     """Flash each (port, device_id) in its own thread; results in the order given."""
     ports = [p for p, _ in targets]
     dup = {p for p in ports if ports.count(p) > 1}
@@ -205,7 +208,7 @@ def flash_many(targets: list[tuple[str, str]], board: str, keys: Callable[[str],
     image = build(board)
     with ThreadPoolExecutor(max_workers=workers or max(1, len(targets))) as pool:
         futs = [pool.submit(flash_one, r.port, r.device_id, image, keys(r.device_id), force, server_url,
-                            update, r)
+                            update, r, server_ca=server_ca)
                 for r in results]
         for f in futs:
             f.result()
