@@ -88,6 +88,7 @@ def _fold(s: str) -> str:
     return " ".join(_PUNCT.sub(" ", unicodedata.normalize("NFKC", s)).lower().split())
 
 
+@functools.lru_cache(maxsize=65536)
 def house_numbers(raw: str) -> tuple[str, ...]:
     """'12-14' -> ('12-14', '12', '14'); '12B' -> ('12b',); '12 ; 14' -> ('12-14', '12', '14')."""
     s = re.sub(r"\s+", "", unicodedata.normalize("NFKC", raw).lower()).rstrip("号")

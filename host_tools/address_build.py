@@ -56,14 +56,17 @@ class Outcome:
 
 
 def read_rows(path: str | Path) -> list[Row]:
-    """The address CSV: header stop_id,seq,name,address,items[,lat,lon]; UTF-8 with or without BOM."""
+    """The address CSV: header stop_id,seq,name,address,items[,lat,lon]; UTF-8 with or without BOM;
+    comma, semicolon or tab separated (the header tells which)."""
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DepotError(f"{path}: not UTF-8 text", "save the list as CSV UTF-8") from None
     except OSError as exc:
         raise DepotError(f"{path}: {exc.strerror or exc}", "check the path") from None
-    reader = csv.DictReader(text.splitlines())
+    header = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=header.count)  # spreadsheets in some locales write ; or tabs
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise DepotError(f"{path}: no column {', '.join(missing)} in the header",

@@ -283,7 +283,8 @@ class Index:
                          why=f"{len(tier)} streets fit: {names}")
         if len(cands) > 1:
             return Match("ambiguous", candidates=list(cands.values()),
-                         why=f"{len(cands)} buildings fit: " + ", ".join(b.label() for b in cands.values()))
+                         why=f"{len(cands)} buildings fit: " + ", ".join(f"{b.label()} ({b.id})"
+                                                                         for b in cands.values()))
         best = hits
         _, kind, score, chosen = best[0]
         b = chosen[0]

@@ -101,7 +101,7 @@ def test_en_reasons_name_what_is_missing(en_index):
 
     assert why("9 Main Street") == "no building numbered 9 on main st"
     assert why("40 Nowhere Road") == "no street like 'nowhere rd' in the footprints"
-    assert why("12 Main Street") == "2 buildings fit: 12 Main Street, 12 Main Street"
+    assert why("12 Main Street") == "2 buildings fit: 12 Main Street (way/1), 12 Main Street (way/4)"
     assert why("5 Elm") == "2 streets fit: elm ave, elm st"
 
 
@@ -209,8 +209,8 @@ def test_cli_writes_every_row_once_with_its_match_and_a_summary(tmp_path, capsys
     assert fc["features"][0]["geometry"] == fc["features"][1]["geometry"] == EN[8]["geometry"]
     assert fc["features"][4]["geometry"]["type"] == "Point" and props[4]["radius_m"] == 25.0
     assert fc["features"][5]["geometry"] is None  # listed, never dropped, never guessed
-    assert "S006: ambiguous (2 buildings fit: 12 Main Street, 12 Main Street); no fence: 12 Main Street" \
-        in stdout
+    assert ("S006: ambiguous (2 buildings fit: 12 Main Street (way/1), 12 Main Street (way/4)); "
+            "no fence: 12 Main Street") in stdout
     html = page.read_text()
     assert html.count("<tr class=") == 3 and 'data-stop-id="S005"' in html
     assert "&lt;b&gt;123 Nowhere&lt;/b&gt;" in html and "<b>123" not in html
@@ -231,6 +231,15 @@ def test_a_built_route_compiles_when_every_stop_has_a_fence(tmp_path):
     assert [o.kind for o in outcomes] == ["normalized", "exact", "normalized", "geocode"]
     res = route_compile.compile_geojson(fc, key=bytes(32))
     assert (res.stops, res.route_id, res.repairs) == (4, "ZH-1", [])
+
+
+def test_a_semicolon_separated_list_with_quoted_fields_reads_the_same(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text('\ufeffstop_id;seq;name;address;items;lat;lon\n'
+                 'S1;1;"Smith; J.";"7 Main St, Apt 2";"RR1 ; CP2";40.1;-105.2\n', encoding="utf-8")
+    (r,) = read_rows(p)
+    assert (r.stop_id, r.seq, r.name, r.address, r.items, r.lonlat) == \
+        ("S1", 1, "Smith; J.", "7 Main St, Apt 2", ["RR1", "CP2"], (-105.2, 40.1))
 
 
 @pytest.mark.parametrize("content, message", [
