@@ -86,7 +86,7 @@ def read_rows(path: str | Path) -> list[Row]:
             seq = int((rec.get("seq") or "").strip())
         except ValueError:
             raise DepotError(f"{where}: seq {rec.get('seq')!r} is not a whole number",
-                             "seq is the walk order, 0..65535") from None
+                             "the walk order is a whole number, 0..65535") from None
         items = [i for i in re.split(r"[;\s]+", rec.get("items") or "") if i]
         rows.append(Row(line, sid, seq, (rec.get("name") or "").strip(), (rec.get("address") or "").strip(),
                         items, _lonlat(where, rec.get("lat"), rec.get("lon"))))

@@ -245,14 +245,14 @@ def test_a_semicolon_separated_list_with_quoted_fields_reads_the_same(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("stop_id,seq,name,items\nS1,1,A,RR1\n",
      "no column address in the header. "
-     "the first row names the columns stop_id,seq,name,address,items[,lat,lon]"),
+     "The first row names the columns stop_id,seq,name,address,items[,lat,lon]"),
     ("stop_id,seq,name,address,items\nS1,one,A,1 Main St,X\n",
-     "line 2: seq 'one' is not a whole number. seq is the walk order, 0..65535"),
+     "line 2: seq 'one' is not a whole number. The walk order is a whole number, 0..65535"),
     ("stop_id,seq,name,address,items\nS1,1,A,1 Main St,X\nS1,2,B,2 Main St,Y\n",
-     "line 3: stop_id S1 already on line 2. stop ids are unique"),
+     "line 3: stop_id S1 already on line 2. Stop ids are unique"),
     ("stop_id,seq,name,address,items,lat,lon\nS1,1,A,1 Main St,X,north,5\n",
-     "line 2: lat,lon 'north','5' are not numbers. leave both empty or give decimal degrees"),
-    ("stop_id,seq,name,address,items\n", "no address rows. one row per stop below the header"),
+     "line 2: lat,lon 'north','5' are not numbers. Leave both empty or give decimal degrees"),
+    ("stop_id,seq,name,address,items\n", "no address rows. One row per stop below the header"),
 ])
 def test_bad_lists_get_one_line(tmp_path, content, message):
     p = tmp_path / "a.csv"
@@ -271,7 +271,7 @@ def test_bad_footprints_and_not_utf8_get_one_line(tmp_path, capsys):
     latin.write_bytes("stop_id,seq,name,address,items\nS1,1,Müller,1 Main St,X\n".encode("latin-1"))
     rc = cli.main(["route", "build", str(latin), "--footprints", str(bad), "--out", str(tmp_path / "o")])
     assert rc == 2
-    assert capsys.readouterr().err == f"depot: error: {latin}: not UTF-8 text. save the list as CSV UTF-8.\n"
+    assert capsys.readouterr().err == f"depot: error: {latin}: not UTF-8 text. Save the list as CSV UTF-8.\n"
     assert not (tmp_path / "o").exists()
 
 
