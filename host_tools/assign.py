@@ -13,7 +13,7 @@ from pathlib import Path
 import routepack
 import routepkg
 
-from host_tools import private, routes
+from host_tools import ids, private, routes
 from host_tools.errors import DepotError
 from host_tools.store import AssignedRoute, Store, UnknownDevice, open_existing
 
@@ -25,6 +25,7 @@ def assign(store: Store, package: str | Path, device_id: str) -> AssignedRoute:
     data = Path(package).read_bytes()
     signed = routepack.resign(data, key)
     route = routes.load(package)
+    ids.check("route id", route.route_id)  # a package from elsewhere: its id becomes a file name
     private.folder(routes.folder(store.path))
     private.write(routes.folder(store.path) / f"{route.route_id}.pkg", signed)
     return store.assign_route(device_id, signed, route.route_id)

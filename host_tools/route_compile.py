@@ -30,7 +30,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from host_tools import boards, private
+from host_tools import boards, ids, private
 from host_tools.errors import DepotError
 
 MAX_SHIFT_DM = 5.0  # simplification may move an edge by at most 0.5 m
@@ -97,8 +97,9 @@ def _check_props(k: int, feat: Any) -> dict[str, Any]:
             raise CompileError(f"{name}: missing property {key!r}")
         if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
             raise CompileError(f"{name}: property {key!r} must be {typ.__name__}")
-    if not props["stop_id"].strip():
-        raise CompileError(f"{name}: empty stop_id")
+    if ids.problem("stop id", props["stop_id"]):
+        raise CompileError(f"{name}: {ids.problem('stop id', props['stop_id'])}",
+                           f"Use 1 to {ids.MAX_LEN['stop id']} {ids.RULE}")
     if not 0 <= props["seq"] <= 65535:
         raise CompileError(f"{name}: seq {props['seq']} out of range 0..65535")
     for it in props["items"]:
@@ -275,8 +276,9 @@ def _route_id(given: str | None, listed: Any, source: str, warnings: list[str]) 
     if not isinstance(rid, str) or not rid.strip():
         raise CompileError(f"{source}: route_id {rid!r} is not a name",
                            "Give route_id as text such as \"NORTH-7\" (or pass --route-id)")
-    if len(rid.encode()) > 16:
-        raise CompileError(f"{source}: route id {rid!r} longer than 16 bytes", "Use a shorter route id")
+    if ids.problem("route id", rid):  # it becomes the store's routes/ROUTE.pkg: never a path
+        raise CompileError(f"{source}: {ids.problem('route id', rid)}",
+                           f"Use 1 to {ids.MAX_LEN['route id']} {ids.RULE} (or pass --route-id)")
     return rid
 
 

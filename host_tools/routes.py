@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host_tools import private
+from host_tools import ids, private
 
 # A ring is a list of (lon, lat); a polygon is its outer ring then its holes.
 Ring = list[tuple[float, float]]
 Polygon = list[Ring]
 
 _EARTH_M = 6371008.8  # mean radius; fences are small, an equirectangular frame is exact enough
-_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class RouteError(ValueError):
@@ -233,8 +231,8 @@ def register(store_path: str | Path, source: str | Path, route_id: str | None = 
     """Keep a copy of a compiled package (or its GeoJSON) so reports can find the route by id."""
     src = Path(source)
     route = load(src) if route_id is None else None
-    rid = route_id or (route.route_id if route else src.stem)
-    dest = folder(store_path) / (_SAFE_ID.sub("_", rid) + src.suffix.lower())
+    rid = ids.check("route id", route_id or (route.route_id if route else src.stem))
+    dest = folder(store_path) / (rid + src.suffix.lower())
     private.folder(dest.parent)
     if src.resolve() != dest.resolve():
         private.write(dest, src.read_bytes())
@@ -244,7 +242,9 @@ def register(store_path: str | Path, source: str | Path, route_id: str | None = 
 
 
 def find(store_path: str | Path, route_id: str) -> Route:
-    base = folder(store_path) / _SAFE_ID.sub("_", route_id)
+    if ids.problem("route id", route_id):
+        raise RouteError(f"route {route_id!r} is not known to the store: {ids.problem('route id', route_id)}")
+    base = folder(store_path) / route_id
     for suffix in (".pkg", ".geojson", ".json"):
         p = Path(str(base) + suffix)
         if p.exists():

@@ -25,7 +25,7 @@ from typing import Protocol
 import record
 from record import Record, RecordError
 
-from host_tools import private, seqruns
+from host_tools import ids, private, seqruns
 from host_tools.seqruns import Run
 
 KEY_LEN = 32
@@ -302,8 +302,7 @@ class Store:
     def enrol(self, device_id: str) -> bytes:
         """Create the device's secret key (never printed or logged); refuse a second enrolment so
         a typo cannot orphan a flashed device's key."""
-        if not device_id or len(device_id.encode()) > record.MAX_TEXT:
-            raise StoreError("device id must be 1 to %d bytes" % record.MAX_TEXT)
+        ids.check("device id", device_id)  # it becomes a URL segment and a report row
         key = os.urandom(KEY_LEN)
         with self._tx() as db:
             if db.execute("SELECT 1 FROM devices WHERE device_id=?", (device_id,)).fetchone():
