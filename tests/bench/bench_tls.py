@@ -1,0 +1,75 @@
+"""TLS on the cellular path (issue 13 item 9):
+
+- tls_handshake_bytes: bytes on the wire for one full TLS handshake between the modem emulator's
+  real TLS client (pinned to the depot CA, as the modem is) and `depot serve --tls-cert`, with an
+  EC P-256 CA and server certificate; tls_handshake_bytes_rsa2048 with RSA-2048 certificates.
+- cellular_bytes_per_record_tls: bytes on the air per record when the firmware's uploader on the
+  real micropython sends the same 96 records as bench_cellular over the modem's TLS (SIM7600
+  CCH* commands), the session kept open across the batches, with the same TCP/IP model;
+  cellular_bytes_per_record_tls_session_each_batch: the same if every batch paid a new handshake
+  (batches far apart, the server having closed the idle session).
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import tempfile
+import tty
+from pathlib import Path
+
+from host_tools.server import BackgroundServer
+from host_tools.store import Store
+from sim import mpy as _mpy
+from sim.modem import TCP_HEADER, ModemEmulator
+from tests import tls_certs
+from tests.bench.bench_cellular import DAY, RECORDS
+
+TLS_DAY = DAY.replace('DEV, KEY, TTY, URL, ROOT, N = sys.argv[1:7]',
+                      'DEV, KEY, TTY, URL, ROOT, N, CA = sys.argv[1:8]\nCA = open(CA).read()').replace(
+    'apn="sim")', 'apn="sim", ca=CA)')
+
+
+def upload_over_tls(tmp: Path, kind: str) -> tuple[int, list[int], int]:
+    """(air bytes, handshake bytes of each session, batches) for RECORDS records over TLS."""
+    ca = tls_certs.make_ca("Depot CA", kind=kind)
+    (tmp / f"ca-{kind}.pem").write_bytes(ca.pem)
+    cert, key_file = tls_certs.server_files(ca, tmp, f"server-{kind}", kind=kind)
+    store = Store(tmp / f"tls-{kind}.sqlite3")
+    dev = "HH-BENCH"
+    key = store.enrol(dev)
+    (tmp / f"dev-{kind}").mkdir()
+    script = tmp / "tls_day.py"
+    script.write_text(TLS_DAY)
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    with BackgroundServer(store, tls_cert=cert, tls_key=key_file) as srv:
+        emu = ModemEmulator(master, master, "sim7600", srv.url, seed=1).start()
+        try:
+            args = (dev, key.hex(), os.ttyname(slave), f"https://localhost:{srv.port}",
+                    str(tmp / f"dev-{kind}"), str(RECORDS), str(tmp / f"ca-{kind}.pem"))
+            out = _mpy.run(script=script, args=args, timeout=120)
+        finally:
+            emu.stop()
+            os.close(master)
+            os.close(slave)
+    assert len(store.records(dev)) == RECORDS, "not every record arrived"
+    return emu.air_bytes, emu.tls_handshakes, int(out.split()[0])
+
+
+def run(report) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        air, handshakes, batches = upload_over_tls(tmp, "ec")
+        full = handshakes[0]
+        report("tls_handshake_bytes", full, "B", "one full handshake, EC P-256 chain, TLS 1.3 (Python ssl "
+               "client pinned to the depot CA, uvicorn server)")
+        report("cellular_bytes_per_record_tls", air / RECORDS, "B",
+               f"{RECORDS} records, {batches} batches over {len(handshakes)} TLS session(s) kept open, "
+               "SIM7600 CCH* from micropython, TCP/IP model")
+        session = full + TCP_HEADER * (3 + 4) + 2 * TCP_HEADER * -(-full // 1360)
+        fresh = air + (batches - len(handshakes)) * session
+        report("cellular_bytes_per_record_tls_session_each_batch", fresh / RECORDS, "B",
+               "the same if each batch opened its own session (batches far apart)")
+        _, rsa, _ = upload_over_tls(tmp, "rsa")
+        report("tls_handshake_bytes_rsa2048", rsa[0], "B", "one full handshake, RSA-2048 chain")
