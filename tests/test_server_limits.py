@@ -284,3 +284,23 @@ def test_a_client_that_goes_away_mid_upload_leaves_one_line_and_no_traceback(sto
     assert len(gone) == 3 and all(r.exc_info is None for r in gone)
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert "Traceback" not in caplog.text
+
+
+def test_the_access_log_is_one_line_per_answered_request_when_asked_for(store, caplog):
+    caplog.set_level(logging.INFO, logger="depot.access")
+    with BackgroundServer(store, access_log=True) as srv:
+        for path in ("/healthz", "/nowhere"):
+            c = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
+            c.request("GET", path)
+            c.getresponse().read()
+            c.close()
+        wait_until(lambda: len([r for r in caplog.records if r.name == "depot.access"]) == 2)
+    lines = [r.getMessage().split() for r in caplog.records if r.name == "depot.access"]
+    assert [(w[0], w[1], w[2], w[3]) for w in lines] == [("127.0.0.1", "GET", "/healthz", "200"),
+                                                         ("127.0.0.1", "GET", "/nowhere", "404")]
+    caplog.clear()
+    with BackgroundServer(store) as srv:  # off by default
+        c = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
+        c.request("GET", "/healthz")
+        c.getresponse().read()
+    assert not [r for r in caplog.records if r.name == "depot.access"]

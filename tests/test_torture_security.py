@@ -435,3 +435,56 @@ def _csv_line(cell: str) -> str:
     buf = io.StringIO()
     csv.writer(buf).writerow([cell])
     return buf.getvalue()
+
+
+def test_tls_refuses_every_impostor_server_and_every_plain_client(tmp_path):
+    """Issue 13 item 9, repeated: the modem emulator's TLS client pinned to the depot CA (as the
+    device's modem is) refuses a server certified by another CA, an expired certificate, a
+    certificate for another name and a plain-HTTP server; the TLS server refuses plain-HTTP
+    clients; the genuine server is reached every time."""
+    import socket
+    import ssl
+
+    from sim.tls_link import TlsLink, TlsRefused
+    from tests import tls_certs
+
+    depot_ca, rogue_ca = tls_certs.make_ca("Depot CA"), tls_certs.make_ca("Rogue CA")
+    store = Store(tmp_path / "depot.sqlite3")
+    files = {"good": tls_certs.server_files(depot_ca, tmp_path, "good"),
+             "rogue_ca": tls_certs.server_files(rogue_ca, tmp_path, "rogue"),
+             "expired": tls_certs.server_files(depot_ca, tmp_path, "expired", expired=True),
+             "other_name": tls_certs.server_files(depot_ca, tmp_path, "other", hosts=("depot.example.org",))}
+    rounds = cases(5, 100)
+    refused: dict[str, int] = {}
+    servers = {name: BackgroundServer(store, tls_cert=c, tls_key=k) for name, (c, k) in files.items()}
+    servers["plain_server"] = BackgroundServer(store)
+    for s in servers.values():
+        s.__enter__()
+    try:
+        for _ in range(rounds):
+            for name, srv in servers.items():
+                try:
+                    link = TlsLink((srv.host, srv.port), "localhost", depot_ca.pem)
+                except TlsRefused:
+                    refused[name] = refused.get(name, 0) + 1
+                    continue
+                link.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                assert link.read_http_response().startswith(b"HTTP/1.1 200")
+                link.close()
+            plain = socket.create_connection((servers["good"].host, servers["good"].port), timeout=10)
+            plain.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            try:
+                answer = plain.recv(100)
+            except (ConnectionResetError, ssl.SSLError):
+                answer = b""
+            plain.close()
+            assert not answer.startswith(b"HTTP/1.1 200")
+            refused["plain_client"] = refused.get("plain_client", 0) + 1
+    finally:
+        for s in servers.values():
+            s.__exit__(None, None, None)
+    assert refused == {"rogue_ca": rounds, "expired": rounds, "other_name": rounds, "plain_server": rounds,
+                       "plain_client": rounds}
+    assert servers["good"].metrics.requests.get("healthz 200") == rounds
+    tally("security tls", 6 * rounds, extra="rogue CA, expired, other name, plain server, plain client: "
+          "all refused; the genuine server reached every time")
