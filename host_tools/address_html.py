@@ -12,17 +12,30 @@ from typing import Any
 
 import jinja2
 import shapely
-from shapely.geometry import box, shape
+import shapely.affinity
+from shapely.geometry import Point, box, shape
 
 from host_tools.address_match import Index
 
 MAP_W = 900.0
 MAX_DRAWN = 20000  # footprints drawn around the route; more would only slow the browser
 MARGIN_DEG = 0.0005  # about 50 m around the route's fences
+FAR_FROM_PRIOR_M = 250.0  # a match this far from the row's own geocode: one of the two is wrong
+M_PER_DEG = 111195.0
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("host_tools", "templates"),
                           autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True,
                           lstrip_blocks=True)
+
+
+def prior_distance_m(o) -> float | None:
+    """Metres from a matched row's prior geocode to its building (0 inside), or None."""
+    if o.match.building is None or o.row.lonlat is None:
+        return None
+    lon, lat = o.row.lonlat
+    kx = math.cos(math.radians(lat))
+    g = shapely.affinity.scale(shape(o.match.building.geometry), kx, 1.0, origin=(lon, lat))
+    return g.distance(Point(lon * 1.0, lat)) * M_PER_DEG
 
 
 def _path(geom: dict[str, Any], to_xy) -> str:
@@ -63,15 +76,17 @@ def render(fc: dict[str, Any], outcomes: list, index: Index) -> str:
             title = f"{p['seq']}. {p['stop_id']} {p['address']}: {p['match']} {p['match_score']}"
             if f["geometry"]["type"] == "Point":
                 x, y = to_xy(*f["geometry"]["coordinates"])
-                r = p["radius_m"] / 111195.0 * scale
+                r = p["radius_m"] / M_PER_DEG * scale
                 drawn.append({"circle": (round(x, 1), round(y, 1), round(r, 1)), "cls": "geocode",
                               "title": title})
             else:
                 drawn.append({"d": _path(f["geometry"], to_xy), "cls": p["match"], "title": title})
     attention = [o for o in outcomes if o.match.building is None]
     fuzzy = [o for o in outcomes if o.match.kind == "fuzzy"]
+    far = [(o, d) for o in outcomes if (d := prior_distance_m(o)) is not None and d > FAR_FROM_PRIOR_M]
     counts = {k: sum(1 for f in fc["features"] if f["properties"]["match"] == k)
               for k in ("exact", "normalized", "fuzzy", "geocode", "none")}
     return _env.get_template("address_match.html").render(
-        route_id=fc.get("route_id", ""), svg=svg, drawn=drawn, attention=attention, fuzzy=fuzzy,
+        route_id=fc.get("route_id", ""), svg=svg, drawn=drawn, attention=attention, fuzzy=fuzzy, far=far,
+        far_m=FAR_FROM_PRIOR_M,
         counts=counts, total=len(outcomes), footprints=len(index.buildings), locale=index.locale)

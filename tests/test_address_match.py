@@ -180,7 +180,8 @@ def test_cli_writes_every_row_once_with_its_match_and_a_summary(tmp_path, capsys
     fp = tmp_path / "buildings.geojson"
     fp.write_text(json.dumps({"type": "FeatureCollection", "features": EN}))
     addresses = write_csv(tmp_path / "north.csv", [
-        row(1, "7 Main Street", s10("RR", "00000001")),
+        row(1, "7 Main Street", s10("RR", "00000001"),  # a prior geocode 1.1 km off: flagged, not used
+            lat=f"{LAT + 0.01:.6f}", lon=f"{LON + 160 * M_LON:.6f}"),
         row(2, "7 Main St Apt 2", s10("RR", "00000002"), s10("CP", "00000003")),
         row(3, "14 Main St", s10("RR", "00000004")),
         row(4, "30 Washingtn Blvd", s10("RR", "00000005")),
@@ -216,6 +217,7 @@ def test_cli_writes_every_row_once_with_its_match_and_a_summary(tmp_path, capsys
     assert "&lt;b&gt;123 Nowhere&lt;/b&gt;" in html and "<b>123" not in html
     assert html.count('class="exact"') == 1 and html.count('class="geocode"') == 1
     assert "Fuzzy matches to glance at (1)" in html and "30 Washington Boulevard (way/7)" in html
+    assert "Matches far from their prior geocode (1)" in html and "<td class=\"num\">1100 m</td>" in html
 
 
 def test_a_built_route_compiles_when_every_stop_has_a_fence(tmp_path):
