@@ -7,7 +7,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from host_tools import seqruns, term, untrusted
+from host_tools import seqs, term, untrusted
 from host_tools.errors import DepotError
 from host_tools.store import Store, StoreError, open_existing
 from host_tools.sync import SyncReport, sync_device
@@ -81,28 +81,32 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def format_reports(reports: list[SyncReport]) -> str:
-    rows: list[tuple[object, ...]] = [("port", "device", "result", "received", "stored", "dupes", "acked",
-                                       "pending", "route", "gaps")]
+    """One row per device; `gaps` and `skipped` in the words of host_tools.seqs, as the report says."""
+    rows: list[tuple[object, ...]] = [("port", "device", "result", "received", "stored", "dupes",
+                                       "acked seq", "pending", "route", "gaps", "skipped")]
     for r in reports:
+        gaps, skipped = seqs.split(r.gaps, r.skipped)
         rows.append((r.port, r.device_id or "?", "ok" if r.ok else "FAILED", r.received, r.stored,
-                     r.duplicates, r.acked_seq, r.pending_after, r.route_pushed or "-",
-                     seqruns.text(r.gaps) or "-"))
+                     r.duplicates, r.acked_seq, r.pending_after, r.route_pushed or "-", seqs.text(gaps),
+                     seqs.text(skipped)))
     return term.table([tuple(untrusted.shown(str(c)) for c in r) for r in rows], right=range(3, 8))
 
 
 def run_devices(args: argparse.Namespace) -> int:
     store = open_existing(args.store)
     rows: list[tuple[object, ...]] = [("device", "last seen", "firmware", "board", "route", "pending",
-                                       "acked", "battery", "free flash")]
+                                       "stored", "acked seq", "gaps", "skipped", "battery", "free flash")]
     for d in store.devices():
         seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.last_seen)) if d.last_seen else "never"
+        acct = seqs.account(store, d.device_id)  # the words and figures of depot sync and the report
         rows.append((d.device_id, seen, d.firmware or "-", d.board or "-", d.route_id or "-",
-                     "-" if d.pending is None else d.pending, d.ack_seq,
+                     "-" if d.pending is None else d.pending, acct.stored, acct.acked_seq,
+                     seqs.text(acct.gaps), seqs.text(acct.skipped),
                      "-" if d.battery is None else f"{d.battery}%",
                      "-" if d.free_flash is None else f"{d.free_flash // 1024} KiB"))
     if len(rows) == 1:
         print(f"no devices enrolled in {store.path}")
         return 0
     print(term.table([tuple(untrusted.shown(str(c)) for c in r) for r in rows],  # device-reported strings
-                     right=(5, 6, 7, 8)))
+                     right=(5, 6, 7, 10, 11)))
     return 0

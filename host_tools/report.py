@@ -8,7 +8,9 @@ Definitions (docs for depot staff say the same):
   verdict or no fix, confirmed by the carrier), else `override` (outside, confirmed by the carrier).
   The match rate is the share of `inside`; the four shares add up to one.
 - A correction record voids the record it names (same device); voided records are listed, not counted.
-- Sequence gaps come from the store for every device that reported on the route; they are always shown.
+- Sequence numbers in the words of host_tools.seqs (as `depot sync` and `depot devices` print them):
+  a gap is a number missing from the store, always shown; a skipped number is one the device
+  declared it never used, shown apart. Both come from the store for every device on the route.
 - A fix is stale when it was taken more than the device's freshness limit (geofence.MAX_AGE_S)
   before the scan: by the device's own count of its age, or by its GNSS time against the scan's
   device time. Such scans are listed: their position is not evidence of where the parcel was.
@@ -29,7 +31,7 @@ import geofence  # firmware/geofence.py, via host_tools: the device's freshness 
 import record as rec  # firmware/record.py, via host_tools
 import routepack
 
-from host_tools import seqruns, untrusted
+from host_tools import seqruns, seqs, untrusted
 from host_tools.routes import Route, Stop
 from host_tools.term import span_text as gap_text
 
@@ -253,8 +255,7 @@ def build(route: Route, store: RecordSource, now: float | None = None) -> Report
         lacking = _gaps(store, d, [e.r for e in events if e.r.device_id == d])
         absent = getattr(store, "absent", None)  # a store that knows what the device declared
         declared = absent(d) if absent else []
-        gaps[d] = seqruns.subtract(lacking, declared)
-        skipped[d] = seqruns.intersect(lacking, declared)
+        gaps[d], skipped[d] = seqs.split(lacking, declared)
     return Report(route, time.time() if now is None else now, total, carriers,
                   [stops[s.stop_id] for s in route.stops], missing, wrong, outside, gaps, unknown,
                   corrections, skipped, [e for e in live if e.stale_fix])
@@ -266,6 +267,11 @@ def _gaps(store: Any, device_id: str, records: list[Any]) -> list[tuple[int, int
     if hasattr(store, "gaps"):
         return store.gaps(device_id)
     return seqruns.holes(sorted({r.seq for r in records}))
+
+
+def _numbers(runs: dict[str, list[tuple[int, int]]]) -> int:
+    """How many sequence numbers the runs of every device cover."""
+    return sum(seqruns.count(r) for r in runs.values())
 
 
 def iso(t: int) -> str:
@@ -291,13 +297,14 @@ def to_text(rep: Report) -> str:
     for dev, r in sorted(rep.carriers.items()):
         out.append(_rates_line("carrier " + dev, r))
     out += ["", "Reconciliation"]
-    out.append(f"  sequence gaps: {sum(len(v) for v in rep.gaps.values())}")
+    out.append(f"  sequence gaps (numbers missing from the store): {_numbers(rep.gaps)}")
     for dev, ranges in rep.gaps.items():
         for a, b in ranges:
             out.append(f"    {dev}: seq {gap_text(a, b)} missing")
+    out.append(f"  sequence numbers skipped by the device (declared never used): {_numbers(rep.skipped)}")
     for dev, ranges in rep.skipped.items():
         for a, b in ranges:
-            out.append(f"    {dev}: seq {gap_text(a, b)} skipped by the device after a restart (never used)")
+            out.append(f"    {dev}: seq {gap_text(a, b)} skipped")
     out.append(f"  items expected but not scanned: {len(rep.missing)}")
     out += [f"    {item} (stop {stop})" for stop, item in rep.missing]
     out.append(f"  items scanned at the wrong stop: {len(rep.wrong_stop)}")
@@ -540,12 +547,14 @@ def to_html(rep: Report) -> str:
     esc = html.escape
     rid = esc(rep.route.route_id)
     recon = []
-    n_gaps = sum(len(v) for v in rep.gaps.values())
-    recon.append(f'<li class="{"bad" if n_gaps else ""}">Sequence gaps: {n_gaps}<ul>' + "".join(
-        f"<li>{esc(d)}: seq {gap_text(a, b)} missing</li>" for d, r in rep.gaps.items() for a, b in r)
-        + "".join(f"<li>{esc(d)}: seq {gap_text(a, b)} skipped by the device after a restart "
-                  "(declared, never used)</li>" for d, r in rep.skipped.items() for a, b in r)
-        + "</ul></li>")
+    n_gaps = _numbers(rep.gaps)
+    recon.append(f'<li class="{"bad" if n_gaps else ""}">Sequence gaps (numbers missing from the store): '
+                 f"{n_gaps}<ul>" + "".join(f"<li>{esc(d)}: seq {gap_text(a, b)} missing</li>"
+                                           for d, r in rep.gaps.items() for a, b in r) + "</ul></li>")
+    recon.append("<li>Sequence numbers skipped by the device (declared never used): "
+                 f"{_numbers(rep.skipped)}<ul>" + "".join(f"<li>{esc(d)}: seq {gap_text(a, b)} skipped</li>"
+                                                          for d, r in rep.skipped.items() for a, b in r)
+                 + "</ul></li>")
     recon.append(f"<li>Items expected but not scanned: {len(rep.missing)}<ul>" + "".join(
         f"<li>{esc(i)} (stop {esc(s)})</li>" for s, i in rep.missing) + "</ul></li>")
     recon.append(f"<li>Items scanned at the wrong stop: {len(rep.wrong_stop)}<ul>" + "".join(

@@ -46,6 +46,7 @@ class SyncReport:
     route_pushed: str = ""  # route id made active on the device, if any
     route_error: str = ""
     gaps: list[tuple[int, int]] = field(default_factory=list)  # runs of seqs missing in the store
+    skipped: list[tuple[int, int]] = field(default_factory=list)  # runs the device declared unused
     payload_bytes: int = 0
     seconds: float = 0.0
     link: dict[str, int] = field(default_factory=dict)
@@ -77,6 +78,7 @@ def sync_device(port: str | Any, store: Store, *, progress: Progress | None = No
     if rep.device_id:
         try:
             rep.gaps = store.gaps(rep.device_id)
+            rep.skipped = store.absent(rep.device_id)  # host_tools.seqs: gap vs skipped
         except UnknownDevice:
             pass
     return rep

@@ -157,7 +157,8 @@ def test_reconciliation_missing_wrong_stop_outside_and_gaps(day):
                       "S3": ("partial", ["RR000030121NL"], [], [], ["RR000030118NL"]),
                       "S4": ("partial", ["RR000040115NL"], [], ["RR000040129NL"], [])}
     text = report.to_text(rep)
-    assert "  sequence gaps: 1\n    H1: seq 6 missing\n" in text
+    assert ("  sequence gaps (numbers missing from the store): 1\n    H1: seq 6 missing\n"
+            "  sequence numbers skipped by the device (declared never used): 0\n") in text
     assert "  items expected but not scanned: 1\n    RR000040129NL (stop S4)\n" in text
     assert "    RR000030118NL: expected at S3, scanned at S2 (H1 #4)\n" in text
     assert "    RR000010127NL at S1: 12.5 m outside (H1 #2)\n" in text
@@ -175,8 +176,14 @@ def test_sequence_numbers_the_device_declared_unused_are_shown_apart_from_missin
     assert rep.gaps == {"H1": [(6, 6)], "H2": []}
     assert rep.skipped == {"H1": [], "H2": [(4, 8)]}
     text = report.to_text(rep)
-    assert ("    H1: seq 6 missing\n"
-            "    H2: seq 4-8 skipped by the device after a restart (never used)\n") in text
+    assert ("  sequence gaps (numbers missing from the store): 1\n"
+            "    H1: seq 6 missing\n"
+            "  sequence numbers skipped by the device (declared never used): 5\n"
+            "    H2: seq 4-8 skipped\n") in text
+    page = report.to_html(rep)
+    assert "Sequence gaps (numbers missing from the store): 1<ul><li>H1: seq 6 missing</li></ul>" in page
+    assert ("Sequence numbers skipped by the device (declared never used): 5<ul><li>H2: seq 4-8 skipped"
+            "</li></ul>") in page
 
 
 def test_csv_rows(day):
