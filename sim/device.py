@@ -18,6 +18,7 @@ The VM's exit status says what the shim wants: 3 soft reboot to the friendly REP
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import random
@@ -556,6 +557,10 @@ class VirtualDevice:
         elif "walk" in msg:
             spec = dict(msg["walk"])
             points = [tuple(p) for p in spec.pop("waypoints")]
+            # the receiver's clock is the world's: UTC now, or a unix time the caller gives
+            t0 = spec.pop("start", None)
+            spec["start"] = datetime.datetime.fromtimestamp(int(t0 if t0 is not None else time.time()),
+                                                            datetime.UTC)
             if isinstance(spec.get("conditions"), dict):
                 cond = dict(spec["conditions"])
                 for k in ("canyon", "indoor"):

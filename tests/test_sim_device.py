@@ -260,8 +260,11 @@ def test_gnss_walk_feeds_the_uart_at_the_requested_cadence(device: Device) -> No
                      conditions={"cold_start_s": 0, "noise_m": 1.0})
     time.sleep(0.5)
     device.gnss_stop()
+    today = time.strftime("%d%m%y", time.gmtime())
     log = mpremote(device, "fs", "cat", "log.txt")
     assert "gnss:$GPRMC," in log and "gnss:$GPGGA," in log
+    rmc = next(line for line in log.splitlines() if line.startswith("gnss:$GPRMC,")).split(",")
+    assert rmc[9] == today  # the receiver keeps the world's clock, not a fixed day
 
 
 def test_gnss_replay_of_a_log(device: Device, tmp_path: Path) -> None:
