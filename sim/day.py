@@ -55,6 +55,7 @@ class Scenario:
     seed: int
     board: str
     carriers: list[Carrier]
+    tls: bool = False  # uploads over the modem's TLS to `depot serve --tls-cert` (a throwaway CA)
 
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
@@ -66,7 +67,7 @@ class Scenario:
             d["override_reason"] = {int(k): int(v) for k, v in d.get("override_reason", {}).items()}
             carriers.append(Carrier(**d))
         return cls(data.get("name", Path(path).stem), int(data.get("seed", 1)), data.get("board", "sim"),
-                   carriers)
+                   carriers, bool(data.get("tls", False)))
 
 
 @dataclass
@@ -244,9 +245,19 @@ def run(scenario: Scenario, workdir: Path, progress: bool = True) -> dict[str, A
     devices: dict[str, Device] = {}
     fcs: dict[str, dict[str, Any]] = {}
     outcomes = [Outcome(c.device_id) for c in scenario.carriers]
-    with BackgroundServer(str(store_path)) as server:
+    tls: dict[str, Any] = {}
+    server_ca = ""
+    if scenario.tls:  # a CA of the day's own; the devices are flashed to trust only it
+        from sim import certs
+
+        ca = certs.make_ca("Depot CA (simulated day)")
+        (workdir / "tls").mkdir(exist_ok=True)
+        server_ca = ca.pem.decode()
+        tls["tls_cert"], tls["tls_key"] = certs.server_files(ca, workdir / "tls", "depot")  # for localhost
+    with BackgroundServer(str(store_path), **tls) as server:
+        url = f"https://localhost:{server.port}" if scenario.tls else server.url
         try:
-            say(f"depot: ingest server on {server.url}; store {store_path}")
+            say(f"depot: ingest server on {url}; store {store_path}")
             for c in scenario.carriers:
                 if store.key(c.device_id) is None:
                     store.enrol(c.device_id)
@@ -259,7 +270,7 @@ def run(scenario: Scenario, workdir: Path, progress: bool = True) -> dict[str, A
                     f"{len(compiled.repairs)} repairs, assigned to {c.device_id}")
                 devices[c.device_id] = Device.start(workdir / f"{c.device_id}.img", board=scenario.board,
                                                     workdir=workdir / c.device_id, seed=scenario.seed)
-            _flash_all(devices, store, image, server.url, say)
+            _flash_all(devices, store, image, url, say, server_ca)
             for dev_id, dev in devices.items():
                 rep = sync_device(dev.dock, store)
                 if not rep.ok or not rep.route_pushed:
@@ -311,9 +322,10 @@ def _walk(dev: Device, plan: Carrier, fc: dict[str, Any], out: Outcome) -> None:
         out.errors.append(f"walk aborted: {type(exc).__name__}: {exc}")
 
 
-def _flash_all(devices: dict[str, Device], store: Store, image: flash.Image, url: str, say: Any) -> None:
+def _flash_all(devices: dict[str, Device], store: Store, image: flash.Image, url: str, say: Any,
+               server_ca: str = "") -> None:
     results = flash.flash_many([(d.console, dev_id) for dev_id, d in devices.items()], image.board,
-                               store.key, server_url=url)
+                               store.key, server_url=url, server_ca=server_ca)
     del image  # flash_many builds its own (cached) image for the board
     for r in results:
         say(f"flash: {r.device_id} {r.status} {r.detail}")

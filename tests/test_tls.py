@@ -24,9 +24,9 @@ from sign import Signer
 
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
+from sim import certs as tls_certs
 from sim import mpy as _mpy
 from sim.modem import ModemEmulator
-from tests import tls_certs
 
 DEV = "HH-TLS"
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,3 +203,22 @@ def test_depot_flash_pins_the_server_ca_in_the_device_config(tmp_path, pki):
     with pytest.raises(DepotError, match="not one PEM certificate"):
         cmd_flash.read_server_ca("https://depot.example:8443", str(tmp_path / "two.pem"))
     assert cmd_flash.read_server_ca("http://127.0.0.1:8080", "") == ""  # plain: the lab and the simulator
+
+
+@pytest.mark.slow
+def test_a_simulated_day_flashed_with_the_server_ca_uploads_over_tls_exactly_once(tmp_path):
+    """The whole path: `depot flash --server-url https://… --server-ca` writes the CA into the
+    virtual handheld's config, the app (main.py) hands it to its modem, the modem emulator's real
+    TLS reaches `depot serve --tls-cert`, and every record the carrier heard confirmed is stored
+    once."""
+    import dataclasses
+
+    from sim import day
+
+    short = day.Scenario.load(ROOT / "examples" / "scenarios" / "short.toml")
+    scenario = dataclasses.replace(short, tls=True)
+    summary = day.run(scenario, tmp_path, progress=False)
+    assert summary["failures"] == []
+    d = summary["devices"]["HH-0101"]
+    assert d["confirmed"] == d["stored"] == 20
+    assert d["via_cellular_before_dock"] > 0  # uploaded over TLS during the day, not only docked

@@ -445,8 +445,8 @@ def test_tls_refuses_every_impostor_server_and_every_plain_client(tmp_path):
     import socket
     import ssl
 
+    from sim import certs as tls_certs
     from sim.tls_link import TlsLink, TlsRefused
-    from tests import tls_certs
 
     depot_ca, rogue_ca = tls_certs.make_ca("Depot CA"), tls_certs.make_ca("Rogue CA")
     store = Store(tmp_path / "depot.sqlite3")

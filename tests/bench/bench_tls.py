@@ -20,9 +20,9 @@ from pathlib import Path
 
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
+from sim import certs as tls_certs
 from sim import mpy as _mpy
 from sim.modem import TCP_HEADER, ModemEmulator
-from tests import tls_certs
 from tests.bench.bench_cellular import DAY, RECORDS
 
 TLS_DAY = DAY.replace('DEV, KEY, TTY, URL, ROOT, N = sys.argv[1:7]',

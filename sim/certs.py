@@ -1,5 +1,6 @@
-"""Certificates made at test time with the `cryptography` package (never committed keys): a depot
-CA, server certificates it signs (valid or expired), and a rogue CA for the wrong-CA case."""
+"""Throwaway certificates, made when needed with the `cryptography` package (no key is ever
+committed): a depot CA, server certificates it signs (valid or expired, for given names), and a
+rogue CA for the wrong-CA case. Used by the simulator's TLS day, the tests and the bench."""
 
 from __future__ import annotations
 
