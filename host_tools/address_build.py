@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from host_tools import address
+from host_tools import address, ids
 from host_tools.address_match import SCORE, Index, Match, load_footprints, paused_gc
 from host_tools.errors import DepotError
 
@@ -79,6 +79,9 @@ def read_rows(path: str | Path) -> list[Row]:
         sid = (rec.get("stop_id") or "").strip()
         if not sid:
             raise DepotError(f"{where}: empty stop_id", "give every row its stop id")
+        if ids.problem("stop id", sid):
+            raise DepotError(f"{where}: {ids.problem('stop id', sid)}",
+                             f"use 1 to {ids.MAX_LEN['stop id']} {ids.RULE}")
         if sid in seen:
             raise DepotError(f"{where}: stop_id {sid} already on line {seen[sid]}", "stop ids are unique")
         seen[sid] = line
@@ -146,14 +149,21 @@ def summary(outcomes: list[Outcome]) -> str:
             f"ambiguous {c['ambiguous']}")
 
 
+def default_route_id(csv_path: str | Path) -> str:
+    """The list's file name as a route id: north-7.csv -> NORTH-7 (what the id rule allows)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(csv_path).stem.upper()).lstrip("._-")
+    return stem[: ids.MAX_LEN["route id"]].rstrip(".-_") or "ROUTE"
+
+
 def build(csv_path: str | Path, footprints: str | Path, *, locale: str = "en",
           route_id: str | None = None) -> tuple[dict[str, Any], list[Outcome], Index]:
+    rid = ids.check("route id", route_id) if route_id else default_route_id(csv_path)
     with paused_gc():
         rows = read_rows(csv_path)
         index = Index(load_footprints(footprints), locale)
         outcomes = match_rows(rows, index)
     fc: dict[str, Any] = {"type": "FeatureCollection",
-                          "route_id": route_id or Path(csv_path).stem.upper()[:40],
+                          "route_id": rid,
                           "features": [feature(o) for o in outcomes]}
     return fc, outcomes, index
 

@@ -235,6 +235,18 @@ def test_a_built_route_compiles_when_every_stop_has_a_fence(tmp_path):
     assert (res.stops, res.route_id, res.repairs) == (4, "ZH-1", [])
 
 
+def test_the_route_id_follows_the_id_rule(tmp_path, capsys):
+    from host_tools.address_build import default_route_id
+
+    assert default_route_id("lists/north 7 (Mon).csv") == "NORTH-7-MON"
+    assert default_route_id("/x/___.csv") == "ROUTE"
+    assert default_route_id("a-very-long-route-list.csv") == "A-VERY-LONG-ROUT"
+    p = write_csv(tmp_path / "a.csv", [row(1, "7 Main Street", "X")])
+    rc = cli.main(["route", "build", str(p), "--footprints", str(p), "--out", str(tmp_path / "o"),
+                   "--route-id", "../etc"])
+    assert rc == 2 and "route id '../etc' is not letters" in capsys.readouterr().err
+
+
 def test_a_semicolon_separated_list_with_quoted_fields_reads_the_same(tmp_path):
     p = tmp_path / "a.csv"
     p.write_text('\ufeffstop_id;seq;name;address;items;lat;lon\n'
@@ -255,6 +267,9 @@ def test_a_semicolon_separated_list_with_quoted_fields_reads_the_same(tmp_path):
     ("stop_id,seq,name,address,items,lat,lon\nS1,1,A,1 Main St,X,north,5\n",
      "line 2: lat,lon 'north','5' are not numbers. Leave both empty or give decimal degrees"),
     ("stop_id,seq,name,address,items\n", "no address rows. One row per stop below the header"),
+    ("stop_id,seq,name,address,items\nS 1,1,A,1 Main St,X\n",
+     "line 2: stop id 'S 1' is not letters, digits, '.', '_' or '-', starting with a letter or a digit. "
+     "Use 1 to 40 letters, digits, '.', '_' or '-', starting with a letter or a digit"),
 ])
 def test_bad_lists_get_one_line(tmp_path, content, message):
     p = tmp_path / "a.csv"
