@@ -25,11 +25,12 @@ from shapely.geometry import MultiPolygon, Point, Polygon, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
 
-# Evidence before any change: DLInf labels a point from 2 deliveries with 51% agreement; here 3
-# fixes on at least 2 days, so one visit's correlated GNSS error never moves a fence.
-MIN_DELIVERIES = 3
+# Evidence before any change: DLInf labels a point from 2 deliveries with 51% agreement; here 2
+# agreeing fixes on at least 2 days, so one visit's correlated GNSS error never moves a fence.
+MIN_DELIVERIES = 2
 MIN_DAYS = 2
 MIN_AGREEMENT = 0.6  # share of the fixes' weight in the cluster around the point
+MIN_SCATTER = 4  # fewer fixes that disagree are too few to call scattered: wait for more
 # Which fixes count: the device's own limits for judging a fix (geofence.MAX_HDOP_X10, MAX_AGE_S).
 MAX_ACCURACY_M = 25.0
 MAX_FIX_AGE_S = 10
@@ -43,7 +44,7 @@ RMS_TO_R95 = 1.731  # 2-D Gaussian: r95 = sigma*sqrt(2 ln 20), RMS = sigma*sqrt(
 DEVICE_MARGIN_M = 5.0  # geofence.MARGIN_DM: a fix within 5 m of the fence is inside
 KEEP_UNCOVERED = 0.1  # keep a fence that already judges >= 90% of the r95 disc inside
 AT_BUILDING_M = 2.0  # a point this close to a footprint is at that building
-AWAY_FROM_BASE_M = 5.0  # ...and counts as another building's only this far from the stop's own
+SLACK_M = 1.0  # an extension covers a little more than needed, so the next night's estimate keeps it
 BOUND_M = 10.0  # a learned fence lies within its base footprint buffered by this
 CIRCLE_MIN_M = 6.0
 CIRCLE_MAX_M = 30.0  # a fence created without a footprint: a circle no larger than this
@@ -297,7 +298,11 @@ def estimate(ev: Evidence) -> None:
     ev.days = len({f.day for f in keep})
     ev.agreement = tw / sum(w)
     ev.spread_m = math.sqrt(sum(f.weight * ((f.x - cx) ** 2 + (f.y - cy) ** 2) for f in keep) / tw)
-    ev.r95_m = max(R95_MIN_M, RMS_TO_R95 * ev.spread_m)
+    # the radius the next fixes will fall in: what this cluster shows, but never less than what the
+    # receivers themselves claimed (the accuracy radius, HDOP x 5 m, is a ~95% radius): a few
+    # fixes that happen to agree do not make the next ones better
+    claimed = _wmedian([2 * f.sigma for f in keep], [f.weight for f in keep])
+    ev.r95_m = max(R95_MIN_M, RMS_TO_R95 * ev.spread_m, claimed)
 
 
 def inside_share(fixes: list[Fix], fence: BaseGeometry | None) -> float:
@@ -325,7 +330,7 @@ def bounded_fence(base: BaseGeometry, point: tuple[float, float], r95: float) ->
 
     The zone is the disc the fence itself must contain so that the device (which adds its 5 m
     margin) judges the r95 disc inside; a strip joins it to the base's nearest edge."""
-    zone_r = max(r95 - DEVICE_MARGIN_M, BRIDGE_M)
+    zone_r = max(r95 - DEVICE_MARGIN_M + SLACK_M, BRIDGE_M)
     p = Point(point)
     if uncovered(point, r95, base) <= KEEP_UNCOVERED / 2:
         return base
@@ -410,7 +415,8 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
         return prop
 
     estimate(ev)
-    if ev.point is None or ev.used < MIN_DELIVERIES or ev.days < MIN_DAYS:
+    if ev.point is None or ev.used < MIN_DELIVERIES or ev.days < MIN_DAYS or (
+            ev.usable < MIN_SCATTER and ev.agreement < MIN_AGREEMENT):
         prop.why = (f"too little evidence: {ev.used} usable fixes on {ev.days} day(s), "
                     f"needs {MIN_DELIVERIES} on {MIN_DAYS}")
         ev.inside_now = inside_share(ev.fixes, current)
@@ -429,31 +435,29 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
         return prop
     p = ev.point
     d_base = float(base.distance(Point(p))) if base is not None and has_building else math.inf
-    # at another building, clearly away from the stop's own: the deliveries cluster there
-    other = buildings.nearest(p, AT_BUILDING_M, exclude=bid)
-    if other is not None and d_base >= AWAY_FROM_BASE_M:
-        obid, og, od = other
-        action = "move" if has_building else "create"
-        return change(action, bounded_fence(og, p, ev.r95_m),
-                      f"deliveries cluster at building {obid} ({od:.1f} m), {d_base:.0f} m from "
-                      + (f"building {bid}" if has_building else "any fence of this stop"), obid, og)
-    if has_building and base is not None and d_base <= BOUND_M:
+    if base is not None and d_base <= BOUND_M:  # its own building reaches: never move what can extend
         return change("extend", bounded_fence(base, p, ev.r95_m),
                       f"delivery point {d_base:.1f} m from building {bid}: fence extended to it "
                       f"(bound: building + {BOUND_M:g} m)", bid, base)
-    near = buildings.nearest(p, BOUND_M, exclude=bid)
-    if near is not None:
-        obid, og, od = near
+    # at another building: the deliveries cluster there
+    other = buildings.nearest(p, AT_BUILDING_M, exclude=bid)
+    if other is not None:
+        obid, og, od = other
         action = "move" if has_building else "create"
         return change(action, bounded_fence(og, p, ev.r95_m),
-                      f"delivery point {od:.1f} m from building {obid}, "
+                      f"deliveries cluster at building {obid} ({od:.1f} m), "
                       + (f"{d_base:.0f} m from building {bid}" if has_building else "no building matched"),
                       obid, og)
-    if not has_building:
+    if not has_building:  # a new build: a circle, not the neighbour's footprint
         circle = circle_fence(p, ev.r95_m)
         radius = math.sqrt(circle.area / math.pi)
         return change("create", circle, f"no building within {BOUND_M:g} m: a circle of {radius:.0f} m "
                       "around the delivery point", "", circle)
+    near = buildings.nearest(p, BOUND_M, exclude=bid)
+    if near is not None:  # a door away from a building the deliveries cluster at
+        obid, og, od = near
+        return change("move", bounded_fence(og, p, ev.r95_m), f"delivery point {od:.1f} m from building "
+                      f"{obid}, {d_base:.0f} m from building {bid}", obid, og)
     prop.action = "flag"
     nearest_any = buildings.nearest(p, 200.0)
     far = nearest_any[2] if nearest_any else d_base

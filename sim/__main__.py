@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "sim.fencecheck",
     "sim.nmeadump",
     "sim.runcmd",
+    "sim.days",
 ]
 
 

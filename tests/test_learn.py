@@ -83,7 +83,7 @@ def test_a_single_delivery_changes_nothing():
     h = History().deliver("S1", 5, -12, day=2, override=True, reason=41)  # far behind, but only once
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
     assert (p.action, p.enough, p.new) == ("keep", False, None)
-    assert p.why == "too little evidence: 1 usable fixes on 1 day(s), needs 3 on 2"
+    assert p.why == "too little evidence: 1 usable fixes on 1 day(s), needs 2 on 2"
     assert p.evidence.reasons == {"Entrance away from building": 1}
     assert learn.apply(fc, learn.learn(fc, h.records, footprint_fc(), frame=FRAME), 2, "2026-11-02") == fc
 

@@ -1,0 +1,266 @@
+"""`python -m sim days --days 10`: consecutive days of deliveries on a town whose data disagree with
+the ground (sim/days_town.py), with the depot learning its fences every night.
+
+Day by day: the carrier delivers every item of the stops visited that day (85% of them) standing
+at the true door, and the fix at each scan comes from sim/gnss.py's receiver model for that stop's
+sky, parsed by the firmware's NMEA parser. The firmware's geofence engine judges the fix against
+the stop's fence in the day's compiled route package (CPython runs the firmware modules; the VM
+proof is tests/test_learn_vm.py, and docs/fence-learning.md says why); outside it, the carrier
+confirms with an override reason, as on the device. The records go to a real store; at night
+`depot fences learn --apply` proposes and applies, and `depot route compile` makes the next day's
+package. The same fixes are judged on the same days against two baselines: the first route, never
+changed, and a naive 50 m circle around each stop's median fix so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import math
+import random
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geofence
+import nmea
+import record
+import routepkg
+from shapely.geometry import shape
+
+from host_tools import address_build, cli, learn, route_compile
+from host_tools.store import Store
+from sim import gnss
+from sim.days_town import FRAME, SKIES, DaysTown, generate
+
+DEVICE = "HH-DAYS"
+VISIT_SHARE = 0.85  # stops with something to deliver on a given day
+DWELL_S = 30  # the receiver runs this long at the door before the first scan
+FIRST_DAY = dt.date(2026, 12, 1)
+NAIVE_RADIUS_M = 50.0
+HELD_OUT_MIN = 3  # held-out counts stops with at least this many earlier deliveries
+VARIANTS = ("learning", "none", "naive")
+
+
+@dataclass
+class Scan:
+    stop_id: str
+    item: str
+    lat_e6: int
+    lon_e6: int
+    hdop_x10: int
+    t: int  # unix seconds of the fix
+
+
+@dataclass
+class Result:
+    days: int
+    rates: dict[str, list[float]] = field(default_factory=lambda: {v: [] for v in VARIANTS})
+    actions: list[str] = field(default_factory=list)  # each night's summary line
+    heldout: dict[str, list[int]] = field(default_factory=lambda: {
+        "learning": [0, 0], "naive": [0, 0], "naive_equal_area": [0, 0]})  # [inside, judged]
+    area_growth: float = 1.0  # median learned / initial area, stops whose fence changed
+    changed: int = 0
+    naive_area_growth: float = 1.0
+    missed: dict[str, dict[str, int]] = field(default_factory=dict)  # held-out misses: variant -> kind -> n
+
+    def share(self, key: str) -> float:
+        inside, judged = self.heldout[key]
+        return inside / judged if judged else 0.0
+
+
+class Package:
+    """A compiled route, opened with the firmware's reader, judging fixes as the device does."""
+
+    def __init__(self, fc: dict[str, Any], folder: Path, name: str):
+        path = folder / f"{name}.pkg"
+        route_compile.write_package(route_compile.compile_geojson(fc, source=name).package, path)
+        self.pkg = routepkg.RoutePackage(str(path), bytes(32))
+        self.index = {self.pkg.stop(i).stop_id: i for i in range(self.pkg.stop_count)}
+
+    def verdict(self, s: Scan) -> tuple[int, int]:
+        return geofence.verdict(self.pkg, self.index[s.stop_id], s.lat_e6, s.lon_e6, s.hdop_x10, 1)
+
+    def close(self) -> None:
+        self.pkg.close()
+
+
+def day_scans(town: DaysTown, fc: dict[str, Any], day: int, seed: int) -> list[Scan]:
+    rng = random.Random(f"{seed}:day{day}")
+    start = dt.datetime.combine(FIRST_DAY + dt.timedelta(days=day - 1), dt.time(9), tzinfo=dt.UTC)
+    scans = []
+    for n, f in enumerate(fc["features"]):
+        props = f["properties"]
+        if rng.random() >= VISIT_SHARE:
+            continue
+        g = town.ground[props["stop_id"]]
+        walk = gnss.Walk([g.door], seed=rng.randrange(1 << 30), conditions=SKIES[g.sky],
+                         start=start + dt.timedelta(minutes=n), duration_s=DWELL_S + 4 * len(props["items"]))
+        rx = nmea.NMEA()
+        items = list(props["items"])
+        for t, lines in walk:
+            for line in lines:
+                rx.parse(line.encode())
+            if t >= DWELL_S and (t - DWELL_S) % 4 == 0 and items and rx.valid:
+                scans.append(Scan(props["stop_id"], items.pop(0), rx.lat_e6, rx.lon_e6, rx.hdop // 10,
+                                  rx.unix()))
+    return scans
+
+
+def to_record(s: Scan, seq: int, rid: str, verdict: int, distance_dm: int, reason: int) -> bytes:
+    return record.Record(
+        seq=seq, outcome=record.DELIVERED, device_id=DEVICE, route_id=rid, stop_id=s.stop_id,
+        item_id=s.item, verdict=verdict, match=record.M_ITEM, reason=reason,
+        flags=record.F_OVERRIDE if reason else 0, device_time=s.t, gnss_time=s.t, lat_e6=s.lat_e6,
+        lon_e6=s.lon_e6, accuracy_dm=geofence.accuracy_dm(s.hdop_x10), fix_age_s=1,
+        distance_dm=distance_dm).encode()
+
+
+def _reason(kind: str) -> int:
+    """The override reason a carrier picks at this stop (routepack.DEFAULT_REASONS)."""
+    return {"door_away": 41, "wrong_tags": 43, "new_build": 43}.get(kind, 40)
+
+
+def eligible(fixes: list[tuple[float, float, int]]) -> bool:
+    """Held-out counts a stop's deliveries once it has the evidence the learner needs to act: at
+    least HELD_OUT_MIN earlier deliveries, on at least learn.MIN_DAYS days."""
+    return len(fixes) >= HELD_OUT_MIN and len({d for _, _, d in fixes}) >= learn.MIN_DAYS
+
+
+def naive_route(fc: dict[str, Any], fixes: dict[str, list[tuple[float, float, int]]],
+                radius: dict[str, float] | None = None) -> dict[str, Any]:
+    """Each stop with a fix so far: a circle around its median fix (50 m, or radius[stop])."""
+    out = json.loads(json.dumps(fc))
+    for f in out["features"]:
+        sid = f["properties"]["stop_id"]
+        pts = fixes.get(sid)
+        if not pts:
+            continue
+        r = (radius or {}).get(sid, NAIVE_RADIUS_M)
+        f["geometry"] = {"type": "Point", "coordinates": [statistics.median(p[0] for p in pts),
+                                                          statistics.median(p[1] for p in pts)]}
+        f["properties"]["radius_m"] = round(min(max(r, 1.0), route_compile.MAX_RADIUS_M), 2)
+    return out
+
+
+def area_m2(f: dict[str, Any]) -> float:
+    g = FRAME.to_local(shape(f["geometry"]))
+    if g.geom_type == "Point":
+        return math.pi * float(f["properties"]["radius_m"]) ** 2
+    return float(g.area)
+
+
+def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = None,
+        say: Any = print) -> Result:
+    work = workdir or Path(tempfile.mkdtemp(prefix="sim_days_"))
+    work.mkdir(parents=True, exist_ok=True)
+    town = generate(seed=seed, stops=stops)
+    addresses, footprints = town.write(work)
+    first, outcomes, _ = address_build.build(addresses, footprints, route_id=town.route_id)
+    say("depot route build: " + address_build.summary(outcomes))
+    (work / "route-day1.geojson").write_text(json.dumps(first))
+    store_path = work / "depot.sqlite3"
+    store = Store(store_path)
+    store.enrol(DEVICE)
+    fcs = {"learning": first, "none": first, "naive": first}
+    fixes: dict[str, list[tuple[float, float, int]]] = {}
+    res = Result(days)
+    seq = 0
+    for day in range(1, days + 1):
+        scans = day_scans(town, first, day, seed)
+        pkgs = {v: Package(fcs[v], work, f"{v}-day{day}") for v in VARIANTS}
+        area = {f["properties"]["stop_id"]: area_m2(f) for f in fcs["learning"]["features"]}
+        equal = Package(naive_route(first, fixes, {s: math.sqrt(a / math.pi) for s, a in area.items()}),
+                        work, f"naive-equal-day{day}")
+        inside = {v: 0 for v in VARIANTS}
+        batch = []
+        for s in scans:
+            for v in VARIANTS:
+                verdict, dist = pkgs[v].verdict(s)
+                inside[v] += verdict == record.V_INSIDE
+                if v == "learning":
+                    seq += 1
+                    reason = 0 if verdict == record.V_INSIDE else _reason(town.ground[s.stop_id].kind)
+                    batch.append(to_record(s, seq, town.route_id, verdict, dist, reason))
+            if eligible(fixes.get(s.stop_id, [])):
+                for key, pkg in (("learning", pkgs["learning"]), ("naive", pkgs["naive"]),
+                                 ("naive_equal_area", equal)):
+                    ok = pkg.verdict(s)[0] == record.V_INSIDE
+                    res.heldout[key][0] += ok
+                    res.heldout[key][1] += 1
+                    if not ok:
+                        kinds = res.missed.setdefault(key, {})
+                        kind = f"{town.ground[s.stop_id].kind}/{town.ground[s.stop_id].sky}"
+                        kinds[kind] = kinds.get(kind, 0) + 1
+        for s in scans:
+            fixes.setdefault(s.stop_id, []).append((s.lon_e6 / 1e6, s.lat_e6 / 1e6, day))
+        for p in (*pkgs.values(), equal):
+            p.close()
+        store.ingest(DEVICE, batch, "dock")
+        for v in VARIANTS:
+            res.rates[v].append(inside[v] / len(scans) if scans else 0.0)
+        rate = {v: f"{100 * res.rates[v][-1]:5.1f}%" for v in VARIANTS}
+        say(f"day {day:>2} ({FIRST_DAY + dt.timedelta(days=day - 1)}): {len(scans)} deliveries; match rate "
+            f"learning {rate['learning']}  no learning {rate['none']}  naive 50 m {rate['naive']}")
+        if day == days:
+            break
+        fcs["learning"] = night(store_path, town.route_id, fcs["learning"], footprints, work, day, res, say)
+        fcs["naive"] = naive_route(first, fixes)
+    store.close()
+    pairs = list(zip(first["features"], fcs["learning"]["features"], strict=True))
+    growth = [area_m2(new) / area_m2(old) for old, new in pairs if old["geometry"] != new["geometry"]]
+    res.changed = len(growth)
+    res.area_growth = statistics.median(growth) if growth else 1.0
+    naive = zip(first["features"], fcs["naive"]["features"], strict=True)
+    res.naive_area_growth = statistics.median(area_m2(new) / area_m2(old) for old, new in naive)
+    return res
+
+
+def night(store_path: Path, rid: str, fc: dict[str, Any], footprints: Path, work: Path, day: int,
+          res: Result, say: Any) -> dict[str, Any]:
+    """`depot fences learn --apply` on the day's store, as depot staff would run it."""
+    out = work / f"route-day{day + 1}.geojson"
+    args = ["--store", str(store_path), "fences", "learn", "--route", rid, "--footprints", str(footprints),
+            "--out", str(out), "--apply"]
+    if day == 1:
+        args += ["--from", str(work / "route-day1.geojson")]
+    if day <= 3:
+        args += ["--html", str(work / f"review-night{day}.html")]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = cli.main(args)
+    lines = buf.getvalue().splitlines()
+    summary = next((ln for ln in lines if ln.startswith("learned ")), "")
+    if code != 0 or not summary:
+        raise RuntimeError(f"night {day}: depot fences learn failed: {buf.getvalue()}")
+    res.actions.append(summary)
+    say(f"  night {day}: {summary.split(': ', 1)[1]}")
+    return json.loads(out.read_text())
+
+
+def report(res: Result, say: Any = print) -> None:
+    say(f"held-out (next-day deliveries, stops with >= {HELD_OUT_MIN} earlier on >= {learn.MIN_DAYS} days): "
+        f"learned fences {100 * res.share('learning'):.1f}%, naive circle of equal area "
+        f"{100 * res.share('naive_equal_area'):.1f}%, naive 50 m {100 * res.share('naive'):.1f}%")
+    say(f"area: {res.changed} fences changed, median learned/initial {res.area_growth:.2f}; "
+        f"naive 50 m circles median {res.naive_area_growth:.1f}x the first fences")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("days", help="consecutive days with fences learned every night (match rate by day)")
+    p.add_argument("--days", type=int, default=10)
+    p.add_argument("--stops", type=int, default=220)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workdir", help="where the store, routes and review pages go")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    res = run(args.days, args.stops, args.seed, Path(args.workdir) if args.workdir else None)
+    report(res)
+    return 0
+
