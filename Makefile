@@ -9,12 +9,16 @@ FW_SRC  := $(wildcard firmware/*.py) $(wildcard boards/*.py) $(wildcard sim/vm/*
 
 setup: $(STAMP) system-deps
 
-# Debian's Chromium renders the html report in a test. Root on CI and dev machines; elsewhere,
-# install it yourself (the test skips off CI without it).
+# Debian's Chromium renders the html report in a test; Debian's PostgreSQL server (initdb, pg_ctl)
+# runs the private cluster the store tests start (tests/pgcluster.py): never skipped, a missing one
+# fails. Root on CI and dev machines; elsewhere, install them yourself.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
 	  || echo "warning: could not install chromium (apt-get); the html report test will not run"; }
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null \
+	  || echo "error: could not install postgresql (apt-get); the store tests need initdb and pg_ctl"; }
 
 $(STAMP): requirements.txt requirements-stubs.txt pyproject.toml
 	$(PY) -m venv $(VENV)

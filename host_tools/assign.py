@@ -15,10 +15,10 @@ import routepkg
 
 from host_tools import ids, private, routes
 from host_tools.errors import DepotError
-from host_tools.store import AssignedRoute, Store, UnknownDevice, open_existing
+from host_tools.store import AssignedRoute, Storage, UnknownDevice, open_existing
 
 
-def assign(store: Store, package: str | Path, device_id: str) -> AssignedRoute:
+def assign(store: Storage, package: str | Path, device_id: str) -> AssignedRoute:
     key = store.key(device_id)
     if key is None:
         raise UnknownDevice(device_id)

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "host_tools.cmd_sync",
     "host_tools.cmd_flash", "host_tools.cmd_report",
     "host_tools.cmd_fences",
+    "host_tools.cmd_store",
 ]
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from host_tools.errors import DepotError
@@ -36,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"open connections before new ones get 503 (default {d.max_connections})")
     p.add_argument("--max-inflight", type=int, default=d.max_inflight,
                    help=f"requests in progress before new ones get 503 (default {d.max_inflight})")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run N server processes sharing the port (SO_REUSEPORT); they keep no state, "
+                        "so give them a shared store: --store postgresql://...")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="bind with SO_REUSEPORT, so other `depot serve` processes may share the port")
     p.set_defaults(func=run)
 
 
@@ -68,8 +77,53 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("depot.serve").info(
         "listening on %s://%s:%d (read endpoints: %s)", scheme, args.host, args.port,
         "operator token" if token else "loopback clients only")
+    if args.workers > 1:
+        return supervise(args.workers)
     print(f"depot serve: listening on {scheme}://{args.host}:{args.port}", flush=True)
     server.serve(args.host, args.port, getattr(args, "store", None), max_body=args.max_body,
                  clock_window_s=args.clock_window, limits=limits, operator_token=token,
-                 access_log=args.access_log, tls_cert=args.tls_cert, tls_key=args.tls_key)
+                 access_log=args.access_log, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                 reuse_port=args.reuse_port)
     return 0
+
+
+def supervise(workers: int) -> int:
+    """`--workers N`: N copies of this very command, each a single stateless instance bound with
+    SO_REUSEPORT, restarted when one dies (a crash or kill -9 costs its in-flight requests only:
+    devices retry them, and nothing was acknowledged before its commit). Ctrl-C stops them all."""
+    argv = [sys.executable, "-m", "host_tools", *_without_workers(sys.argv[1:]), "--reuse-port"]
+    log = logging.getLogger("depot.serve")
+    procs = [subprocess.Popen(argv) for _ in range(workers)]
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            p.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            for i, p in enumerate(procs):
+                if p.poll() is not None and not stopping:
+                    log.warning("worker %d (pid %d) exited with %s; starting another", i, p.pid, p.returncode)
+                    procs[i] = subprocess.Popen(argv)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        stop()
+    for p in procs:
+        p.wait()
+    return 0
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            out.append(a)
+    return out

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from host_tools import seqs, term, untrusted
 from host_tools.errors import DepotError
-from host_tools.store import Store, StoreError, open_existing
+from host_tools.store import StoreError, open_existing, open_store
 from host_tools.sync import SyncReport, sync_device
 
 
@@ -29,12 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_enrol(args: argparse.Namespace) -> int:
-    store = Store(args.store)  # the one command that creates a store
+    store = open_store(args.store)  # the one command that creates a store
     try:
         store.enrol(args.device_id)  # the key stays in the store: never printed
     except StoreError as exc:
         raise DepotError(str(exc), "choose another device id") from None
-    print(f"enrolled {args.device_id} in {store.path}; its key is in the store (flash it with depot flash)")
+    print(f"enrolled {args.device_id} in {store.name}; its key is in the store (flash it with depot flash)")
     return 0
 
 
@@ -70,7 +70,7 @@ def run_sync(args: argparse.Namespace) -> int:
     lines.close()
     print(format_reports(reports))
     print(f"{sum(r.ok for r in reports)}/{len(reports)} synced in {time.monotonic() - t0:.1f} s; "
-          f"store {store.path}")
+          f"store {store.name}")
     failed = [r for r in reports if not r.ok]
     if not failed:
         return 0
@@ -105,7 +105,7 @@ def run_devices(args: argparse.Namespace) -> int:
                      "-" if d.battery is None else f"{d.battery}%",
                      "-" if d.free_flash is None else f"{d.free_flash // 1024} KiB"))
     if len(rows) == 1:
-        print(f"no devices enrolled in {store.path}")
+        print(f"no devices enrolled in {store.name}")
         return 0
     print(term.table([tuple(untrusted.shown(str(c)) for c in r) for r in rows],  # device-reported strings
                      right=(5, 6, 7, 10, 11)))

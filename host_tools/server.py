@@ -46,7 +46,7 @@ from starlette.routing import Route
 
 from host_tools.server_guard import Guard, Limits, guarded_protocol
 from host_tools.server_metrics import CONTENT_TYPE, Metrics
-from host_tools.store import IngestResult, Store, UnknownDevice
+from host_tools.store import IngestResult, Storage, UnknownDevice, open_store
 
 log = logging.getLogger("depot.serve")
 
@@ -105,7 +105,7 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def create_app(store: Store | str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
+def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
                max_records: int = DEFAULT_MAX_RECORDS, clock_window_s: float | None = None,
                limits: Limits | None = None, operator_token: str | None = None,
                access_log: bool = False) -> Any:
@@ -115,8 +115,9 @@ def create_app(store: Store | str | None = None, *, max_body: int = DEFAULT_MAX_
     (max_body and max_records override its fields). `operator_token`: what the read endpoints
     require; None lets loopback clients read them."""
     limits = dataclasses.replace(limits or Limits(), max_body=max_body, max_records=max_records)
-    db = store if isinstance(store, Store) else Store(store)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="depot-store")
+    db: Storage = open_store(store) if store is None or isinstance(store, str) else store
+    # SQLite has one writer: one thread. PostgreSQL takes as many as its connection pool holds.
+    pool = ThreadPoolExecutor(max_workers=getattr(db, "concurrency", 1), thread_name_prefix="depot-store")
     inflater = ThreadPoolExecutor(max_workers=2, thread_name_prefix="depot-inflate")
     metrics = Metrics()
     keys: dict[str, Signer] = {}
@@ -259,8 +260,13 @@ def create_app(store: Store | str | None = None, *, max_body: int = DEFAULT_MAX_
         return JSONResponse({"devices": await in_store(device_list)})
 
     async def healthz(request: Request) -> Response:
-        metrics.request("healthz", 200)
-        return JSONResponse({"status": "ok", "uptime_s": round(time.time() - metrics.started, 3)})
+        """200 while this instance can reach its store, 503 when it cannot (a load balancer then
+        sends devices to another instance)."""
+        reachable = await in_store(db.ping)
+        status = 200 if reachable else 503
+        metrics.request("healthz", status)
+        return JSONResponse({"status": "ok" if reachable else "store unreachable", "store": reachable,
+                             "uptime_s": round(time.time() - metrics.started, 3)}, status_code=status)
 
     async def get_metrics(request: Request) -> Response:
         if (no := operator(request, "metrics")) is not None:
@@ -301,16 +307,31 @@ def uvicorn_config(app: Any, tls_cert: str | None = None, tls_key: str | None = 
                           timeout_keep_alive=5, **kw)
 
 
+def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """The server's socket; with `reuse_port` several `depot serve` processes bind the same port
+    (SO_REUSEPORT) and the kernel spreads connections among those alive."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(host: str = "127.0.0.1", port: int = 8080, store: str | None = None, *,
-          tls_cert: str | None = None, tls_key: str | None = None, **kw: Any) -> None:
+          tls_cert: str | None = None, tls_key: str | None = None, reuse_port: bool = False,
+          **kw: Any) -> None:
     app = create_app(store, **kw)
-    uvicorn.Server(uvicorn_config(app, tls_cert, tls_key, host=host, port=port)).run()
+    sock = listening_socket(host, port, reuse_port)
+    uvicorn.Server(uvicorn_config(app, tls_cert, tls_key)).run(sockets=[sock])
 
 
 class BackgroundServer:
     """`depot serve` in a thread on a free loopback port, for tests, benches and the demo."""
 
-    def __init__(self, store: Store | str | None = None, host: str = "127.0.0.1",
+    def __init__(self, store: Storage | str | None = None, host: str = "127.0.0.1",
                  tls_cert: str | None = None, tls_key: str | None = None, **kw: Any):
         self.app = create_app(store, **kw)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

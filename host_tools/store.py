@@ -11,12 +11,13 @@ thread per dock, the ingest server many), writes serialise on SQLite's own lock.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,9 @@ KEY_LEN = 32
 # A record claiming more is invalid, so no gap or acknowledgement can reach past it.
 MAX_SEQ = (1 << 30) - 1
 STORE_FILE = "depot.sqlite3"
+SCHEMA_VERSION = 3  # both backends; SQLite keeps it in PRAGMA user_version
 
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS devices (
     device_id   TEXT PRIMARY KEY,
     key         BLOB NOT NULL,
@@ -97,7 +99,31 @@ CREATE TABLE IF NOT EXISTS routes (
     assigned_at REAL NOT NULL,
     pushed_at   REAL
 );
-CREATE TABLE IF NOT EXISTS route_versions (
+"""
+
+
+def _absent_seqs_to_runs(db: sqlite3.Connection) -> None:
+    """Stores made before absent seqs were runs: one row per seq becomes one row per run."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='absent'").fetchone():
+        return
+    rows = db.execute("SELECT device_id, seq, source, at FROM absent ORDER BY device_id, seq").fetchall()
+    runs: list[list[object]] = []
+    for dev, seq, source, at in rows:
+        if runs and runs[-1][0] == dev and runs[-1][2] == seq - 1:
+            runs[-1][2] = seq
+        else:
+            runs.append([dev, seq, seq, source, at])
+    db.executemany("INSERT OR IGNORE INTO absent_runs VALUES (?,?,?,?,?)", runs)
+    db.execute("DROP TABLE absent")
+
+
+# Each entry moves the schema from version i to i+1, in one transaction: SQL statements, then an
+# optional function. v1 is what stores had before schemas were versioned (IF NOT EXISTS, so an
+# unversioned store of the first round migrates in place, its absent seqs becoming runs).
+_MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None] | None]] = [
+    (_SCHEMA_V1, _absent_seqs_to_runs),
+    ("ALTER TABLE devices ADD COLUMN pruned_seq INTEGER NOT NULL DEFAULT 0;", None),
+    ("""CREATE TABLE IF NOT EXISTS route_versions (
     route_id    TEXT NOT NULL,
     version     INTEGER NOT NULL,
     night       TEXT NOT NULL,
@@ -113,11 +139,20 @@ CREATE TABLE IF NOT EXISTS fence_history (
     detail      TEXT NOT NULL,
     PRIMARY KEY (route_id, version, stop_id)
 ) WITHOUT ROWID;
-"""
+""", None),
+]
+assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
 class StoreError(Exception):
     pass
+
+
+class SchemaTooNew(StoreError):
+    def __init__(self, version: int):
+        super().__init__(f"the store's schema is version {version}, newer than this depot knows "
+                         f"({SCHEMA_VERSION}): upgrade the depot tools before using this store")
+        self.version = version
 
 
 class UnknownDevice(StoreError, KeyError):
@@ -185,6 +220,9 @@ class AssignedRoute:
 class Storage(Protocol):
     """What the depot's commands and the ingest server need from a store."""
 
+    name: str  # what commands print (a path, or a database URL without its password)
+    path: Path  # files kept beside the store (route copies) go in its folder
+
     def enrol(self, device_id: str) -> bytes: ...
     def key(self, device_id: str) -> bytes | None: ...
     def ingest(self, device_id: str, records: Iterable[bytes], source: str) -> IngestResult: ...
@@ -206,6 +244,15 @@ class Storage(Protocol):
                      route_id: str | None = None) -> AssignedRoute: ...
     def assigned_route(self, device_id: str) -> AssignedRoute | None: ...
     def mark_pushed(self, device_id: str, sha256: bytes) -> None: ...
+    def prune(self, before: dt.date) -> int: ...
+    def migrate(self) -> tuple[int, int]: ...
+    def schema_version(self) -> int: ...
+    def ping(self) -> bool: ...
+    def close(self) -> None: ...
+    def add_route_version(self, route_id: str, geojson: str, night: str,
+                          changes: Iterable[tuple[str, str, str]] = ()) -> int: ...
+    def route_version(self, route_id: str) -> tuple[int, str, str] | None: ...
+    def fence_history(self, route_id: str) -> list[FenceChange]: ...
 
 
 def default_path(store: str | os.PathLike[str] | None = None) -> Path:
@@ -228,15 +275,14 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = default_path(path)
+        self.name = str(self.path)  # what commands print
         # keys live here: folder 0700 (one we chose or created), the file and its -wal/-shm 0600
         private.folder(self.path.parent, restrict_existing=not path or not self.path.parent.is_dir())
         private.touch(self.path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        db = self._db()
-        db.executescript(_SCHEMA)
-        self._migrate(db)
+        self.migrate()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -267,22 +313,29 @@ class Store:
             raise
         db.execute("COMMIT")
 
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        """Stores made before absent seqs were runs: one row per seq becomes one row per run."""
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='absent'").fetchone():
-            return
-        db.execute("BEGIN IMMEDIATE")
-        rows = db.execute("SELECT device_id, seq, source, at FROM absent ORDER BY device_id, seq").fetchall()
-        runs: list[list[object]] = []
-        for dev, seq, source, at in rows:
-            if runs and runs[-1][0] == dev and runs[-1][2] == seq - 1:
-                runs[-1][2] = seq
-            else:
-                runs.append([dev, seq, seq, source, at])
-        db.executemany("INSERT OR IGNORE INTO absent_runs VALUES (?,?,?,?,?)", runs)
-        db.execute("DROP TABLE absent")
-        db.execute("COMMIT")
+    def schema_version(self) -> int:
+        return int(self._db().execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> tuple[int, int]:
+        """Bring the schema to SCHEMA_VERSION (refusing a newer one); (version before, after)."""
+        before = self.schema_version()
+        if before > SCHEMA_VERSION:
+            raise SchemaTooNew(before)
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            script, then = _MIGRATIONS[version - 1]
+            with self._tx() as db:
+                for stmt in filter(str.strip, script.split(";")):
+                    db.execute(stmt)
+                if then is not None:
+                    then(db)
+                db.execute(f"PRAGMA user_version={version}")
+        return before, SCHEMA_VERSION
+
+    def ping(self) -> bool:
+        try:
+            return self._db().execute("SELECT 1").fetchone()[0] == 1
+        except sqlite3.Error:
+            return False
 
     def close(self) -> None:
         with self._lock:
@@ -449,8 +502,24 @@ class Store:
     def gaps(self, device_id: str) -> list[Run]:
         """Every run of sequence numbers missing between 1 and the highest one held, including those
         the device declared absent: a missing record is always reported, never hidden."""
-        return seqruns.holes(r[0] for r in self._db().execute(
-            "SELECT seq FROM records WHERE device_id=? ORDER BY seq", (device_id,)))
+        db = self._db()
+        row = db.execute("SELECT pruned_seq FROM devices WHERE device_id=?", (device_id,)).fetchone()
+        floor = row[0] if row else 0  # numbers at or below it were pruned, not lost
+        held = db.execute("SELECT seq FROM records WHERE device_id=? AND seq>? ORDER BY seq",
+                          (device_id, floor))
+        return seqruns.holes((r[0] for r in held), floor + 1)
+
+    def prune(self, before: dt.date) -> int:
+        """Delete records received before `before` (UTC) that their device has had acknowledged:
+        it no longer holds them, so it can never send them again. Each device's `pruned_seq` keeps
+        gap reports from counting the pruned numbers. Returns the number of records removed."""
+        cutoff = dt.datetime.combine(before, dt.time(), dt.UTC).timestamp()
+        with self._tx() as db:
+            db.execute("UPDATE devices SET pruned_seq = max(pruned_seq, coalesce((SELECT max(r.seq) FROM "
+                       "records r WHERE r.device_id = devices.device_id AND r.received_at < ? AND "
+                       "r.seq <= devices.ack_seq), 0))", (cutoff,))
+            return db.execute("DELETE FROM records WHERE received_at < ? AND seq <= (SELECT ack_seq FROM "
+                              "devices d WHERE d.device_id = records.device_id)", (cutoff,)).rowcount
 
     def conflicts(self, device_id: str | None = None) -> list[Conflict]:
         sql = "SELECT id, device_id, seq, reason, source, at, payload FROM conflicts"
@@ -572,18 +641,47 @@ _DEVICE_COLS = ("device_id, enrolled_at, ack_seq, last_seen, firmware, board, ro
                 "pending, watermark, battery, free_flash, last_source")
 
 
-def open_store(path: str | os.PathLike[str] | None = None) -> Store:
-    """The store named by --store / $DEPOT_HOME / the per-user default."""
-    return Store(path)
+def is_url(store: str | os.PathLike[str] | None) -> bool:
+    return isinstance(store, str) and store.startswith(("postgresql://", "postgres://"))
 
 
-def open_existing(path: str | os.PathLike[str] | None = None) -> Store:
-    """The store, for every command but `depot enrol`: a missing one is a mistyped --store or
-    DEPOT_HOME, never an empty fleet, so it is refused rather than created."""
+def store_name(store: str | os.PathLike[str] | None = None) -> str:
+    """--store, else $DEPOT_STORE (a path or a postgresql:// URL), else the SQLite default path."""
+    chosen = store or os.environ.get("DEPOT_STORE")
+    return str(chosen) if is_url(chosen) else str(default_path(chosen))
+
+
+def open_store(store: str | os.PathLike[str] | None = None) -> Storage:
+    """The store named by --store / $DEPOT_STORE / $DEPOT_HOME / the per-user default: a
+    postgresql:// URL opens PostgreSQL (host_tools.store_pg), anything else a SQLite file."""
+    name = store_name(store)
+    if is_url(name):
+        from host_tools.store_pg import PgStore  # psycopg is needed only by PostgreSQL depots
+
+        return PgStore(name)
+    return Store(name)
+
+
+def open_existing(store: str | os.PathLike[str] | None = None) -> Storage:
+    """The store, for every command but `depot enrol`: a missing one is a mistyped --store,
+    DEPOT_STORE or DEPOT_HOME, never an empty fleet, so it is refused rather than created."""
     from host_tools.errors import DepotError
 
-    where = default_path(path)
-    if not where.is_file():
-        raise DepotError(f"no store at {where}",
+    name = store_name(store)
+    if is_url(name):
+        from host_tools.store_pg import PgStore
+
+        try:
+            st = PgStore(name, migrate=False)
+        except StoreError as exc:
+            raise DepotError(str(exc), "check --store or DEPOT_STORE") from None
+        if st.schema_version() == 0:
+            st.close()
+            raise DepotError(f"no depot store in the database {st.name}", "check --store or DEPOT_STORE "
+                             "(`depot enrol` or `depot store migrate` creates it)")
+        st.migrate()
+        return st
+    if not Path(name).is_file():
+        raise DepotError(f"no store at {name}",
                          "check --store or DEPOT_HOME (`depot enrol` creates the store)")
-    return Store(where)
+    return Store(name)

@@ -25,7 +25,7 @@ from host_tools.dock_host import (
     Hello,
     RouteRefused,
 )
-from host_tools.store import Store, UnknownDevice
+from host_tools.store import Storage, UnknownDevice
 
 Progress = Callable[[str], None]
 
@@ -52,7 +52,7 @@ class SyncReport:
     link: dict[str, int] = field(default_factory=dict)
 
 
-def sync_device(port: str | Any, store: Store, *, progress: Progress | None = None,
+def sync_device(port: str | Any, store: Storage, *, progress: Progress | None = None,
                 push_route: bool = True, window: int = 8, retries: int = 10,
                 rto: float = 1.0) -> SyncReport:
     """Sync one docked device; never raises for a dock problem, the report says what happened."""
@@ -84,7 +84,7 @@ def sync_device(port: str | Any, store: Store, *, progress: Progress | None = No
     return rep
 
 
-def _sync(link: DockLink, store: Store, rep: SyncReport, say: Progress, push_route: bool) -> None:
+def _sync(link: DockLink, store: Storage, rep: SyncReport, say: Progress, push_route: bool) -> None:
     say("hello")
     hello = link.hello()
     dev = rep.device_id = hello.device_id
@@ -194,7 +194,7 @@ def console_restarted(link: DockLink) -> bool:
     return True
 
 
-def _push_wanted(store: Store, dev: str, hello: Hello) -> bool:
+def _push_wanted(store: Storage, dev: str, hello: Hello) -> bool:
     assigned = store.assigned_route(dev)
     return assigned is not None and assigned.sha256[:8] != hello.route_hash
 

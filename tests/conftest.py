@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,3 +31,39 @@ class MicroPython:
 def mpy() -> MicroPython:
     """`mpy(code, heap="256K")` -> stdout of `code` run on the `micropython` unix port."""
     return MicroPython()
+
+
+# -- stores: SQLite and a private PostgreSQL cluster (tests/pgcluster.py) -------------------------
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One private PostgreSQL cluster for the session. A missing PostgreSQL fails the tests that
+    need it (never a skip): `make setup` installs Debian's postgresql package."""
+    from tests.pgcluster import PgCluster
+
+    with PgCluster() as pg:
+        yield pg
+
+
+@pytest.fixture
+def pg_url(pg_cluster, request) -> Iterator[str]:
+    """A fresh, empty database in the session's cluster, dropped after the test."""
+    import psycopg
+    from psycopg import sql
+
+    name = "t_%s" % abs(hash(request.node.nodeid))
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(pg_cluster.url, autocommit=True) as conn:
+        conn.execute(drop)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield pg_cluster.url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(pg_cluster.url, autocommit=True) as conn:
+        conn.execute(drop)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """An empty store of each backend: a SQLite file's path or a PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "depot.sqlite3")
+    return request.getfixturevalue("pg_url")
