@@ -143,8 +143,14 @@ class App:
             p = self.idle
             hal.buzzer("error")
         else:
-            p = self.flow.scan(raw)
-            self._after(p)
+            try:
+                p = self.flow.scan(raw)
+            except routepkg.PackageError:  # the route file changed under us (flash damage)
+                self.load_route()  # refused again at open: scans stop with the reason on screen
+                p = self.idle
+                hal.buzzer("error")
+            else:
+                self._after(p)
         self.prompt = p
         self.draw()
 

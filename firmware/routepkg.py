@@ -1,7 +1,10 @@
 """Device-side reader of the route package (spec: docs/route-package.md).
 
 Opening a package proves it first: header and per-section CRC32, then the HMAC-SHA256 trailer under
-the device's key, all streamed through one small buffer. Any failure raises PackageError with a
+the device's key, all streamed through one small buffer. Then its structure: every directory entry,
+fence, stop record, grid list and item entry must lie inside its section and name stops that
+exist, so the geofence engine and the lookups can never index past what they read (a package
+signed with the right key may still have been built wrong). Any failure raises PackageError with a
 message for the carrier's screen, so the caller keeps the previous route. After that the package
 is served from the file by seek + readinto into buffers allocated once here: the route never sits
 in RAM, whatever its size.
@@ -39,6 +42,7 @@ K_ACTION = const(2)  # EMH: what was done with it / how it was delivered
 K_OVERRIDE = const(3)  # why the carrier confirmed a delivery the fence did not
 
 _CHUNK = const(256)
+MAX_FENCE_WORDS = const(4096)  # int16 words of the largest fence: 8 KiB of RAM, ~2,000 vertices
 _MPY = sys.implementation.name == "micropython"
 
 
@@ -68,7 +72,10 @@ class RoutePackage:
         except PackageError:
             self.file.close()
             raise
-        except (ValueError, IndexError, UnicodeError, OSError):
+        except MemoryError:
+            self.file.close()
+            raise PackageError("route package needs more memory than this device has") from None
+        except (ValueError, IndexError, KeyError, UnicodeError, OSError, struct.error):
             self.file.close()
             raise PackageError("route package is malformed") from None
 
@@ -161,16 +168,23 @@ class RoutePackage:
         if secs[b"STOP"][1] != self.stop_count * 28:
             raise PackageError("route package stop directory size mismatch")
         self.item_off = secs[b"ITEM"][0]
+        if secs[b"ITEM"][1] != self.item_count * ITEM_LEN:
+            raise PackageError("route package item index size mismatch")
+        words = h[5]
+        if not 4 <= words <= MAX_FENCE_WORDS or words * 2 > secs[b"GEOM"][1]:
+            raise PackageError("route package fence size %d out of range" % words)
         f = self.file
-        goff = secs[b"GRID"][0]
+        goff, glen = secs[b"GRID"]
+        if glen < 16:
+            raise PackageError("route package grid corrupt")
         f.seek(goff)
         self.gx0, self.gy0, self.cell, self.nx, self.ny = struct.unpack(GRID_HEAD, f.read(16))
-        if self.cell <= 0:
+        if self.cell <= 0 or self.nx * self.ny == 0 or 16 + 4 * (self.nx * self.ny + 1) > glen:
             raise PackageError("route package grid corrupt")
         self.starts_off = goff + 16
         self.list_off = self.starts_off + 4 * (self.nx * self.ny + 1)
         # buffers the geofence engine reuses for every fix
-        self.geo = array.array("h", bytes(2 * max(h[5], 4)))
+        self.geo = array.array("h", bytes(2 * max(words, 4)))
         self.box = array.array("i", bytes(28))
         self.pair = array.array("i", bytes(8))
         self.lst = array.array("H", bytes(64))
@@ -180,6 +194,76 @@ class RoutePackage:
         self.near_dist = 0
         self.near_in = False
         self.reason_codes, self.reason_kinds = self._reasons()
+        self._check_stops()
+        self._check_grid(goff + glen)
+        self._check_items()
+
+    # -- structure ------------------------------------------------------------------------------
+    def _check_stops(self):
+        """Every directory entry's box, fence and record lie inside their sections; every fence's
+        ring counts add up to its words; every record's texts end inside RECS and are UTF-8."""
+        goff, glen = self._secs[b"GEOM"]
+        roff, rlen = self._secs[b"RECS"]
+        geo = self.geo
+        box = self.box
+        f = self.file
+        for i in range(self.stop_count):
+            f.seek(self.dir_off + 28 * i)
+            f.readinto(box)
+            words = box[5]
+            if box[2] < box[0] or box[3] < box[1] or words < 1 or words > len(geo) \
+                    or box[4] < goff or box[4] & 1 or box[4] + 2 * words > goff + glen \
+                    or not roff <= box[6] < roff + rlen:
+                raise PackageError("route package stop %d entry out of bounds" % i)
+            f.seek(box[4])
+            self.readn(geo, words + words)
+            nrings = geo[0]
+            used = 1 + nrings
+            r = 0
+            while r < nrings and used <= words:
+                n = geo[1 + r] if 1 + r < words else 0
+                if n < 3:
+                    raise PackageError("route package stop %d fence corrupt" % i)
+                used += n + n
+                r += 1
+            if nrings < 1 or used != words:
+                raise PackageError("route package stop %d fence corrupt" % i)
+            self._stop_at(i, box[6], roff + rlen)
+
+    def _check_grid(self, end):
+        """Cell starts ascend and stay inside the list; every list entry names a stop."""
+        cells = self.nx * self.ny
+        total = (end - self.list_off) // 2
+        buf = self.pair
+        f = self.file
+        last = 0
+        for c in range(cells + 1):
+            f.seek(self.starts_off + 4 * c)
+            self.readn(buf, 4)
+            start = buf[0]
+            if start < last or start > total:
+                raise PackageError("route package grid corrupt")
+            last = start
+        lst = self.lst
+        pos = 0
+        while pos < last:
+            n = min(last - pos, len(lst))
+            f.seek(self.list_off + 2 * pos)
+            self.readn(lst, n + n)
+            for q in range(n):
+                if lst[q] >= self.stop_count:
+                    raise PackageError("route package grid names stop %d of %d" % (lst[q], self.stop_count))
+            pos += n
+
+    def _check_items(self):
+        f = self.file
+        f.seek(self.item_off)
+        prev = 0
+        for _ in range(self.item_count):
+            crc, idx = struct.unpack(ITEM_ENTRY, f.read(ITEM_LEN))
+            if idx >= self.stop_count or crc < prev:
+                raise PackageError("route package item index corrupt")
+            prev = crc
 
     def readn(self, buf, nbytes):
         """Read nbytes at the file position into the start of buf, without allocating on the VM."""
@@ -215,19 +299,28 @@ class RoutePackage:
 
     def stop(self, i):
         """The stop at index i (walking order): Stop(index, stop_id, seq, address, items)."""
-        e = self._entry(i)
-        f = self.file
-        f.seek(e[6])
-        seq, nitems = struct.unpack("<HH", f.read(4))
-        sid = self._text()
-        addr = self._text()
-        items = [self._text() for _ in range(nitems)]
-        return Stop(i, sid, seq, addr, items)
+        roff, rlen = self._secs[b"RECS"]
+        return self._stop_at(i, self._entry(i)[6], roff + rlen)
 
-    def _text(self):
+    def _stop_at(self, i, off, end):
         f = self.file
-        n = f.read(1)[0]
-        return f.read(n).decode()
+        f.seek(off)
+        head = f.read(4)
+        if len(head) != 4 or off + 4 > end:
+            raise PackageError("route package stop %d record out of bounds" % i)
+        seq, nitems = struct.unpack("<HH", head)
+        pos = off + 4
+        texts = []
+        for _ in range(2 + nitems):
+            n = f.read(1)
+            if not n or pos + 1 + n[0] > end:
+                raise PackageError("route package stop %d record out of bounds" % i)
+            try:
+                texts.append(f.read(n[0]).decode())
+            except UnicodeError:
+                raise PackageError("route package stop %d text is not UTF-8" % i) from None
+            pos += 1 + n[0]
+        return Stop(i, texts[0], seq, texts[1], texts[2:])
 
     def find_item(self, item_id):
         """Index of the stop that lists item_id, or -1: binary search of the item index by seek."""

@@ -213,3 +213,105 @@ def test_random_damage_is_always_a_package_error(tmp_path, package):
                 bad[rng.randrange(len(bad))] ^= 1 << rng.randrange(8)
         p.write_bytes(bad)
         refusal(p)  # PackageError with a message, never anything else
+
+
+# ================================================================ structure (issue 13.11)
+# A package re-signed with the device key but built wrong used to open, then geofence.nearest
+# raised IndexError and stop()/find_item ValueError; max_fence_words=65535 a MemoryError outside
+# PackageError. Each is now refused at open with a PackageError.
+
+def reseal(package: bytes, patch, key: bytes = KEY) -> bytes:
+    """`patch(bytearray, sections)` edits the body; section CRCs, header CRC and HMAC are redone,
+    as someone holding the key (or a buggy builder) would produce them."""
+    bad = bytearray(package[:-32])
+    secs = sections(package)
+    patch(bad, secs)
+    for k, (off, ln) in enumerate(secs.values()):
+        struct.pack_into("<I", bad, 64 + 16 * k + 12, binascii.crc32(bad[off: off + ln]) & 0xFFFFFFFF)
+    table = bytes(bad[64: 64 + 16 * bad[5]])
+    struct.pack_into("<I", bad, 60, binascii.crc32(table, binascii.crc32(bytes(bad[:60]))) & 0xFFFFFFFF)
+    return routepack.sign(bytes(bad), key)
+
+
+def _entry(i: int, field: int, value: int):
+    def patch(b: bytearray, secs) -> None:
+        struct.pack_into("<i", b, secs["STOP"][0] + 28 * i + 4 * field, value)
+    return patch
+
+
+def _geom_word(i: int, word: int, value: int):
+    def patch(b: bytearray, secs) -> None:
+        off = struct.unpack_from("<i", b, secs["STOP"][0] + 28 * i + 16)[0]
+        struct.pack_into("<h", b, off + 2 * word, value)
+    return patch
+
+
+def _item_stop(value: int):
+    def patch(b: bytearray, secs) -> None:
+        struct.pack_into("<H", b, secs["ITEM"][0] + 4, value)
+    return patch
+
+
+def _grid_entry(value: int):
+    def patch(b: bytearray, secs) -> None:
+        off, ln = secs["GRID"]
+        struct.pack_into("<H", b, off + ln - 2, value)  # the last stop index of the last list
+    return patch
+
+
+def _header_words(value: int):
+    def patch(b: bytearray, secs) -> None:
+        struct.pack_into("<H", b, 10, value)
+    return patch
+
+
+def _record_text_len(i: int):
+    def patch(b: bytearray, secs) -> None:
+        off = struct.unpack_from("<i", b, secs["STOP"][0] + 28 * i + 24)[0]
+        b[off + 4] = 250  # the stop id's length byte runs past the section
+    return patch
+
+
+STRUCTURE_CASES = {
+    "fence past GEOM": (_entry(3, 4, 10**6), "route package stop 3 entry out of bounds"),
+    "fence words past GEOM": (_entry(59, 5, 3000), "route package stop 59 entry out of bounds"),
+    "record past RECS": (_entry(7, 6, 10**6), "route package stop 7 entry out of bounds"),
+    "box upside down": (_entry(2, 2, -10**6), "route package stop 2 entry out of bounds"),
+    "ring count": (_geom_word(5, 0, 300), "route package stop 5 fence corrupt"),
+    "ring length": (_geom_word(5, 1, 30000), "route package stop 5 fence corrupt"),
+    "stop text length": (_record_text_len(59), "route package stop 59 record out of bounds"),
+    "item names no stop": (_item_stop(60), "route package item index corrupt"),
+    "grid names no stop": (_grid_entry(4000), "route package grid names stop 4000 of 60"),
+    "max_fence_words 65535": (_header_words(65535), "route package fence size 65535 out of range"),
+    "max_fence_words 0": (_header_words(0), "route package fence size 0 out of range"),
+}
+
+
+@pytest.mark.parametrize("case", list(STRUCTURE_CASES))
+def test_a_resigned_package_with_bad_structure_is_refused_at_open(tmp_path, package, case):
+    patch, message = STRUCTURE_CASES[case]
+    p = tmp_path / "bad.pkg"
+    p.write_bytes(reseal(package, patch))
+    assert refusal(p) == message
+
+
+def test_the_vm_refuses_each_bad_structure_at_open_and_the_good_route_stays(mpy, tmp_path, package):
+    paths = []
+    for k, (patch, _) in enumerate(STRUCTURE_CASES.values()):
+        p = tmp_path / f"bad{k}.pkg"
+        p.write_bytes(reseal(package, patch))
+        paths.append(str(p))
+    good = tmp_path / "good.pkg"
+    good.write_bytes(reseal(package, lambda b, s: None))  # the helper itself breaks nothing
+    out = mpy(f"""
+        import routepkg, geofence
+        active = routepkg.RoutePackage({str(good)!r}, {KEY!r})
+        for path in {paths!r}:
+            try:
+                routepkg.RoutePackage(path, {KEY!r})
+                print("OPENED", path)
+            except routepkg.PackageError as e:
+                print(e)
+        print("active", active.route_id, geofence.nearest(active, 0, 0) >= 0, active.stop(59).stop_id)
+        """, heap="128K").splitlines()
+    assert out == [m for _, m in STRUCTURE_CASES.values()] + ["active SOUTH-5 True S0060"]

@@ -491,3 +491,53 @@ def test_tls_refuses_every_impostor_server_and_every_plain_client(tmp_path):
     assert servers["good"].metrics.requests.get("healthz 200") == rounds
     tally("security tls", 6 * rounds, extra="rogue CA, expired, other name, plain server, plain client: "
           "all refused; the genuine server reached every time")
+
+
+# =========================================================== route package structure (13.11)
+
+def test_resigned_packages_with_random_structure_damage_open_clean_or_refuse(tmp_path):
+    """A package built wrong but signed with the device key: open() either refuses it with a
+    PackageError or every stop, item lookup and fence search afterwards works. Nothing else."""
+    import random
+
+    import geofence
+    import routepkg
+
+    from tests.test_route_package import reseal, sections
+
+    fc = town.town(seed=4, stops=20, area="south", route_id="MINE", service_date="2026-11-27")
+    good = route_compile.compile_geojson(fc, key=KEY).package
+    secs = sections(good)
+    rng = random.Random(13)
+    n = cases(200, 5000)
+    refused = opened = 0
+    for _ in range(n):
+        tag = rng.choice(["STOP", "GEOM", "GRID", "ITEM", "RECS"])
+        off, ln = secs[tag]
+        at = off + rng.randrange(ln)
+        width = rng.choice([1, 2, 4])
+        value = rng.choice([0, 1, 0xFF, 0x7F, 0x80, rng.randrange(256)])
+
+        def patch(b, s, at=at, width=width, value=value):
+            for j in range(width):
+                if at + j < len(b):
+                    b[at + j] = value
+
+        p = tmp_path / "r.pkg"
+        p.write_bytes(reseal(good, patch, KEY))
+        try:
+            pkg = routepkg.RoutePackage(str(p), KEY)
+        except routepkg.PackageError:
+            refused += 1
+            continue
+        with pkg:
+            for i in range(pkg.stop_count):
+                pkg.stop(i)
+            for it in ("RR000000000GB", fc["features"][0]["properties"]["items"][0]):
+                pkg.find_item(it)
+            for _ in range(5):
+                geofence.nearest(pkg, rng.randrange(-5000, 5000), rng.randrange(-5000, 5000))
+        opened += 1
+    assert refused > n // 4 and refused + opened == n
+    tally("security route-package structure", n, extra=f"re-signed random damage: {refused} refused "
+          f"with PackageError, {opened} opened and served every stop, item and fence search")
