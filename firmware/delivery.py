@@ -104,7 +104,7 @@ class Delivery:
             self.state = CONFIRM_FENCE_MATCH
             return self.prompt.set(P_ASK, "Not on route", "Deliver to %s? OK/Back" % self._label(here))
         self._stop, self._match = stop, record.M_ITEM
-        if contains and here != stop:
+        if contains and here != stop and not self._contains(stop):  # flats share their building
             self._flags |= record.F_WRONG_STOP
             self._match = record.M_OTHER_STOP
             self.state = CONFIRM_WRONG_STOP
@@ -200,6 +200,12 @@ class Delivery:
         if not g.valid:
             return -1, False, 0
         return self.fences.locate(self.route, g.lat_e6, g.lon_e6)
+
+    def _contains(self, stop):
+        """Whether the item's own fence holds the fix too: stops in one building (flats) share its
+        fence, and the first fence found may be a neighbour's."""
+        g, f, r = self.gnss, self.fences, self.route
+        return f.distance(r, stop, f.local_x(r, g.lon_e6), f.local_y(r, g.lat_e6))[1]
 
     def _verdict(self, stop):
         g = self.gnss

@@ -301,7 +301,10 @@ def test_a_built_route_is_compiled_loaded_and_delivered_on_a_virtual_handheld(tm
     from sim.client import Device
 
     town = address_town.generate(seed=5, buildings=40, locale="en", geocoded=1.0)
-    town.rows = town.rows[:10]
+    flats = next(b for b in town.truth.values() if b and list(town.truth.values()).count(b) > 1)
+    town.rows = town.rows[:8] + [r for r in town.rows[8:] if town.truth[r["stop_id"]] == flats]
+    assert [town.truth[r["stop_id"]] for r in town.rows].count(flats) >= 2  # flats share a fence
+    assert None in [town.truth[r["stop_id"]] for r in town.rows]  # a new build: a geocode fence
     csv_path, fp = address_town.write(town, tmp_path)
     route = tmp_path / "route.geojson"
     pkg = tmp_path / "route.pkg"

@@ -110,3 +110,22 @@ def test_a_carriers_scans_record_exactly_what_the_carrier_confirmed(mpy, day, tm
     assert records[1]["distance_m"] > 30 and records[0]["distance_m"] == 0
     assert all(r["device_id"] == "HH-1" and r["device_time"] == 1764230400 for r in records)
     assert records[0]["accuracy_m"] > 0 and records[0]["fix_age_s"] is not None
+
+
+def test_flats_sharing_their_buildings_fence_are_delivered_without_a_question(mpy, tmp_path):
+    fc = town.town(seed=5, stops=6, area="north")
+    flat1, flat2, other = fc["features"][0], fc["features"][1], fc["features"][2]
+    flat2["geometry"] = flat1["geometry"]  # two stops, one building (as depot route build makes them)
+    pkg = tmp_path / "flats.pkg"
+    pkg.write_bytes(route_compile.compile_geojson(fc, key=KEY).package)
+    door = at(*town.door(flat1))
+    steps = [("fix", door), ("scan", flat1["properties"]["items"][0]),
+             ("scan", flat2["properties"]["items"][0]),
+             ("scan", other["properties"]["items"][0]), ("key", "back")]  # a third stop's parcel
+    out = run_day(mpy, pkg, tmp_path / "flash.img", steps)
+    prompts, records = out[:4], out[4:]
+    assert [(p["kind"], p["title"]) for p in prompts] == [
+        (1, "Delivered"), (1, "Delivered"), (2, "Wrong stop?"), (0, "Cancelled")]
+    assert [(r["stop_id"], r["match"], r["verdict"], r["flags"]) for r in records] == [
+        (flat1["properties"]["stop_id"], "item", "inside", 0),
+        (flat2["properties"]["stop_id"], "item", "inside", 0)]
