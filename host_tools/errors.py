@@ -16,4 +16,6 @@ class DepotError(Exception):
 
     def line(self) -> str:
         fix = self.fix[:1].upper() + self.fix[1:]  # a sentence of its own
-        return f"{self.what}. {fix}." if fix else f"{self.what}."
+        if not fix:
+            return f"{self.what}."
+        return f"{self.what}. {fix}" + ("" if fix.endswith("?") else ".")

@@ -5,6 +5,8 @@ import argparse
 import importlib
 import sys
 
+from host_tools.errors import DepotError
+
 COMMAND_MODULES = [
     "sim.devicecmd",
     "sim.screenshot",
@@ -21,7 +23,14 @@ def main(argv=None) -> int:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except DepotError as e:  # a user's mistake: one line, as `depot` prints it
+        sys.stdout.flush()
+        print(f"python -m sim {args.command}: error: {e.line()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import json
 import sys
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,48 +25,10 @@ from host_tools.store import Store
 from host_tools.sync import sync_device
 from sim import gnss, town
 from sim.client import Device
+from sim.scenario import Carrier, Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 M_PER_DEG_LAT = 111_320.0
-
-
-@dataclass
-class Carrier:
-    """One device and what its carrier does: stop indices (0-based, route order) where things
-    happen."""
-
-    device_id: str
-    route: str
-    stops: int | None = None
-    override_at: list[int] = field(default_factory=list)  # stands 35 m off, confirms with a reason
-    # stop -> override reason picked (position in the route's override list); default the second
-    override_reason: dict[int, int] = field(default_factory=dict)
-    attempt_at: dict[int, int] = field(default_factory=dict)  # stop -> non-delivery reason code
-    wrong_stop_at: list[int] = field(default_factory=list)  # scans the next stop's parcel first
-    invalid_at: list[int] = field(default_factory=list)  # a misread barcode first
-    coverage_gap: list[int] = field(default_factory=list)  # [from, to): modem out of coverage
-    power_cut_at: int | None = None  # power fails during this scan's journal write
-
-
-@dataclass
-class Scenario:
-    name: str
-    seed: int
-    board: str
-    carriers: list[Carrier]
-    tls: bool = False  # uploads over the modem's TLS to `depot serve --tls-cert` (a throwaway CA)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Scenario:
-        data = tomllib.loads(Path(path).read_text())
-        carriers = []
-        for d in data["device"]:
-            d = dict(d)
-            d["attempt_at"] = {int(k): int(v) for k, v in d.get("attempt_at", {}).items()}
-            d["override_reason"] = {int(k): int(v) for k, v in d.get("override_reason", {}).items()}
-            carriers.append(Carrier(**d))
-        return cls(data.get("name", Path(path).stem), int(data.get("seed", 1)), data.get("board", "sim"),
-                   carriers, bool(data.get("tls", False)))
 
 
 @dataclass
@@ -376,7 +337,7 @@ def _check(store: Store, outcomes: list[Outcome], cellular: dict[str, int]) -> d
 
 
 def main(path: str, workdir: str | None = None) -> int:
-    scenario = Scenario.load(path)
+    scenario = Scenario.load(path)  # ScenarioError: one line, before anything boots
     out = Path(workdir) if workdir else ROOT / "results" / f"day-{time.strftime('%Y%m%d-%H%M%S')}"
     t0 = time.monotonic()
     try:

@@ -19,6 +19,7 @@ The VM's exit status says what the shim wants: 3 soft reboot to the friendly REP
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import random
@@ -35,6 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from host_tools.errors import DepotError
 from sim import mpy
 from sim.links import DockLink, Pacer, Pty, paced, write_all
 
@@ -51,11 +53,25 @@ def load_board(name: str) -> dict[str, Any]:
     return dict(runpy.run_path(str(path))["BOARD"])
 
 
+def lock_image(image: Path) -> int:
+    """Hold the flash image for this process's life: two devices on one chip would corrupt it.
+    The lock dies with the process, so a crashed device never leaves a stale one."""
+    fd = os.open(image, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DepotError(f"flash image {image} is in use by another sim device",
+                         "stop that one first, or give another --flash image") from None
+    return fd
+
+
 class VirtualDevice:
     def __init__(self, image: str | os.PathLike, board: str = "sim", heap: str = "256K",
                  workdir: str | os.PathLike | None = None, seed: int | None = None,
                  console_baud: int = 0) -> None:
         self.image = Path(image).resolve()
+        self._image_lock = lock_image(self.image)  # first: a second device on it never starts
         # USB CDC is not paced; a board whose console is a UART (or a bench comparing mpremote with
         # the dock protocol on the same link) sets console_baud
         self._console_out = Pacer(console_baud / 10.0)
@@ -167,6 +183,7 @@ class VirtualDevice:
                 pass
         if self._server is not None:
             self._server.close()
+        os.close(self._image_lock)
         try:
             os.unlink(self.control_path)
         except OSError:

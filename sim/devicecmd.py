@@ -6,6 +6,10 @@ the control command {"cmd": "stop"}."""
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
+
+from host_tools.errors import DepotError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +24,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def check(image: str, board: str, heap: str) -> None:
+    """What would otherwise start a VM that dies at once (and an mpremote that hangs on it)."""
+    from host_tools import boards
+
+    folder = Path(image).resolve().parent
+    if not folder.is_dir():
+        raise DepotError(f"cannot use flash image {image}: no folder {folder}",
+                         "create it, or give --flash a path in an existing folder")
+    if Path(image).is_dir():
+        raise DepotError(f"flash image {image} is a folder", "give --flash a file name")
+    boards.check(board)
+    if not re.fullmatch(r"[1-9][0-9]*[KkMm]?", heap):
+        raise DepotError(f"heap size {heap!r} is not a size",
+                         "give bytes, or a number with K or M, e.g. 256K")
+
+
 def _run(args: argparse.Namespace) -> int:
     from sim.device import run_device
 
+    check(args.flash, args.board, args.heap)
     return run_device(args.flash, args.board, args.heap, args.workdir, args.seed, args.console_baud)
