@@ -33,7 +33,6 @@ import routepack
 
 from host_tools import seqruns, seqs, untrusted
 from host_tools.routes import Route, Stop
-from host_tools.term import span_text as gap_text
 
 # Non-delivery reasons and actions (UPU EMSEVT EMH spirit) come with the route package; a route read
 # from GeoJSON falls back to the list the compiler puts in every package by default.
@@ -272,6 +271,10 @@ def _gaps(store: Any, device_id: str, records: list[Any]) -> list[tuple[int, int
 def _numbers(runs: dict[str, list[tuple[int, int]]]) -> int:
     """How many sequence numbers the runs of every device cover."""
     return sum(seqruns.count(r) for r in runs.values())
+
+
+def gap_text(a: int, b: int) -> str:
+    return seqruns.text([(a, b)])
 
 
 def iso(t: int) -> str:

@@ -1,5 +1,5 @@
 """What the depot commands print while they work and when they are done: live progress lines and
-tables.
+tables (sequence-number runs are written by host_tools/seqruns.py).
 
 `LiveLines` keeps one line per device. On a terminal each line is redrawn in place. Anywhere else
 (a pipe, a log file, CI) it prints plain lines: one at each change of phase, one each time the
@@ -93,23 +93,3 @@ def table(rows: Sequence[Sequence[object]], right: Iterable[int] = ()) -> str:
     lines = [fmt(r) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def spans(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Ascending sequence numbers as inclusive (first, last) runs."""
-    out: list[tuple[int, int]] = []
-    for s in seqs:
-        if out and s == out[-1][1] + 1:
-            out[-1] = (out[-1][0], s)
-        else:
-            out.append((s, s))
-    return out
-
-
-def span_text(a: int, b: int) -> str:
-    return str(a) if a == b else f"{a}-{b}"
-
-
-def ranges(seqs: Iterable[int]) -> str:
-    """`3,7-9,12`: sequence numbers the way people read them; "-" for none."""
-    return ",".join(span_text(a, b) for a, b in spans(seqs)) or "-"

@@ -69,9 +69,3 @@ def test_table_rules_its_header_and_aligns_numbers_right():
         "-------  -------\n"
         "HH-0001        4\n"
         "HH-2         120")
-
-
-def test_ranges_read_the_way_people_write_them():
-    assert term.ranges([3, 7, 8, 9, 12]) == "3,7-9,12"
-    assert term.ranges([]) == "-"
-    assert term.spans([1, 2, 4]) == [(1, 2), (4, 4)]
