@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from host_tools import cli, report, route_compile, routes, term
+from host_tools import cli, report, route_compile, routes, seqruns
 from host_tools.cmd_sync import format_reports
 from host_tools.store import Store
 from host_tools.sync import sync_device
@@ -45,7 +45,7 @@ def test_gaps_skipped_stored_and_acked_agree_in_sync_devices_and_the_report(tmp_
         dev.stop()
     assert rep.ok, rep.error
     held = [r.seq for r in store.records("DEV1")]
-    skipped = term.ranges(range(41, held[40]))  # "41-N": the lease the reboot left unused
+    skipped = seqruns.text(seqruns.runs_of(range(41, held[40])))  # "41-N": the lease the reboot left unused
     acked = held[-1]
     assert len(held) == 50 and acked > 50 and rep.acked_seq == acked
 
