@@ -42,7 +42,8 @@ R95_MIN_M = 4.0  # the radius holding 95% of the next fixes is never assumed sma
 RMS_TO_R95 = 1.731  # 2-D Gaussian: r95 = sigma*sqrt(2 ln 20), RMS = sigma*sqrt(2)
 # Geometry.
 DEVICE_MARGIN_M = 5.0  # geofence.MARGIN_DM: a fix within 5 m of the fence is inside
-KEEP_UNCOVERED = 0.1  # keep a fence that already judges >= 90% of the r95 disc inside
+KEEP_INSIDE = 0.9  # keep a fence the device judged >= 90% of the stop's fixes inside
+KEEP_UNCOVERED = 0.1  # ... or that judges >= 90% of the r95 disc inside
 AT_BUILDING_M = 2.0  # a point this close to a footprint is at that building
 SLACK_M = 1.0  # an extension covers a little more than needed, so the next night's estimate keeps it
 BOUND_M = 10.0  # a learned fence lies within its base footprint buffered by this
@@ -429,10 +430,13 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
         prop.why = (f"deliveries scatter: spread {ev.spread_m:.1f} m, {100 * ev.agreement:.0f}% of the "
                     "fixes' weight agree on one point")
         return prop
-    if current is not None and uncovered(ev.point, ev.r95_m, current) <= KEEP_UNCOVERED and (
-            has_building or learned_before):
-        prop.why = "the fence already covers the delivery point"
-        return prop
+    if current is not None and (has_building or learned_before):
+        if ev.inside_now >= KEEP_INSIDE:  # a change answers deliveries the fence missed, never a guess
+            prop.why = f"the device judged {100 * ev.inside_now:.0f}% of the fixes inside"
+            return prop
+        if uncovered(ev.point, ev.r95_m, current) <= KEEP_UNCOVERED:
+            prop.why = "the fence already covers the delivery point"
+            return prop
     p = ev.point
     d_base = float(base.distance(Point(p))) if base is not None and has_building else math.inf
     if base is not None and d_base <= BOUND_M:  # its own building reaches: never move what can extend

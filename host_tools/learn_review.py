@@ -17,7 +17,7 @@ from host_tools import learn
 SIZE = 220.0  # px, each stop's map
 PAD_M = 6.0
 
-_env = jinja2.Environment(loader=jinja2.PackageLoader("host_tools", "templates"),
+env = jinja2.Environment(loader=jinja2.PackageLoader("host_tools", "templates"),
                           autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True,
                           lstrip_blocks=True, undefined=jinja2.StrictUndefined)
 
@@ -65,7 +65,7 @@ def panel(p: learn.Proposal) -> Panel:
 
 def render(learned: learn.Learned, fc: dict[str, Any], generated: str | None = None) -> str:
     shown = [p for p in learned.proposals if p.action != "keep" or p.evidence.overrides]
-    return _env.get_template("fence_review.html").render(
+    return env.get_template("fence_review.html").render(
         route_id=learned.route_id, summary=learned.summary(), counts=learned.counts(),
         generated=generated or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         rows=[(p, panel(p)) for p in shown], size=SIZE, total=len(learned.proposals),

@@ -31,7 +31,7 @@ import geofence  # firmware/geofence.py, via host_tools: the device's freshness 
 import record as rec  # firmware/record.py, via host_tools
 import routepack
 
-from host_tools import seqruns, seqs, untrusted
+from host_tools import learn_report, seqruns, seqs, untrusted
 from host_tools.routes import Route, Stop
 
 # Non-delivery reasons and actions (UPU EMSEVT EMH spirit) come with the route package; a route read
@@ -171,6 +171,8 @@ class Report:
     # shown apart from the gaps, never hidden
     skipped: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     stale: list[Event] = field(default_factory=list)  # live scans whose fix was stale (see above)
+    days: list[Any] = field(default_factory=list)  # learn_report.Day per UTC day: the match rate by day
+    fences: dict[str, list[Any]] = field(default_factory=dict)  # stop -> learned fence changes
 
 
 def classify(r: Any) -> str:
@@ -257,7 +259,8 @@ def build(route: Route, store: RecordSource, now: float | None = None) -> Report
         gaps[d], skipped[d] = seqs.split(lacking, declared)
     return Report(route, time.time() if now is None else now, total, carriers,
                   [stops[s.stop_id] for s in route.stops], missing, wrong, outside, gaps, unknown,
-                  corrections, skipped, [e for e in live if e.stale_fix])
+                  corrections, skipped, [e for e in live if e.stale_fix],
+                  learn_report.by_day(live), learn_report.history(store, route.route_id))
 
 
 def _gaps(store: Any, device_id: str, records: list[Any]) -> list[tuple[int, int]]:
@@ -325,6 +328,7 @@ def to_text(rep: Report) -> str:
     if rep.corrections:
         out.append(f"  corrections: {len(rep.corrections)}")
         out += [f"    {dev} #{seq} corrects #{old}" for dev, seq, old in rep.corrections]
+    out += learn_report.text(rep.days, rep.fences)
     out += ["", "Stops"]
     for sr in rep.stops:
         s = sr.stop
@@ -606,6 +610,7 @@ and matched by fence for items not on the route.</p>
 <p id="map-status" data-stops="{len(rep.stops)}">Stops numbered in sequence;
 the dashed line is route order.</p>
 {_svg(rep)}
+{learn_report.html(rep.days, rep.fences, len(rep.stops))}
 <h2>Stops</h2>
 <table><tr><th>#</th><th>stop</th><th>address</th><th>status</th><th>delivered</th><th>missing</th>
 <th>scans</th><th>time</th></tr>{''.join(stop_rows)}</table>

@@ -101,7 +101,7 @@ def test_a_door_at_the_facade_keeps_its_fence():
     for day in (2, 3, 4):
         h.deliver("S1", 5, 10.5, day=day, n=2, noise_m=2.0)  # the front door, on the street side
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
-    assert (p.action, p.enough, p.why) == ("keep", True, "the fence already covers the delivery point")
+    assert (p.action, p.enough, p.why) == ("keep", True, "the device judged 100% of the fixes inside")
 
 
 def test_a_van_scanner_far_from_every_building_is_flagged_not_learned():

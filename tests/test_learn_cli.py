@@ -112,3 +112,23 @@ def test_a_route_file_of_another_route_is_refused(depot, capsys):
     assert depot_cli(depot, "--from", str(depot / "other.geojson"), "--out", str(depot / "x.geojson")) == 2
     assert capsys.readouterr().err == (f"depot: error: {depot / 'other.geojson'} is route OTHER-2, "
                                        "not TEST-1. Pass the route's own GeoJSON.\n")
+
+
+def test_reports_show_the_match_rate_by_day_and_each_stops_fence_history(depot, capsys):
+    from host_tools import learn_report, report, routes
+
+    assert depot_cli(depot, "--from", str(depot / "route.geojson"), "--out", str(depot / "next.geojson"),
+                     "--footprints", str(depot / "buildings.geojson"), "--apply") == 0
+    with Store(depot / "depot.sqlite3") as st:
+        rep = report.build(routes.from_geojson(depot / "next.geojson"), st)
+    assert rep.days == [learn_report.Day("2026-11-02", 4, 0), learn_report.Day("2026-11-03", 4, 0),
+                        learn_report.Day("2026-11-04", 5, 1)]
+    assert [(sid, [(c.version, c.action) for c in cs]) for sid, cs in sorted(rep.fences.items())] == [
+        ("S1", [(2, "extend")]), ("S2", [(2, "move")])]
+    page = report.render(rep, "html")
+    assert page.count('<circle class="day"') == 3
+    assert 'data-day="2026-11-04" data-rate="0.2000"' in page
+    assert '<tr data-stop="S1"><td>S1</td><td class=num>2</td><td>2026-11-04</td><td>extend</td>' in page
+    text = report.render(rep, "text")
+    assert "  2026-11-04   20.0%  (1 of 5 deliveries inside)\n" in text
+    assert "  S2           v2 2026-11-04 move   deliveries cluster at building way/3" in text
