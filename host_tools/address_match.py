@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import shapely
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
+from shapely.geometry import shape
 
 from host_tools import address
 from host_tools.address import Parsed
@@ -32,6 +34,7 @@ from host_tools.errors import DepotError
 SCORE = {"exact": 1.0, "normalized": 0.95, "geocode": 0.2, "none": 0.0}
 FUZZY_MAX = 0.9  # a fuzzy match scores at most this, less per edit
 MISSING_TYPE_SCORE = 0.85
+AddressPoint = tuple[float, float, dict[str, Any]]  # lon, lat, tags of an OSM address node
 
 
 @dataclass
@@ -110,16 +113,20 @@ def load_osm(path: str | Path) -> list[Building]:
     import osmium
     from osmium.filter import KeyFilter
     from osmium.geom import GeoJSONFactory
-    from osmium.osm import Area
+    from osmium.osm import Area, Node
 
     if not Path(path).is_file():
         raise DepotError(f"{path}: no such file", "check the path of the OSM extract")
     factory = GeoJSONFactory()
     out: list[Building] = []
+    points: list[AddressPoint] = []
     try:
         with paused_gc():
-            for obj in osmium.FileProcessor(str(path)).with_areas().with_filter(KeyFilter("building")):
-                if not isinstance(obj, Area):
+            wanted = KeyFilter("building", "addr:housenumber")
+            for obj in osmium.FileProcessor(str(path)).with_areas().with_filter(wanted):
+                if isinstance(obj, Node) and "addr:housenumber" in obj.tags and obj.location.valid():
+                    points.append((obj.location.lon, obj.location.lat, {t.k: t.v for t in obj.tags}))
+                if not isinstance(obj, Area) or "building" not in obj.tags:
                     continue
                 try:
                     geom = json.loads(factory.create_multipolygon(obj))
@@ -133,24 +140,51 @@ def load_osm(path: str | Path) -> list[Building]:
     except RuntimeError as exc:  # libosmium's errors for a damaged or foreign file
         raise DepotError(f"{path}: not readable as an OSM extract ({exc})",
                          "give a .osm.pbf or .osm file, or overpass-turbo's GeoJSON") from None
-    return out
+    return out + address_points(out, points)
 
 
 def buildings_from(features: list[Any]) -> list[Building]:
     """GeoJSON features -> Buildings: areal ones only, the OSM id kept, tags flat or under "tags"."""
     out: list[Building] = []
+    points: list[AddressPoint] = []
     for k, feat in enumerate(features):
         if not isinstance(feat, dict):
             continue
         geom = feat.get("geometry") or {}
-        if not isinstance(geom, dict) or geom.get("type") not in ("Polygon", "MultiPolygon"):
-            continue  # nodes and ways that are not areas carry no fence
         props = feat.get("properties")
         props = props if isinstance(props, dict) else {}
         tags = props.get("tags")
         tags = tags if isinstance(tags, dict) else props  # overpass-turbo flat, or raw overpass "tags"
+        kind = geom.get("type") if isinstance(geom, dict) else None
+        if kind == "Point" and "addr:housenumber" in tags:
+            try:
+                lon, lat = (float(c) for c in geom["coordinates"][:2])
+            except (TypeError, ValueError, KeyError):
+                continue
+            points.append((lon, lat, tags))
+        if kind not in ("Polygon", "MultiPolygon"):
+            continue  # other nodes and ways that are not areas carry no fence
         fid = feat.get("id") or props.get("@id") or props.get("id") or f"feature/{k}"
         out.append(Building(id=str(fid), geometry=geom, tags=tags))
+    return out + address_points(out, points)
+
+
+def address_points(buildings: list[Building], points: list[AddressPoint]) -> list[Building]:
+    """Addresses mapped as a node inside the building (common in OSM, and the rule where one
+    building has several entrances or addresses): each becomes an address of the one footprint
+    that contains it, through shapely's STRtree. A node in no footprint, or in several, is left out."""
+    if not points or not buildings:
+        return []
+    tree = shapely.STRtree([shape(b.geometry) for b in buildings])
+    where = tree.query(shapely.points([(lon, lat) for lon, lat, _ in points]), predicate="within")
+    hits: dict[int, list[int]] = defaultdict(list)
+    for p, b in zip(where[0].tolist(), where[1].tolist(), strict=True):
+        hits[p].append(b)
+    out = []
+    for p, bs in hits.items():
+        if len(bs) == 1:
+            b = buildings[bs[0]]
+            out.append(Building(id=b.id, geometry=b.geometry, tags={**b.tags, **points[p][2]}))
     return out
 
 

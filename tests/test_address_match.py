@@ -333,8 +333,35 @@ def test_a_built_route_is_compiled_loaded_and_delivered_on_a_virtual_handheld(tm
     assert {sid for _, sid, _ in got} == {r["stop_id"] for r in town.rows}
 
 
+def address_node(k: int, x: float, y: float, **tags: str) -> dict:
+    """An OSM address node at (x, y) metres from the first footprint's corner."""
+    return {"type": "Feature", "id": f"node/{k}", "properties": {"@id": f"node/{k}", **tags},
+            "geometry": {"type": "Point", "coordinates": [LON + x * M_LON, LAT + y * M_LAT]}}
+
+
+def test_address_nodes_inside_a_footprint_address_it():
+    shed = footprint(8)  # untagged footprints at 160..170 m and 180..190 m
+    plain = footprint(9)
+    overlapping = footprint(20)
+    overlapping["geometry"] = plain["geometry"]  # mapped twice: nobody can say which
+    feats = [shed, address_node(1, 165, 2, **{"addr:housenumber": "3", "addr:street": "Mill Lane"}),
+             address_node(2, 165, 3, **{"addr:housenumber": "5", "addr:street": "Mill Lane"}),
+             address_node(3, 185, 2, **{"addr:housenumber": "7", "addr:street": "Mill Lane"}),
+             address_node(4, 500, 2, **{"addr:housenumber": "9", "addr:street": "Mill Lane"}),
+             plain, overlapping]
+    index = Index(buildings_from(feats), "en")
+    got = {t: (m.kind, m.building.id if m.building else None)
+           for t in ("3 Mill Lane", "5 Mill Ln", "7 Mill Lane", "9 Mill Lane")
+           for m in [index.match(t, index.parse(t))]}
+    assert got == {"3 Mill Lane": ("exact", "way/8"),  # two entrances, one building
+                   "5 Mill Ln": ("normalized", "way/8"),
+                   "7 Mill Lane": ("none", None),  # inside two footprints: not guessed
+                   "9 Mill Lane": ("none", None)}  # inside none
+
+
 def write_osm(path: Path, features: list[dict]) -> Path:
-    """The footprints as an OSM extract: a node per vertex, a closed way per building."""
+    """The footprints as an OSM extract: a node per vertex, a closed way per building, a tagged
+    node per address node."""
     import osmium
     from osmium.osm import Location
     from osmium.osm.mutable import Node, Way
@@ -342,6 +369,11 @@ def write_osm(path: Path, features: list[dict]) -> Path:
     writer = osmium.SimpleWriter(str(path))
     ways, node_id = [], 0
     for f in features:
+        if f["geometry"]["type"] == "Point":
+            tags = {k: v for k, v in f["properties"].items() if not k.startswith("@")}
+            writer.add_node(Node(id=10_000 + int(f["id"].split("/")[1]),
+                                 location=Location(*f["geometry"]["coordinates"]), tags=tags))
+            continue
         refs = []
         for lon, lat in f["geometry"]["coordinates"][0][:-1]:
             node_id += 1
@@ -363,6 +395,10 @@ def test_an_osm_pbf_extract_matches_like_its_geojson(tmp_path):
            for m in (index.match(t, index.parse(t)) for t, _, _ in EN_CASES)]
     assert got == [(kind, building) for _, kind, building in EN_CASES]
     assert {b.geometry["type"] for b in buildings} == {"Polygon"}
+    nodes = [footprint(8), address_node(1, 165, 2, **{"addr:housenumber": "3", "addr:street": "Mill Lane"})]
+    index = Index(load_footprints(write_osm(tmp_path / "nodes.osm.pbf", nodes)), "en")
+    m = index.match("3 Mill Lane", index.parse("3 Mill Lane"))
+    assert (m.kind, m.building.id if m.building else None) == ("exact", "way/8")
     bad = tmp_path / "bad.osm.pbf"
     bad.write_bytes(b"\x00\x00\x00\x0dnot a pbf")
     with pytest.raises(DepotError, match="not readable as an OSM extract"):
