@@ -46,7 +46,7 @@ from starlette.routing import Route
 
 from host_tools.server_guard import Guard, Limits, guarded_protocol
 from host_tools.server_metrics import CONTENT_TYPE, Metrics
-from host_tools.store import IngestResult, Storage, UnknownDevice, open_store
+from host_tools.store import IngestResult, Storage, StoreUnavailable, UnknownDevice, open_store
 
 log = logging.getLogger("depot.serve")
 
@@ -62,12 +62,14 @@ class Refusal(Exception):
     """An answer other than an acknowledgement. `close`: end the connection after it (the rest of
     the body is never read). `signed`: a refusal acknowledgement the device can verify."""
 
-    def __init__(self, status: int, code: str, detail: str = "", close: bool = False):
+    def __init__(self, status: int, code: str, detail: str = "", close: bool = False,
+                 retry_after: float | None = None):
         super().__init__(code)
         self.status = status
         self.code = code
         self.detail = detail or code
         self.close = close
+        self.retry_after = retry_after
         self.signed: bytes | None = None
 
 
@@ -124,7 +126,12 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
     last_seen: dict[str, float] = {}
 
     async def in_store(fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except StoreUnavailable as exc:  # nothing committed: the device retries, maybe elsewhere
+            log.warning("store unavailable: %s", exc)
+            raise Refusal(503, "store_unavailable", "the store cannot be reached; retry later",
+                          retry_after=limits.retry_after_s) from None
 
     async def signer_for(device_id: str) -> Signer | None:
         s = keys.get(device_id)
@@ -205,6 +212,8 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
             metrics.reject(r.code)
             metrics.request("records", r.status)
             headers = {"x-depot-error": r.code}
+            if r.retry_after is not None:
+                headers["retry-after"] = "%d" % max(1, round(r.retry_after))
             if r.close:
                 headers["connection"] = "close"
             if r.signed is not None:
@@ -262,7 +271,8 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
     async def healthz(request: Request) -> Response:
         """200 while this instance can reach its store, 503 when it cannot (a load balancer then
         sends devices to another instance)."""
-        reachable = await in_store(db.ping)
+        # not on the store's threads: they may all be waiting on the database this checks
+        reachable = await asyncio.get_running_loop().run_in_executor(None, db.ping)
         status = 200 if reachable else 503
         metrics.request("healthz", status)
         return JSONResponse({"status": "ok" if reachable else "store unreachable", "store": reachable,

@@ -155,6 +155,10 @@ class SchemaTooNew(StoreError):
         self.version = version
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or is restarting: nothing was committed, try again later."""
+
+
 class UnknownDevice(StoreError, KeyError):
     """The device was never enrolled in this store."""
 

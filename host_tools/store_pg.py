@@ -29,7 +29,7 @@ import psycopg
 import record
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from record import Record, RecordError
 
 from host_tools import ids, seqruns
@@ -48,6 +48,7 @@ from host_tools.store import (
     IngestResult,
     SchemaTooNew,
     StoreError,
+    StoreUnavailable,
     UnknownDevice,
 )
 
@@ -178,8 +179,9 @@ class PgStore:
         except psycopg.Error as exc:
             cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"cannot reach PostgreSQL at {_redact(url)}: {cause}") from None
-        self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True, timeout=30,
-                                    kwargs={"autocommit": True})
+        self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True, timeout=5,
+                                    kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
+                                    reconnect_timeout=3600)  # a database restart: reconnect, never give up
         if migrate:
             self.migrate()
         else:
@@ -188,18 +190,28 @@ class PgStore:
     # -- connections and schema ----------------------------------------------------------------
 
     @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; a lost or unreachable database becomes StoreUnavailable (nothing
+        was committed: the caller may retry, and the ingest server answers 503)."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL at {self.name}: {str(exc).strip().splitlines()[0]}") from exc
+
+    @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
         """One transaction, committed when the block ends without error (psycopg's
         `conn.transaction()` with an autocommit connection: BEGIN ... COMMIT)."""
-        with self._pool.connection() as conn, conn.transaction():
+        with self._conn() as conn, conn.transaction():
             yield conn
 
     def _one(self, query: LiteralString | sql.Composed, args: Any = ()) -> Any:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             return conn.execute(query, args).fetchone()
 
     def _all(self, query: LiteralString | sql.Composed, args: Any = ()) -> list[Any]:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             return conn.execute(query, args).fetchall()
 
     def schema_version(self) -> int:
@@ -231,9 +243,12 @@ class PgStore:
         return before, SCHEMA_VERSION
 
     def ping(self) -> bool:
+        """Whether the database answers within 2 s (health checks must not hang on it)."""
         try:
-            return self._one("SELECT 1")[0] == 1
-        except (psycopg.Error, Exception):
+            with self._pool.connection(timeout=2) as conn:
+                row = conn.execute("SELECT 1").fetchone()
+            return row is not None and row[0] == 1
+        except (psycopg.Error, PoolTimeout):
             return False
 
     def close(self) -> None:
@@ -377,7 +392,7 @@ class PgStore:
 
     def absent(self, device_id: str) -> list[Run]:
         """Runs of seqs the device declared it never held, less any that turned up after all."""
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             declared = self._absent_runs(conn, device_id)
             held = seqruns.runs_of(r[0] for r in conn.execute(
                 "SELECT seq FROM record_keys WHERE device_id=%s ORDER BY seq", (device_id,)))
@@ -435,7 +450,7 @@ class PgStore:
     def gaps(self, device_id: str) -> list[Run]:
         """Runs of seqs missing above what was pruned, up to the highest held, including those the
         device declared absent: a missing record is always reported, never hidden."""
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute("SELECT pruned_seq FROM devices WHERE device_id=%s", (device_id,)).fetchone()
             floor = int(row[0]) if row else 0
             held = conn.execute("SELECT seq FROM record_keys WHERE device_id=%s AND seq>%s ORDER BY seq",

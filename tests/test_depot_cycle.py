@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import assign, flash, route_compile
-from host_tools.store import Store
+from host_tools.store import open_store
 from host_tools.sync import sync_device
 from sim import day
 from sim.client import Device
@@ -23,8 +23,8 @@ DEV = "HH-0201"
 pytestmark = pytest.mark.slow
 
 
-def test_night_sync_over_an_unplugged_then_noisy_dock_stores_every_delivery_once(tmp_path):
-    store = Store(tmp_path / "depot.sqlite3")
+def test_night_sync_over_an_unplugged_then_noisy_dock_stores_every_delivery_once(tmp_path, store_url):
+    store = open_store(store_url)
     store.enrol(DEV)
     pkg = tmp_path / "south.pkg"
     route_compile.write_package(route_compile.compile_file(ROUTE).package, pkg)

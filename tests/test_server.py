@@ -18,7 +18,7 @@ import upload
 from sign import Signer
 
 from host_tools.server import BackgroundServer
-from host_tools.store import Store
+from host_tools.store import Store, open_store
 from tests.ingest_client import post
 
 DEV = "DEV-7"
@@ -41,12 +41,14 @@ def get(url: str, path: str) -> tuple[int, bytes]:
 
 
 @pytest.fixture()
-def served(tmp_path):
-    store = Store(tmp_path / "depot.sqlite3")
+def served(store_url):
+    """The ingest server on each backend: a SQLite file and a PostgreSQL database."""
+    store = open_store(store_url)
     key = store.enrol(DEV)
     store.enrol("DEV-8")
     with BackgroundServer(store, max_body=8192) as srv:
         yield srv, store, Signer(key)
+    store.close()
 
 
 def test_good_batch_is_stored_once_and_acknowledged_after_commit(served):

@@ -1,0 +1,161 @@
+"""Several stateless `depot serve` instances in front of one PostgreSQL: a fleet of simulated
+handhelds uploads through them while an instance is killed (kill -9) or the database is stopped
+(`pg_ctl stop -m immediate`) and started again. Devices retry; nothing is lost, nothing is stored
+twice, and no acknowledgement comes before its commit (tests/fleet.py checks all three)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from host_tools.server import BackgroundServer
+from host_tools.store_pg import PgStore
+from tests.fleet import Fleet
+from tests.pgcluster import PgCluster
+from tests.torture_util import LONG
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def health(url: str) -> tuple[int, dict]:
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        c.close()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if health(url)[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+            raise RuntimeError("depot serve did not become healthy")
+        time.sleep(0.1)
+
+
+def workers_of(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children]
+
+
+@pytest.fixture
+def two_instances(pg_url, tmp_path):
+    """`depot serve --workers 2` on PostgreSQL: a supervisor and two worker processes, one port."""
+    port = free_port()
+    env = dict(os.environ, DEPOT_HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "host_tools", "--store", pg_url, "serve",
+                             "--port", str(port), "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        deadline = time.monotonic() + 30
+        while len(workers_of(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_health_reports_the_database(two_instances) -> None:
+    url, proc = two_instances
+    status, body = health(url)
+    assert status == 200 and body["store"] is True
+    assert len(workers_of(proc.pid)) == 2
+
+
+@pytest.mark.torture
+def test_kill_9_of_one_instance_mid_upload_loses_nothing_and_stores_nothing_twice(two_instances,
+                                                                                   pg_url) -> None:
+    url, proc = two_instances
+    store = PgStore(pg_url, migrate=False)
+    fleet = Fleet(store, devices=120 if LONG else 24, records_each=200 if LONG else 60)
+    kills = 0
+    done = threading.Event()
+
+    def killer() -> None:
+        nonlocal kills
+        for _ in range(4 if LONG else 2):
+            if done.wait(0.6):
+                return
+            victims = workers_of(proc.pid)
+            if victims:
+                os.kill(victims[0], signal.SIGKILL)  # mid-upload: whatever it was doing
+                kills += 1
+
+    k = threading.Thread(target=killer)
+    k.start()
+    try:
+        fleet.run(url, batch=12, threads=8, deadline_s=300)
+    finally:
+        done.set()
+        k.join()
+    got = fleet.check(store)
+    store.close()
+    assert kills >= 1
+    print(f"\nfault serve kill -9: {kills} kills, {got['stored']} records stored once, "
+          f"{got['failures']} failed attempts retried, 0 lost", flush=True)
+
+
+@pytest.mark.torture
+def test_postgresql_stopped_immediately_mid_ingest_and_started_again(tmp_path) -> None:
+    with PgCluster() as pg:
+        store = PgStore(pg.url)
+        fleet = Fleet(store, devices=60 if LONG else 12, records_each=150 if LONG else 60)
+        with BackgroundServer(PgStore(pg.url, migrate=False)) as srv:
+            outages = 0
+            done = threading.Event()
+            seen_503 = []
+
+            def outage() -> None:
+                nonlocal outages
+                for _ in range(3 if LONG else 1):
+                    if done.wait(0.5):
+                        return
+                    pg.stop("immediate")  # a crash: no checkpoint, WAL replay at start
+                    outages += 1
+                    try:
+                        seen_503.append(health(srv.url)[0])
+                    except OSError:
+                        pass
+                    time.sleep(1.0)
+                    pg.pg_ctl_start()
+
+            t = threading.Thread(target=outage)
+            t.start()
+            try:
+                fleet.run(srv.url, batch=12, threads=6, deadline_s=300)
+            finally:
+                done.set()
+                t.join()
+            got = fleet.check(store)
+        store.close()
+    assert outages >= 1 and 503 in seen_503  # health says so while the database is down
+    print(f"\nfault postgresql stop -m immediate: {outages} outages, {got['stored']} records stored once, "
+          f"{got['failures']} failed attempts retried, 0 lost", flush=True)
