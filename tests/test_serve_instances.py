@@ -69,8 +69,8 @@ def two_instances(pg_url, tmp_path):
     port = free_port()
     env = dict(os.environ, DEPOT_HOME=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "host_tools", "--store", pg_url, "serve",
-                             "--port", str(port), "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                             "--port", str(port), "--workers", "2"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "serve.log").open("wb"))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
