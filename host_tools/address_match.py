@@ -49,9 +49,10 @@ class Building:
 
     def label(self) -> str:
         t = self.tags
-        if "addr:street" not in t:
+        st = street_of(t)
+        if not st:
             return self.id
-        hn, st = t.get("addr:housenumber", ""), t.get("addr:street", "")
+        hn = str(t.get("addr:housenumber", ""))
         extra = " " + str(t.get("name")) if self.block and t.get("name") else ""
         return f"{st}{hn}{extra}" if self.block or not hn[:1].isdigit() or _is_cjk(st) else f"{hn} {st}"
 
@@ -63,6 +64,12 @@ class Match:
     building: Building | None = None
     candidates: list[Building] = field(default_factory=list)
     why: str = ""
+
+
+def street_of(tags: dict[str, Any]) -> str:
+    """The street an OSM address names; a hamlet without streets names its place instead."""
+    st = tags.get("addr:street") or tags.get("addr:place") or ""
+    return st if isinstance(st, str) else ""
 
 
 def _is_cjk(s: str) -> bool:
@@ -199,7 +206,7 @@ class Index:
         self.by_sound: dict[str, set[str]] = defaultdict(set)
         self.street_parts: dict[str, tuple[str, tuple[str, ...]]] = {}
         for b in buildings:
-            street, hn = b.tags.get("addr:street"), b.tags.get("addr:housenumber")
+            street, hn = street_of(b.tags), b.tags.get("addr:housenumber")
             if not isinstance(street, str) or not isinstance(hn, str | int) or not street.strip():
                 continue
             hn = str(hn)

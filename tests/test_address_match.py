@@ -50,6 +50,7 @@ EN = [
     footprint(11, **{"addr:housenumber": "3", "addr:street": "Fifth Avenue"}),
     footprint(12, **{"addr:housenumber": "8", "addr:street": "Saint Johns Road"}),
     footprint(13, **{"addr:housenumber": "2", "addr:street": "North Street"}),
+    footprint(14, **{"addr:housenumber": "4", "addr:place": "Little Hampden"}),  # a hamlet: no streets
 ]
 
 EN_CASES = [  # address as the list has it -> (outcome, building)
@@ -81,6 +82,7 @@ EN_CASES = [  # address as the list has it -> (outcome, building)
     ("3 5th Ave", "normalized", "way/11"),  # ordinals written either way
     ("8 St. Johns Rd", "normalized", "way/12"),  # Saint as St
     ("2 N St", "normalized", "way/13"),  # a street named after a direction
+    ("4 Little Hampden", "exact", "way/14"),
 ]
 
 
