@@ -84,7 +84,8 @@ _PUNCT = re.compile(r"[^\w\s#-]+")
 _NAME_LABELS = ("StreetNamePreModifier", "StreetNamePreType", "StreetName")
 
 
-def _fold(s: str) -> str:
+def fold(s: str) -> str:
+    """Lower case, NFKC, punctuation as spaces, single spaces: how en names are compared."""
     return " ".join(_PUNCT.sub(" ", unicodedata.normalize("NFKC", s)).lower().split())
 
 
@@ -102,7 +103,7 @@ def house_numbers(raw: str) -> tuple[str, ...]:
 
 def street_key(words: list[str]) -> tuple[str, str, str, tuple[str, ...]]:
     """Normalised (full, core, type, directions) of a street's words, in any spelling."""
-    ws = [NAME_WORD.get(w, w) for w in _fold(" ".join(words)).replace("-", " ").split() if w]
+    ws = [NAME_WORD.get(w, w) for w in fold(" ".join(words)).replace("-", " ").split() if w]
     dirs: list[str] = []
     typ = ""
     while ws and ws[0] in DIRECTION_OF and len(ws) > 1:
@@ -144,8 +145,8 @@ def parse_en(address: str, places: frozenset[str] = frozenset()) -> Parsed:
         if len(words) > 2 and re.fullmatch(r"[A-Z]{2}", words[-1]):  # state after the town
             words = words[:-1]
         for k in (3, 2, 1):
-            if len(words) > k + 1 and _fold(" ".join(words[-k:])) in places:
-                place, text = _fold(" ".join(words[-k:])), " ".join(words[:-k]).strip(" ,")
+            if len(words) > k + 1 and fold(" ".join(words[-k:])) in places:
+                place, text = fold(" ".join(words[-k:])), " ".join(words[:-k]).strip(" ,")
                 break
     written_unit = unit
     tokens = usaddress.parse(text)
@@ -196,7 +197,7 @@ def parse_en(address: str, places: frozenset[str] = frozenset()) -> Parsed:
     # street_key keeps a lone word as the name even when it looks like a street type
     full, core, typ, dirs = street_key(dirs_pre + name_words + typ_words + dirs_post)
     return Parsed(street=full, core=core, street_type=typ, directions=dirs, numbers=numbers,
-                  unit=unit, place=place or _fold(" ".join(place_words)), postcode=postcode, notes=notes)
+                  unit=unit, place=place or fold(" ".join(place_words)), postcode=postcode, notes=notes)
 
 
 # --- zh -----------------------------------------------------------------------------------------

@@ -229,7 +229,7 @@ class Index:
         if locale == "zh":
             self.places = frozenset(self.by_street) | frozenset(self.by_core)
         else:
-            self.places = frozenset(address._fold(str(b.tags.get("addr:city", ""))) for b in buildings
+            self.places = frozenset(address.fold(str(b.tags.get("addr:city", ""))) for b in buildings
                                     if b.tags.get("addr:city")) - {""}
         self.sounds = sorted(self.by_sound)
 
@@ -300,7 +300,7 @@ class Index:
             same = [b for b in cands if str(b.tags.get("addr:postcode", "")).replace(" ", "") == p.postcode]
             cands = same or cands
         if len(cands) > 1 and p.place:
-            same = [b for b in cands if p.place in address._fold(str(b.tags.get("addr:city", "")))]
+            same = [b for b in cands if p.place in address.fold(str(b.tags.get("addr:city", "")))]
             cands = same or cands
         return cands
 
