@@ -28,6 +28,10 @@ except ImportError:  # CPython
 VERSION = "0.1.0"
 _ROUTE_SHARE = const(4)  # a route package may take a quarter of the flash (active + incoming + journal)
 NO_ROUTE = "No route: dock at the depot"
+# Collect after this many bytes are allocated, not only when the heap is exhausted: garbage then
+# never climbs to the top of the heap, where the objects alive at the next collection (a prompt,
+# the screen's strings) would stay pinned and split the largest free block (tests/test_app_heap.py).
+_GC_EVERY = const(8192)
 
 
 def _load_config():
@@ -265,6 +269,7 @@ class App:
 
     def tasks(self):
         gc.collect()  # the buffers below are allocated once, for the whole day: keep them unfragmented
+        gc.threshold(_GC_EVERY)  # type: ignore[attr-defined]  # MicroPython's gc
         t = [self.refresh_task()]
         s = hal.open_uart("gnss")
         if s is not None:

@@ -302,6 +302,21 @@ class RoutePackage:
         roff, rlen = self._secs[b"RECS"]
         return self._stop_at(i, self._entry(i)[6], roff + rlen)
 
+    def stop_id_into(self, i, buf):
+        """Copy stop i's id into buf (256 bytes hold any); returns its length. Allocates nothing
+        on the VM, so a caller that names stops fix after fix grows no cache of strings."""
+        if not 0 <= i < self.stop_count:
+            raise IndexError("stop index %d out of range" % i)
+        f = self.file
+        box = self.box
+        f.seek(self.dir_off + 28 * i)
+        f.readinto(box)
+        f.seek(box[6] + 4)  # past seq and item count
+        self.readn(buf, 1)
+        n = buf[0]
+        self.readn(buf, n)
+        return n
+
     def _stop_at(self, i, off, end):
         f = self.file
         f.seek(off)

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -26,12 +27,19 @@ def _bytes(heap: str) -> int:
     return int(heap[:-1]) * 1024 if heap[-1] in "Kk" else int(heap)
 
 
-def _plan(fc: dict[str, Any]) -> bytes:
-    """One fix at each door, then every parcel of the stop scanned (S10 as Code 128, SSCC as GS1)."""
+def _plan(fc: dict[str, Any], walk: bool = False) -> bytes:
+    """One fix at each door (walk: every second of the walk from the last door to it, as a
+    receiver sends them), then every parcel of the stop scanned (S10 as Code 128, SSCC as GS1)."""
     out = []
+    last = None
     for t, f in enumerate(fc["features"]):
-        walk = gnss.Walk([town.door(f)], seed=t, duration_s=1, conditions=gnss.Conditions(noise_m=0.0))
-        out += [b"F " + s.encode() for s in next(iter(walk))[1]]
+        here = town.door(f)
+        legs = [last, here] if walk and last is not None else [here]
+        seconds = gnss.Walk(legs, seed=t, duration_s=None if len(legs) > 1 else 1,
+                            conditions=gnss.Conditions(noise_m=0.0))
+        for _, sentences in (seconds if len(legs) > 1 else [next(iter(seconds))]):
+            out += [b"F " + s.encode() for s in sentences]
+        last = here
         for item in f["properties"]["items"]:
             out.append(b"S " + ((b"]C100" if item.isdigit() else b"]C0") + item.encode()))
     return b"\n".join(out) + b"\n"
@@ -43,9 +51,13 @@ def _romfs(lib: Path) -> bytes:
         return bytes(romfs.make_romfs(str(lib), mpy_cross=False))
 
 
-def run(stops: int = 1000, heap: str = "256K", rom: bool = False) -> dict[str, Any]:
+def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: bool = False,
+        walk: bool = False) -> dict[str, Any]:
     """Run the day at `-X heapsize=heap`. rom=True: the modules come from a ROMFS image, and the
-    VM's heap is `heap` plus the image (its first allocation), so the app has `heap` above it."""
+    VM's heap is `heap` plus the image (its first allocation), so the app has `heap` above it.
+    irregular: surveyed-looking footprints (town.town(irregular=True)); walk: every second of the
+    walk between doors is fed, not one fix per door. The result's `largest_free_blocks` is the
+    largest free block (bytes) after a collection at the start, every 50 scans and at the end."""
     image = flash.build("sim")  # the firmware as the device holds it: .mpy bytecode
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -66,11 +78,11 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False) -> dict[str, A
             img.write_bytes(_romfs(lib))
             extra = [str(img)]
             vm_heap = f"{_bytes(heap) + img.stat().st_size + _ALLOC_SLACK}"
-        fc = town.town(seed=11, stops=stops, area="north")
+        fc = town.town(seed=11, stops=stops, area="north", irregular=irregular)
         pkg = d / "route.pkg"
         pkg.write_bytes(route_compile.compile_geojson(fc, key=KEY).package)
         plan = d / "plan.txt"
-        plan.write_bytes(_plan(fc))
+        plan.write_bytes(_plan(fc, walk))
         env = dict(os.environ, SIM_UART_DOCK="/dev/null", SIM_UART_MODEM="/dev/null",
                    MICROPYPATH=f"{lib}:{VM}:{mpy.BOARDS}:.frozen")
         proc = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={vm_heap}", str(VM / "appday.py"),
@@ -79,4 +91,10 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False) -> dict[str, A
         if proc.returncode != 0 or not proc.stdout.strip():
             raise mpy.MicroPythonError(f"app day failed at {heap}:\n{proc.stdout[-2000:]}\n"
                                        f"{proc.stderr[-2000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        figures = json.loads(proc.stdout.strip().splitlines()[-1])
+        figures["largest_free_blocks"] = [int(n) * _GC_BLOCK for n in _MAX_FREE.findall(proc.stdout)]
+        return figures
+
+
+_MAX_FREE = re.compile(r"max free sz: (\d+)")  # micropython.mem_info(), in GC blocks
+_GC_BLOCK = 32  # bytes: four 8-byte words on the 64-bit unix port

@@ -5,6 +5,11 @@ Input lines are `lat,lon[,hdop]` (decimal degrees; hdop defaults to 1.0; blank l
 comments skipped). Output is one CSV line per point, `stop_id,contains,distance_m,verdict`, for the
 fence containing the point or else the nearest one; distance_m is 0 inside, as shapely measures it.
 The VM opens the package and the points file from the host filesystem itself.
+
+Nothing the VM allocates outlives the point it judges: stop ids are copied into one preallocated
+buffer per answer (RoutePackage.stop_id_into) rather than remembered, since a cache of names grown
+point after point, interleaved with each line's garbage, shreds the heap until a big route's run
+dies with MemoryError while most of the heap is free.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from sim import mpy
 # Runs inside the VM. Degrees are parsed as decimal text straight to micro-degrees: the device
 # never needs floats for positions, and single-precision ports would lose the 6th decimal.
 VM_SCRIPT = """
-import binascii, geofence, record, routepkg
+import binascii, geofence, record, routepkg, sys
 
 def e6(s):
     s = s.strip()
@@ -40,7 +45,8 @@ def main(pkg_path, csv_path, key_hex):
     except routepkg.PackageError as e:
         print("ERROR:", e)
         return
-    names = {}
+    sid = bytearray(256)
+    out = sys.stdout.buffer
     with open(csv_path) as f:
         for line in f:
             line = line.strip()
@@ -58,10 +64,8 @@ def main(pkg_path, csv_path, key_hex):
                 print(",0,,unsure")
                 continue
             v, _ = geofence.verdict(pkg, i, lat, lon, hdop, 0)
-            sid = names.get(i)
-            if sid is None:
-                sid = names[i] = pkg.stop(i).stop_id
-            print("%s,%d,%d.%d,%s" % (sid, 1 if inside else 0, d // 10, d % 10, record.VERDICTS[v]))
+            out.write(memoryview(sid)[:pkg.stop_id_into(i, sid)])
+            print(",%d,%d.%d,%s" % (1 if inside else 0, d // 10, d % 10, record.VERDICTS[v]))
     pkg.close()
 
 main(%r, %r, %r)

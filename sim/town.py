@@ -4,6 +4,8 @@ Everything is derived from a seed, so tests, benchmarks and the demo get the sam
 Footprints are shaped like real ones: house-sized rectangles, L-shapes, a courtyard block with a
 hole, house + garage as one multipart stop, and a few Point stops (kiosks, lockers) with radius_m.
 Items are valid UPU S10 ids and some GS1 SSCCs. `python -m sim.town` rewrites examples/routes/.
+`irregular=True` gives surveyed-looking footprints instead: 10 to 32 vertices each, jagged and
+concave (star-shaped around the lot, so always simple), about the size of real ones.
 """
 
 from __future__ import annotations
@@ -97,8 +99,21 @@ def _building(rng: random.Random, kind: str, fr: _Frame, u: float, v: float, sid
     return {"type": "Polygon", "coordinates": [fr.ring(face(_rect(u, 0, w, d)))]}
 
 
+def _irregular(rng: random.Random, fr: _Frame, u: float, v: float, side: int) -> dict:
+    """A footprint traced like a survey: many vertices at uneven angles and radii around the lot."""
+    n = rng.randrange(10, 33)  # the compiler's budget is 32 vertices a fence
+    cu, cv = u + 5.5, v + side * 6.0
+    angles = sorted(rng.uniform(0, 2 * math.pi) for _ in range(n))
+    ring = []
+    for a in angles:
+        r = rng.uniform(3.0, 6.0) if rng.random() > 0.2 else rng.uniform(1.5, 3.0)  # notches
+        ring.append((cu + r * math.cos(a), cv + r * math.sin(a)))
+    pts = [fr.pt(a, b) for a, b in ring]
+    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
+
+
 def town(seed: int = 1, stops: int = 220, area: str = "north", route_id: str | None = None,
-         service_date: str = "2026-11-27") -> dict[str, Any]:
+         service_date: str = "2026-11-27", irregular: bool = False) -> dict[str, Any]:
     """FeatureCollection of `stops` stops in walking order, in the `north` or `south` of town."""
     rng = random.Random(f"{seed}:{area}")
     sign = 1 if area == "north" else -1
@@ -131,7 +146,9 @@ def town(seed: int = 1, stops: int = 220, area: str = "north", route_id: str | N
                 number = 2 * i + (2 if side > 0 else 1)
                 props: dict[str, Any] = {"stop_id": f"{area[0].upper()}{n + 1:04d}", "seq": n + 1,
                                          "address": f"{number} {street}"}
-                if n % 37 == 20:
+                if irregular:
+                    geom = _irregular(rng, fr, u + rng.uniform(0.5, 1.5), v, side)
+                elif n % 37 == 20:
                     geom: dict[str, Any] = {"type": "Point", "coordinates": fr.pt(u + 5.0, v + side * 3.0)}
                     props["radius_m"] = round(rng.uniform(6.0, 10.0), 1)
                 else:

@@ -274,3 +274,66 @@ def test_locate_finds_the_stop_under_a_lat_lon_fix(pkg_path):
     j, inside, d = geofence.locate(pkg, pkg.origin_lat_e6 + 10_000_000, pkg.origin_lon_e6)
     assert 0 <= j < pkg.stop_count and not inside and d > geofence.FAR  # 10 degrees away: bbox bound
     pkg.close()
+
+
+@pytest.mark.slow
+def test_fence_check_judges_2000_points_on_1000_irregular_footprints_in_half_the_default_heap(tmp_path):
+    # The names of the stops judged used to be kept in a dict grown point after point: on this
+    # route it shredded the heap and died with MemoryError after a few hundred points at 256K.
+    fc = town.town(seed=5, stops=1000, area="north", irregular=True)
+    pkg_file = tmp_path / "irregular.pkg"
+    pkg_file.write_bytes(route_compile.compile_geojson(fc, key=KEY).package)
+    pkg = routepkg.RoutePackage(str(pkg_file), KEY)
+    lat0, lon0, kx, ky = pkg.origin_lat_e6, pkg.origin_lon_e6, pkg.kx, pkg.ky
+    pkg.close()
+    fences = fences_of(pkg_file)
+    tree = shapely.STRtree(fences)
+    ids = [f["properties"]["stop_id"] for f in fc["features"]]
+    rng = random.Random(4)
+    rows, local = [], []
+    while len(rows) < 2000:
+        c = shapely.geometry.shape(fc["features"][rng.randrange(1000)]["geometry"]).centroid
+        lat_e6 = round((c.y + rng.uniform(-1e-4, 1e-4)) * 1e6)  # within about 11 m of the centroid
+        lon_e6 = round((c.x + rng.uniform(-1.5e-4, 1.5e-4)) * 1e6)
+        p = routepack.project(kx, ky, lat0, lon0, lat_e6, lon_e6)
+        if any(fences[int(i)].boundary.distance(Point(p)) < 0.6 for i in tree.query(Point(p).buffer(1))):
+            continue  # within 0.06 m of an edge: the 0.1 m rounding decides, not the engine
+        rows.append(f"{lat_e6 / 1e6:.6f},{lon_e6 / 1e6:.6f},1.0")
+        local.append(p)
+    pts = tmp_path / "points.csv"
+    pts.write_text("\n".join(rows) + "\n")
+    out = fencecheck.fence_check(pkg_file, pts, KEY, heap="128K")
+    assert len(out) == 2000
+    for line, p in zip(out, local, strict=True):
+        sid, contains, dm, _ = line.split(",")
+        inside, dist = oracle(tree, p)
+        assert contains == ("1" if inside else "0"), line
+        if inside:
+            assert sid in {ids[i] for i in inside}, line
+        else:
+            assert abs(float(dm) * 10 - dist) <= 5, (line, dist / 10)  # 0.5 m
+
+
+def test_stop_ids_are_read_into_one_buffer_without_allocating_on_the_vm(mpy, pkg_path):
+    out = mpy(f"""
+        import micropython, routepkg
+        pkg = routepkg.RoutePackage({str(pkg_path)!r}, {KEY!r})
+        buf = bytearray(256)
+        total = [0]
+        def every_id():
+            micropython.heap_lock()
+            try:
+                i = 0
+                while i < pkg.stop_count:
+                    total[0] += pkg.stop_id_into(i, buf)
+                    i += 1
+            finally:
+                micropython.heap_unlock()
+        every_id()
+        n = pkg.stop_id_into(119, buf)
+        print(bytes(buf[:n]).decode(), pkg.stop(119).stop_id, total[0])
+        """)
+    pkg = routepkg.RoutePackage(str(pkg_path), KEY)
+    ids = [pkg.stop(i).stop_id for i in range(pkg.stop_count)]
+    pkg.close()
+    assert out.split() == [ids[119], ids[119], str(sum(len(s) for s in ids))]

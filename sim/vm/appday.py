@@ -15,6 +15,7 @@ import json
 import os
 import sys
 
+import micropython
 import vfs  # type: ignore
 
 rom_bytes = 0
@@ -81,13 +82,25 @@ gc.collect()
 peak = started = gc.mem_alloc()
 least_free = gc.mem_free()
 scans = 0
+fixes = 0
+
+
+def checkpoint():
+    """The heap after a collection: mem_info's "max free sz" line is the largest free block (the
+    host reads it from stdout), so a heap shredded by objects kept between fixes shows here."""
+    gc.collect()
+    micropython.mem_info()
+
+
+checkpoint()
 while True:
     raw = plan.readline()
     if not raw:
         break
     kind, data = raw[0], raw[2:].rstrip(b"\r\n")
     if kind == 70:  # F: an NMEA sentence
-        app.gnss.parse(data)
+        if app.gnss.parse(data) == 1:  # RMC: once a second
+            fixes += 1
     elif kind == 83:  # S: a scan
         app.on_scan(data)
         scans += 1
@@ -95,12 +108,14 @@ while True:
             gc.collect()
             peak = max(peak, gc.mem_alloc())
             least_free = min(least_free, gc.mem_free())
+            checkpoint()
     elif kind == 75:  # K: a key
         app.on_key(data.decode())
-gc.collect()
+checkpoint()
 peak = max(peak, gc.mem_alloc())
 assert app.journal is not None and app.route is not None, app.status.fault
-print(json.dumps({"romfs_bytes": rom_bytes, "scans": scans, "records": app.journal.last_seq,
+print(json.dumps({"romfs_bytes": rom_bytes, "scans": scans, "fixes": fixes,
+                  "records": app.journal.last_seq,
                   "heap_before_app": before,
                   "heap_after_start": started, "peak_live_heap": peak, "least_free": least_free,
                   "heap_total": gc.mem_alloc() + gc.mem_free(), "route": app.route.route_id,
