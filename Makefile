@@ -7,7 +7,12 @@ FW_SRC  := $(wildcard firmware/*.py) $(wildcard boards/*.py) $(wildcard sim/vm/*
 
 .PHONY: setup system-deps test lint typecheck mpy pytest bench demo torture clean
 
-setup: $(STAMP) system-deps
+setup: $(STAMP) system-deps node_modules/.package-lock.json
+
+# The 32-bit VM (MicroPython's WebAssembly port, tests' mpy32 fixture) from npm, pinned by
+# package-lock.json, into ./node_modules. Node 20 runs it.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 
 # Debian's Chromium renders the html report in a test; Debian's PostgreSQL server (initdb, pg_ctl)
 # runs the private cluster the store tests start (tests/pgcluster.py): never skipped, a missing one
@@ -60,4 +65,4 @@ demo: setup
 	$(BIN)/python -m sim demo
 
 clean:
-	rm -rf build results .pytest_cache
+	rm -rf build results .pytest_cache node_modules

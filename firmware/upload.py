@@ -270,7 +270,9 @@ def _inflate(data, limit):
         import zlib  # type: ignore
     except ImportError:
         zlib = None
-    if zlib is not None:
+    # CPython's zlib; a port may freeze micropython-lib's zlib instead (the WebAssembly one does),
+    # which has no decompressobj: deflate is the MicroPython way then
+    if zlib is not None and hasattr(zlib, "decompressobj"):
         d = zlib.decompressobj(-WBITS)  # type: ignore[attr-defined]
         out = d.decompress(data, limit + 1)
         if len(out) > limit or d.unconsumed_tail:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Iterator
 
@@ -9,6 +10,7 @@ import pytest
 
 import host_tools  # noqa: F401  (puts firmware/ on sys.path: shared logic also runs on CPython)
 from sim import mpy as _mpy
+from sim import wasm32 as _wasm32
 
 
 class MicroPython:
@@ -31,6 +33,28 @@ class MicroPython:
 def mpy() -> MicroPython:
     """`mpy(code, heap="256K")` -> stdout of `code` run on the `micropython` unix port."""
     return MicroPython()
+
+
+class MicroPython32:
+    """The 32-bit VM (MicroPython's WebAssembly port under Node): the same call as `mpy`."""
+
+    def __call__(self, code: str, heap: str = _mpy.DEFAULT_HEAP, **kw) -> str:
+        try:
+            return _wasm32.run(textwrap.dedent(code), heap=heap, **kw)
+        except _mpy.MicroPythonError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def mpy32() -> MicroPython32:
+    """`mpy32(code, heap="256K")` -> stdout of `code` run on the 32-bit WebAssembly port. Without
+    node or the npm package the test is skipped, with the reason, and fails on CI (CI=true)."""
+    why = _wasm32.available()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"the 32-bit VM must run on CI: {why}", pytrace=False)
+        pytest.skip(f"32-bit VM: {why}")
+    return MicroPython32()
 
 
 # -- stores: SQLite and a private PostgreSQL cluster (tests/pgcluster.py) -------------------------
