@@ -211,6 +211,7 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
         fcs["learning"] = night(store_path, town.route_id, fcs["learning"], footprints, work, day, res, say)
         fcs["naive"] = naive_route(first, fixes)
     store.close()
+    say(f"store, routes and review pages: {work}")
     pairs = list(zip(first["features"], fcs["learning"]["features"], strict=True))
     growth = [area_m2(new) / area_m2(old) for old, new in pairs if old["geometry"] != new["geometry"]]
     res.changed = len(growth)

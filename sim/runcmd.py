@@ -13,7 +13,18 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
     p = sub.add_parser("demo", help="the demo day: two carriers, 220 stops each")
     p.add_argument("--workdir")
-    p.set_defaults(func=lambda a: _run(a, DEMO))
+    p.set_defaults(func=_demo)
+
+
+def _demo(args) -> int:
+    """The demo day, then three days of fences that learn (docs/fence-learning.md)."""
+    code = _run(args, DEMO)
+    if code == 0:
+        from sim import days
+
+        print("\n== fences that learn: three days on a town whose data disagree with the ground ==")
+        days.report(days.run(days=3, workdir=Path(args.workdir) / "days" if args.workdir else None))
+    return code
 
 
 def _run(args, scenario=None) -> int:
