@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "host_tools.cmd_route",
     "host_tools.cmd_serve",
     "host_tools.cmd_sync",
+    "host_tools.cmd_keys",
     "host_tools.cmd_flash", "host_tools.cmd_report",
     "host_tools.cmd_fences",
     "host_tools.cmd_store",

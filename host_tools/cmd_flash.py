@@ -98,5 +98,15 @@ def run(args: argparse.Namespace) -> int:
     except flash.FlashError as exc:
         raise DepotError(str(exc), "nothing was written to any device") from None
     lines.close()
+    flashed = [r.device_id for r in results if r.ok]
+    if flashed:  # they hold the store's key now: a key rotated before this flash is delivered
+        st = store_mod.open_existing(args.store)
+        try:
+            for d in flashed:
+                key = keys[d]
+                assert key is not None
+                st.key_delivered(d, key)
+        finally:
+            st.close()
     print(flash.table(results))
     return 0 if all(r.ok for r in results) else 1

@@ -245,12 +245,17 @@ class DockLink:
         return Hello(texts[0], texts[1], texts[2], texts[3], bytes(rhash), first, last, wm, pending,
                      free, _battery(batt), bytes(dnonce), host_nonce, p[:off], p[off:])
 
+    @staticmethod
+    def device_proves(hello: Hello, key: bytes) -> bool:
+        """True if the device's HELLO was signed with `key`."""
+        return sign.Signer(key).verify(hello.proof, P.HELLO_TAG, hello.host_nonce, hello.signed)
+
     def authenticate(self, hello: Hello, key: bytes) -> None:
         """Check the device's proof of `key` in its HELLO, then prove it ourselves. DockAuthError
         if the device's proof fails (it does not hold the key: nothing it sends is taken);
         AuthRefused if the device refuses ours."""
         signer = sign.Signer(key)
-        if not signer.verify(hello.proof, P.HELLO_TAG, hello.host_nonce, hello.signed):
+        if not self.device_proves(hello, key):
             raise DockAuthError(f"device {hello.device_id!r} did not prove its key: not the enrolled "
                                 "device, or it holds another key")
         self.request(P.AUTH, signer.mac(P.auth_message(hello.host_nonce, hello.device_nonce,

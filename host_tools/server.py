@@ -122,7 +122,7 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
     pool = ThreadPoolExecutor(max_workers=getattr(db, "concurrency", 1), thread_name_prefix="depot-store")
     inflater = ThreadPoolExecutor(max_workers=2, thread_name_prefix="depot-inflate")
     metrics = Metrics()
-    keys: dict[str, Signer] = {}
+    keys: dict[bytes, Signer] = {}  # by key, never by device: revoke and rotate-key hold at once
     last_seen: dict[str, float] = {}
 
     async def in_store(fn: Any, *args: Any) -> Any:
@@ -134,12 +134,14 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
                           retry_after=limits.retry_after_s) from None
 
     async def signer_for(device_id: str) -> Signer | None:
-        s = keys.get(device_id)
+        key = await in_store(db.key, device_id)  # every request: the store is the one authority
+        if key is None:
+            return None
+        s = keys.get(key)
         if s is None:
-            key = await in_store(db.key, device_id)
-            if key is None:
-                return None
-            s = keys[device_id] = Signer(key)
+            if len(keys) > 4096:
+                keys.clear()
+            s = keys[key] = Signer(key)
         return s
 
     def use_counter(device_id: str, counter: int) -> bool:

@@ -34,7 +34,7 @@ KEY_LEN = 32
 # A record claiming more is invalid, so no gap or acknowledgement can reach past it.
 MAX_SEQ = (1 << 30) - 1
 STORE_FILE = "depot.sqlite3"
-SCHEMA_VERSION = 3  # both backends; SQLite keeps it in PRAGMA user_version
+SCHEMA_VERSION = 4  # both backends; SQLite keeps it in PRAGMA user_version
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -140,6 +140,10 @@ CREATE TABLE IF NOT EXISTS fence_history (
     PRIMARY KEY (route_id, version, stop_id)
 ) WITHOUT ROWID;
 """, None),
+    # depot revoke / rotate-key: a revoked device has no key; a rotated one keeps the key it holds
+    # (retired_key) for the dock to prove itself with until the new one is delivered
+    ("ALTER TABLE devices ADD COLUMN retired_key BLOB; ALTER TABLE devices ADD COLUMN revoked_at REAL;",
+     None),
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -229,6 +233,11 @@ class Storage(Protocol):
 
     def enrol(self, device_id: str) -> bytes: ...
     def key(self, device_id: str) -> bytes | None: ...
+    def revoke(self, device_id: str) -> None: ...
+    def revoked(self, device_id: str) -> bool: ...
+    def rotate_key(self, device_id: str) -> bytes: ...
+    def retired_key(self, device_id: str) -> bytes | None: ...
+    def key_delivered(self, device_id: str, key: bytes) -> None: ...
     def ingest(self, device_id: str, records: Iterable[bytes], source: str) -> IngestResult: ...
     def ack_seq(self, device_id: str) -> int: ...
     def records(self, device_id: str | None = None, route_id: str | None = None) -> list[Record]: ...
@@ -369,8 +378,51 @@ class Store:
         return key
 
     def key(self, device_id: str) -> bytes | None:
-        row = self._db().execute("SELECT key FROM devices WHERE device_id=?", (device_id,)).fetchone()
+        """The key the device's uploads and dock sessions must prove; None if never enrolled or
+        revoked. Read from the store every time: a revoke or a rotation holds at once."""
+        row = self._db().execute("SELECT key FROM devices WHERE device_id=? AND revoked_at IS NULL",
+                                 (device_id,)).fetchone()
         return bytes(row[0]) if row else None
+
+    # -- key lifecycle (depot revoke / rotate-key) -------------------------------------------------
+
+    def revoke(self, device_id: str) -> None:
+        """The device (stolen, lost) is refused from now on: its uploads, its dock sessions."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE devices SET revoked_at=?, retired_key=NULL WHERE device_id=?",
+                             (time.time(), device_id))
+            if cur.rowcount == 0:
+                raise UnknownDevice(device_id)
+
+    def revoked(self, device_id: str) -> bool:
+        row = self._db().execute("SELECT revoked_at FROM devices WHERE device_id=?", (device_id,)).fetchone()
+        return bool(row and row[0] is not None)
+
+    def rotate_key(self, device_id: str) -> bytes:
+        """A new key, in force at once; the key the device still holds is kept as `retired_key`
+        (the oldest one not yet replaced on the device) for the dock to deliver the new one."""
+        key = os.urandom(KEY_LEN)
+        with self._tx() as db:
+            row = db.execute("SELECT key, retired_key, revoked_at FROM devices WHERE device_id=?",
+                             (device_id,)).fetchone()
+            if row is None:
+                raise UnknownDevice(device_id)
+            if row[2] is not None:
+                raise StoreError(f"device {device_id!r} is revoked")
+            db.execute("UPDATE devices SET key=?, retired_key=? WHERE device_id=?",
+                       (key, row[1] if row[1] is not None else row[0], device_id))
+        return key
+
+    def retired_key(self, device_id: str) -> bytes | None:
+        row = self._db().execute("SELECT retired_key FROM devices WHERE device_id=? AND revoked_at IS NULL",
+                                 (device_id,)).fetchone()
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    def key_delivered(self, device_id: str, key: bytes) -> None:
+        """The device now holds `key` (flashed, or sent over an authenticated dock session): forget
+        the retired one, unless the key was rotated again meanwhile."""
+        with self._tx() as db:
+            db.execute("UPDATE devices SET retired_key=NULL WHERE device_id=? AND key=?", (device_id, key))
 
     # -- records -------------------------------------------------------------------------------
 

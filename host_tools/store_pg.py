@@ -149,6 +149,9 @@ _MIGRATIONS: list[LiteralString] = [
         PRIMARY KEY (route_id, version, stop_id)
     );
     """,
+    # depot revoke / rotate-key (see store.py)
+    "ALTER TABLE devices ADD COLUMN retired_key BYTEA; "
+    "ALTER TABLE devices ADD COLUMN revoked_at DOUBLE PRECISION;",
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -283,8 +286,44 @@ class PgStore:
         return key
 
     def key(self, device_id: str) -> bytes | None:
-        row = self._one("SELECT key FROM devices WHERE device_id=%s", (device_id,))
+        row = self._one("SELECT key FROM devices WHERE device_id=%s AND revoked_at IS NULL", (device_id,))
         return bytes(row[0]) if row else None
+
+    # -- key lifecycle (depot revoke / rotate-key) -------------------------------------------------
+
+    def revoke(self, device_id: str) -> None:
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE devices SET revoked_at=%s, retired_key=NULL WHERE device_id=%s",
+                               (time.time(), device_id))
+            if cur.rowcount == 0:
+                raise UnknownDevice(device_id)
+
+    def revoked(self, device_id: str) -> bool:
+        row = self._one("SELECT revoked_at FROM devices WHERE device_id=%s", (device_id,))
+        return bool(row and row[0] is not None)
+
+    def rotate_key(self, device_id: str) -> bytes:
+        key = os.urandom(KEY_LEN)
+        with self._tx() as conn:
+            row = conn.execute("SELECT key, retired_key, revoked_at FROM devices WHERE device_id=%s "
+                               "FOR UPDATE", (device_id,)).fetchone()
+            if row is None:
+                raise UnknownDevice(device_id)
+            if row[2] is not None:
+                raise StoreError(f"device {device_id!r} is revoked")
+            conn.execute("UPDATE devices SET key=%s, retired_key=%s WHERE device_id=%s",
+                         (key, row[1] if row[1] is not None else row[0], device_id))
+        return key
+
+    def retired_key(self, device_id: str) -> bytes | None:
+        row = self._one("SELECT retired_key FROM devices WHERE device_id=%s AND revoked_at IS NULL",
+                        (device_id,))
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    def key_delivered(self, device_id: str, key: bytes) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE devices SET retired_key=NULL WHERE device_id=%s AND key=%s",
+                         (device_id, key))
 
     # -- records -------------------------------------------------------------------------------
 

@@ -30,6 +30,10 @@ from host_tools.store import Storage, UnknownDevice
 Progress = Callable[[str], None]
 
 
+class DeviceRevoked(DockAuthError):
+    """The store revoked this device: nothing is taken from it, nothing is sent to it."""
+
+
 @dataclass
 class SyncReport:
     port: str
@@ -45,6 +49,7 @@ class SyncReport:
     pending_after: int = 0
     route_pushed: str = ""  # route id made active on the device, if any
     route_error: str = ""
+    key_rotated: bool = False  # the device got the key `depot rotate-key` made
     gaps: list[tuple[int, int]] = field(default_factory=list)  # runs of seqs missing in the store
     skipped: list[tuple[int, int]] = field(default_factory=list)  # runs the device declared unused
     payload_bytes: int = 0
@@ -90,8 +95,20 @@ def _sync(link: DockLink, store: Storage, rep: SyncReport, say: Progress, push_r
     dev = rep.device_id = hello.device_id
     key = store.key(dev)
     if key is None:
+        if store.revoked(dev):
+            raise DeviceRevoked(f"device {dev!r} is revoked (depot revoke)")
         raise UnknownDevice(f"device {dev!r} is not enrolled in this store")
-    link.authenticate(hello, key)  # before anything the device said is believed
+    retired = store.retired_key(dev)
+    if retired is not None and not link.device_proves(hello, key) and link.device_proves(hello, retired):
+        # rotated since its last flash or sync: the session runs under the key it holds, and it
+        # gets the new one first thing (sealed under that session)
+        link.authenticate(hello, retired)  # before anything the device said is believed
+        say("new key")
+        link.set_key(key)
+        store.key_delivered(dev, key)
+        rep.key_rotated = True
+    else:
+        link.authenticate(hello, key)  # before anything the device said is believed
     store.seen(dev, "dock", **_status(hello))
     link.set_clock(int(time.time()))
 
@@ -160,6 +177,8 @@ def _explain(exc: Exception, rep: SyncReport, link: DockLink | None) -> str:
                     "the handheld was restarted and runs its app again")
         return (f"no answer from a handheld on {port}. Check that it sits in the dock and is powered, "
                 "and that this is the dock port, not the USB console")
+    if isinstance(exc, DeviceRevoked):
+        return f"{exc}. Nothing was collected or deleted; a revoked device syncs only after a new enrolment"
     if isinstance(exc, (DockAuthError, AuthRefused)):
         return (f"{exc}. Nothing was collected or deleted; flash the handheld with the key this store "
                 f"holds (depot flash), or check --store")

@@ -47,10 +47,14 @@ async def carrier():
     while True:  # stands for the carrier's other tasks: it must keep running while docked
         ticks[0] += 1
         await asyncio.sleep_ms(20)
+def save_key(k):
+    with open(root + "/key.hex", "w") as f:
+        f.write(binascii.hexlify(k).decode())
 async def main():
     s = open(port, "r+b")
     d = dock.Dock(s, j, dev, binascii.unhexlify(keyhex), route_dir=root + "/route", status=ev,
-                  firmware="test-1", board="sim", battery=lambda: 77, set_time=lambda t: ev("clock", t))
+                  firmware="test-1", board="sim", battery=lambda: 77, set_time=lambda t: ev("clock", t),
+                  save_key=save_key)
     asyncio.create_task(carrier())
     print(json.dumps(["ready", j.next_seq - 1, 0]))
     await d.run()

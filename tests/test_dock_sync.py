@@ -297,3 +297,30 @@ def test_seqs_a_reboot_skipped_are_declared_absent_acked_past_and_still_reported
     assert seqs[40] > 41, "the reboot skipped no seq: the journal's lease changed?"
     assert rep.absent == skipped and rep.gaps == skipped  # never hidden
     assert rep.acked_seq == seqs[-1] and rep.pending_after == 0  # yet the device could reclaim
+
+
+def test_rotate_key_reaches_the_device_at_its_next_sync_and_revoke_stops_it(rig) -> None:
+    """Issue 13.10: the dock proves the key the handheld still holds, sends the new one sealed
+    under that session, and re-pushes the route re-signed for it; a revoked device gets nothing."""
+    from host_tools import cli
+
+    store, key, relay, dev = rig
+    pkg = route_compile.compile_file(ROUTE, key=key)
+    store.assign_route("DEV1", pkg.package, route_id=pkg.route_id)
+    assert sync_device(relay.host_path, store).route_pushed == pkg.route_id
+    db = str(store.path)
+    assert cli.main(["--store", db, "rotate-key", "--device-id", "DEV1"]) == 0
+    new = store.key("DEV1")
+    assert new is not None and new != key and store.retired_key("DEV1") == key
+    rep = sync_device(relay.host_path, store)
+    assert rep.ok and rep.key_rotated, rep.error
+    assert rep.route_pushed == pkg.route_id  # the same route, signed for the new key
+    assert (dev.root / "key.hex").read_text() == new.hex()
+    assert store.retired_key("DEV1") is None
+    again = sync_device(relay.host_path, store)  # the device now proves the new key
+    assert again.ok and not again.key_rotated and again.route_pushed == ""
+    assert cli.main(["--store", db, "revoke", "--device-id", "DEV1"]) == 0
+    gone = sync_device(relay.host_path, store)
+    assert not gone.ok and gone.error.startswith("device 'DEV1' is revoked (depot revoke). Nothing was")
+    assert store.key("DEV1") is None
+    assert [e[0] for e in dev.events()].count("authenticated") == 3  # none for the revoked sync

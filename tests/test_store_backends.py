@@ -13,7 +13,15 @@ import pytest
 import record
 
 from host_tools import store as store_mod
-from host_tools.store import SCHEMA_VERSION, IngestResult, SchemaTooNew, Store, open_store
+from host_tools.store import (
+    SCHEMA_VERSION,
+    IngestResult,
+    SchemaTooNew,
+    Store,
+    StoreError,
+    UnknownDevice,
+    open_store,
+)
 from host_tools.store_pg import PgStore
 
 
@@ -160,3 +168,24 @@ def test_many_instances_racing_on_overlapping_batches_store_each_record_once(pg_
 def test_an_unreachable_postgresql_is_one_line_naming_host_and_cause() -> None:
     with pytest.raises(store_mod.StoreError, match=r"cannot reach PostgreSQL at 127\.0\.0\.1:1/x: "):
         PgStore("postgresql://u:secret@127.0.0.1:1/x")
+
+
+def test_revoke_and_rotate_key_on_both_backends(store_url: str) -> None:
+    """Issue 13.10: the key in force changes at once; the key the device holds is kept for the
+    dock until delivered; a revoked device has no key at all."""
+    store = open_store(store_url)
+    try:
+        held = store.enrol("ROT-1")
+        store.enrol("REV-1")
+        new = store.rotate_key("ROT-1")
+        assert (store.key("ROT-1"), store.retired_key("ROT-1")) == (new, held)
+        store.key_delivered("ROT-1", new)
+        assert (store.key("ROT-1"), store.retired_key("ROT-1")) == (new, None)
+        store.revoke("REV-1")
+        assert (store.key("REV-1"), store.revoked("REV-1"), store.revoked("ROT-1")) == (None, True, False)
+        with pytest.raises(StoreError, match="revoked"):
+            store.rotate_key("REV-1")
+        with pytest.raises(UnknownDevice):
+            store.revoke("NOPE")
+    finally:
+        store.close()
