@@ -2,7 +2,7 @@
 
     with Device.start("day.img") as dev:
         subprocess.run(["mpremote", "connect", dev.console, "fs", "ls"])
-        dev.scan("RR473124829GB", symbology="")
+        dev.scan("RR473124829GB")
         dev.screenshot("screen.png")
 """
 
@@ -80,9 +80,11 @@ class Device:
         """Spawn `python -m sim device` on `image` and wait until its control socket answers.
         console_baud paces the console pty like a UART (e.g. 115200 to compare mpremote with the
         dock protocol on the same link); 0 leaves it unpaced, as USB CDC."""
-        cmd = [sys.executable, "-m", "sim", "device", "--flash", str(image), "--board", board, "--heap", heap]
+        # the device process runs in the repository: paths are the caller's, so resolve them here
+        cmd = [sys.executable, "-m", "sim", "device", "--flash", str(Path(image).resolve()), "--board", board,
+               "--heap", heap]
         if workdir is not None:
-            cmd += ["--workdir", str(workdir)]
+            cmd += ["--workdir", str(Path(workdir).resolve())]
         if seed is not None:
             cmd += ["--seed", str(seed)]
         if console_baud:
@@ -147,7 +149,9 @@ class Device:
 
     # --- peripherals ---
 
-    def scan(self, code: str, symbology: str = "]C1", suffix: str = "\r", misread: float = 0.0) -> str:
+    def scan(self, code: str, symbology: str | None = None, suffix: str = "\r", misread: float = 0.0) -> str:
+        """A scan of `code`; the symbology identifier defaults to the one its barcode would carry
+        (`]C0` Code 128 for an S10 id, `]C1` GS1-128 for digits such as `00` + an SSCC)."""
         return self.call("scan", code=code, symbology=symbology, suffix=suffix, misread=misread)["sent"]
 
     def key(self, name: str) -> None:
@@ -160,7 +164,7 @@ class Device:
         self.call("gnss", walk={"waypoints": [list(p) for p in waypoints]} | walk_args, period=period)
 
     def gnss_replay(self, path: str | os.PathLike, period: float = 1.0) -> None:
-        self.call("gnss", replay=str(path), period=period)
+        self.call("gnss", replay=str(Path(path).resolve()), period=period)
 
     def gnss_stop(self) -> None:
         self.call("gnss", stop=True)

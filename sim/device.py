@@ -380,7 +380,12 @@ class VirtualDevice:
 
     # --- peripherals ---
 
-    def scan(self, code: str, symbology: str = "]C1", suffix: str = "\r", misread: float = 0.0) -> str:
+    def scan(self, code: str, symbology: str | None = None, suffix: str = "\r", misread: float = 0.0) -> str:
+        """Type `code` on the scanner UART as a scan engine does: its AIM symbology identifier (by
+        default the one this code is printed in: GS1-128 `]C1` for a GS1 element string, all
+        digits; Code 128 `]C0` otherwise, as S10 labels are), the data, then `suffix`."""
+        if symbology is None:
+            symbology = "]C1" if code.isdigit() else "]C0"
         data = code
         if misread and self.rng.random() < misread and code:
             i = self.rng.randrange(len(code))
@@ -520,7 +525,7 @@ class VirtualDevice:
         if cmd == "status":
             return self.status()
         if cmd == "scan":
-            return {"sent": self.scan(msg["code"], msg.get("symbology", "]C1"), msg.get("suffix", "\r"),
+            return {"sent": self.scan(msg["code"], msg.get("symbology"), msg.get("suffix", "\r"),
                                       float(msg.get("misread", 0.0)))}
         if cmd == "key":
             self.key(msg["name"])

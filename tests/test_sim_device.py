@@ -135,7 +135,7 @@ def test_main_gets_scans_keys_gnss_and_ctrl_c_interrupts_it(device: Device) -> N
     assert device.status()["state"] == "R"  # main.py still running
     # mpremote's Ctrl-C stops the asyncio app, as on a board
     log = mpremote(device, "fs", "cat", "log.txt").splitlines()
-    assert sorted(log) == sorted(["scan:]C1RR473124829GB", "scan:]d200340123450000000018", "key:ok",
+    assert sorted(log) == sorted(["scan:]C0RR473124829GB", "scan:]d200340123450000000018", "key:ok",
                                   "gnss:$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"])
     assert "KeyboardInterrupt" in device.console_text()
 
@@ -183,7 +183,7 @@ def test_power_cut_keeps_flushed_scans_and_loses_the_cut_one(device: Device) -> 
     device.power_on()
     device.wait_running(boots=boots + 1)
     log = mpremote(device, "fs", "cat", "log.txt")
-    assert "scan:]C1CUT-BEFORE-1\nscan:]C1CUT-BEFORE-2\n" in log
+    assert "scan:]C0CUT-BEFORE-1\nscan:]C0CUT-BEFORE-2\n" in log
     assert "CUT-DURING" not in log
 
 
@@ -201,7 +201,7 @@ def test_power_cut_out_of_order_mid_write_still_mounts(device: Device) -> None:
     device.wait_off()
     device.power_on()
     device.wait_running(boots=boots + 1)
-    assert "scan:]C1OOO-BEFORE\n" in mpremote(device, "fs", "cat", "log.txt")
+    assert "scan:]C0OOO-BEFORE\n" in mpremote(device, "fs", "cat", "log.txt")
 
 
 def test_power_cut_now_and_image_persists(device: Device) -> None:
@@ -218,7 +218,7 @@ def test_power_cut_now_and_image_persists(device: Device) -> None:
     device.wait_running(boots=boots + 1)
     device.reboot()
     device.wait_running(boots=boots + 2)
-    assert "scan:]C1BEFORE-CUT-NOW" in mpremote(device, "fs", "cat", "log.txt")
+    assert "scan:]C0BEFORE-CUT-NOW" in mpremote(device, "fs", "cat", "log.txt")
 
 
 def test_dock_link_is_limited_to_115200_baud(device: Device) -> None:
