@@ -298,6 +298,8 @@ class CounterLease:
     with write-new + rename (atomic on littlefs) before any counter of a new lease is handed out.
     """
 
+    LIMIT = const(0x3FFFFFFF)  # the largest small int on a 32-bit MCU: no counter goes past it
+
     def __init__(self, path, lease=16):
         self.path = path
         self.lease = lease
@@ -309,12 +311,26 @@ class CounterLease:
             with open(self.path, "rb") as f:
                 b = f.read(4)
             if len(b) == 4:
-                return struct.unpack("<I", b)[0]
+                return min(struct.unpack("<I", b)[0], CounterLease.LIMIT)
         except OSError:
             pass
         return 1
 
+    def skip(self, n):
+        """Jump ahead (the server's counter is above ours), never past LIMIT."""
+        self.next = min(self.next + n, CounterLease.LIMIT)
+
+    def restart(self):
+        """A new key (depot rotate-key, delivered by the dock): the server forgot the old key's
+        counters, and requests under the new key cannot be replays of old ones."""
+        self.next = 1
+        self.end = 0  # the next take() writes a fresh lease before handing out a counter
+
     def take(self):
+        """The next counter, or -1 when they are used up (only a rotated key starts them again:
+        a counter of 0xFFFFFFFF must not become a crash or a wrap that replays)."""
+        if self.next >= CounterLease.LIMIT:
+            return -1
         if self.next >= self.end:
             end = self.next + self.lease
             tmp = self.path + ".new"

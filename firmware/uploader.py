@@ -76,6 +76,7 @@ class Uploader:
         """The depot rotated the key (over the dock): sign every batch from now on with it."""
         self.signer = Signer(key)
         self.writer.signer = self.signer
+        self.counter.restart()
 
     def pending(self):
         return self.journal.pending()
@@ -131,6 +132,9 @@ class Uploader:
         w = self.writer
         first, last = w.first, w.last
         counter = self.counter.take()
+        if counter < 0:
+            self.last_error = "request counters used up: dock at the depot"
+            return self.cap_ms
         body = w.finish(counter, hal.time_s())
         try:
             status, resp = await self.modem.post(self.url, body)
@@ -183,7 +187,7 @@ class Uploader:
             self.limit = max(1, n // 2)
             return 0
         if status == 403:  # our counter is behind the server's (state restored from a backup?)
-            self.counter.next += 1024
+            self.counter.skip(1024)
             self.last_error = "counter refused"
             return self._backoff()
         # 401, 404, 412, 422 (our signed bytes altered on the way), 5xx, and any 4xx not signed

@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from warnings import catch_warnings, simplefilter
 
 import ident
 import routepack
@@ -39,6 +40,10 @@ MAX_RADIUS_M = 200.0
 MAX_SPREAD_KM = 30.0  # a carrier's route wider than this is more likely a coordinate mistake
 MAX_STRAY_KM = 10.0  # a stop this far from the route's median point is probably misplaced
 GEOJSON_ORDER = "GeoJSON positions are [longitude, latitude]"
+# Input bounds, so a wrong or hostile file is refused in a second instead of taking minutes and
+# gigabytes: a route of 2,000 stops with 100-vertex footprints is 200,000 vertices and ~10 MB.
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+MAX_INPUT_VERTICES = 1_000_000 // 4
 
 
 class CompileError(DepotError, ValueError):
@@ -206,6 +211,7 @@ def compile_geojson(fc: Any, *, board: str = "sim", route_id: str | None = None,
     if not feats:
         raise CompileError(f"{source}: no features")
     parsed: list[tuple[str, dict[str, Any], BaseGeometry]] = []
+    vertices = 0
     ids: dict[str, str] = {}
     seqs: dict[int, str] = {}
     items: dict[str, str] = {}
@@ -223,11 +229,22 @@ def compile_geojson(fc: Any, *, board: str = "sim", route_id: str | None = None,
                 raise CompileError(f"{name}: item {it} already listed by {items[it]}")
             items[it] = name
         try:
-            geom = shape(feat.get("geometry")) if feat.get("geometry") else None
+            with catch_warnings():  # NaN coordinates: said below in one line, not warned
+                simplefilter("ignore", RuntimeWarning)
+                geom = shape(feat.get("geometry")) if feat.get("geometry") else None
         except Exception as exc:  # shapely raises several types for malformed GeoJSON
             raise CompileError(f"{name}: unreadable geometry ({exc})") from None
         if geom is None or geom.is_empty:
             raise CompileError(f"{name}: empty geometry")
+        coords = shapely.get_coordinates(geom)
+        if not math.isfinite(float(coords.sum())):  # NaN and infinities survive a sum of degrees
+            raise CompileError(f"{name}: a coordinate is not a number (NaN or infinite)",
+                               "Give every position as two finite decimal degrees")
+        vertices += len(coords)
+        if vertices > MAX_INPUT_VERTICES:
+            raise CompileError(f"{source}: more than {MAX_INPUT_VERTICES} vertices (at {name})",
+                               "Simplify the footprints or split the route; the handheld keeps "
+                               f"{budget} vertices per fence anyway")
         parsed.append((name, props, geom))
     warnings = _check_coordinates(parsed, source)
     minx, miny, maxx, maxy = shapely.total_bounds([g for _, _, g in parsed])
@@ -344,9 +361,15 @@ def _km(lon0: float, lat0: float, lon1: float, lat1: float) -> float:
 
 def compile_file(path: str | os.PathLike, **kw: Any) -> Compiled:
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_INPUT_BYTES:
+            raise CompileError(f"{path}: {size} bytes, more than the {MAX_INPUT_BYTES} a route may be",
+                               "Simplify the footprints or split the route")
         fc = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CompileError(f"{path}: cannot read GeoJSON ({exc})") from None
+    except RecursionError:  # [[[[... 200,000 deep: not a route, and no traceback for it
+        raise CompileError(f"{path}: cannot read GeoJSON (nested too deeply)") from None
     return compile_geojson(fc, source=str(path), **kw)
 
 

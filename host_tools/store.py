@@ -411,6 +411,10 @@ class Store:
                 raise StoreError(f"device {device_id!r} is revoked")
             db.execute("UPDATE devices SET key=?, retired_key=? WHERE device_id=?",
                        (key, row[1] if row[1] is not None else row[0], device_id))
+            # the old key's request counters mean nothing under the new one (a request cannot be
+            # replayed across keys), and the device starts its own again: one stuck at the top
+            # (0xFFFFFFFF) no longer locks it out
+            db.execute("DELETE FROM counters WHERE device_id=?", (device_id,))
         return key
 
     def retired_key(self, device_id: str) -> bytes | None:

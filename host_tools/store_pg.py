@@ -313,6 +313,7 @@ class PgStore:
                 raise StoreError(f"device {device_id!r} is revoked")
             conn.execute("UPDATE devices SET key=%s, retired_key=%s WHERE device_id=%s",
                          (key, row[1] if row[1] is not None else row[0], device_id))
+            conn.execute("DELETE FROM counters WHERE device_id=%s", (device_id,))  # see store.py
         return key
 
     def retired_key(self, device_id: str) -> bytes | None:

@@ -64,3 +64,34 @@ def test_a_second_rotation_before_delivery_keeps_the_key_the_device_holds(tmp_pa
     assert store.retired_key("DEV1") == held
     store.key_delivered("DEV1", second)
     assert store.retired_key("DEV1") is None
+
+
+def test_a_counter_at_the_top_is_cleared_by_rotate_key(tmp_path: Path) -> None:
+    """Issue 13.12: a counter of 0xFFFFFFFF accepted once locked the device out for good (nothing
+    is above it). rotate-key starts the counters again: nothing signed under the old key verifies."""
+    store = Store(tmp_path / "depot.sqlite3")
+    store.enrol("DEV1")
+    assert store.advance_counter("DEV1", "upload", 0xFFFFFFFF)
+    assert not store.advance_counter("DEV1", "upload", 5)
+    store.rotate_key("DEV1")
+    assert store.advance_counter("DEV1", "upload", 1)
+
+
+def test_the_device_counter_lease_stops_at_the_top_instead_of_crashing(mpy, tmp_path: Path) -> None:
+    """On the VM: a lease file at 0xFFFFFFF0 (restored, or pushed up by 403s) used to overflow the
+    4-byte state at the next lease (struct error in the upload task) on its way past 2**32."""
+    state = tmp_path / "counter"
+    state.write_bytes((0xFFFFFFF0).to_bytes(4, "little"))
+    out = mpy(f"""
+        import upload
+        c = upload.CounterLease({str(state)!r})
+        print(c.take(), c.take())
+        c = upload.CounterLease({str(state)!r})
+        c.next = c.LIMIT - 2
+        print([c.take() for _ in range(4)])
+        c.skip(1 << 29)
+        print(c.next == c.LIMIT)
+        c.restart()
+        print(c.take(), c.take())
+        """).splitlines()
+    assert out == ["-1 -1", f"[{2**30 - 3}, {2**30 - 2}, -1, -1]", "True", "1 2"]

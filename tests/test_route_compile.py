@@ -302,3 +302,40 @@ def test_the_date_and_the_route_id_given_are_used_and_a_missing_id_is_said(tmp_p
     fc["service_date"] = "2026-02-30"
     with pytest.raises(route_compile.CompileError, match=r"service_date '2026-02-30' is not a date"):
         route_compile.compile_geojson(fc, route_id="T-2")
+
+
+# ======================================================== hostile input (issue 13.12)
+
+def test_a_nan_vertex_names_its_feature_in_one_line(capsys) -> None:
+    fc = town.town(seed=4, stops=3, area="south", route_id="SAFE", service_date="2026-11-27")
+    fc["features"][1]["geometry"]["coordinates"][0][1] = [float("nan"), 52.0]
+    with pytest.raises(route_compile.CompileError) as exc:
+        route_compile.compile_geojson(fc)
+    assert exc.value.line() == ("feature #1 (stop_id 'S0002'): a coordinate is not a number (NaN or "
+                                "infinite). Give every position as two finite decimal degrees.")
+    assert capsys.readouterr().err == ""  # no RuntimeWarning from the geometry library either
+
+
+def test_json_nested_200000_deep_is_one_line_not_a_recursion_traceback(tmp_path, capsys) -> None:
+    p = tmp_path / "deep.geojson"
+    p.write_text("[" * 200_000 + "]" * 200_000)
+    assert cli.main(["route", "compile", str(p), "--out", str(tmp_path / "x.pkg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("depot: error: ") and "nested too deeply" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.pkg").exists()
+
+
+def test_compile_refuses_input_beyond_its_bounds_quickly(tmp_path) -> None:
+    fc = town.town(seed=4, stops=3, area="south", route_id="SAFE", service_date="2026-11-27")
+    lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0]
+    n = route_compile.MAX_INPUT_VERTICES + 10
+    ring = [[lon + 1e-4 * math.cos(i * 2 * math.pi / n), lat + 1e-4 * math.sin(i * 2 * math.pi / n)]
+            for i in range(n)]
+    fc["features"][0]["geometry"] = {"type": "Polygon", "coordinates": [ring + [ring[0]]]}
+    with pytest.raises(route_compile.CompileError, match=r"route: more than 250000 vertices \(at feature #0"):
+        route_compile.compile_geojson(fc)
+    big = tmp_path / "big.geojson"
+    with open(big, "wb") as f:
+        f.truncate(route_compile.MAX_INPUT_BYTES + 1)
+    with pytest.raises(route_compile.CompileError, match="bytes, more than the 67108864 a route may be"):
+        route_compile.compile_file(big)
