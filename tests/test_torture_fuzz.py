@@ -581,8 +581,11 @@ def test_upload_requests_hypothesis_only_documented_4xx_nothing_stored_then_a_va
         if status == 409:  # refused and flagged, answered with the signed ack (status CONFLICT)
             ack = upload.parse_ack(body, keys[DEV_B], DEV_B, struct.unpack_from("<I", bad, 8)[0])
             assert err == "record_conflict" and ack is not None and ack.status == upload.ACK_CONFLICT
-        else:
+        elif body[:1] == b"{":
             assert err == REFUSALS[status] == json.loads(body)["error"]
+        else:  # refused after its counter was used up: the refusal is signed for this very request
+            ack = upload.parse_ack(body, keys[dev], dev, struct.unpack_from("<I", bad, 8)[0])
+            assert err == REFUSALS[status] and ack is not None and ack.status == upload.ACK_REFUSED
         assert store.count(DEV_A) == 0
 
     one()
