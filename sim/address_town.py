@@ -319,3 +319,24 @@ def write(town: Town, folder: str | Path) -> tuple[Path, Path]:
         for row in town.rows:
             w.writerow(row)
     return csv_path, fp
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sim.address_town OUT_DIR [--locale zh] [--buildings N] [--seed S]`: a town to
+    try `depot route build` on (OUT_DIR/addresses.csv and OUT_DIR/buildings.geojson)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m sim.address_town", description=main.__doc__)
+    ap.add_argument("out", metavar="OUT_DIR")
+    ap.add_argument("--locale", choices=("en", "zh"), default="en")
+    ap.add_argument("--buildings", type=int, default=1200)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    town = generate(args.seed, args.buildings, args.locale)
+    csv_path, fp = write(town, args.out)
+    print(f"{csv_path}: {len(town.rows)} addresses; {fp}: {len(town.footprints['features'])} footprints")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -405,3 +405,14 @@ def test_an_osm_pbf_extract_matches_like_its_geojson(tmp_path):
     bad.write_bytes(b"\x00\x00\x00\x0dnot a pbf")
     with pytest.raises(DepotError, match="not readable as an OSM extract"):
         load_footprints(bad)
+
+
+def test_the_generated_town_is_the_same_for_a_seed(tmp_path, capsys):
+    from sim import address_town
+
+    assert address_town.main([str(tmp_path / "a"), "--buildings", "60", "--seed", "3"]) == 0
+    assert address_town.main([str(tmp_path / "b"), "--buildings", "60", "--seed", "3"]) == 0
+    for name in ("addresses.csv", "buildings.geojson"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "a" / "addresses.csv").read_bytes().startswith(b"\xef\xbb\xbfstop_id,seq,")
+    assert capsys.readouterr().out.count("footprints") == 2
