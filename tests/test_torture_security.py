@@ -541,3 +541,122 @@ def test_resigned_packages_with_random_structure_damage_open_clean_or_refuse(tmp
     assert refused > n // 4 and refused + opened == n
     tally("security route-package structure", n, extra=f"re-signed random damage: {refused} refused "
           f"with PackageError, {opened} opened and served every stop, item and fence search")
+
+
+# ============================================== seqs, ids, keys, hostile compile input (13.6-13.12)
+
+def test_seqs_anywhere_in_32_bits_never_exhaust_the_store(tmp_path):
+    """13.6: records and absent runs with seqs up to 2**32-1; gaps and absent stay runs, bounded
+    by the number of holes, and the store answers every sync and report."""
+    import random
+
+    from host_tools import seqruns
+    from host_tools.store import MAX_SEQ
+
+    store = Store(tmp_path / "depot.sqlite3")
+    store.enrol(DEV)
+    rng = random.Random(6)
+    n = cases(200, 5000)
+    invalid = 0
+    for _ in range(n // 10):
+        seqs = [rng.choice([rng.randrange(1, 2**32), rng.randrange(1, 5000), MAX_SEQ, MAX_SEQ + 1,
+                            0xFFFFFFFF]) for _ in range(10)]
+        r = store.ingest(DEV, recs(DEV, 1, 0) + [record.Record(seq=s, device_id=DEV, route_id="R1",
+                         stop_id="S1", item_id="RR%08d9GB" % (s % 10**8), verdict=record.V_INSIDE).encode()
+                         for s in seqs], "dock")
+        invalid += r.invalid
+        a = rng.randrange(1, 2**32)
+        store.declare_absent(DEV, [(a, min(a + rng.randrange(2**31), 2**32 - 1)), rng.randrange(1, 2**32)],
+                             "dock")
+        gaps = store.gaps(DEV)
+        assert len(gaps) <= store.count(DEV) and all(1 <= x <= y <= MAX_SEQ for x, y in gaps)
+        absent = store.absent(DEV)
+        assert all(1 <= x <= y <= MAX_SEQ for x, y in absent)
+        assert seqruns.intersect(absent, seqruns.runs_of(r.seq for r in store.records(DEV))) == []
+    assert invalid > 0 and store.ack_seq(DEV) <= MAX_SEQ
+    tally("security seqs near 2**32", n, extra=f"{store.count(DEV)} stored, {invalid} above MAX_SEQ "
+          f"refused; gaps and absent kept as {len(store.gaps(DEV))} and {len(store.absent(DEV))} runs")
+
+
+def test_random_ids_are_either_valid_names_or_refused_everywhere(tmp_path):
+    """13.7: whatever an id holds, it is refused at enrol and compile, or it is a plain file name."""
+    import random
+
+    from host_tools import ids
+
+    store = Store(tmp_path / "store" / "depot.sqlite3")
+    rng = random.Random(7)
+    alphabet = "aZ09._-/\\\n\r\t\x1b\x00 ~é😀:.."
+    n = cases(300, 20000)
+    refused = 0
+    fc = town.town(seed=4, stops=2, area="south", route_id="X", service_date="2026-11-27")
+    for k in range(n):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 20)))
+        why = ids.problem("device id", value)
+        if why:
+            refused += 1
+            with pytest.raises(ids.BadId):
+                store.enrol(value)
+            if k % 20 == 0:
+                with pytest.raises(route_compile.CompileError):
+                    route_compile.compile_geojson(fc, route_id=value[:16] or "/")
+        else:
+            assert Path(value).name == value and not value.startswith((".", "-"))
+            if store.key(value) is None:
+                store.enrol(value)
+    assert refused > n // 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # nothing written beside it
+    tally("security ids", n, extra=f"{refused} refused at enrol (and compile), {n - refused} plain names")
+
+
+def test_rotations_and_a_revoke_hold_at_once_on_the_server(tmp_path):
+    """13.10: each rotation refuses the old key at the next request and takes the new one; the
+    revoke refuses the device at once."""
+    from host_tools import cli
+
+    db = str(tmp_path / "depot.sqlite3")
+    store = Store(db)
+    key = store.enrol(DEV)
+    rounds = cases(5, 60)
+    seq = 1
+    with BackgroundServer(store) as srv:
+        for _ in range(rounds):
+            assert post(srv.url, DEV, upload.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))) == (
+                200, "")
+            seq += 1
+            assert cli.main(["--store", db, "rotate-key", "--device-id", DEV]) == 0
+            old = upload.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
+            assert post(srv.url, DEV, old) == (401, "bad_signature")
+            key = store.key(DEV)
+            assert key is not None
+            store.key_delivered(DEV, key)
+        assert cli.main(["--store", db, "revoke", "--device-id", DEV]) == 0
+        last = upload.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
+        assert post(srv.url, DEV, last) == (404, "unknown_device")
+    assert store.count(DEV) == rounds
+    tally("security revoke/rotate-key", 2 * rounds + 1,
+          extra="old key refused at the first request after each rotation, revoked device refused")
+
+
+def test_hostile_route_files_are_one_line_each(tmp_path):
+    """13.12: NaN and infinite coordinates name their feature; JSON nested deep is one line."""
+    import math
+    import random
+
+    rng = random.Random(12)
+    n = cases(30, 400)
+    for k in range(n):
+        fc = town.town(seed=k % 7, stops=4, area="south", route_id="H", service_date="2026-11-27")
+        i = rng.randrange(4)
+        ring = fc["features"][i]["geometry"]["coordinates"][0]
+        ring[rng.randrange(1, len(ring) - 1)][rng.randrange(2)] = rng.choice([math.nan, math.inf, -math.inf])
+        with pytest.raises(route_compile.CompileError, match=rf"feature #{i} \(stop_id 'S000{i + 1}'\): a "
+                           "coordinate is not a number"):
+            route_compile.compile_geojson(fc)
+    deep = tmp_path / "deep.geojson"
+    for depth in (10_000, 200_000):
+        deep.write_text("{\"a\":" * depth + "1" + "}" * depth)
+        with pytest.raises(route_compile.CompileError, match="nested too deeply"):
+            route_compile.compile_file(deep)
+    tally("security hostile route files", n + 2, extra="NaN/inf vertices name their feature; "
+          "JSON 10,000 and 200,000 deep: one line, no traceback")
