@@ -85,7 +85,8 @@ class Screen:
         shown = last - row + 1
         first = 0 if n <= shown else min(max(0, prompt.choice - shown // 2), n - shown)
         for i in range(first, min(n, first + shown)):  # a window that keeps the choice in view
-            self._line(row, (">" if i == prompt.choice else " ") + prompt.choices[i][1])
+            label = wrap(prompt.choices[i][1], self.cols - 1, 1)  # one row, cut between words
+            self._line(row, (">" if i == prompt.choice else " ") + (label[0] if label else ""))
             row += 1
         if status.space != "ok":
             warn = "FLASH FULL: DOCK NOW" if status.space == "full" else "Flash low: dock soon"

@@ -54,7 +54,7 @@ import simhw
 from flashdev import FlashDevice
 
 simhw.preopen()
-import delivery, hal, main
+import delivery, hal, main, record
 
 hal.board()
 sounds = []
@@ -158,3 +158,30 @@ print("records", [r for r, _ in app.journal.records(1, bytearray(256))])
     assert screens["recorded"][7] == "*Delivered"
     # the question, the refusal tone for the second scan, silence while scrolling, the chirp
     assert sounds == ["override", "error", "ok"]
+
+
+def test_the_attempt_reasons_scroll_in_a_window_that_keeps_the_choice_in_view(mpy, tmp_path):
+    fc = town.town(seed=5, stops=6, area="north")
+    pkg = route_compile.compile_geojson(fc, key=KEY).package
+    s2 = fc["features"][1]
+    fix = "".join(f"app.gnss.parse({line.encode()!r})\n" for line in at(*town.door(s2)))
+    screens, sounds = run(mpy, tmp_path, "app = main.App()\n" + fix + f"""
+app.on_key("up")
+app.on_scan(b"]C0{s2["properties"]["items"][0]}")
+dump("attempt")
+for _ in range(6):
+    app.on_key("down")
+dump("attempt-7")
+app.on_key("ok")
+r = record.decode(next(iter(app.journal.records(1, bytearray(256))))[1])
+sounds.append("record %d reason %d" % (r.outcome, r.reason))
+""", pkg=pkg)
+    first = screens["attempt"]
+    assert first[3] == "ATTEMPT MODE" and first[7] == "*Attempt: reason?"
+    assert first[8] == "#2 4 Linden Street" and first[9:16] == [
+        ">Addressee absent", " Door locked / no access", " Refused by addressee", " Address not found",
+        " Addressee unknown / moved", " Item damaged", " Business closed"]  # attempt reasons only
+    assert screens["attempt-7"][9:16] == [
+        " Refused by addressee", " Address not found", " Addressee unknown / moved", " Item damaged",
+        ">Business closed", " Unsafe to deliver (dog,~", " Payment / ID required"]  # 30 columns
+    assert sounds == ["override", "ok", "record 2 reason 7"]  # attempted, Business closed
