@@ -398,9 +398,20 @@ class VirtualDevice:
         if name not in self.board["keys"]:
             raise ValueError(f"unknown key {name!r} (board has {sorted(self.board['keys'])})")
         os.write(self.uarts["keys"].master, name.encode() + b"\n")
+        self._settle("keys")
 
     def gnss_lines(self, lines: list[str]) -> None:
         os.write(self.uarts["gnss"].master, "".join(line + "\r\n" for line in lines).encode("ascii"))
+        self._settle("gnss")
+
+    def _settle(self, uart: str) -> None:
+        """While the firmware runs, return once it has read what was just written: a key pressed or
+        a fix sent before a scan is then handled before that scan, as a carrier's eyes would have
+        ensured (the key and scanner lines are separate UARTs, read by separate tasks)."""
+        with self._lock:
+            running = self.vm is not None and self.vm_state == "R"
+        if running:
+            self.uarts[uart].wait_read(timeout=5.0)
 
     def gnss_feed(self, seconds: Iterator[tuple[Any, list[str]]], period: float = 1.0) -> None:
         """Play (t, [sentences]) groups at `period` seconds each (1 Hz receiver cadence)."""

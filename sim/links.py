@@ -3,10 +3,12 @@ the dock link (two ptys and a paced pump between them, with drops, bit flips, st
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import random
 import select
+import struct
 import termios
 import threading
 import time
@@ -25,6 +27,20 @@ class Pty:
         tty.setraw(self.slave)
         tty.setraw(self.master)
         self.path = os.ttyname(self.slave)
+
+    def unread(self) -> int:
+        """Bytes written to the master that the far end has not read yet."""
+        return struct.unpack("i", fcntl.ioctl(self.slave, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+    def wait_read(self, timeout: float = 10.0) -> bool:
+        """Until the far end has read everything written so far (a UART's FIFO emptied by the
+        firmware), so what is sent next on another line is seen after it. False on timeout."""
+        end = time.monotonic() + timeout
+        while self.unread():
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.002)
+        return True
 
     def drain_input(self) -> None:
         """Forget what the far end has not read yet (a UART's FIFO is empty at power-on)."""
