@@ -214,6 +214,8 @@ class App:
         s.docked = self.docked_ms is not None and time.ticks_diff(hal.ticks_ms(), self.docked_ms) < 30000
         if g.valid and g.age_ms() < 10000:
             s.gnss = "GPS %dsv %d.%d" % (g.sats, g.hdop // 100, g.hdop // 10 % 10)
+        elif g.in_view:  # acquiring: satellites heard (SNR above 0) of those in view, from GSV
+            s.gnss = "NO FIX %d/%dsv" % (g.tracked, g.in_view)
         else:
             s.gnss = "NO FIX"
         if self.journal is not None:
