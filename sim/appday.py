@@ -57,7 +57,8 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
     VM's heap is `heap` plus the image (its first allocation), so the app has `heap` above it.
     irregular: surveyed-looking footprints (town.town(irregular=True)); walk: every second of the
     walk between doors is fed, not one fix per door. The result's `largest_free_blocks` is the
-    largest free block (bytes) after a collection at the start, every 50 scans and at the end."""
+    largest free block (bytes) after a collection at the start, after the first scan, every 50
+    scans and at the end."""
     image = flash.build("sim")  # the firmware as the device holds it: .mpy bytecode
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

@@ -104,6 +104,8 @@ while True:
     elif kind == 83:  # S: a scan
         app.on_scan(data)
         scans += 1
+        if scans == 1:
+            checkpoint()  # the first record written: the journal's open segment is working set now
         if scans % 50 == 0:
             gc.collect()
             peak = max(peak, gc.mem_alloc())
