@@ -42,8 +42,9 @@ R95_MIN_M = 4.0  # the radius holding 95% of the next fixes is never assumed sma
 RMS_TO_R95 = 1.731  # 2-D Gaussian: r95 = sigma*sqrt(2 ln 20), RMS = sigma*sqrt(2)
 # Geometry.
 DEVICE_MARGIN_M = 5.0  # geofence.MARGIN_DM: a fix within 5 m of the fence is inside
-KEEP_INSIDE = 0.9  # keep a fence the device judged >= 90% of the stop's fixes inside
-KEEP_UNCOVERED = 0.1  # ... or that judges >= 90% of the r95 disc inside
+KEEP_UNCOVERED = 0.1  # keep a fence that judges >= 90% of the r95 disc inside
+KEEP_INSIDE = 0.9  # ... or that the device judged >= 90% of the stop's fixes inside,
+KEEP_PREDICTED = 0.25  # unless it would judge more than a quarter of the r95 disc outside
 AT_BUILDING_M = 2.0  # a point this close to a footprint is at that building
 SLACK_M = 1.0  # an extension covers a little more than needed, so the next night's estimate keeps it
 BOUND_M = 10.0  # a learned fence lies within its base footprint buffered by this
@@ -431,11 +432,14 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
                     "fixes' weight agree on one point")
         return prop
     if current is not None and (has_building or learned_before):
-        if ev.inside_now >= KEEP_INSIDE:  # a change answers deliveries the fence missed, never a guess
-            prop.why = f"the device judged {100 * ev.inside_now:.0f}% of the fixes inside"
-            return prop
-        if uncovered(ev.point, ev.r95_m, current) <= KEEP_UNCOVERED:
+        gap = uncovered(ev.point, ev.r95_m, current)
+        if gap <= KEEP_UNCOVERED:
             prop.why = "the fence already covers the delivery point"
+            return prop
+        # a fence the device judged right is left alone unless the fixes' own accuracy says that
+        # many of the next ones will fall outside (a door under trees, in a yard)
+        if ev.inside_now >= KEEP_INSIDE and gap <= KEEP_PREDICTED:
+            prop.why = f"the device judged {100 * ev.inside_now:.0f}% of the fixes inside"
             return prop
     p = ev.point
     d_base = float(base.distance(Point(p))) if base is not None and has_building else math.inf

@@ -67,6 +67,7 @@ class Result:
     changed: int = 0
     naive_area_growth: float = 1.0
     missed: dict[str, dict[str, int]] = field(default_factory=dict)  # held-out misses: variant -> kind -> n
+    workdir: str = ""
 
     def share(self, key: str) -> float:
         inside, judged = self.heldout[key]
@@ -211,7 +212,7 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
         fcs["learning"] = night(store_path, town.route_id, fcs["learning"], footprints, work, day, res, say)
         fcs["naive"] = naive_route(first, fixes)
     store.close()
-    say(f"store, routes and review pages: {work}")
+    res.workdir = str(work)
     pairs = list(zip(first["features"], fcs["learning"]["features"], strict=True))
     growth = [area_m2(new) / area_m2(old) for old, new in pairs if old["geometry"] != new["geometry"]]
     res.changed = len(growth)
@@ -249,6 +250,7 @@ def report(res: Result, say: Any = print) -> None:
         f"{100 * res.share('naive_equal_area'):.1f}%, naive 50 m {100 * res.share('naive'):.1f}%")
     say(f"area: {res.changed} fences changed, median learned/initial {res.area_growth:.2f}; "
         f"naive 50 m circles median {res.naive_area_growth:.1f}x the first fences")
+    say(f"store, routes and review pages: {res.workdir}")
 
 
 def register(sub) -> None:

@@ -101,7 +101,18 @@ def test_a_door_at_the_facade_keeps_its_fence():
     for day in (2, 3, 4):
         h.deliver("S1", 5, 10.5, day=day, n=2, noise_m=2.0)  # the front door, on the street side
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
-    assert (p.action, p.enough, p.why) == ("keep", True, "the device judged 100% of the fixes inside")
+    assert (p.action, p.enough, p.why) == ("keep", True, "the fence already covers the delivery point")
+
+
+def test_a_door_whose_fixes_are_poor_gets_room_before_they_miss():
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 4):  # a yard: HDOP 2.5, so the receiver itself claims 12.5 m
+        h.deliver("S1", 5, 10.5, day=day, n=2, noise_m=1.0, hdop=2.5)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert (p.action, p.evidence.inside_now, p.evidence.r95_m) == ("extend", 1.0, 12.5)
+    assert new_fence(p).contains(Point(5, 10.5 + 12.5 - learn.DEVICE_MARGIN_M))  # r95 within the margin
+    assert HOUSES["way/1"].buffer(learn.BOUND_M).contains(new_fence(p))
 
 
 def test_a_van_scanner_far_from_every_building_is_flagged_not_learned():
