@@ -173,7 +173,8 @@ class Delivery:
         r.verdict, r.distance_dm = verdict, dist
         r.device_time = self.time_s()
         if g.valid:
-            r.lat_e6, r.lon_e6, r.gnss_time = g.lat_e6, g.lon_e6, g.unix()
+            r.lat_e6, r.lon_e6 = g.lat_e6, g.lon_e6
+            r.gnss_time = max(0, g.fix_unix())  # when this fix was taken, not the latest sentence
             r.accuracy_dm = self.fences.accuracy_dm(g.hdop // 10)
             r.fix_age_s = min(g.age_ms() // 1000, record.NO_AGE - 1)
         else:

@@ -293,6 +293,8 @@ class NMEA:
         self.days = -1  # UTC date as days since 1970; -1 until an RMC brings it
         self.ms = -1  # UTC milliseconds of the day; -1 until known
         self.fix_ms = 0  # ticks_ms() of the last accepted fix
+        self.fix_days = -1  # UTC of that fix (its sentence's time), as days and ms; -1 unknown
+        self.fix_tod = -1
         self.sentence = 0  # type code of the sentence that produced the last fix
         # satellites in view (GSV), for the screen: sums over the talkers heard
         self.in_view = 0
@@ -309,6 +311,13 @@ class NMEA:
         if self.days < 0 or self.ms < 0:
             return -1
         return self.days * 86400 + self.ms // 1000
+
+    def fix_unix(self):
+        """UTC of the last accepted fix in unix seconds (a time-only sentence since, such as ZDA or
+        an RMC without a fix, does not move it), or -1 while unknown."""
+        if self.fix_days < 0 or self.fix_tod < 0:
+            return -1
+        return self.fix_days * 86400 + self.fix_tod // 1000
 
     def iso(self):
         """ISO 8601 UTC ("2024-03-05T12:35:19Z", milliseconds when non-zero), None without a date."""
@@ -483,6 +492,8 @@ class NMEA:
         self.valid = 1
         self.fixes += 1
         self.fix_ms = ticks_ms()
+        self.fix_days = self.days  # small ints: the hot path allocates nothing
+        self.fix_tod = self.ms
         self.sentence = code
         if self.on_fix is not None:
             self.on_fix(self)
