@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import random
+import re
 import runpy
 import select
 import signal
@@ -44,6 +45,7 @@ VM_DIR = Path(__file__).resolve().parent / "vm"
 SOFT_FRIENDLY = 3
 SOFT_RAW = 4
 _POWER_BLANK = b" " * 32
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def load_board(name: str) -> dict[str, Any]:
@@ -109,6 +111,7 @@ class VirtualDevice:
         self.events: list[dict[str, Any]] = []
         self.events_log = open(self.workdir / "events.log", "a", buffering=1)
         self.console_tail = bytearray()
+        self._out_cr = False  # the console output so far ends in CR
         self.vm: subprocess.Popen[bytes] | None = None
         self.vm_state = "off"  # off | booting | R (user code) | I (REPL idle) | X | P (power lost)
         self.boots = 0
@@ -278,6 +281,11 @@ class VirtualDevice:
 
     def _emit_console(self, data: bytes) -> None:
         with self._lock:
+            # A board's console driver sends each LF the firmware prints as CR LF (a terminal
+            # would draw a staircase otherwise); the VM's stdout is a plain pipe, so do it here.
+            start = 1 if self._out_cr and data[:1] == b"\n" else 0  # its CR ended the last chunk
+            data = data[:start] + _BARE_LF.sub(b"\r\n", data[start:])
+            self._out_cr = data.endswith(b"\r")
             self.console_tail += data
             del self.console_tail[:-65536]
         for chunk in paced(self._console_out, data):

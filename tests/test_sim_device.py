@@ -367,7 +367,7 @@ def test_friendly_and_raw_repl_by_hand(device: Device) -> None:
         os.write(fd, b"\x01")  # raw REPL without raw-paste: OK, output, EOF, errors, EOF, prompt
         _expect(fd, b"raw REPL; CTRL-B to exit\r\n>")
         os.write(fd, b"print('raw')\x04")
-        assert _expect(fd, b"\x04\x04>").endswith(b"OKraw\n\x04\x04>")
+        assert _expect(fd, b"\x04\x04>").endswith(b"OKraw\r\n\x04\x04>")  # CR LF, as a board
         os.write(fd, b"1/0\x04")
         assert b"ZeroDivisionError" in _expect(fd, b"\x04>")
         os.write(fd, b"\x02")  # back to the friendly REPL; Ctrl-D there soft-reboots into main.py

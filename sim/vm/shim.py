@@ -5,10 +5,7 @@ board_<name>.py, flashdev.py and simhw.py. It mounts littlefs from the emulated 
 file) at "/", runs /boot.py and /main.py from it, then serves the REPL on stdin/stdout, which the
 device process relays to the console pty.
 
-The REPL is written here rather than borrowed from the unix port because the unix port's REPL
-cannot soft-reset (Ctrl-D exits the process) and ignores Ctrl-C bytes. Protocol kept byte-exact
-with MicroPython's pyexec.c so that mpremote works unchanged: raw REPL (Ctrl-A), raw-paste with
-its flow-control window, Ctrl-B, Ctrl-C, Ctrl-D soft reboot.
+The REPL itself is sim/vm/repl.py (pyexec.c's friendly and raw REPLs, in MicroPython).
 
 Talks to the device process through:
   exit status  3 = soft reboot into the friendly REPL (runs main.py), 4 = into the raw REPL
@@ -24,29 +21,10 @@ import os
 import sys
 import time
 
-import simhw  # type: ignore  # sim/vm on MICROPYPATH
+import repl  # type: ignore  # sim/vm on MICROPYPATH
+import simhw  # type: ignore
 import vfs  # type: ignore  # MicroPython
 from flashdev import FlashDevice  # type: ignore
-
-_RAW = 4
-_FRIENDLY = 3
-
-_out = sys.stdout.buffer
-_in = sys.stdin.buffer
-_state = None
-_one = bytearray(1)
-
-
-def w(b):
-    _out.write(b)
-
-
-def state(code):
-    if _state is not None:
-        try:
-            _state.write(code)
-        except OSError:
-            pass
 
 
 class SimFlash(FlashDevice):
@@ -79,7 +57,7 @@ class SimFlash(FlashDevice):
 
     def _check_alive(self):
         if not self.powered:
-            state(b"P")
+            repl.state(b"P")
             while True:  # the CPU died with the chip: nothing after the cut may run
                 try:
                     time.sleep(1)
@@ -134,192 +112,18 @@ def run_file(path, ns):
             src = f.read()
     except OSError:
         return True
-    return execute(src, ns, False, path)
-
-
-def execute(src, ns, raw, filename="<stdin>", single=False):
-    try:
-        try:
-            state(b"R")  # inside the try: the Ctrl-C it invites may strike before it returns
-            if not isinstance(src, str):
-                src = bytes(src).decode()
-            code = compile(src, filename, "single" if single else "exec")
-            exec(code, ns)
-        except SystemExit:
-            pass
-        except BaseException as e:  # KeyboardInterrupt too: Ctrl-C stops user code, not the REPL
-            if raw:
-                w(b"\x04")
-            sys.print_exception(e)  # type: ignore[attr-defined]
-            if raw:
-                w(b"\x04")
-            return False
-        if raw:
-            w(b"\x04\x04")
-        return True
-    finally:
-        state(b"I")
-
-
-def getc():
-    while True:
-        try:
-            n = _in.readinto(_one)  # type: ignore[attr-defined]
-        except KeyboardInterrupt:
-            return 3  # a Ctrl-C that arrived as SIGINT just as we went idle
-        if not n:
-            state(b"X")
-            sys.exit(0)
-        return _one[0]
-
-
-def soft_reboot(mode, dev):
-    state(b"X")
-    dev.close()
-    w(b"MPY: soft reboot\r\n")
-    sys.exit(mode)
-
-
-def raw_paste(ns):
-    window = 256
-    w(b"R\x01")
-    w(bytes((window & 255, window >> 8, 1)))
-    remain = window
-    src = bytearray()
-    while True:
-        c = getc()
-        if c == 3 or c == 4:
-            w(b"\x04")
-            if c == 3:
-                w(b"\x04Traceback (most recent call last):\r\nKeyboardInterrupt: \r\n\x04")
-                return
-            break
-        src.append(c)
-        remain -= 1
-        if remain == 0:
-            w(b"\x01")
-            remain = window
-    execute(src, ns, True)
-
-
-def raw_repl(ns, dev):
-    w(b"raw REPL; CTRL-B to exit\r\n")
-    while True:
-        w(b">")
-        line = bytearray()
-        while True:
-            c = getc()
-            if c == 1:
-                if len(line) == 2 and line[0] == 5:
-                    if line[1] == 65:  # "A"
-                        raw_paste(ns)
-                    else:
-                        w(b"R\x00")
-                    line = None
-                    break
-                return _RAW  # Ctrl-A again: reset the raw REPL
-            if c == 2:
-                w(b"\r\n")
-                return _FRIENDLY
-            if c == 3:
-                line = bytearray()
-            elif c == 4:
-                break
-            else:
-                line.append(c)
-        if line is None:
-            continue
-        w(b"OK")
-        if not line:
-            w(b"\r\n")
-            soft_reboot(_RAW, dev)
-        execute(line, ns, True)
-
-
-def readline(prompt):
-    """Line editor: returns (control char or 0, text)."""
-    w(prompt)
-    line = bytearray()
-    while True:
-        c = getc()
-        if c == 13:
-            w(b"\r\n")
-            return 0, bytes(line).decode()
-        if c in (1, 2, 3, 5) or (c == 4 and not line):
-            return c, ""
-        if c in (8, 127):
-            if line:
-                line.pop()
-                w(b"\x08 \x08")
-        elif c >= 32 or c == 9:
-            line.append(c)
-            _one[0] = c
-            w(_one)
-
-
-def friendly_repl(ns, dev):
-    w(BANNER)
-    while True:
-        c, text = readline(b">>> ")
-        if c == 1:
-            w(b"\r\n")
-            return _RAW
-        if c == 2:
-            w(b"\r\n" + BANNER)
-        elif c == 3:
-            w(b"\r\n")
-        elif c == 4:
-            w(b"\r\n")
-            soft_reboot(_FRIENDLY, dev)
-        elif c == 5:
-            w(b"\r\npaste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== ")
-            src = bytearray()
-            while True:
-                k = getc()
-                if k == 3:
-                    src = None
-                    w(b"\r\n")
-                    break
-                if k == 4:
-                    w(b"\r\n")
-                    break
-                src.append(k)
-                _one[0] = k
-                w(b"\r\n=== " if k == 13 else _one)
-            if src:
-                execute(src, ns, False)
-        elif text.strip():
-            if text.rstrip().endswith(":"):
-                more = text
-                while True:
-                    c2, t2 = readline(b"... ")
-                    if c2 == 3:
-                        more = None
-                        w(b"\r\n")
-                        break
-                    if not t2.strip():
-                        break
-                    more += "\n" + t2
-                if more is None:
-                    continue
-                execute(more + "\n", ns, False)
-            else:
-                execute(text, ns, False, "<stdin>", True)
-
-
-BANNER = b'MicroPython (unix port) on sim; virtual handheld\r\nType "help()" for more information.\r\n'
+    return repl.execute(src, ns, False, path)
 
 
 def main():
-    global _state
     board_name = os.getenv("SIM_BOARD") or "sim"
     board = __import__("board_" + board_name.replace("-", "_")).BOARD
     simhw.board = board
     image = os.getenv("SIM_FLASH")
-    mode = _RAW if os.getenv("SIM_BOOT_MODE") == "raw" else _FRIENDLY
+    mode = repl.RAW if os.getenv("SIM_BOOT_MODE") == "raw" else repl.FRIENDLY
     sp = os.getenv("SIM_STATE")
     if sp:
-        _state = open(sp, "wb")
+        repl.open_state(sp)
     simhw.preopen()
     fl = board["flash"]
     dev = SimFlash(fl["block_size"], fl["block_count"], image, os.getenv("SIM_POWER"),
@@ -328,21 +132,21 @@ def main():
     sys.path[:] = ["", ".frozen", "/lib"]
     ns = {"__name__": "__main__"}
     if err:
-        w(b"sim: " + err.encode() + b"\r\n")
+        repl.w(b"sim: " + err.encode() + b"\r\n")
     else:
         # As on a board: main.py only after a soft reset into the friendly REPL, and only when
         # boot.py did not fail (boot.py stops the boot on a storage fault this way).
-        if run_file("boot.py", ns) and mode == _FRIENDLY:
+        if run_file("boot.py", ns) and mode == repl.FRIENDLY:
             run_file("main.py", ns)
-    state(b"I")
+    repl.state(b"I")
     while True:
         try:
-            if mode == _RAW:
-                mode = raw_repl(ns, dev)
+            if mode == repl.RAW:
+                mode = repl.raw_repl(ns, dev)
             else:
-                mode = friendly_repl(ns, dev)
+                mode = repl.friendly_repl(ns, dev)
         except KeyboardInterrupt:
-            w(b"\r\n")
+            repl.w(b"\r\n")
 
 
 if __name__ == "__main__":
