@@ -550,30 +550,42 @@ def _rates_rows(rep: Report) -> str:
         f"<td class=num>{r.attempts}</td></tr>" for n, r in rows)
 
 
+_FOLD = 10  # a longer list folds under one line, so the sections after it stay in view
+
+
+def _items(lis: list[str]) -> str:
+    """A reconciliation list; past _FOLD entries it opens on a click (a partial day's 358 unscanned
+    items would otherwise bury the map and the stops)."""
+    body = "<ul>" + "".join(lis) + "</ul>"
+    if len(lis) <= _FOLD:
+        return body
+    return f"<details><summary>show all {len(lis)}</summary>{body}</details>"
+
+
 def to_html(rep: Report) -> str:
     esc = html.escape
     rid = esc(rep.route.route_id)
     recon = []
     n_gaps = _numbers(rep.gaps)
     recon.append(f'<li class="{"bad" if n_gaps else ""}">Sequence gaps (numbers missing from the store): '
-                 f"{n_gaps}<ul>" + "".join(f"<li>{esc(d)}: seq {gap_text(a, b)} missing</li>"
-                                           for d, r in rep.gaps.items() for a, b in r) + "</ul></li>")
+                 f"{n_gaps}" + _items([f"<li>{esc(d)}: seq {gap_text(a, b)} missing</li>"
+                                       for d, r in rep.gaps.items() for a, b in r]) + "</li>")
     recon.append("<li>Sequence numbers skipped by the device (declared never used): "
-                 f"{_numbers(rep.skipped)}<ul>" + "".join(f"<li>{esc(d)}: seq {gap_text(a, b)} skipped</li>"
-                                                          for d, r in rep.skipped.items() for a, b in r)
-                 + "</ul></li>")
-    recon.append(f"<li>Items expected but not scanned: {len(rep.missing)}<ul>" + "".join(
-        f"<li>{esc(i)} (stop {esc(s)})</li>" for s, i in rep.missing) + "</ul></li>")
-    recon.append(f"<li>Items scanned at the wrong stop: {len(rep.wrong_stop)}<ul>" + "".join(
+                 f"{_numbers(rep.skipped)}" + _items([f"<li>{esc(d)}: seq {gap_text(a, b)} skipped</li>"
+                                                     for d, r in rep.skipped.items() for a, b in r])
+                 + "</li>")
+    recon.append(f"<li>Items expected but not scanned: {len(rep.missing)}" + _items([
+        f"<li>{esc(i)} (stop {esc(s)})</li>" for s, i in rep.missing]) + "</li>")
+    recon.append(f"<li>Items scanned at the wrong stop: {len(rep.wrong_stop)}" + _items([
         f"<li>{esc(i)}: expected at {esc(x)}, scanned at {esc(g)} ({esc(d)} #{q})</li>"
-        for i, x, g, d, q in rep.wrong_stop) + "</ul></li>")
-    recon.append(f"<li>Deliveries confirmed outside the fence: {len(rep.outside)}<ul>" + "".join(
-        f"<li>{esc(i)} at {esc(s)}: {m:.1f} m ({esc(d)} #{q})</li>" for s, i, m, d, q in rep.outside)
-        + "</ul></li>")
+        for i, x, g, d, q in rep.wrong_stop]) + "</li>")
+    recon.append(f"<li>Deliveries confirmed outside the fence: {len(rep.outside)}" + _items([
+        f"<li>{esc(i)} at {esc(s)}: {m:.1f} m ({esc(d)} #{q})</li>" for s, i, m, d, q in rep.outside])
+        + "</li>")
     recon.append(f'<li class="{"bad" if rep.stale else ""}">Scans with a stale fix (older than '
-                 f"{geofence.MAX_AGE_S} s): {len(rep.stale)}<ul>" + "".join(
+                 f"{geofence.MAX_AGE_S} s): {len(rep.stale)}" + _items([
                      f"<li>{esc(e.r.item_id)} at {esc(e.r.stop_id)}: fix {e.fix_lag_s} s before the scan "
-                     f"({esc(e.r.device_id)} #{e.r.seq})</li>" for e in rep.stale) + "</ul></li>")
+                     f"({esc(e.r.device_id)} #{e.r.seq})</li>" for e in rep.stale]) + "</li>")
     if rep.unknown_stop:
         recon.append(f"<li>Records naming a stop not on the route: {len(rep.unknown_stop)}</li>")
     stop_rows = []

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "sim.fencecheck",
     "sim.nmeadump",
     "sim.runcmd",
+    "sim.town",
     "sim.days",
 ]
 

@@ -2,8 +2,9 @@
 run on the real `micropython`, against a list of points.
 
 Input lines are `lat,lon[,hdop]` (decimal degrees; hdop defaults to 1.0; blank lines and `#`
-comments skipped). Output is one CSV line per point, `stop_id,contains,distance_m,verdict`, for the
-fence containing the point or else the nearest one; distance_m is 0 inside, as shapely measures it.
+comments skipped). Output is a header line, then one CSV line per point,
+`stop_id,contains,distance_m,verdict`, for the fence containing the point or else the nearest
+one; distance_m is 0 inside, as shapely measures it.
 The VM opens the package and the points file from the host filesystem itself.
 
 Nothing the VM allocates outlives the point it judges: stop ids are copied into one preallocated
@@ -15,7 +16,6 @@ dies with MemoryError while most of the heap is free.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from sim import mpy
@@ -72,6 +72,9 @@ main(%r, %r, %r)
 """
 
 
+HEADER = "stop_id,contains,distance_m,verdict"  # the first line printed: the columns
+
+
 class FenceCheckError(RuntimeError):
     pass
 
@@ -97,14 +100,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from host_tools.errors import DepotError
     from host_tools.route_compile import CompileError, read_key
 
     try:
         key = read_key(args.key) if args.key else bytes(32)
         lines = fence_check(args.package, args.points, key, heap=args.heap)
     except (CompileError, FenceCheckError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise DepotError(str(exc), "give a route package compiled by `depot route compile` and its key") \
+            from None
+    print(HEADER)
     for line in lines:
         print(line)
     return 0
