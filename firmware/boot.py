@@ -4,7 +4,7 @@
 # a day of deliveries): the fault goes on the screen and boot stops with an exception, which makes
 # the board skip main.py and leave the REPL to the depot, who can still read the raw flash.
 # On a custom build this file is frozen as _boot.py; as /boot.py, the mount is already done.
-import hal
+from firmware import hal
 
 _err = hal.mount_storage()
 if _err:

@@ -6,7 +6,7 @@ so the same code runs on a device, in the simulator and under test. The flow is 
 machine driven by two events, `scan(raw)` and `key(name)`; each returns a Prompt for the screen.
 """
 
-import record
+from firmware import record
 
 try:
     from micropython import const

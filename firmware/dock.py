@@ -16,10 +16,9 @@ import os
 import select
 import struct
 
-import dockproto as P
-import record
-import sign
-from dockroute import RouteError, RouteInbox
+from firmware import dockproto as P
+from firmware import record, sign
+from firmware.dockroute import RouteError, RouteInbox
 
 try:
     from micropython import const
@@ -330,7 +329,7 @@ class Dock:
         t = struct.unpack_from("<I", pl, 0)[0]
         setter = self._set_time
         if setter is None:
-            import hal
+            from firmware import hal
 
             setter = hal.set_time
         setter(t)

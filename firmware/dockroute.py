@@ -101,7 +101,7 @@ class RouteInbox:
             self.discard()
             raise RouteError("route transfer corrupt (sha256)")
         try:
-            import routepkg
+            from firmware import routepkg
 
             pkg = routepkg.RoutePackage(inc, self.key)
             route_id = pkg.route_id
@@ -149,7 +149,7 @@ class RouteInbox:
             rhash = b"\0" * 8
             try:
                 rhash = self.file_sha(path)[:8]
-                import routepkg
+                from firmware import routepkg
 
                 pkg = routepkg.RoutePackage(path, self.key)
                 route_id = pkg.route_id

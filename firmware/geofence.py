@@ -15,7 +15,7 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-import record
+from firmware import record
 
 BIG = const(0x3FFFFFFF)  # "no fence found" distance; still a small int
 FAR = const(4096)  # dm: beyond this, a fence's distance is its bounding-box distance (a lower bound)

@@ -24,13 +24,14 @@ _clock_offset = 0  # set_time() on the unix port shifts the wall clock instead o
 
 def board(name=None):
     """The board definition dict. `name` ("sim", "esp32s3-sim7600", ...) selects boards/board_<name>.py
-    (tests, simulator); otherwise the device's own board.py."""
+    (tests, simulator); otherwise the device's own firmware/board.py."""
     global _board
     if name is not None:
-        _board = __import__("board_" + name.replace("-", "_")).BOARD
+        mod = "board_" + name.replace("-", "_")
+        _board = getattr(__import__("boards." + mod), mod).BOARD
     elif _board is None:
         try:
-            import board as b  # type: ignore  # copied to the device's /lib by `depot flash`
+            from firmware import board as b  # type: ignore  # written to /lib/firmware/ by `depot flash`
 
             _board = b.BOARD
         except ImportError:
@@ -47,7 +48,7 @@ def _sim_board():
             return simhw.board
     except ImportError:
         pass
-    import board_sim
+    from boards import board_sim
 
     return board_sim.BOARD
 

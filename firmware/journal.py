@@ -13,7 +13,7 @@ import binascii
 import os
 import struct
 
-import record
+from firmware import record
 
 try:
     from micropython import const

@@ -1,7 +1,9 @@
 """Where things live on the device's flash. Everything the carrier produced is under /data, which
-a flash never writes; the firmware is in /lib and the identity in /config. (Data directories must
-not share a name with a module: "" comes before /lib on sys.path, and a directory imports as a
-namespace package.)"""
+a flash never writes; the firmware is the package /lib/firmware (entry points /boot.py and /main.py
+import it) and the identity is in /config. (Data directories must not share a name with a module:
+"" comes before /lib on sys.path, and a directory imports as a namespace package.)"""
+
+FIRMWARE_DIR = "/lib/firmware"  # the package (firmware/manifest.py) and board.mpy, the board definition
 
 CONFIG = "/config/device.json"
 DATA = "/data"

@@ -10,22 +10,14 @@ import json
 import os
 import time
 
-import delivery
-import geofence
-import hal
-import ident
-import journal
-import layout
-import nmea
-import routepkg
-import ui
+from firmware import __version__ as VERSION
+from firmware import delivery, geofence, hal, ident, journal, layout, nmea, routepkg, ui
 
 try:
     from micropython import const
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-VERSION = "0.1.0"
 _ROUTE_SHARE = const(4)  # a route package may take a quarter of the flash (active + incoming + journal)
 NO_ROUTE = "No route: dock at the depot"
 # Collect after this many bytes are allocated, not only when the heap is exhausted: garbage then
@@ -287,8 +279,7 @@ class App:
         # the largest buffer (the upload batch) first, while the freed heap is least fragmented
         s = hal.open_uart("modem")
         if s is not None and self.server_url:
-            import modem
-            import uploader
+            from firmware import modem, uploader
 
             m = modem.Modem(s, self.board["modem"]["dialect"], self.board["modem"]["apn"], ca=_server_ca())
             self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url,
@@ -296,7 +287,7 @@ class App:
             t.append(self.uploader.run())
         s = hal.open_uart("dock")
         if s is not None:
-            import dock
+            from firmware import dock
 
             fl = self.board["flash"]
             self.dock = dock.Dock(s, self.journal, self.device_id, self.key, layout.ROUTE_DIR,
@@ -325,6 +316,3 @@ def main():
     finally:
         asyncio.new_event_loop()  # so the REPL after Ctrl-C starts clean, as on a board
 
-
-if __name__ == "__main__":
-    main()

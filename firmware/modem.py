@@ -99,7 +99,7 @@ class Modem:
         self.cr = False  # the last line ended at CR: its LF is still to come
         self.tls = None  # https:// through the modem's TLS stack, pinned to the depot's CA
         if ca:
-            import modem_tls
+            from firmware import modem_tls
 
             self.tls = modem_tls.TLS(self, ca)
 

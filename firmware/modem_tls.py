@@ -22,7 +22,7 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-import modem as M
+from firmware import modem as M
 
 _CA_FILE = "depot_ca.pem"
 _CHUNK = const(1024)  # bytes per CCHSEND/QSSLSEND (both modules take at least this)

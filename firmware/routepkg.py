@@ -21,7 +21,7 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-import sign
+from firmware import sign
 
 MAGIC = b"RPKG"
 VERSION = const(1)

@@ -2,8 +2,7 @@
 each outcome of the delivery flow to a distinct sound and light, so a carrier can tell success,
 a question and an error apart without looking."""
 
-import delivery
-import record
+from firmware import delivery, record
 
 try:
     from micropython import const

@@ -17,7 +17,7 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-from sign import MAC_LEN, equal
+from firmware.sign import MAC_LEN, equal
 
 MAGIC = b"PSUB"
 ACK_MAGIC = b"PSAK"

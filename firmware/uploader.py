@@ -22,10 +22,9 @@ nothing. Each failure class has its own remedy:
 import asyncio
 import random
 
-import hal
-import upload
-from modem import ContextBroken, ModemError, ModemState, NoCoverage, SimProvisioning, Transient
-from sign import Signer
+from firmware import hal, upload
+from firmware.modem import ContextBroken, ModemError, ModemState, NoCoverage, SimProvisioning, Transient
+from firmware.sign import Signer
 
 try:
     from micropython import const

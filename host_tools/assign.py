@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import routepack
-import routepkg
-
-from host_tools import ids, private, routes
+from firmware import routepkg
+from host_tools import ids, private, routepack, routes
 from host_tools.errors import DepotError
 from host_tools.store import AssignedRoute, Storage, UnknownDevice, open_existing
 

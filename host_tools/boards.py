@@ -1,9 +1,10 @@
 """Board definitions (boards/board_<name>.py) read on the host, without importing device code."""
 
 import ast
+from importlib import resources
 from pathlib import Path
 
-BOARDS = Path(__file__).resolve().parent.parent / "boards"
+BOARDS = Path(str(resources.files("boards")))  # the installed package's folder (wheels install unzipped)
 
 
 def path(name: str) -> Path:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-import routepack
-
-from host_tools import ids, private, routes
+from host_tools import ids, private, routepack, routes
 from host_tools.errors import DepotError
 from host_tools.store import StoreError, UnknownDevice, open_existing
 

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import dockproto as P
-import record
 import serial
-import sign
+
+from firmware import dockproto as P
+from firmware import record, sign
 
 BAUD = 115200
 IDLE_S = 0.25  # a stream's line silent this long: the device never got our request, ask again

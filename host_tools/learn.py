@@ -18,12 +18,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import record
-import routepack
 import shapely
 from shapely.geometry import MultiPolygon, Point, Polygon, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
+
+from firmware import record
+from host_tools import routepack
 
 # Evidence before any change: DLInf labels a point from 2 deliveries with 51% agreement; here 2
 # agreeing fixes on at least 2 days, so one visit's correlated GNSS error never moves a fence.

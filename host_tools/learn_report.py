@@ -9,8 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import record as rec
-
+from firmware import record as rec
 from host_tools.learn_review import env
 
 CHART_W, CHART_H, PAD = 640.0, 200.0, 36.0

@@ -13,7 +13,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Iterable
 
-import layout
+from firmware import layout
 
 _CHUNK = 3072  # raw bytes per exec: raw-paste mode has flow control, so big chunks are safe
 

@@ -27,11 +27,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import geofence  # firmware/geofence.py, via host_tools: the device's freshness limit
-import record as rec  # firmware/record.py, via host_tools
-import routepack
-
-from host_tools import learn_report, seqruns, seqs, untrusted
+from firmware import geofence  # the device's freshness limit
+from firmware import record as rec
+from host_tools import learn_report, routepack, seqruns, seqs, untrusted
 from host_tools.routes import Route, Stop
 
 # Non-delivery reasons and actions (UPU EMSEVT EMH spirit) come with the route package; a route read

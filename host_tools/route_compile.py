@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 from warnings import catch_warnings, simplefilter
 
-import ident
-import routepack
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from host_tools import boards, ids, private
+from firmware import ident
+from host_tools import boards, ids, private, routepack
 from host_tools.errors import DepotError
 
 MAX_SHIFT_DM = 5.0  # simplification may move an edge by at most 0.5 m

@@ -143,7 +143,7 @@ def from_package(path: str | Path, key: bytes | None = None) -> Route:
     its CRCs and HMAC under `key` first. Without the key (a report of a package compiled unsigned or
     for an unknown device) only the CRCs are proven, by the same reader with the HMAC check skipped.
     """
-    import routepkg  # firmware/, on sys.path via host_tools
+    from firmware import routepkg
 
     try:
         pkg = routepkg.RoutePackage(str(path), key if key is not None else bytes(32))
@@ -159,7 +159,7 @@ def _unsigned(routepkg, path: Path):
     """The package re-signed with an all-zero key in a temporary copy, so the reader proves the CRCs."""
     import tempfile
 
-    import routepack
+    from host_tools import routepack
 
     data = routepack.resign(path.read_bytes(), bytes(32))
     with tempfile.NamedTemporaryFile(suffix=".pkg", delete=False) as tmp:

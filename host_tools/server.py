@@ -36,14 +36,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
-import upload
 import uvicorn
-from sign import Signer
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from firmware import upload
+from firmware.sign import Signer
 from host_tools.server_guard import Guard, Limits, guarded_protocol
 from host_tools.server_metrics import CONTENT_TYPE, Metrics
 from host_tools.store import IngestResult, Storage, StoreUnavailable, UnknownDevice, open_store

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import record
-from record import Record, RecordError
-
+from firmware import record
+from firmware.record import Record, RecordError
 from host_tools import ids, private, seqruns
 from host_tools.seqruns import Run
 

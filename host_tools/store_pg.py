@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, LiteralString
 
 import psycopg
-import record
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
-from record import Record, RecordError
 
+from firmware import record
+from firmware.record import Record, RecordError
 from host_tools import ids, seqruns
 from host_tools import store as store_mod
 from host_tools.seqruns import Run

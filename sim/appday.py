@@ -64,11 +64,10 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
         d = Path(tmp)
         lib = d / "lib"
         lib.mkdir()
+        (lib / "firmware").mkdir()
         for path, data in image.files:
-            if path.startswith("/lib/") and path.endswith(".mpy"):
+            if path.startswith("/lib/"):
                 (lib / path[5:]).write_bytes(data)
-        subprocess.run([flash._mpy_cross(), "-o", str(lib / "main.mpy"), str(mpy.FIRMWARE / "main.py")],
-                       check=True)
         extra: list[str] = []
         vm_heap = heap
         if rom:
@@ -85,7 +84,7 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
         plan = d / "plan.txt"
         plan.write_bytes(_plan(fc, walk))
         env = dict(os.environ, SIM_UART_DOCK="/dev/null", SIM_UART_MODEM="/dev/null",
-                   MICROPYPATH=f"{lib}:{VM}:{mpy.BOARDS}:.frozen")
+                   MICROPYPATH=f"{lib}:{VM}:.frozen")
         proc = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={vm_heap}", str(VM / "appday.py"),
                                str(d / "flash.img"), str(pkg), str(plan), "HH-HEAP", KEY.hex(), *extra],
                               capture_output=True, text=True, env=env, timeout=600)

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sim.mpy import ROOT
-
 
 class ControlError(RuntimeError):
     pass
@@ -89,7 +87,7 @@ class Device:
             cmd += ["--seed", str(seed)]
         if console_baud:
             cmd += ["--console-baud", str(console_baud)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line:

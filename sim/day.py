@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import host_tools  # noqa: F401  (firmware/ on sys.path)
 from host_tools import assign, flash, report, route_compile, routes, seqruns
 from host_tools.server import BackgroundServer
 from host_tools.store import Store

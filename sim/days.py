@@ -26,12 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import geofence
-import nmea
-import record
-import routepkg
 from shapely.geometry import shape
 
+from firmware import geofence, nmea, record, routepkg
 from host_tools import address_build, cli, learn, route_compile
 from host_tools.store import Store
 from sim import gnss

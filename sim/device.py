@@ -197,7 +197,7 @@ class VirtualDevice:
 
     def _env(self, mode: str) -> dict[str, str]:
         env = dict(os.environ)
-        env["MICROPYPATH"] = ":".join([str(VM_DIR), str(mpy.BOARDS)])
+        env["MICROPYPATH"] = ":".join([str(VM_DIR), *mpy.package_paths()])  # the shim reads the board
         env.update({
             "SIM_BOARD": self.board_name,
             "SIM_FLASH": str(self.image),

@@ -23,7 +23,8 @@ from sim import mpy
 # Runs inside the VM. Degrees are parsed as decimal text straight to micro-degrees: the device
 # never needs floats for positions, and single-precision ports would lose the 6th decimal.
 VM_SCRIPT = """
-import binascii, geofence, record, routepkg, sys
+import binascii, sys
+from firmware import geofence, record, routepkg
 
 def e6(s):
     s = s.strip()

@@ -6,11 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
-BOARDS = ROOT / "boards"
+FIRMWARE = Path(str(resources.files("firmware")))  # the installed packages' folders
+BOARDS = Path(str(resources.files("boards")))
+VM_DIR = Path(__file__).resolve().parent / "vm"  # the simulator's own modules inside the VM
 DEFAULT_HEAP = "256K"
 
 
@@ -29,9 +30,15 @@ def micropython_exe() -> str:
     return found
 
 
+def package_paths() -> list[str]:
+    """The folders holding the `firmware` and `boards` packages: the VM imports them as packages,
+    `from firmware import record`, as a device does from /lib."""
+    return list(dict.fromkeys([str(FIRMWARE.parent), str(BOARDS.parent)]))
+
+
 def mpy_env(extra_paths: tuple[str | os.PathLike, ...] = ()) -> dict[str, str]:
     env = dict(os.environ)
-    paths = [str(p) for p in extra_paths] + [str(FIRMWARE), str(BOARDS), ".frozen"]
+    paths = [str(p) for p in extra_paths] + package_paths() + [".frozen"]
     env["MICROPYPATH"] = ":".join(paths)
     return env
 

@@ -19,7 +19,8 @@ from sim import mpy
 # Runs inside the VM. Numbers are formatted from the parser's ints so the output is exact and the
 # same on any VM (no float repr involved).
 _VM_CODE = """
-import sys, nmea
+import sys
+from firmware import nmea
 
 def _deg(v):
     s = "-" if v < 0 else ""

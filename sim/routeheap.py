@@ -19,7 +19,7 @@ from sim import appday, mpy, town, wasm32
 KEY = bytes(range(64, 96))
 _BATCH = 100  # stops per step
 
-_MODULES = "import gc, os, delivery, geofence, ident, journal, nmea, record, routepkg\n"
+_MODULES = "import gc, os\nfrom firmware import delivery, geofence, ident, journal, nmea, record, routepkg\n"
 _SETUP = """
 j = journal.Journal({journal!r})
 route = routepkg.RoutePackage({pkg!r}, {key!r})

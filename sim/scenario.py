@@ -191,8 +191,8 @@ def _route_features(route: str, where: str) -> list[Any]:
 def _reasons(overrides: bool) -> int:
     """How many reasons the device lists for an override, or in attempt mode (attempts and
     actions)."""
-    import routepack
-    import routepkg
+    from firmware import routepkg
+    from host_tools import routepack
 
     return sum(1 for _, kind, _ in routepack.DEFAULT_REASONS if (kind == routepkg.K_OVERRIDE) == overrides)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sim import mpy
 
-ROOT = mpy.ROOT
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: `make setup` puts node_modules/ there
 RUNNER = Path(__file__).resolve().parent / "wasm32.mjs"
 PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 LIB = "/lib"  # where the firmware's modules sit in the VM's filesystem
@@ -54,7 +54,7 @@ def _modules() -> list[tuple[str, str]]:
     out = []
     for folder in (mpy.FIRMWARE, mpy.BOARDS):
         for path in sorted(folder.glob("*.py")):
-            out.append((f"{LIB}/{path.name}", str(path)))
+            out.append((f"{LIB}/{folder.name}/{path.name}", str(path)))  # the packages, as on a device
     return out
 
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-import host_tools  # noqa: F401  (puts firmware/ on sys.path: shared logic also runs on CPython)
 from sim import mpy as _mpy
 from sim import wasm32 as _wasm32
 

@@ -19,7 +19,7 @@ from sim import mpy
 
 DEVICE_SCRIPT = r"""
 import sys, asyncio, json, binascii, os
-import journal, record, dock
+from firmware import journal, record, dock
 root, port, dev, keyhex = sys.argv[1:5]
 n, seg, after = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 for d in (root + "/route",):
@@ -62,7 +62,8 @@ asyncio.run(main())
 """
 
 JOURNAL_STATE = r"""
-import sys, journal
+import sys
+from firmware import journal
 j = journal.Journal(sys.argv[1] + "/jnl")
 buf = bytearray(400)
 seqs = [s for s, _ in j.records(1, buf)]

@@ -14,10 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import record
-import upload
-from sign import Signer
-
+from firmware import record, upload
+from firmware.sign import Signer
 from host_tools.store import Storage
 
 

@@ -19,7 +19,7 @@ import simhw
 from flashdev import FlashDevice
 
 simhw.preopen()
-import delivery, hal, main, record
+from firmware import delivery, hal, main, record
 
 hal.board()  # read now: the host filesystem goes away below
 

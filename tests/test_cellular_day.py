@@ -17,8 +17,8 @@ import subprocess
 import tty
 
 import pytest
-import upload
 
+from firmware import upload
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import mpy as _mpy
@@ -28,7 +28,7 @@ DEV = "HH-0042"
 
 DAY = r"""
 import sys, asyncio, binascii, random
-import journal, modem, uploader, record
+from firmware import journal, modem, uploader, record
 DEV, KEY, TTY, DIALECT, URL, ROOT = sys.argv[1:7]
 KEY = binascii.unhexlify(KEY)
 random.seed(42)
@@ -179,8 +179,9 @@ def test_uploader_acts_on_each_answer(mpy, tmp_path):
     proxy's 407, a 429 or a refusal signed under another key retry the same records, like 401 and
     network trouble), a broken context is re-activated and a stuck modem power-cycled."""
     out = mpy(f"""
-        import asyncio, journal, modem, record, upload, uploader
-        from sign import Signer
+        import asyncio
+        from firmware import journal, modem, record, upload, uploader
+        from firmware.sign import Signer
         DEV = "HH-1"
         KEY = bytes(range(32))
 

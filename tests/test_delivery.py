@@ -48,7 +48,8 @@ from flashdev import FlashDevice
 dev = FlashDevice(4096, 64, {str(image)!r})  # image file: the flash stays out of the heap
 vfs.VfsLfs2.mkfs(dev)
 vfs.mount(vfs.VfsLfs2(dev), "/fl")
-import delivery, geofence, ident, journal, nmea, record, routepkg, time
+import time
+from firmware import delivery, geofence, ident, journal, nmea, record, routepkg
 os.mkdir("/fl/journal")
 j = journal.Journal("/fl/journal")
 route = routepkg.RoutePackage({str(pkg)!r}, {KEY!r})

@@ -8,10 +8,10 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-import dockproto as P
 import pytest
-import sign
 
+from firmware import dockproto as P
+from firmware import sign
 from host_tools import route_compile
 from host_tools.dock_host import AckRefused, AuthRefused, DockLink
 from host_tools.store import Store

@@ -6,10 +6,11 @@ from __future__ import annotations
 import binascii
 import struct
 
-import dockproto as P
 from cobs import cobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from firmware import dockproto as P
 
 
 def frame(ftype: int, seq: int, ack: int, payload: bytes) -> bytes:
@@ -96,7 +97,7 @@ def test_decode_never_raises_on_noise(noise: bytes) -> None:
 
 
 def test_ack_message_binds_device_and_seq_and_the_session_key_binds_both_nonces() -> None:
-    import sign
+    from firmware import sign
 
     m = P.ack_message("DEV1", 300)
     assert m == b"DOCKACK2\x04DEV1" + struct.pack("<I", 300)
@@ -110,7 +111,8 @@ def test_ack_message_binds_device_and_seq_and_the_session_key_binds_both_nonces(
 def test_vm_round_trip_and_decode_allocates_nothing(mpy) -> None:
     wire = frame(P.PUT_DATA, 4, 0, bytes(range(256)) * 3)
     out = mpy(f"""
-        import micropython, dockproto as P
+        import micropython
+        from firmware import dockproto as P
         wire = {wire!r}
         dec = P.Decoder()
         def decode(w, n):
@@ -138,7 +140,7 @@ class _Journal:
     """The journal API the dock uses, in memory."""
 
     def __init__(self, n: int):
-        import record
+        from firmware import record
 
         self.recs = {s: record.Record(seq=s, device_id="DEV1", item_id="I%d" % s).encode()
                      for s in range(1, n + 1)}
@@ -180,7 +182,7 @@ def frames_of(s: _Stream) -> list[tuple[int, int, int, bytes]]:
 
 def open_session(d, s: _Stream, key: bytes, device_id: str = "DEV1"):
     """HELLO and AUTH against an in-process Dock, as the host does; the session's Signer."""
-    import sign
+    from firmware import sign
 
     host_nonce = bytes(range(P.NONCE))
     d._handle(P.HELLO, 1, memoryview(host_nonce))
@@ -200,7 +202,7 @@ _TYPES = st.sampled_from([P.HELLO, P.AUTH, P.SET_KEY, P.SET_CLOCK, P.PUT_BEGIN, 
 @given(st.lists(st.tuples(_TYPES, st.integers(0, 255), st.binary(max_size=80)), max_size=30))
 @settings(max_examples=300, deadline=None)
 def test_random_requests_never_kill_the_dock_nor_acknowledge(tmp_path_factory, frames) -> None:
-    import dock
+    from firmware import dock
 
     route_dir = tmp_path_factory.mktemp("route")
     j = _Journal(20)
@@ -214,7 +216,7 @@ def test_random_requests_never_kill_the_dock_nor_acknowledge(tmp_path_factory, f
 
 
 def test_dock_answers_a_repeated_ack_from_its_cache(tmp_path) -> None:
-    import dock
+    from firmware import dock
 
     key = b"\x07" * 32
     j = _Journal(20)
@@ -233,7 +235,7 @@ def test_dock_answers_a_repeated_ack_from_its_cache(tmp_path) -> None:
 def test_every_request_but_hello_and_auth_is_refused_until_the_host_proves_the_key(tmp_path) -> None:
     """Issue 13.1: a dock that proved nothing got PUT_BEGIN (size 0xFFFFFFFF), PUT_DATA,
     GET_RECORDS and SET_CLOCK obeyed. Each is now an ERROR E_AUTH, and nothing happens."""
-    import dock
+    from firmware import dock
 
     key = b"\x07" * 32
     j = _Journal(20)
@@ -265,7 +267,7 @@ def test_every_request_but_hello_and_auth_is_refused_until_the_host_proves_the_k
 
 def test_an_ack_recorded_in_one_session_is_refused_in_the_next(tmp_path) -> None:
     """Issue 13.1: a genuine ACK replayed into another session moved the watermark."""
-    import dock
+    from firmware import dock
 
     key = b"\x07" * 32
     j = _Journal(50)

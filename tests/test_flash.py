@@ -10,9 +10,9 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import layout
 import pytest
 
+from firmware import layout
 from host_tools import cli, flash
 from host_tools import mpremote_adapter as mp
 from host_tools.store import Store
@@ -22,7 +22,8 @@ client = pytest.importorskip("sim.client", reason="the simulator (sim/client.py)
 pytestmark = pytest.mark.slow
 
 JOURNAL_TWO_RECORDS = """
-import os, journal, layout, record
+import os
+from firmware import journal, layout, record
 for d in (layout.DATA, layout.JOURNAL):
     try:
         os.mkdir(d)

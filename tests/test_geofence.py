@@ -8,15 +8,12 @@ import struct
 from functools import reduce
 from pathlib import Path
 
-import geofence
 import pytest
-import record
-import routepack
-import routepkg
 import shapely
 from shapely.geometry import Point, Polygon
 
-from host_tools import route_compile
+from firmware import geofence, record, routepkg
+from host_tools import route_compile, routepack
 from sim import fencecheck, town
 
 KEY = bytes(range(100, 132))
@@ -172,7 +169,8 @@ def test_verdict_uses_margin_accuracy_age_and_hdop(tmp_path):
 def test_per_fix_test_allocates_nothing_under_heap_lock(mpy, pkg_path):
     out = mpy(
         f"""
-        import micropython, geofence, routepkg
+        import micropython
+        from firmware import geofence, routepkg
         pkg = routepkg.RoutePackage({str(pkg_path)!r}, {KEY!r})
         pts = [(pkg.gx0 + 300, pkg.gy0 + 300), (pkg.gx0 - 9000, pkg.gy0 - 9000), (0, 0), (123, -456)]
         res = bytearray(64)
@@ -213,7 +211,7 @@ def test_vm_engine_matches_shapely_on_a_few_hundred_points(mpy, pkg_path):
     pts = sample_points(fences, tree, 300, seed=23)
     out = mpy(
         f"""
-        import geofence, routepkg
+        from firmware import geofence, routepkg
         pkg = routepkg.RoutePackage({str(pkg_path)!r}, {KEY!r})
         for x, y in {pts!r}:
             i = geofence.nearest(pkg, x, y)
@@ -316,7 +314,8 @@ def test_fence_check_judges_2000_points_on_1000_irregular_footprints_in_half_the
 
 def test_stop_ids_are_read_into_one_buffer_without_allocating_on_the_vm(mpy, pkg_path):
     out = mpy(f"""
-        import micropython, routepkg
+        import micropython
+        from firmware import routepkg
         pkg = routepkg.RoutePackage({str(pkg_path)!r}, {KEY!r})
         buf = bytearray(256)
         total = [0]

@@ -9,10 +9,10 @@ import math
 import subprocess
 import sys
 
-import nmea
 import pynmea2  # pyright: ignore[reportMissingImports]
 import pytest
 
+from firmware import nmea
 from sim import gnss, nmeadump
 
 ROUTE = [(51.50000, -0.12000), (51.50100, -0.12000), (51.50100, -0.11850), (51.49950, -0.11850)]

@@ -7,11 +7,12 @@ import datetime as dt
 import decimal
 import json
 
-import ident
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum import ean, gs1_128  # pyright: ignore[reportMissingImports]
+
+from firmware import ident
 
 GS = "\x1d"
 
@@ -159,7 +160,8 @@ def test_the_vm_reads_every_code_as_cpython_does(mpy):
     expected = [_summary(ident.parse(c.encode() + b"\r\n", fmts)) for c in CODES]
     raws = [c.encode() + b"\r\n" for c in CODES]
     out = mpy(f"""
-        import ident, json
+        import json
+        from firmware import ident
         fmts = [ident.Format("dhl", "JJD#{{12,24}}"), ident.Format("crate", "C-#{{7}}", check="mod10")]
         for c in {raws!r}:
             r = ident.parse(c, fmts)

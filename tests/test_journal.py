@@ -16,8 +16,8 @@ VM = (ROOT / "sim" / "vm",)
 PRELUDE = """
 import os, vfs
 from flashdev import FlashDevice, PowerLost
-import record, journal
-from journal import Journal, JournalFull
+from firmware import record, journal
+from firmware.journal import Journal, JournalFull
 
 def make(i):
     return record.Record(device_id="DEV0001", route_id="R12", stop_id="S%04d" % (i // 3),
@@ -312,8 +312,8 @@ import binascii
 import gc
 import vfs
 from flashdev import FlashDevice, PowerLost
-import record
-import journal
+from firmware import record
+from firmware import journal
 
 OOO = OOO_FLAG
 LFS = LFS_KW  # mount options: the sim/ESP32 defaults, or rp2's progsize=256 (inline segments)

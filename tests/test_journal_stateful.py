@@ -37,7 +37,7 @@ _VM = """
 import gc
 import vfs
 from flashdev import FlashDevice, PowerLost
-import record, journal
+from firmware import record, journal
 
 dev = FlashDevice(4096, 28)
 vfs.VfsLfs2.mkfs(dev)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import record
-import upload
-from sign import Signer
-
+from firmware import record, upload
+from firmware.sign import Signer
 from host_tools import cli
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
@@ -83,7 +81,7 @@ def test_the_device_counter_lease_stops_at_the_top_instead_of_crashing(mpy, tmp_
     state = tmp_path / "counter"
     state.write_bytes((0xFFFFFFF0).to_bytes(4, "little"))
     out = mpy(f"""
-        import upload
+        from firmware import upload
         c = upload.CounterLease({str(state)!r})
         print(c.take(), c.take())
         c = upload.CounterLease({str(state)!r})

@@ -7,10 +7,9 @@ import calendar
 import random
 
 import pytest
-import record
 from shapely.geometry import Point, box, shape
 
-import host_tools  # noqa: F401  (firmware/ on sys.path)
+from firmware import record
 from host_tools import learn
 from sim import town
 

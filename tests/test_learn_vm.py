@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import routepkg
 
+from firmware import routepkg
 from host_tools import assign, cli, flash
 from host_tools.store import Store
 from host_tools.sync import sync_device

@@ -18,7 +18,8 @@ from sim import mpy as _mpy
 from sim.modem import ModemEmulator
 
 SCRIPT = r"""
-import sys, asyncio, binascii, modem
+import sys, asyncio, binascii
+from firmware import modem
 f = open(sys.argv[1], "r+b")
 m = modem.Modem(asyncio.StreamReader(f), sys.argv[2], apn="sim", cmd_ms=400, net_ms=3000)
 URL = sys.argv[3]
@@ -182,7 +183,8 @@ def test_network_failures_during_http(device):
 
 def test_line_assembly_allocates_nothing(mpy):
     out = mpy("""
-        import micropython, modem
+        import micropython
+        from firmware import modem
         m = modem.Modem(None)
         line = b"+HTTPACTION: 1,200,86\\r\\n"
         res = [0, 0, 0]
@@ -208,8 +210,7 @@ def test_line_assembly_allocates_nothing(mpy):
 def test_attach_for_the_virtual_handheld(mpy, http_url, tmp_path):
     """sim/device.py's hook: the board's dialect, POSTs sent to the depot's server whatever host the
     device names, control messages; the driver takes the raw UART file hal.open_uart gives it."""
-    import board_sim
-
+    from boards import board_sim
     from sim.modem import attach
 
     master, slave = pty.openpty()
@@ -218,7 +219,8 @@ def test_attach_for_the_virtual_handheld(mpy, http_url, tmp_path):
     try:
         Echo.received.clear()
         out = mpy(f"""
-            import asyncio, binascii, modem
+            import asyncio, binascii
+            from firmware import modem
             m = modem.Modem(open({os.ttyname(slave)!r}, "r+b"), "sim7600", cmd_ms=400, net_ms=3000)
             st, data = asyncio.run(m.post("http://depot.example:8080/v1/devices/HH-1/records", b"abc"))
             print(st, binascii.hexlify(data).decode())

@@ -8,12 +8,12 @@ import random
 from decimal import Decimal
 from typing import Any
 
-import nmea
 import pynmea2  # pyright: ignore[reportMissingImports]
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from firmware import nmea
 from tests.nmea_corpus import agreement, corpus, exact_e6
 
 
@@ -136,7 +136,7 @@ def run_cpython(lines: list[str]) -> list[tuple]:
 
 def run_vm(mpy, lines: list[str]) -> list[tuple]:
     out = mpy(f"""
-        import nmea
+        from firmware import nmea
         p = nmea.NMEA()
         for line in {[line.encode() for line in lines]!r}:
             c = p.parse(line)
@@ -242,7 +242,8 @@ def test_on_fix_runs_once_per_accepted_fix():
 def test_parse_and_feed_allocate_nothing_on_the_vm(mpy):
     lines = [line.encode() + b"\r\n" for line in HAND + UNSUPPORTED] + [b"$GPGGA,1*00", b"\xff" * 120]
     out = mpy(f"""
-        import micropython, nmea
+        import micropython
+        from firmware import nmea
         lines = {lines!r}
         blob = bytearray(b"".join(lines))
         mv = memoryview(blob)
@@ -290,7 +291,7 @@ def test_the_vm_reads_the_receivers_corpus_exactly_as_cpython(mpy, tmp_path):
     path = tmp_path / "corpus.nmea"
     path.write_bytes(b"".join(("\n".join(lines) + "\n\n").encode() for lines in streams.values()))
     out = mpy(f"""
-        import nmea
+        from firmware import nmea
         p = nmea.NMEA()
         for line in open({str(path)!r}, "rb"):
             if line == b"\\n":
@@ -381,7 +382,7 @@ def test_fuzzed_stream_on_the_vm_matches_cpython_and_never_raises(mpy, tmp_path)
     path = tmp_path / "fuzz.nmea"
     path.write_bytes(blob)
     out = mpy(f"""
-        import nmea
+        from firmware import nmea
         p = nmea.NMEA()
         buf = bytearray(61)
         with open({str(path)!r}, "rb") as f:
@@ -433,6 +434,6 @@ def test_the_fix_time_is_the_fixs_own_not_a_later_time_only_sentence(mpy):
     moves the clock (unix) but not the fix's time (fix_unix)."""
     lines = [S("GPRMC,080006.00,A,5130.00149,N,00007.20015,W,2.72,328.1,050324,,,A"),
              S("GPRMC,080031.00,V,,,,,,,050324,,,N"), S("GPZDA,080040.00,05,03,2024,00,00")]
-    code = "import nmea\np = nmea.NMEA()\n" + "".join(f"p.parse({line.encode()!r})\n" for line in lines)
+    code = "from firmware import nmea\np = nmea.NMEA()\n" + "".join(f"p.parse({line.encode()!r})\n" for line in lines)
     out = mpy(code + "print(p.fix_unix(), p.unix(), p.valid)\n")
     assert out.split() == ["1709625606", "1709625640", "0"]  # 08:00:06 vs 08:00:40 on 2024-03-05

@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-import record
 
+from firmware import record
 from host_tools import assign, route_compile, routes
 from host_tools.store import STORE_FILE, Store
 from sim import town

@@ -25,8 +25,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import record as rec
 
+from firmware import record as rec
 from host_tools import cli, report, route_compile, routes
 from host_tools.store import Store
 

@@ -10,12 +10,11 @@ import struct
 from pathlib import Path
 
 import pytest
-import routepack
-import routepkg
 import shapely
 from shapely.geometry import Point, Polygon
 
-from host_tools import cli, route_compile
+from firmware import routepkg
+from host_tools import cli, route_compile, routepack
 from sim import town
 
 ROOT = Path(__file__).resolve().parent.parent

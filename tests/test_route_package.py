@@ -9,10 +9,9 @@ import struct
 from pathlib import Path
 
 import pytest
-import routepack
-import routepkg
 
-from host_tools import route_compile
+from firmware import routepkg
+from host_tools import route_compile, routepack
 from sim import town
 
 KEY = bytes(range(32))
@@ -72,7 +71,8 @@ def test_the_vm_reads_the_same_package(mpy, pkg_file, package, fc):
     items = [f["properties"]["items"][0] for f in fc["features"][::7]]
     out = mpy(
         f"""
-        import routepkg, binascii
+        import binascii
+        from firmware import routepkg
         pkg = routepkg.RoutePackage({str(pkg_file)!r}, {KEY!r})
         print(pkg.route_id, pkg.service_date, pkg.stop_count, binascii.hexlify(pkg.package_hash).decode())
         s = pkg.stop(59)
@@ -165,7 +165,7 @@ def test_the_vm_refuses_a_corrupt_package_and_keeps_going(mpy, tmp_path, package
     good.write_bytes(package)
     out = mpy(
         f"""
-        import routepkg
+        from firmware import routepkg
         active = routepkg.RoutePackage({str(good)!r}, {KEY!r})
         for path, key in (({str(p)!r}, {KEY!r}), ({str(good)!r}, {OTHER_KEY!r})):
             try:
@@ -186,7 +186,8 @@ def test_opening_a_big_package_does_not_load_it_into_ram(mpy, tmp_path):
     p.write_bytes(res.package)
     out = mpy(
         f"""
-        import gc, routepkg
+        import gc
+        from firmware import routepkg
         gc.collect()
         before = gc.mem_alloc()
         pkg = routepkg.RoutePackage({str(p)!r}, {KEY!r})
@@ -304,7 +305,7 @@ def test_the_vm_refuses_each_bad_structure_at_open_and_the_good_route_stays(mpy,
     good = tmp_path / "good.pkg"
     good.write_bytes(reseal(package, lambda b, s: None))  # the helper itself breaks nothing
     out = mpy(f"""
-        import routepkg, geofence
+        from firmware import routepkg, geofence
         active = routepkg.RoutePackage({str(good)!r}, {KEY!r})
         for path in {paths!r}:
             try:

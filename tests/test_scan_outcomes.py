@@ -40,7 +40,7 @@ from flashdev import FlashDevice
 dev = FlashDevice(4096, 64, IMAGE)
 vfs.VfsLfs2.mkfs(dev)
 vfs.mount(vfs.VfsLfs2(dev), "/fl")
-import delivery, geofence, ident, journal, nmea, record, routepkg, ui
+from firmware import delivery, geofence, ident, journal, nmea, record, routepkg, ui
 os.mkdir("/fl/journal")
 j = journal.Journal("/fl/journal")
 route = routepkg.RoutePackage({str(PKG)!r}, {KEY!r})

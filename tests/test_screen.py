@@ -17,7 +17,8 @@ KEY = bytes(range(64, 96))
 # Reads the display back as text: each 8x8 cell compared with every printable character drawn by
 # the same font; an inverse row (a lit band) is read inverted and marked "*". "?" is no character.
 _READER = """
-import framebuf, hal
+import framebuf
+from firmware import hal
 
 def _glyphs():
     cell = bytearray(8)
@@ -54,7 +55,7 @@ import simhw
 from flashdev import FlashDevice
 
 simhw.preopen()
-import delivery, hal, main, record
+from firmware import delivery, hal, main, record
 
 hal.board()
 sounds = []
@@ -91,7 +92,7 @@ def run(mpy, tmp_path: Path, body: str, pkg: bytes | None = None) -> tuple[dict[
 
 def test_wrap_breaks_between_words_and_marks_what_does_not_fit(mpy):
     out = mpy("""
-import ui
+from firmware import ui
 print(ui.wrap("Attempt: reason? #12 Long Address Street 45", 20, 3))
 print(ui.wrap("route package /data/route/active.pkg cannot be opened", 20, 3))
 print(ui.wrap("one two three four five six seven eight nine", 10, 2))

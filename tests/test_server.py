@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-import record
-import upload
-from sign import Signer
 
+from firmware import record, upload
+from firmware.sign import Signer
 from host_tools.server import BackgroundServer
 from host_tools.store import Store, open_store
 from tests.ingest_client import post

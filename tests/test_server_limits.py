@@ -15,11 +15,10 @@ import time
 import zlib
 
 import pytest
-import record
-import upload
 from prometheus_client.parser import text_string_to_metric_families
-from sign import Signer
 
+from firmware import record, upload
+from firmware.sign import Signer
 from host_tools.server import BackgroundServer, create_app
 from host_tools.server_guard import Limits
 from host_tools.store import Store

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from sim.client import Device
-from sim.mpy import BOARDS, FIRMWARE, ROOT
+from sim.mpy import FIRMWARE, VM_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 # flushed (closed) before the beep, and draws on the screen at boot.
 FIXTURE_MAIN = """\
 import asyncio
-import hal
+from firmware import hal
 
 d = hal.display()
 d.fb.fill(0)
@@ -82,14 +82,20 @@ def wait_events(dev: Device, kind: str, n: int, timeout: float = 10.0) -> list[d
     raise AssertionError(f"{n} {kind} events expected, got {dev.events()}")
 
 
+# mpremote arguments that install the firmware package with only its hal (and no board.py: the
+# virtual handheld's board is the hal's fallback)
+HAL_ONLY = ("fs", "mkdir", "lib", "+", "fs", "mkdir", "lib/firmware",
+            "+", "fs", "cp", str(FIRMWARE / "__init__.py"), ":lib/firmware/__init__.py",
+            "+", "fs", "cp", str(FIRMWARE / "hal.py"), ":lib/firmware/hal.py")
+
+
 def install(dev: Device, tmp: Path) -> str:
     """Flash hal.py and the fixture main.py with mpremote; returns mpremote's output."""
     main = tmp / "main.py"
     main.write_text(FIXTURE_MAIN)
     script = tmp / "hello.py"
     script.write_text("import os\nprint('files', sorted(os.listdir('/')))\n")
-    return mpremote(dev, "fs", "mkdir", "lib", "+", "fs", "cp", str(FIRMWARE / "hal.py"), ":lib/hal.py",
-                    "+", "fs", "cp", str(main), ":main.py", "+", "exec", "print(6 * 7)",
+    return mpremote(dev, *HAL_ONLY, "+", "fs", "cp", str(main), ":main.py", "+", "exec", "print(6 * 7)",
                     "+", "run", str(script))
 
 
@@ -118,7 +124,7 @@ def test_blank_image_boots_formatted_and_mpremote_soft_resets(tmp_path: Path) ->
         assert "42\n" in out
         assert "files ['lib', 'main.py']" in out
         assert mpremote(dev, "fs", "cat", "main.py") == FIXTURE_MAIN
-        assert "hal.py" in mpremote(dev, "fs", "ls", "lib")
+        assert "hal.py" in mpremote(dev, "fs", "ls", "lib/firmware")
 
 
 def test_main_gets_scans_keys_gnss_and_ctrl_c_interrupts_it(device: Device) -> None:
@@ -339,7 +345,7 @@ def test_shim_flash_path_allocates_nothing(mpy, tmp_path: Path) -> None:
                 micropython.heap_unlock()
         cycle()
         print(dev.writes, dev.wear[3])
-        """, extra_paths=(ROOT / "sim" / "vm", BOARDS))
+        """, extra_paths=(VM_DIR,))
     assert out.split() == ["2", "1"]
 
 
@@ -383,7 +389,7 @@ def test_friendly_and_raw_repl_by_hand(device: Device) -> None:
 def test_battery_and_led_through_hal_on_the_device(device: Device) -> None:
     device.set_battery(3550)
     n0 = len(device.events())
-    out = mpremote(device, "exec", "import hal; hal.led('warn'); print(hal.battery_mv())")
+    out = mpremote(device, "exec", "from firmware import hal; hal.led('warn'); print(hal.battery_mv())")
     assert out.strip() == "3550"
     assert [(e["kind"], e["value"]) for e in device.events(n0)] == [("led", "warn")]
 
@@ -396,7 +402,7 @@ def test_hal_peripherals_without_the_shim(mpy, tmp_path: Path) -> None:
     battery.write_bytes(b"3700\n")
     env = {"SIM_SCREEN": str(screen), "SIM_EVENTS": str(events), "SIM_BATTERY": str(battery)}
     code = "import os\n" + "".join(f"os.putenv({k!r}, {v!r})\n" for k, v in env.items()) + """
-import hal
+from firmware import hal
 d = hal.display()
 d.fb.fill(0)
 d.fb.pixel(0, 0, 1)
@@ -416,8 +422,8 @@ def test_other_board_sets_flash_geometry_and_hal_board(tmp_path: Path) -> None:
     image = tmp_path / "rp2.img"
     with Device.start(image, board="rp2350-bg95", workdir=tmp_path / "run") as dev:
         dev.wait_idle()
-        out = mpremote(dev, "fs", "mkdir", "lib", "+", "fs", "cp", str(FIRMWARE / "hal.py"), ":lib/hal.py",
-                       "+", "exec", "import hal, os; print(hal.board()['name'], os.statvfs('/')[2])")
+        out = mpremote(dev, *HAL_ONLY, "+", "exec",
+                       "from firmware import hal; import os; print(hal.board()['name'], os.statvfs('/')[2])")
         assert "rp2350-bg95 768" in out
     assert image.stat().st_size == 768 * 4096
 
@@ -432,7 +438,7 @@ def test_hal_uart_reads_what_arrived_without_allocating(mpy) -> None:
         out = mpy(f"""
             import os, micropython
             os.putenv("SIM_UART_SCANNER", {os.ttyname(slave)!r})
-            import hal
+            from firmware import hal
             s = hal.open_uart("scanner")
             buf = bytearray(64)
             def take():

@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
-import record
 
+from firmware import record
 from host_tools.store import MAX_SEQ, Storage, Store, StoreError, UnknownDevice, default_path, open_store
 
 

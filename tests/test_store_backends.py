@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import record
 
+from firmware import record
 from host_tools import store as store_mod
 from host_tools.store import (
     SCHEMA_VERSION,

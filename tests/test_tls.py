@@ -19,9 +19,9 @@ import tty
 from pathlib import Path
 
 import pytest
-import upload
-from sign import Signer
 
+from firmware import upload
+from firmware.sign import Signer
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import certs as tls_certs
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 DAY = r"""
 import sys, asyncio, binascii
-import journal, modem, uploader, record
+from firmware import journal, modem, uploader, record
 DEV, KEY, TTY, DIALECT, URL, ROOT, CA = sys.argv[1:8]
 KEY = binascii.unhexlify(KEY)
 with open(CA) as f:

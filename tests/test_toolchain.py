@@ -1,8 +1,8 @@
 """The proof runs on the real MicroPython VM: the fixture must run code there and catch failures."""
 
 import pytest
-import record
-import sign
+
+from firmware import record, sign
 
 
 def test_fixture_runs_the_micropython_unix_port(mpy):
@@ -23,7 +23,8 @@ def test_hmac_matches_cpython_hmac_on_the_vm(mpy):
     expected = hmac.new(key, b"device|17|payload", hashlib.sha256).hexdigest()
     out = mpy(
         f"""
-        import sign, binascii
+        import binascii
+        from firmware import sign
         print(binascii.hexlify(sign.hmac_sha256({key!r}, b"device|", b"17|payload")).decode())
         """
     )
@@ -38,7 +39,8 @@ def test_record_round_trips_identically_on_both_vms(mpy):
     host_bytes = rec.encode()
     out = mpy(
         """
-        import record, binascii
+        import binascii
+        from firmware import record
         r = record.Record(seq=41, device_id="HH-0001", route_id="R-0042", stop_id="S017",
                           item_id="RR473124829GB", verdict=record.V_INSIDE, match=record.M_ITEM,
                           lat_e6=51501234, lon_e6=-141234, accuracy_dm=48, fix_age_s=2, distance_dm=0)

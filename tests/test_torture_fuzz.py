@@ -15,18 +15,13 @@ import struct
 import tempfile
 from pathlib import Path
 
-import dockproto as P
-import ident
-import journal
-import nmea
 import pytest
-import record
-import routepkg
-import upload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sign import Signer
 
+from firmware import dockproto as P
+from firmware import ident, journal, nmea, record, routepkg, upload
+from firmware.sign import Signer
 from host_tools import route_compile
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
@@ -126,7 +121,8 @@ def test_route_package_hypothesis_only_package_error_and_the_good_route_stays(go
 
 
 ROUTE_VM = r"""
-import routepkg, sign, binascii, struct
+import binascii, struct
+from firmware import routepkg, sign
 with open(GOOD, "rb") as f:
     good = f.read()
 active = routepkg.RoutePackage(GOOD, KEY)
@@ -258,7 +254,7 @@ def test_nmea_hypothesis_never_raises_and_every_line_is_counted_once():
 
 
 NMEA_VM = r"""
-import nmea
+from firmware import nmea
 p = nmea.NMEA()
 rng = Rng(3)
 fed = 0
@@ -370,7 +366,7 @@ def test_scanned_codes_hypothesis_parse_never_raises_and_says_why():
 
 
 IDENT_VM = r"""
-import ident
+from firmware import ident
 fmts = [ident.Format(n, p, c) for n, p, c in FORMATS]
 rng = Rng(5)
 seen = [0, 0, 0, 0, 0]
@@ -455,7 +451,7 @@ def test_dock_frames_hypothesis_garbage_counted_dropped_and_the_next_frame_decod
 
 
 DOCK_VM = r"""
-import dockproto as P
+from firmware import dockproto as P
 rng = Rng(21)
 dec = P.Decoder()
 crashes = miscount = wrong = lost = 0
@@ -614,7 +610,7 @@ def test_a_signed_batch_with_a_bad_deflate_body_is_a_400(server):
 
 
 ACK_VM = r"""
-import upload, sign
+from firmware import upload, sign
 s = sign.Signer(KEY)
 rng = Rng(13)
 crashes = accepted = 0
@@ -718,7 +714,8 @@ def test_journal_hypothesis_recovery_keeps_every_record_before_the_damage(tmp_pa
 
 
 JOURNAL_VM = r"""
-import os, vfs, journal, record
+import os, vfs
+from firmware import journal, record
 from flashdev import FlashDevice
 
 def make(i):

@@ -11,12 +11,11 @@ import struct
 import time
 from pathlib import Path
 
-import dockproto as P
 import pytest
-import record
-import upload
-from sign import Signer
 
+from firmware import dockproto as P
+from firmware import record, upload
+from firmware.sign import Signer
 from host_tools import route_compile
 from host_tools.dock_host import AckRefused, AuthRefused, DeviceRefused, DockLink
 from host_tools.server import BackgroundServer
@@ -141,7 +140,7 @@ def test_a_route_package_signed_for_another_device_is_refused_on_the_vm(mpy, tmp
     (tmp_path / "active.pkg").write_bytes(mine)
     (tmp_path / "incoming.pkg").write_bytes(theirs)
     out = mpy(f"""
-        import routepkg
+        from firmware import routepkg
         active = routepkg.RoutePackage({str(tmp_path / "active.pkg")!r}, {KEY!r})
         try:
             routepkg.RoutePackage({str(tmp_path / "incoming.pkg")!r}, {KEY!r})
@@ -262,7 +261,7 @@ def test_a_dock_without_the_key_is_refused_every_request_and_changes_nothing(tmp
 def test_a_valid_package_still_replaces_the_route_after_the_forgeries(tmp_path):
     """Counterpart of the refusal: the same reader takes the device's own package (so the refusal
     above is about the key, not the package)."""
-    import routepkg
+    from firmware import routepkg
 
     fc = town.town(seed=4, stops=8, area="south", route_id="MINE", service_date="2026-11-27")
     p = tmp_path / "p.pkg"
@@ -362,8 +361,9 @@ def test_an_unsigned_refusal_never_sets_a_batch_aside(mpy, tmp_path):
     signed under another key: none quarantines; only the server's own signed refusal does."""
     statuses = list(range(400, 452)) + [499]
     out = mpy(f"""
-        import asyncio, journal, record, upload, uploader
-        from sign import Signer
+        import asyncio
+        from firmware import journal, record, upload, uploader
+        from firmware.sign import Signer
         DEV = "HH-S"
         KEY = bytes(range(32))
         class Portal:
@@ -500,9 +500,7 @@ def test_resigned_packages_with_random_structure_damage_open_clean_or_refuse(tmp
     PackageError or every stop, item lookup and fence search afterwards works. Nothing else."""
     import random
 
-    import geofence
-    import routepkg
-
+    from firmware import geofence, routepkg
     from tests.test_route_package import reseal, sections
 
     fc = town.town(seed=4, stops=20, area="south", route_id="MINE", service_date="2026-11-27")

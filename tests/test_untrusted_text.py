@@ -7,8 +7,7 @@ from __future__ import annotations
 import csv
 import io
 
-import record as rec
-
+from firmware import record as rec
 from host_tools import cli, report, route_compile, routes, untrusted
 from host_tools.store import Store
 

@@ -7,9 +7,8 @@ import hashlib
 import hmac
 import struct
 
-import record
-import upload
-from sign import Signer
+from firmware import record, upload
+from firmware.sign import Signer
 
 KEY = bytes(range(32))
 DEV = "DEV-0001"
@@ -26,8 +25,9 @@ def make_records(first: int, n: int) -> list[bytes]:
 
 
 MPY_ENCODE = """
-import sys, binascii, record, upload
-from sign import Signer
+import sys, binascii
+from firmware import record, upload
+from firmware.sign import Signer
 w = upload.BatchWriter("DEV-0001", Signer(bytes(range(32))))
 for s in range(%d, %d):
     r = record.Record(seq=s, device_id="DEV-0001", route_id="R-17", stop_id="S%%03d" %% (s %% 200),
@@ -58,8 +58,9 @@ def test_batch_encoded_on_cpython_decodes_on_micropython(mpy):
     assert upload.Batch(packed).flags == upload.F_DEFLATE and len(packed) < len(plain)
     digest = hashlib.sha256(b"".join(recs)).hexdigest()
     out = mpy(f"""
-        import binascii, hashlib, upload
-        from sign import Signer
+        import binascii, hashlib
+        from firmware import upload
+        from firmware.sign import Signer
         s = Signer(bytes(range(32)))
         for hx in ({plain.hex()!r}, {packed.hex()!r}):
             b = upload.Batch(binascii.unhexlify(hx))
@@ -105,8 +106,9 @@ def test_ack_vectors_and_device_side_verification(mpy):
     forged = upload.encode_ack(Signer(bytes(32)), DEV, 77, 41)
     other = upload.encode_ack(Signer(KEY), "DEV-0002", 77, 41)
     out = mpy(f"""
-        import binascii, upload
-        from sign import Signer
+        import binascii
+        from firmware import upload
+        from firmware.sign import Signer
         s = Signer(bytes(range(32)))
         ack = binascii.unhexlify({ack.hex()!r})
         a = upload.parse_ack(ack, s, "DEV-0001", 77)
@@ -129,7 +131,7 @@ def test_batch_writer_refuses_a_record_that_does_not_fit():
 
 def test_counter_lease_skips_but_never_reuses_across_power_cuts(mpy, tmp_path):
     out = mpy(f"""
-        import upload
+        from firmware import upload
         p = {str(tmp_path / "ctr")!r}
         seen = []
         for boot in range(4):            # each boot takes a few counters, then power is cut
@@ -144,8 +146,9 @@ def test_counter_lease_skips_but_never_reuses_across_power_cuts(mpy, tmp_path):
 
 def test_range_declares_the_seqs_the_journal_never_held(mpy):
     out = mpy("""
-        import binascii, record, upload
-        from sign import Signer
+        import binascii
+        from firmware import record, upload
+        from firmware.sign import Signer
         w = upload.BatchWriter("DEV-0001", Signer(bytes(range(32))))
         w.begin(11)                       # watermark 10; the journal holds 13, 14 and 20
         for s in (13, 14, 20):

@@ -111,7 +111,7 @@ def test_routepkg_opens_a_big_package_without_loading_it(mpy32, tmp_path):
     res = route_compile.compile_geojson(town.town(seed=1, stops=1000), key=test_route_package.KEY)
     p = tmp_path / "big.pkg"
     p.write_bytes(res.package)
-    out, live = wasm32.run_steps(["import routepkg",
+    out, live = wasm32.run_steps(["from firmware import routepkg",
                                   f"pkg = routepkg.RoutePackage({str(p)!r}, {test_route_package.KEY!r})\n"
                                   "print(pkg.stop_count)"])
     assert out.split() == ["1000"]

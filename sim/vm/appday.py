@@ -31,16 +31,13 @@ import simhw  # type: ignore  # noqa: E402
 from flashdev import FlashDevice  # type: ignore  # noqa: E402
 
 simhw.preopen()  # host files the hal will ask for, opened while the host fs is still mounted
-import hal  # noqa: E402
+from firmware import hal  # noqa: E402
 
-hal.board()  # reads boards/board_sim.py now, as a device reads its /lib/board.py
+hal.board()  # reads the flashed board definition now, as a device reads its /lib/firmware/board.mpy
 
 
 def load_firmware():
-    import dock  # noqa: F401
-    import main
-    import modem  # noqa: F401
-    import uploader  # noqa: F401
+    from firmware import dock, main, modem, uploader  # noqa: F401
 
     return main
 

@@ -1,7 +1,7 @@
 """Boot shim of the virtual handheld: what a board's C `main()` does, in MicroPython.
 
 Run by `python -m sim device` as `micropython -X heapsize=N shim.py` with MICROPYPATH giving
-board_<name>.py, flashdev.py and simhw.py. It mounts littlefs from the emulated flash (the image
+the boards package, flashdev.py and simhw.py. It mounts littlefs from the emulated flash (the image
 file) at "/", runs /boot.py and /main.py from it, then serves the REPL on stdin/stdout, which the
 device process relays to the console pty.
 
@@ -117,7 +117,8 @@ def run_file(path, ns):
 
 def main():
     board_name = os.getenv("SIM_BOARD") or "sim"
-    board = __import__("board_" + board_name.replace("-", "_")).BOARD
+    mod = "board_" + board_name.replace("-", "_")
+    board = getattr(__import__("boards." + mod), mod).BOARD
     simhw.board = board
     image = os.getenv("SIM_FLASH")
     mode = repl.RAW if os.getenv("SIM_BOOT_MODE") == "raw" else repl.FRIENDLY

@@ -12,8 +12,6 @@ import time
 import traceback
 from pathlib import Path
 
-import host_tools  # noqa: F401  (firmware/ on sys.path)
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -25,11 +25,9 @@ import time
 import tty
 from pathlib import Path
 
-import record
-import upload
-import uploader as _uploader  # noqa: F401  (the firmware module whose default batch size we use)
-from sign import Signer
-
+from firmware import record, upload
+from firmware import uploader as _uploader  # noqa: F401  (the firmware module whose default batch size we use)
+from firmware.sign import Signer
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import mpy as _mpy
@@ -42,7 +40,7 @@ RECORDS = 96  # three batches of the default size, if the batch buffer holds the
 
 DAY = r"""
 import sys, asyncio, binascii
-import journal, modem, uploader, record
+from firmware import journal, modem, uploader, record
 DEV, KEY, TTY, URL, ROOT, N = sys.argv[1:7]
 j = journal.Journal(ROOT + "/journal")
 m = modem.Modem(asyncio.StreamReader(open(TTY, "r+b")), "sim7600", apn="sim")

@@ -10,15 +10,15 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import nmea
-
+from firmware import nmea
 from sim import gnss, mpy
 from tests import nmea_corpus
 
 _ROUTE = [(51.500, -0.120), (51.501, -0.120), (51.501, -0.1185), (51.4995, -0.1185)]
 
 _VM = """
-import nmea, time
+import time
+from firmware import nmea
 lines = [l for l in open(__LOG__, "rb").read().split(b"\\r\\n") if l]
 p = nmea.NMEA()
 n = 0
@@ -59,7 +59,7 @@ def run(report) -> None:
 
 
 _VM_CORPUS = """
-import nmea
+from firmware import nmea
 p = nmea.NMEA()
 for line in open(__LOG__, "rb"):
     if line == b"\\n":

@@ -27,7 +27,7 @@ ENDURANCE = 100_000
 _VM = """
 import gc, os, sys, time, vfs
 from flashdev import FlashDevice
-import record, journal
+from firmware import record, journal
 
 IMG = sys.argv[1]
 N = int(sys.argv[2])
@@ -139,7 +139,7 @@ done(dev, "days", N * DAYS, total, times, free0)
 
 
 def run(report) -> None:
-    import journal  # firmware/journal.py on CPython: only for SEG_MAX
+    from firmware import journal  # firmware/journal.py on CPython: only for SEG_MAX
 
     segs = sorted({256, 512, 1024, 2048, journal.SEG_MAX})
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,8 @@ KEY = bytes(range(32))
 # Fixes near random fences (within 30 m of their boxes), from a fixed LCG so every run and every
 # variant judges the same fixes. Times are per fix, in microseconds.
 LOOKUP = """
-import time, geofence, routepkg
+import time
+from firmware import geofence, routepkg
 pkg = routepkg.RoutePackage(%(path)r, %(key)r)
 seed = 12345
 def rnd(n):
@@ -43,7 +44,8 @@ print(timed(geofence.nearest, fixes), timed(geofence.nearest_linear, fixes[:%(nl
 """
 
 HEAP = """
-import gc, geofence, routepkg
+import gc
+from firmware import geofence, routepkg
 gc.collect()
 peak = gc.mem_alloc()
 def sample():

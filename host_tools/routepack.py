@@ -10,9 +10,9 @@ import binascii
 import math
 import struct
 
-import geofence
-import routepkg as rp
-import sign as _sign
+from firmware import geofence
+from firmware import routepkg as rp
+from firmware import sign as _sign
 
 MAX_EXTENT_DM = 8192  # a fence wider or taller than 819 m is not a building; keeps ints small
 MAX_STOPS = 65535

@@ -1,0 +1,38 @@
+# What a handheld gets, said once (micropython-lib's manifest style). `depot flash` installs it
+# and the simulator boots it; a module not listed here stays on the host.
+# Read by host_tools/manifest.py, which supplies metadata(), package() and root().
+# pyright: reportUndefinedVariable=false
+metadata(description="Postal scanner handheld firmware")  # noqa: F821
+
+# /lib/firmware/<name>.mpy: compiled with mpy-cross for the board's architecture.
+package(  # noqa: F821
+    "firmware",
+    files=(
+        "__init__.py",
+        "layout.py",  # where things live on the flash
+        "hal.py",  # the hardware boundary
+        "boot.py",  # mounts the flash (run from /boot.py)
+        "main.py",  # the application: one task per device stream
+        "ui.py",
+        "delivery.py",
+        "record.py",
+        "journal.py",
+        "sign.py",
+        "routepkg.py",
+        "geofence.py",
+        "nmea.py",
+        "ident.py",
+        "dock.py",
+        "dockproto.py",
+        "dockroute.py",
+        "modem.py",
+        "modem_tls.py",  # TLS over the modem's AT commands (the uploader's https)
+        "upload.py",
+        "uploader.py",
+    ),
+    base_path="..",
+)
+
+# /boot.py and /main.py: the entry points a board runs at power-up, kept as source; each only
+# imports the package.
+root("entry/boot.py", "entry/main.py")  # noqa: F821
