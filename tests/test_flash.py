@@ -67,7 +67,8 @@ def test_flash_blank_device_then_reflash_skips_unchanged(tmp_path, store, image)
             got = con.hashes([p for p, _ in files])
             assert got == {p: (len(d), mp.sha256_hex(d)) for p, d in files}
             assert json.loads(con.read("/config/device.json")) == {"device_id": "H-A", "key": key.hex()}
-            assert {n for n, _, _ in con.listdir("/lib")} >= {"board.py", "record.mpy", "journal.mpy"}
+            assert [n for n, _, _ in con.listdir("/lib")] == ["firmware"]
+            assert {n for n, _, _ in con.listdir("/lib/firmware")} >= {"board.mpy", "record.mpy", "main.mpy"}
             assert ("boot.py", False) in {(n, d) for n, d, _ in con.listdir("/")}
         again = flash.flash_one(dev.console, "H-A", image, key)
         assert (again.status, again.written, again.skipped, again.bytes) == ("ok", 0, len(files), 0)

@@ -434,6 +434,7 @@ def test_the_fix_time_is_the_fixs_own_not_a_later_time_only_sentence(mpy):
     moves the clock (unix) but not the fix's time (fix_unix)."""
     lines = [S("GPRMC,080006.00,A,5130.00149,N,00007.20015,W,2.72,328.1,050324,,,A"),
              S("GPRMC,080031.00,V,,,,,,,050324,,,N"), S("GPZDA,080040.00,05,03,2024,00,00")]
-    code = "from firmware import nmea\np = nmea.NMEA()\n" + "".join(f"p.parse({line.encode()!r})\n" for line in lines)
+    code = "from firmware import nmea\np = nmea.NMEA()\n"
+    code += "".join(f"p.parse({line.encode()!r})\n" for line in lines)
     out = mpy(code + "print(p.fix_unix(), p.unix(), p.valid)\n")
     assert out.split() == ["1709625606", "1709625640", "0"]  # 08:00:06 vs 08:00:40 on 2024-03-05
