@@ -36,10 +36,11 @@ def test_no_module_imports_a_firmware_or_board_module_outside_its_package():
         if {".venv", "typings", "build"} & set(path.relative_to(ROOT).parts):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = []
             if isinstance(node, ast.Import):
                 names = [a.name.split(".")[0] for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module.split(".")[0]]
+            else:
+                continue
             found += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n in flat]
     assert found == []
