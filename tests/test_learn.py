@@ -257,3 +257,19 @@ def test_a_corrected_delivery_is_not_evidence_and_since_limits_the_days():
     h.deliver("S1", 0, 0, day=4, outcome=record.CORRECTION, corrects=5)
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME, since="2026-11-03"), "S1")
     assert (p.evidence.deliveries, p.evidence.days, p.action) == (2, 1, "keep")
+
+
+def test_a_stop_with_no_fence_at_all_gets_one_and_the_route_then_compiles():
+    from host_tools import route_compile
+
+    fc = route_fc(("S1", "way/1", None), ("S6", None, (0.0, 0.0)))
+    fc["features"][1]["geometry"] = None  # unmatched, no prior geocode: route build leaves it null
+    fc["features"][1]["properties"].update(match="none", radius_m=None)
+    h = History()
+    for day in (2, 3):
+        h.deliver("S6", 5, 50.5, day=day, n=2)  # at house C's door
+    learned = learn.learn(fc, h.records, footprint_fc(), frame=FRAME)
+    p = only(learned, "S6")
+    assert (p.action, p.old, p.new_building) == ("create", None, "way/3")
+    out = learn.apply(fc, learned, 2, "2026-11-03")
+    assert route_compile.compile_geojson(out).stops == 2
