@@ -37,8 +37,11 @@ hal.board()  # reads the flashed board definition now, as a device reads its /li
 
 
 def load_firmware():
-    from firmware import dock, main, modem, uploader  # noqa: F401
+    from firmware import main
 
+    if not rom_bytes:  # from the host fs, which goes away: now. From ROMFS, main.App.tasks imports
+        # them when it opens their ports, after the upload batch buffer, as on a device
+        from firmware import dock, modem, uploader  # noqa: F401
     return main
 
 
