@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             learned = learn.learn(fc, st.records(route_id=args.route), footprints, since)
         except learn.LearnError as exc:
-            raise DepotError(str(exc), "Check the route GeoJSON") from None
+            raise DepotError(str(exc), "Check the --from route and the --footprints file") from None
         for p in learned.proposals:
             if p.action != "keep":
                 print(f"  {p.stop_id:<12} {p.action:<6} {p.why} [{p.evidence.summary()}]")

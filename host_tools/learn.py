@@ -213,6 +213,8 @@ def route_frame(fc: dict[str, Any]) -> Frame:
 def read_footprints(fc: dict[str, Any] | None, frame: Frame) -> dict[str, BaseGeometry]:
     """Building id -> footprint (local); ids as OSM exports them (`id`, else properties.id/@id)."""
     out: dict[str, BaseGeometry] = {}
+    if fc is not None and (not isinstance(fc, dict) or not isinstance(fc.get("features"), list)):
+        raise LearnError("the footprints are not a GeoJSON FeatureCollection")
     for n, f in enumerate((fc or {}).get("features") or []):
         g = _geom(f)
         if g is None or g.geom_type not in ("Polygon", "MultiPolygon"):

@@ -105,6 +105,14 @@ def test_mistakes_get_one_line(depot, capsys, monkeypatch, args, message):
     assert capsys.readouterr().err.startswith(message)
 
 
+def test_footprints_that_are_not_a_feature_collection_get_one_line(depot, capsys):
+    (depot / "list.geojson").write_text("[1, 2]")
+    assert depot_cli(depot, "--from", str(depot / "route.geojson"), "--out", str(depot / "x.geojson"),
+                     "--footprints", str(depot / "list.geojson")) == 2
+    assert capsys.readouterr().err == ("depot: error: the footprints are not a GeoJSON FeatureCollection. "
+                                       "Check the --from route and the --footprints file.\n")
+
+
 def test_a_route_file_of_another_route_is_refused(depot, capsys):
     fc = json.loads((depot / "route.geojson").read_text())
     fc["route_id"] = "OTHER-2"
