@@ -197,7 +197,8 @@ def test_an_old_store_with_one_absent_row_per_seq_becomes_runs(tmp_path: Path) -
         db.execute("PRAGMA user_version=0")
         for table in ("absent_runs", "route_versions", "fence_history"):
             db.execute(f"DROP TABLE {table}")
-        db.execute("ALTER TABLE devices DROP COLUMN pruned_seq")
+        for column in ("pruned_seq", "retired_key", "revoked_at"):  # columns of later versions
+            db.execute(f"ALTER TABLE devices DROP COLUMN {column}")
         db.execute("CREATE TABLE absent (device_id TEXT, seq INTEGER, source TEXT, at REAL)")
         db.executemany("INSERT INTO absent VALUES ('DEV1', ?, 'dock', 0)", [(2,), (3,), (5,)])
     assert Store(tmp_path / "old.sqlite3").absent("DEV1") == [(2, 3), (5, 5)]
