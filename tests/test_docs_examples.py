@@ -121,7 +121,7 @@ def test_readme_simulator_commands(tmp_path: Path):
                                  timeout=120)
             assert got.returncode == 0, f"{cmd}\n{got.stdout}\n{got.stderr}"
             if cmd.startswith("mpremote"):
-                assert "board.py" in got.stdout and "record.mpy" in got.stdout
+                assert "record.mpy" in got.stdout  # the firmware the flash installed
         assert (tmp_path / "screen.png").read_bytes()[:4] == b"\x89PNG"
     finally:
         proc.terminate()
