@@ -26,7 +26,6 @@ from firmware import modem as M
 
 _CA_FILE = "depot_ca.pem"
 _CHUNK = const(1024)  # bytes per CCHSEND/QSSLSEND (both modules take at least this)
-_RX = const(1536)  # the whole HTTP answer: status line, headers, an acknowledgement or error JSON
 
 # session error codes of AT+CCHOPEN / +QSSLOPEN that mean something other than "try again later"
 _DNS = {M.SIM7600: (13,), M.BG95: (565,)}
@@ -62,7 +61,8 @@ class TLS:
         self.ca = ca.encode() if isinstance(ca, str) else ca
         self.ready = False  # CA downloaded and contexts configured since the modem's power-up
         self.open = False  # a session is up (kept across batches until the server closes it)
-        self.rx = bytearray(_RX)
+        self.rx = m.resp  # the whole HTTP answer lands in the modem's response buffer, then the
+        # body moves to its start: status line and headers are ~200 bytes, an ack or error ~100
         self.got = 0
         self.handshakes = 0  # sessions opened (for tests and the bench)
 
@@ -252,8 +252,8 @@ class TLS:
                     raise M.Transient("answer larger than the buffer")
                 if not self.open:
                     await self.close_quietly()
-                k = min(length, len(m.resp))
-                m.resp[:k] = self.rx[start: start + k]
+                k = min(length, len(m.resp) - start)
+                m.resp[:k] = bytes(self.rx[start: start + k])  # the body to the front
                 return status, memoryview(m.resp)[:k]
 
     async def close_quietly(self):
