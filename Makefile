@@ -3,11 +3,12 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+WHEELS  := $(VENV)/wheelhouse/.downloaded
 FW_SRC  := $(wildcard firmware/*.py) $(wildcard firmware/entry/*.py) $(wildcard boards/*.py) $(wildcard sim/vm/*.py)
 
 .PHONY: setup system-deps test lint typecheck mpy pytest bench demo torture clean
 
-setup: $(STAMP) system-deps node_modules/.package-lock.json
+setup: $(STAMP) $(WHEELS) system-deps node_modules/.package-lock.json
 
 # The 32-bit VM (MicroPython's WebAssembly port, tests' mpy32 fixture) from npm, pinned by
 # package-lock.json, into ./node_modules. Node 20 runs it.
@@ -36,6 +37,13 @@ $(STAMP): requirements.txt requirements-stubs.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps --target typings/rp2 micropython-stdlib-stubs || true
 	$(BIN)/pip install -q --no-deps --target typings/esp32 micropython-stdlib-stubs || true
 	touch $(STAMP)
+
+# The dependencies as wheels, pinned by requirements.txt (pip constraints take no extras), and a
+# setuptools to build with: tests/test_install.py installs the depot's wheel from these, offline.
+$(WHEELS): requirements.txt pyproject.toml $(STAMP)
+	sed 's/\[[^]]*\]//' requirements.txt > $(VENV)/constraints.txt
+	$(BIN)/pip download -q -d $(VENV)/wheelhouse -c $(VENV)/constraints.txt . "setuptools>=70.1"
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ import argparse
 import importlib
 import sys
 
+from host_tools import __version__
 from host_tools.errors import DepotError
 
 # Modules that add subcommands, in the order `depot --help` lists them.
@@ -22,6 +23,7 @@ COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="depot", description="Depot tools for postal handhelds.")
     parser.add_argument("--store", help="store file (default: $DEPOT_HOME/depot.sqlite3)")
+    parser.add_argument("--version", action="version", version=f"depot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
