@@ -10,7 +10,7 @@ import argparse
 import hashlib
 import importlib
 
-from host_tools import route_compile
+from host_tools import boards, route_compile
 from host_tools.errors import DepotError
 
 ROUTE_COMMAND_MODULES: list[str] = [
@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_compile(args: argparse.Namespace) -> int:
+    boards.check(args.board)
     try:
         key = route_compile.read_key(args.key) if args.key else None
         date = route_compile.parse_date(args.date, "--date") if args.date is not None else None
@@ -43,7 +44,10 @@ def run_compile(args: argparse.Namespace) -> int:
                                          service_date=date, key=key)
     except route_compile.CompileError as exc:
         raise DepotError(exc.what, f"{exc.fix}. Nothing written") from None
-    except (KeyError, OSError, ValueError) as exc:  # an unknown board, an unreadable key file
+    except OSError as exc:  # an unreadable key file
+        raise DepotError(f"cannot read {exc.filename}: {exc.strerror}",
+                         "Check the options. Nothing written") from None
+    except (KeyError, ValueError) as exc:
         what = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         raise DepotError(str(what), "Check the options. Nothing written") from None
     for line in res.repairs:

@@ -743,4 +743,8 @@ def open_existing(store: str | os.PathLike[str] | None = None) -> Storage:
     if not Path(name).is_file():
         raise DepotError(f"no store at {name}",
                          "check --store or DEPOT_HOME (`depot enrol` creates the store)")
+    with open(name, "rb") as f:
+        if f.read(16) != b"SQLite format 3\0":
+            raise DepotError(f"{name} is not a depot store (not an SQLite file)",
+                             "check --store or DEPOT_HOME")
     return Store(name)

@@ -134,3 +134,25 @@ def test_sync_on_a_silent_port_says_what_to_check(store):
     assert not rep.ok
     assert rep.error == (f"no answer from a handheld on {rep.port}. Check that it sits in the dock and is "
                          "powered, and that this is the dock port, not the USB console")
+
+
+def test_compiling_for_a_board_that_does_not_exist(tmp_path, capsys):
+    line = fails(capsys, ["route", "compile", str(EXAMPLE), "--out", str(tmp_path / "x.pkg"),
+                          "--board", "esp"])
+    assert line == "no board named esp. Choose one of esp32s3-sim7600, rp2350-bg95, sim."
+    assert not (tmp_path / "x.pkg").exists()
+
+
+def test_compiling_with_a_key_file_that_does_not_exist(tmp_path, capsys):
+    line = fails(capsys, ["route", "compile", str(EXAMPLE), "--out", str(tmp_path / "x.pkg"), "--key",
+                          str(tmp_path / "nokey")])
+    assert line == (f"cannot read {tmp_path / 'nokey'}: No such file or directory. "
+                    "Check the options. Nothing written.")
+
+
+def test_a_store_path_that_is_not_a_store(tmp_path, capsys):
+    other = tmp_path / "notes.txt"
+    other.write_text("not a database\n")
+    line = fails(capsys, ["--store", str(other), "devices"])
+    assert line == f"{other} is not a depot store (not an SQLite file). Check --store or DEPOT_HOME."
+    assert other.read_text() == "not a database\n"
