@@ -127,7 +127,7 @@ def test_a_declared_length_over_the_cap_is_refused_before_any_body(store):
 # ========================================================= 13.3: slow clients, limits, 503 + Retry-After
 
 def test_connections_that_never_finish_their_headers_are_closed_and_surplus_ones_get_503(store):
-    limits = Limits(header_timeout_s=1.0, max_connections=20, retry_after_s=7)
+    limits = Limits(header_timeout_s=3.0, max_connections=20, retry_after_s=7)
     with BackgroundServer(store, limits=limits) as srv:
         slow = []
         for _ in range(30):
@@ -151,7 +151,7 @@ def test_connections_that_never_finish_their_headers_are_closed_and_surplus_ones
 
 
 def test_requests_over_the_inflight_limit_get_503_and_a_stalled_body_gets_408(store):
-    limits = Limits(body_timeout_s=1.0, max_inflight=2, retry_after_s=3)
+    limits = Limits(body_timeout_s=3.0, max_inflight=2, retry_after_s=3)
     with BackgroundServer(store, limits=limits) as srv:
         stalled = []
         for _ in range(2):  # two uploads that announce 1,000 bytes and send 10

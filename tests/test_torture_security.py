@@ -289,7 +289,7 @@ def test_oversized_chunked_slow_and_bomb_uploads_cost_the_server_nothing_lasting
     store = Store(tmp_path / "depot.sqlite3")
     me = Signer(store.enrol(DEV))
     rounds = cases(3, 30)
-    limits = Limits(max_body=64 * 1024, header_timeout_s=0.5, max_connections=8)
+    limits = Limits(max_body=64 * 1024, header_timeout_s=2.0, max_connections=8)
     mib = 1 << 20
     sent_total = 0
     with BackgroundServer(store, limits=limits) as srv:
