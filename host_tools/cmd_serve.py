@@ -48,8 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def private_file(path: str, what: str) -> None:
+    """A secret readable by other local users is refused, as ssh refuses such a key."""
+    mode = Path(path).stat().st_mode
+    if mode & 0o077:
+        raise DepotError(f"the {what} {path} is readable by other users (mode {mode & 0o777:o})",
+                         f"run chmod 600 {path}")
+
+
 def operator_token(path: str | None) -> str | None:
     if path:
+        if Path(path).exists():
+            private_file(path, "operator token file")
         try:
             token = Path(path).read_text().strip()
         except OSError as e:
@@ -69,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     for f in (args.tls_cert, args.tls_key):
         if f and not Path(f).is_file():
             raise DepotError(f"no such file: {f}", "give the PEM files of the server's certificate and key")
+    if args.tls_key:
+        private_file(args.tls_key, "TLS key")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = Limits(header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
                     max_connections=args.max_connections, max_inflight=args.max_inflight)

@@ -68,3 +68,21 @@ def test_route_packages_and_their_per_device_copies_are_private(tmp_path, open_u
     assert (mode(kept.parent), mode(kept)) == (0o700, 0o600)
     assert mode(store.path.parent) == 0o700  # a folder the store created
     store.close()
+
+
+def test_depot_serve_refuses_a_tls_key_or_token_file_other_users_can_read(tmp_path, capsys):
+    from host_tools import cli
+
+    key, token, cert = tmp_path / "server.key", tmp_path / "operator.token", tmp_path / "server.crt"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    token.write_text("s3cret\n")
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    os.chmod(key, 0o644)
+    os.chmod(token, 0o640)
+    store = str(tmp_path / "depot.sqlite3")
+    assert cli.main(["--store", store, "serve", "--tls-cert", str(cert), "--tls-key", str(key)]) == 2
+    assert capsys.readouterr().err == (f"depot: error: the TLS key {key} is readable by other users "
+                                       f"(mode 644). Run chmod 600 {key}.\n")
+    assert cli.main(["--store", store, "serve", "--operator-token-file", str(token)]) == 2
+    assert capsys.readouterr().err == (f"depot: error: the operator token file {token} is readable by other "
+                                       f"users (mode 640). Run chmod 600 {token}.\n")
