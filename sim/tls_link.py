@@ -13,17 +13,26 @@ import socket
 import ssl
 
 
+def client_context(ca_pem: bytes) -> ssl.SSLContext:
+    """Trust only this CA, TLS 1.2 or later, check the name. (One context for several sessions
+    lets a later one resume an earlier one.)"""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca_pem.decode("ascii", "replace"))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
 class TlsRefused(Exception):
     """The handshake failed: wrong CA, expired or misnamed certificate, or not a TLS server."""
 
 
 class TlsLink:
-    def __init__(self, addr: tuple[str, int], server_hostname: str, ca_pem: bytes, timeout_s: float = 10.0):
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca_pem.decode("ascii", "replace"))
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    def __init__(self, addr: tuple[str, int], server_hostname: str, ca_pem: bytes, timeout_s: float = 10.0,
+                 context: ssl.SSLContext | None = None, session: ssl.SSLSession | None = None):
+        ctx = context or client_context(ca_pem)
         self.sock = socket.create_connection(addr, timeout=timeout_s)  # OSError: connect failed
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname,
+                                session=session)
         self.sent = self.received = 0  # bytes on the wire, TLS records included
         try:
             self._pump(self.tls.do_handshake)

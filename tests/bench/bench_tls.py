@@ -8,6 +8,9 @@
   CCH* commands), the session kept open across the batches, with the same TCP/IP model;
   cellular_bytes_per_record_tls_session_each_batch: the same if every batch paid a new handshake
   (batches far apart, the server having closed the idle session).
+- tls_handshake_bytes_resumed: one handshake resuming the previous session (a TLS 1.3 ticket),
+  what a modem that supports resumption would pay instead of a full handshake (the SIM7600 and
+  BG95 drivers here do not ask for it).
 - modem_tls_heap_bytes: the heap the device gives TLS on micropython (the module, its answer
   buffer and the CA certificate kept for re-downloading after a modem reset), measured with
   gc.mem_free() around a Modem made with and without the CA.
@@ -86,6 +89,25 @@ def tls_heap(tmp: Path, ca_pem: bytes) -> tuple[int, int]:
     return plain, tls
 
 
+def resumed_handshake(tmp: Path) -> tuple[int, int]:
+    """(full, resumed) handshake bytes: a request on one session, then a new session resuming it."""
+    from sim.tls_link import TlsLink, client_context
+
+    ca = tls_certs.make_ca("Depot CA")
+    cert, key_file = tls_certs.server_files(ca, tmp, "server-resume")
+    with BackgroundServer(Store(tmp / "resume.sqlite3"), tls_cert=cert, tls_key=key_file) as srv:
+        ctx = client_context(ca.pem)
+        first = TlsLink((srv.host, srv.port), "localhost", ca.pem, context=ctx)
+        first.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        first.read_http_response()  # the server's session ticket arrives with the answer
+        session = first.tls.session
+        first.close()
+        again = TlsLink((srv.host, srv.port), "localhost", ca.pem, context=ctx, session=session)
+        assert again.tls.session_reused, "the session was not resumed"
+        again.close()
+    return first.handshake_bytes, again.handshake_bytes
+
+
 def run(report) -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -102,6 +124,9 @@ def run(report) -> None:
                "the same if each batch opened its own session (batches far apart)")
         _, rsa, _ = upload_over_tls(tmp, "rsa")
         report("tls_handshake_bytes_rsa2048", rsa[0], "B", "one full handshake, RSA-2048 chain")
+        full_hs, resumed = resumed_handshake(tmp)
+        report("tls_handshake_bytes_resumed", resumed, "B",
+               f"a session resumed with a TLS 1.3 ticket (a full one here: {full_hs} B)")
         plain, tls = tls_heap(tmp, (tmp / "ca-ec.pem").read_bytes())
         report("modem_tls_heap_bytes", tls - plain, "B",
                f"a Modem with the CA ({len((tmp / 'ca-ec.pem').read_bytes())} B PEM) over one without "
