@@ -87,3 +87,8 @@ def test_the_installed_depot_enrols_compiles_flashes_syncs_and_reports(installed
     out = run(installed, "depot", "report", "--route", "NORTH-7", cwd=work, env=env)
     assert out.startswith("Route NORTH-7  (220 stops)")
     assert f"({received} deliveries, 0 attempts)" in out
+    # route build's page template is package data
+    run(installed, "python", "-m", "sim.address_town", "town", "--buildings", "30", cwd=work, env=env)
+    out = run(installed, "depot", "route", "build", "town/addresses.csv", "--footprints",
+              "town/buildings.geojson", "--out", "town.geojson", "--html", "town.html", cwd=work, env=env)
+    assert out.splitlines()[-1].startswith("matched ") and "<svg" in (work / "town.html").read_text()
