@@ -162,9 +162,8 @@ def build(csv_path: str | Path, footprints: str | Path, *, locale: str = "en",
         rows = read_rows(csv_path)
         index = Index(load_footprints(footprints), locale)
         outcomes = match_rows(rows, index)
-    fc: dict[str, Any] = {"type": "FeatureCollection",
-                          "route_id": rid,
-                          "features": [feature(o) for o in outcomes]}
+        fc: dict[str, Any] = {"type": "FeatureCollection", "route_id": rid,
+                              "features": [feature(o) for o in outcomes]}
     return fc, outcomes, index
 
 
