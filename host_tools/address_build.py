@@ -189,7 +189,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.html:
             from host_tools import address_html
 
-            Path(args.html).write_text(address_html.render(fc, outcomes, index), encoding="utf-8")
+            with paused_gc():  # the page's shapes are many small objects too
+                page = address_html.render(fc, outcomes, index)
+            Path(args.html).write_text(page, encoding="utf-8")
     except OSError as exc:
         raise DepotError(f"cannot write {exc.filename}: {exc.strerror}", "check the folder") from None
     for o in outcomes:
