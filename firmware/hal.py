@@ -2,7 +2,7 @@
 on the device, `boards/<name>.py` in the repo); the rest of the firmware talks only to this module.
 
 On a microcontroller the peripherals are machine.UART/Pin/PWM/SPI. On the unix port (the simulator,
-tests) each UART is a file the simulator opened for us, named by SIM_UART_<NAME> in the environment.
+tests) they come from the simulator's module simhw (sim/vm/simhw.py), which never ships to a device.
 """
 
 import sys
@@ -17,9 +17,14 @@ UNIX = sys.platform in ("linux", "darwin")
 _EPOCH_OFFSET = const(946684800)  # 2000-01-01 in unix seconds: MCU ports count from 2000
 
 _board = None
-_sim_files = {}
 _display = None
-_clock_offset = 0  # set_time() on the unix port shifts the wall clock instead of the host's
+
+
+def _sim():
+    """The simulator's peripherals on the unix port, as `machine` is a board's."""
+    import simhw  # type: ignore  # sim/vm/ on the VM's path
+
+    return simhw
 
 
 def board(name=None):
@@ -42,11 +47,10 @@ def board(name=None):
 def _sim_board():
     """The unix port with no board.py flashed: the virtual handheld's board (`--board`), else sim."""
     try:
-        import simhw  # type: ignore
-
-        if simhw.board is not None:
-            return simhw.board
-    except ImportError:
+        b = _sim().board
+        if b is not None:
+            return b
+    except ImportError:  # CPython
         pass
     from boards import board_sim
 
@@ -57,7 +61,7 @@ def open_uart(name):
     """A stream for the named UART (gnss, scanner, modem, dock): read/readinto/write, pollable."""
     cfg = board()["uart"][name]
     if UNIX:
-        return _sim_stream("SIM_UART_" + name.upper())
+        return _sim().uart("SIM_UART_" + name.upper())
     from machine import UART, Pin  # type: ignore[attr-defined]
 
     if cfg["id"] == "usb":
@@ -68,14 +72,14 @@ def open_uart(name):
 
 def time_s():
     """Wall clock, unix seconds (the dock sets it at the depot; GNSS corrects it in the field)."""
-    t = int(time.time()) + _clock_offset
-    return t if UNIX else t + _EPOCH_OFFSET
+    if UNIX:
+        return _sim().time_s()
+    return int(time.time()) + _EPOCH_OFFSET
 
 
 def set_time(unix_s):
-    global _clock_offset
     if UNIX:
-        _clock_offset = unix_s - int(time.time())
+        _sim().set_time(unix_s)
         return
     from machine import RTC  # type: ignore[attr-defined]
 
@@ -87,104 +91,10 @@ def ticks_ms():
     return time.ticks_ms()  # type: ignore[attr-defined]
 
 
-# --- the simulator's host files (unix port) ---
-
-
-def _sim_file(var, mode):
-    """The host file the simulator named in env `var`: pre-opened by the virtual handheld's boot
-    shim (which then hides the host filesystem, as a device sees only its flash), else opened here
-    (firmware run directly on `micropython`, as in tests). None when the variable is unset."""
-    f = _sim_files.get(var)
-    if f is not None:
-        return f
-    try:
-        import simhw  # type: ignore  # only inside the simulator
-
-        f = simhw.get(var)
-    except ImportError:
-        f = None
-    if f is None:
-        import os
-
-        path = os.getenv(var)  # type: ignore[attr-defined]
-        if not path:
-            return None
-        f = open(path, mode)
-    _sim_files[var] = f
-    return f
-
-
 try:
     from io import IOBase as _IOBase
 except ImportError:  # CPython without MicroPython's io
     _IOBase = object
-
-_sim_streams = {}
-
-
-class _SimStream(_IOBase):  # type: ignore[misc]
-    """A simulator pty with a UART's read semantics. The unix port's read(n)/readinto(buf) on a
-    file wait until the buffer is full; machine.UART returns what has arrived. So read byte by
-    byte while poll says more is there (a handful of syscalls per scan line or NMEA sentence)."""
-
-    def __init__(self, f):
-        import select
-
-        self.f = f
-        self.p = select.poll()
-        self.p.register(f, select.POLLIN)
-        self.one = bytearray(1)
-
-    def fileno(self):
-        return self.f.fileno()
-
-    def ioctl(self, req, arg):
-        if req == 10:  # MP_STREAM_GET_FILENO: the unix poller then waits on the real fd
-            return self.f.fileno()
-        if req == 3:  # MP_STREAM_POLL
-            return arg & 1 if self._ready() else 0
-        return 0
-
-    def _ready(self):
-        for _ in self.p.ipoll(0):  # ipoll: no result list allocated per byte
-            return True
-        return False
-
-    def readinto(self, buf, n=-1):
-        if n < 0 or n > len(buf):
-            n = len(buf)
-        got = 0
-        one = self.one
-        while got < n and self._ready():
-            if not self.f.readinto(one):
-                break
-            buf[got] = one[0]
-            got += 1
-        return got if got else None
-
-    def read(self, n=-1):
-        buf = bytearray(n if n > 0 else 256)
-        got = self.readinto(buf)
-        return bytes(buf[:got]) if got else None
-
-    def readline(self):
-        return self.f.readline()
-
-    def write(self, data):
-        return self.f.write(data)
-
-    def close(self):
-        self.f.close()
-
-
-def _sim_stream(var):
-    s = _sim_streams.get(var)
-    if s is None:
-        f = _sim_file(var, "r+b")
-        if f is None:
-            return None
-        s = _sim_streams[var] = _SimStream(f)
-    return s
 
 
 # --- display ---
@@ -207,10 +117,7 @@ class Display:
         if self._drv is not None:
             self._drv.show()
             return
-        f = _sim_file("SIM_SCREEN", "r+b")
-        if f is not None:
-            f.seek(0)
-            f.write(self.buf)  # the unix port does not buffer files: the host sees it now
+        _sim().show(self.buf)
 
 
 class _SharpLS:
@@ -284,12 +191,6 @@ _pwm = None
 _led_pin = None
 
 
-def _event(kind, pattern):
-    f = _sim_file("SIM_EVENTS", "wb")
-    if f is not None:
-        f.write(kind + " " + pattern + "\n")  # unbuffered; flush() would fsync, EINVAL on a FIFO
-
-
 async def _play(out, steps):
     import asyncio
 
@@ -313,7 +214,7 @@ def buzzer(pattern):
     if pattern not in PATTERNS:
         pattern = "error"
     if UNIX:
-        _event("buzzer", pattern)
+        _sim().event("buzzer", pattern)
         return
     pin = board()["buzzer"]["pin"]
     if pin is None:
@@ -333,7 +234,7 @@ def led(pattern):
     if pattern not in PATTERNS:
         pattern = "error"
     if UNIX:
-        _event("led", pattern)
+        _sim().event("led", pattern)
         return
     pin = board()["led"]["pin"]
     if pin is None:
@@ -352,7 +253,7 @@ def led(pattern):
 def open_keys():
     """A pollable stream of key names ("ok", "back", "up", "down"), one per line."""
     if UNIX:
-        return _sim_stream("SIM_KEYS")
+        return _sim().uart("SIM_KEYS")
     return _Keys(board()["keys"])
 
 _DEBOUNCE_MS = const(30)
@@ -404,14 +305,7 @@ class _Keys(_IOBase):  # type: ignore[misc]
 def battery_mv():
     """Battery voltage in millivolts (the simulator's is scripted through its control socket)."""
     if UNIX:
-        f = _sim_file("SIM_BATTERY", "rb")
-        if f is None:
-            return 4000
-        f.seek(0)
-        try:
-            return int(f.read(16))
-        except ValueError:
-            return 0
+        return _sim().battery_mv()
     cfg = board()["battery"]
     from machine import ADC, Pin  # type: ignore[attr-defined]
 

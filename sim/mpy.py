@@ -38,7 +38,8 @@ def package_paths() -> list[str]:
 
 def mpy_env(extra_paths: tuple[str | os.PathLike, ...] = ()) -> dict[str, str]:
     env = dict(os.environ)
-    paths = [str(p) for p in extra_paths] + package_paths() + [".frozen"]
+    # sim/vm: the simulator's peripherals (simhw) the hal asks for on the unix port
+    paths = [str(p) for p in extra_paths] + package_paths() + [str(VM_DIR), ".frozen"]
     env["MICROPYPATH"] = ":".join(paths)
     return env
 
