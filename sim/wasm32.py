@@ -20,6 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from host_tools import manifest
 from sim import mpy
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: `make setup` puts node_modules/ there
@@ -51,10 +52,11 @@ def heap_bytes(heap: str | int) -> int:
 
 
 def _modules() -> list[tuple[str, str]]:
-    out = []
-    for folder in (mpy.FIRMWARE, mpy.BOARDS):
-        for path in sorted(folder.glob("*.py")):
-            out.append((f"{LIB}/{folder.name}/{path.name}", str(path)))  # the packages, as on a device
+    """What firmware/manifest.py ships, and the board definitions, as packages in /lib."""
+    with manifest.firmware() as m:
+        out = [(dest, str(src)) for src, dest in m.modules]
+    for path in sorted(mpy.BOARDS.glob("*.py")):
+        out.append((f"{LIB}/boards/{path.name}", str(path)))
     return out
 
 

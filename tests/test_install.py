@@ -6,6 +6,7 @@ route goes out; after two stops' deliveries the records come home), and reports.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +37,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with only the wheel and its dependencies."""
     assert WHEELHOUSE.is_dir(), f"no wheelhouse at {WHEELHOUSE}: run `make setup`"
     tmp = tmp_path_factory.mktemp("install")
-    dist = tmp / "dist"
+    src, dist = tmp / "src", tmp / "dist"
+    # built from a copy: setuptools leaves build/ beside the sources it builds
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "node_modules", "build", "results", "typings", "__pycache__", ".*cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index", "--find-links",
-                    str(WHEELHOUSE), "-w", str(dist), str(ROOT)],
+                    str(WHEELHOUSE), "-w", str(dist), str(src)],
                    check=True, capture_output=True, timeout=300)
     [wheel] = dist.glob("postal_scanner-*.whl")
     venv = tmp / "venv"
