@@ -23,6 +23,8 @@ except ImportError:  # CPython
 
 from firmware import sign
 
+_StructError = getattr(struct, "error", ValueError)  # MicroPython's struct raises ValueError
+
 MAGIC = b"RPKG"
 VERSION = const(1)
 HEADER = "<4sBBHHH16sIiiIII8sI"
@@ -75,7 +77,7 @@ class RoutePackage:
         except MemoryError:
             self.file.close()
             raise PackageError("route package needs more memory than this device has") from None
-        except (ValueError, IndexError, KeyError, UnicodeError, OSError, struct.error):
+        except (ValueError, IndexError, KeyError, UnicodeError, OSError, _StructError):
             self.file.close()
             raise PackageError("route package is malformed") from None
 

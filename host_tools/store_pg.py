@@ -185,10 +185,14 @@ class PgStore:
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True, timeout=5,
                                     kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
                                     reconnect_timeout=3600)  # a database restart: reconnect, never give up
-        if migrate:
-            self.migrate()
-        else:
-            self.check_schema()
+        try:
+            if migrate:
+                self.migrate()
+            else:
+                self.check_schema()
+        except BaseException:
+            self._pool.close()  # a refused schema leaves no pool threads behind
+            raise
 
     # -- connections and schema ----------------------------------------------------------------
 
