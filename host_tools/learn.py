@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Point, Polygon, mapping, shape
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import nearest_points
 
 from firmware import record
 from host_tools import routepack
@@ -41,18 +41,17 @@ OUTLIER_SIGMAS = 3.0
 SCATTER_M = 10.0  # RMS distance of the kept fixes from their point above this: a person looks
 R95_MIN_M = 4.0  # the radius holding 95% of the next fixes is never assumed smaller
 RMS_TO_R95 = 1.731  # 2-D Gaussian: r95 = sigma*sqrt(2 ln 20), RMS = sigma*sqrt(2)
-# Geometry.
+R95_TO_SIGMA = 2.448  # 2-D Gaussian: the 95% radius is 2.448 sigma (per axis)
+# Geometry and the predicted misses.
 DEVICE_MARGIN_M = 5.0  # geofence.MARGIN_DM: a fix within 5 m of the fence is inside
-KEEP_UNCOVERED = 0.1  # keep a fence that judges >= 90% of the r95 disc inside
-KEEP_INSIDE = 0.9  # ... or that the device judged >= 90% of the stop's fixes inside,
-KEEP_PREDICTED = 0.25  # unless it would judge more than a quarter of the r95 disc outside
+MISS_TARGET = 0.005  # a learned zone is sized so that 1 next delivery in 200 is predicted outside
+KEEP_MISS = 0.01  # a fence predicted to miss at most this share of the next deliveries is kept
 AT_BUILDING_M = 2.0  # a point this close to a footprint is at that building
-SLACK_M = 1.0  # an extension covers a little more than needed, so the next night's estimate keeps it
 BOUND_M = 10.0  # a learned fence lies within its base footprint buffered by this
-CIRCLE_MIN_M = 6.0
+ZONE_MIN_M = 2.0  # a delivery zone is never a smaller circle than this
+CIRCLE_MIN_M = ZONE_MIN_M
 CIRCLE_MAX_M = 30.0  # a fence created without a footprint: a circle no larger than this
-BRIDGE_M = 1.5  # half-width of the strip joining a footprint to its delivery point
-QUAD_SEGS = 3  # circles as 12-gons: the board's vertex budget is 32
+QUAD_SEGS = 4  # zones as 16-gons, as the compiler makes a Point stop (the vertex budget is 32)
 EARTH_M = 6371008.8
 
 ACTIONS = ("keep", "extend", "move", "create", "flag")
@@ -97,10 +96,11 @@ class Fix:
     override: bool
     reason: int
     used: bool = False  # kept by the estimate (not rejected as an outlier)
+    share: float = 1.0  # 1 / the fixes of its day's visit
 
     @property
     def weight(self) -> float:
-        return 1.0 / (self.sigma * self.sigma)
+        return self.share / (self.sigma * self.sigma)
 
 
 @dataclass
@@ -112,6 +112,9 @@ class Evidence:
     point: tuple[float, float] | None = None  # learned delivery point (local metres)
     spread_m: float = 0.0  # weighted RMS distance of the used fixes from the point
     r95_m: float = 0.0  # radius expected to hold 95% of the next fixes
+    sigma_m: float = 0.0  # predicted error of the next fix about the point (per axis, 1-sigma)
+    miss_now: float = 0.0  # share of the next deliveries predicted outside the current fence
+    miss_new: float = 0.0  # ... outside the proposed fence
     agreement: float = 0.0  # share of the usable fixes' weight in the cluster
     distance_m: float = 0.0  # from the point to the current fence (0 inside)
     inside_now: float = 0.0  # share of the usable fixes the device would judge inside, now
@@ -278,6 +281,11 @@ def estimate(ev: Evidence) -> None:
     fixes = ev.fixes
     if not fixes:
         return
+    # a visit's fixes share their error (the receiver's error is correlated over tens of seconds):
+    # each day's visit counts as one sample, however many items were scanned
+    per_day = Counter(f.day for f in fixes)
+    for f in fixes:
+        f.share = 1.0 / per_day[f.day]
     w = [f.weight for f in fixes]
     cx = _wmedian([f.x for f in fixes], w)
     cy = _wmedian([f.y for f in fixes], w)
@@ -308,6 +316,34 @@ def estimate(ev: Evidence) -> None:
     # fixes that happen to agree do not make the next ones better
     claimed = _wmedian([2 * f.sigma for f in keep], [f.weight for f in keep])
     ev.r95_m = max(R95_MIN_M, RMS_TO_R95 * ev.spread_m, claimed)
+    # the next fix's error about the point: the receiver's own (its 95% radius, or what the cluster
+    # shows, whichever is larger) plus the point's own error, one independent sample per day (a
+    # visit's fixes share their error)
+    fix_sigma = ev.r95_m / R95_TO_SIGMA
+    ev.sigma_m = fix_sigma * math.sqrt(1 + 1 / max(ev.days, 1))
+
+
+# a fixed sample of the 2-D standard normal: predicted misses are the same every night for the same
+# evidence (no randomness in what the depot proposes)
+_NORMAL = np.random.default_rng(20261201).standard_normal((4000, 2))
+
+
+def predicted_miss(point: tuple[float, float], sigma: float, fence: BaseGeometry | None) -> float:
+    """Share of the next deliveries (fixes ~ N(point, sigma^2) per axis) that the device would judge
+    outside `fence` (inside it or within its 5 m margin is inside)."""
+    if fence is None:
+        return 1.0
+    zone = fence.buffer(DEVICE_MARGIN_M, quad_segs=8)
+    xs = point[0] + sigma * _NORMAL[:, 0]
+    ys = point[1] + sigma * _NORMAL[:, 1]
+    return 1.0 - float(np.count_nonzero(shapely.contains_xy(zone, xs, ys))) / len(xs)
+
+
+def zone_radius(sigma: float) -> float:
+    """The circle the fence itself must be so that, with the device's 5 m margin, the next
+    deliveries fall outside it no more than MISS_TARGET of the time (Rayleigh tail)."""
+    reach = sigma * math.sqrt(-2 * math.log(MISS_TARGET))
+    return max(reach - DEVICE_MARGIN_M, ZONE_MIN_M)
 
 
 def inside_share(fixes: list[Fix], fence: BaseGeometry | None) -> float:
@@ -319,36 +355,20 @@ def inside_share(fixes: list[Fix], fence: BaseGeometry | None) -> float:
     return sum(1 for f in fixes if zone.intersects(Point(f.x, f.y))) / len(fixes)
 
 
-def uncovered(point: tuple[float, float], r95: float, fence: BaseGeometry | None) -> float:
-    """Share of the disc expected to hold 95% of the next fixes that the fence + device margin
-    would not judge inside."""
-    disc = Point(point).buffer(r95, quad_segs=8)
-    if fence is None:
-        return 1.0
-    return float(disc.difference(fence.buffer(DEVICE_MARGIN_M, quad_segs=4)).area / disc.area)
-
-
 # --- the fences -----------------------------------------------------------------------------
 
-def bounded_fence(base: BaseGeometry, point: tuple[float, float], r95: float) -> BaseGeometry:
-    """`base` plus what the point's next fixes need, within base + BOUND_M.
+def bounded_fence(base: BaseGeometry, point: tuple[float, float], sigma: float) -> BaseGeometry:
+    """The delivery zone around `point` (zone_radius of the next fixes' sigma), within base + BOUND_M.
 
-    The zone is the disc the fence itself must contain so that the device (which adds its 5 m
-    margin) judges the r95 disc inside; a strip joins it to the base's nearest edge."""
-    zone_r = max(r95 - DEVICE_MARGIN_M + SLACK_M, BRIDGE_M)
-    p = Point(point)
-    if uncovered(point, r95, base) <= KEEP_UNCOVERED / 2:
-        return base
-    q = nearest_points(base.boundary, p)[0]
-    grow = shapely.convex_hull(shapely.union(p.buffer(zone_r, quad_segs=QUAD_SEGS),
-                                             q.buffer(BRIDGE_M, quad_segs=1)))
-    fence = shapely.union(base, grow).intersection(base.buffer(BOUND_M, quad_segs=QUAD_SEGS))
-    fence = _areal(shapely.make_valid(fence.simplify(0.3)))
-    return fence
+    The fence is where the deliveries happen, not the building: the device judges the fix at the
+    door, so a footprint's far side holds no delivery and is not kept."""
+    zone = Point(point).buffer(zone_radius(sigma), quad_segs=QUAD_SEGS)
+    fence = zone.intersection(base.buffer(BOUND_M, quad_segs=QUAD_SEGS))
+    return _areal(shapely.make_valid(fence))
 
 
-def circle_fence(point: tuple[float, float], r95: float) -> BaseGeometry:
-    r = min(max(r95 - DEVICE_MARGIN_M + 3.0, CIRCLE_MIN_M), CIRCLE_MAX_M)
+def circle_fence(point: tuple[float, float], sigma: float) -> BaseGeometry:
+    r = min(zone_radius(sigma), CIRCLE_MAX_M)
     return Point(point).buffer(r, quad_segs=QUAD_SEGS)
 
 
@@ -417,6 +437,7 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
     def change(action: str, fence: BaseGeometry, why: str, building: str, new_base: BaseGeometry) -> Proposal:
         prop.action, prop.new, prop.why, prop.new_building, prop.base = action, fence, why, building, new_base
         ev.inside_new = inside_share(ev.fixes, fence)
+        ev.miss_new = predicted_miss(p, ev.sigma_m, fence)
         return prop
 
     estimate(ev)
@@ -434,40 +455,35 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
         prop.why = (f"deliveries scatter: spread {ev.spread_m:.1f} m, {100 * ev.agreement:.0f}% of the "
                     "fixes' weight agree on one point")
         return prop
-    if current is not None and (has_building or learned_before):
-        gap = uncovered(ev.point, ev.r95_m, current)
-        if gap <= KEEP_UNCOVERED:
-            prop.why = "the fence already covers the delivery point"
-            return prop
-        # a fence the device judged right is left alone unless the fixes' own accuracy says that
-        # many of the next ones will fall outside (a door under trees, in a yard)
-        if ev.inside_now >= KEEP_INSIDE and gap <= KEEP_PREDICTED:
-            prop.why = f"the device judged {100 * ev.inside_now:.0f}% of the fixes inside"
-            return prop
     p = ev.point
+    ev.miss_now = predicted_miss(p, ev.sigma_m, current)
+    if current is not None and (has_building or learned_before) and ev.miss_now <= KEEP_MISS:
+        prop.why = (f"the fence already covers the delivery point ({100 * ev.miss_now:.1f}% of the next "
+                    "deliveries predicted outside)")
+        return prop
     d_base = float(base.distance(Point(p))) if base is not None and has_building else math.inf
     if base is not None and d_base <= BOUND_M:  # its own building reaches: never move what can extend
-        return change("extend", bounded_fence(base, p, ev.r95_m),
-                      f"delivery point {d_base:.1f} m from building {bid}: fence extended to it "
-                      f"(bound: building + {BOUND_M:g} m)", bid, base)
+        return change("extend", bounded_fence(base, p, ev.sigma_m),
+                      f"delivery point {d_base:.1f} m from building {bid}: the fence becomes the delivery "
+                      f"zone there (bound: building + {BOUND_M:g} m)", bid, base)
     # at another building: the deliveries cluster there
     other = buildings.nearest(p, AT_BUILDING_M, exclude=bid)
     if other is not None:
         obid, og, od = other
         action = "move" if has_building else "create"
-        return change(action, bounded_fence(og, p, ev.r95_m),
+        return change(action, bounded_fence(og, p, ev.sigma_m),
                       f"deliveries cluster at building {obid} ({od:.1f} m), "
                       + (f"{d_base:.0f} m from building {bid}" if has_building else "no building matched"),
                       obid, og)
     if not has_building:  # a new build: a circle, not the neighbour's footprint
-        circle = circle_fence(p, ev.r95_m)
+        circle = circle_fence(p, ev.sigma_m)
         radius = math.sqrt(circle.area / math.pi)
         return change("create", circle, f"no building within {BOUND_M:g} m: a circle of {radius:.0f} m "
                       "around the delivery point", "", circle)
     near = buildings.nearest(p, BOUND_M, exclude=bid)
     if near is not None:  # a door away from a building the deliveries cluster at
         obid, og, od = near
-        return change("move", bounded_fence(og, p, ev.r95_m), f"delivery point {od:.1f} m from building "
+        return change("move", bounded_fence(og, p, ev.sigma_m), f"delivery point {od:.1f} m from building "
                       f"{obid}, {d_base:.0f} m from building {bid}", obid, og)
     prop.action = "flag"
     nearest_any = buildings.nearest(p, 200.0)

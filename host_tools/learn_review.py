@@ -70,4 +70,5 @@ def render(learned: learn.Learned, fc: dict[str, Any], generated: str | None = N
         generated=generated or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         rows=[(p, panel(p)) for p in shown], size=SIZE, total=len(learned.proposals),
         rules={"deliveries": learn.MIN_DELIVERIES, "days": learn.MIN_DAYS, "bound": learn.BOUND_M,
-               "circle": learn.CIRCLE_MAX_M, "scatter": learn.SCATTER_M})
+               "circle": learn.CIRCLE_MAX_M, "scatter": learn.SCATTER_M,
+               "miss": f"{100 * learn.MISS_TARGET:g}"})

@@ -64,6 +64,7 @@ class Result:
     changed: int = 0
     naive_area_growth: float = 1.0
     missed: dict[str, dict[str, int]] = field(default_factory=dict)  # held-out misses: variant -> kind -> n
+    day_missed: list[dict[str, int]] = field(default_factory=list)  # learning's misses per day: kind/sky -> n
     workdir: str = ""
 
     def share(self, key: str) -> float:
@@ -175,12 +176,17 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
         equal = Package(naive_route(first, fixes, {s: math.sqrt(a / math.pi) for s, a in area.items()}),
                         work, f"naive-equal-day{day}")
         inside = {v: 0 for v in VARIANTS}
+        misses: dict[str, int] = {}
+        res.day_missed.append(misses)
         batch = []
         for s in scans:
             for v in VARIANTS:
                 verdict, dist = pkgs[v].verdict(s)
                 inside[v] += verdict == record.V_INSIDE
                 if v == "learning":
+                    if verdict != record.V_INSIDE:
+                        g = town.ground[s.stop_id]
+                        misses[f"{g.kind}/{g.sky}"] = misses.get(f"{g.kind}/{g.sky}", 0) + 1
                     seq += 1
                     reason = 0 if verdict == record.V_INSIDE else _reason(town.ground[s.stop_id].kind)
                     batch.append(to_record(s, seq, town.route_id, verdict, dist, reason))

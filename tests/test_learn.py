@@ -94,13 +94,29 @@ def test_many_deliveries_on_one_day_are_not_enough():
     assert (p.action, p.enough, p.evidence.days) == ("keep", False, 1)
 
 
-def test_a_door_at_the_facade_keeps_its_fence():
+def test_a_fence_that_already_holds_the_next_deliveries_is_kept():
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S1", 5, 5, day=day, n=2, noise_m=1.0)  # a door in the middle of the footprint (a passage)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert (p.action, p.enough, p.new) == ("keep", True, None)
+    assert p.why.startswith("the fence already covers the delivery point (0.")
+    assert p.evidence.miss_now <= learn.KEEP_MISS
+
+
+def test_a_door_at_the_facade_gets_a_tight_zone_around_it():
     fc = route_fc(("S1", "way/1", None))
     h = History()
     for day in (2, 3, 4):
         h.deliver("S1", 5, 10.5, day=day, n=2, noise_m=2.0)  # the front door, on the street side
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
-    assert (p.action, p.enough, p.why) == ("keep", True, "the fence already covers the delivery point")
+    # 2 m of noise per axis: the footprint and the device's 5 m margin would judge ~3% of the next
+    # deliveries outside; the zone around the door, sized from the fixes, predicts 0.5%
+    assert p.action == "extend" and p.evidence.miss_now > learn.KEEP_MISS
+    assert p.evidence.miss_new <= 2 * learn.MISS_TARGET
+    assert new_fence(p).contains(Point(5, 10.5))
+    assert new_fence(p).area < HOUSES["way/1"].area / 2  # the far side of the house holds no delivery
 
 
 def test_a_door_whose_fixes_are_poor_gets_room_before_they_miss():
@@ -111,7 +127,7 @@ def test_a_door_whose_fixes_are_poor_gets_room_before_they_miss():
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
     assert (p.action, p.evidence.inside_now, p.evidence.r95_m) == ("extend", 1.0, 12.5)
     assert new_fence(p).contains(Point(5, 10.5 + 12.5 - learn.DEVICE_MARGIN_M))  # r95 within the margin
-    assert HOUSES["way/1"].buffer(learn.BOUND_M).contains(new_fence(p))
+    assert HOUSES["way/1"].buffer(learn.BOUND_M + 0.01).contains(new_fence(p))
 
 
 def test_a_van_scanner_far_from_every_building_is_flagged_not_learned():
@@ -146,9 +162,8 @@ def test_a_rear_entrance_extends_the_fence_within_its_bound():
     p = only(learned, "S1")
     assert p.action == "extend"
     assert p.new is not None and p.new.contains(Point(door))
-    assert p.new.contains(HOUSES["way/1"].buffer(-0.01))  # the house stays in its own fence
-    assert HOUSES["way/1"].buffer(learn.BOUND_M).contains(p.new)  # the bound
-    assert p.new.area / HOUSES["way/1"].area < 1.6
+    assert HOUSES["way/1"].buffer(learn.BOUND_M + 0.01).contains(p.new)  # the bound
+    assert p.new.area < HOUSES["way/1"].area  # the zone where the deliveries happen, not the house
     assert p.evidence.inside_now < 0.5 and p.evidence.inside_new == 1.0
     assert p.evidence.reasons == {"Entrance away from building": 6}
     out = learn.apply(fc, learned, 2, "2026-11-04")
@@ -168,7 +183,7 @@ def test_a_door_near_the_bound_is_covered_up_to_it_and_one_past_it_is_flagged():
         h.deliver("S1", 5, -8.5, day=day, n=2, noise_m=3.0, override=True, reason=41)
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
     assert p.action == "extend"
-    assert HOUSES["way/1"].buffer(learn.BOUND_M).contains(p.new)
+    assert HOUSES["way/1"].buffer(learn.BOUND_M + 0.01).contains(p.new)
     h = History()
     for day in (2, 3, 4):
         h.deliver("S1", 5, -14, day=day, n=2, override=True, reason=41)
@@ -184,7 +199,8 @@ def test_deliveries_at_another_building_move_the_fence_there():
     learned = learn.learn(fc, h.records, footprint_fc(), frame=FRAME)
     p = only(learned, "S1")
     assert (p.action, p.old_building, p.new_building) == ("move", "way/1", "way/3")
-    assert new_fence(p).symmetric_difference(HOUSES["way/3"]).area < 0.01  # its footprint covers the door
+    assert new_fence(p).contains(Point(5, 39.5))  # the zone at house C's door, within C's bound
+    assert HOUSES["way/3"].buffer(learn.BOUND_M + 0.01).contains(new_fence(p))
     assert p.evidence.reasons == {"Fence wrong on map": 6}
     props = learn.apply(fc, learned, 2, "2026-11-05")["features"][0]["properties"]
     assert (props["building_id"], props["fence"]["action"]) == ("way/3", "move")
@@ -214,7 +230,8 @@ def test_an_unmatched_stop_gets_a_fence_from_its_deliveries():
     assert new_fence(new_build).contains(Point(90, 90))
     assert 3 * learn.CIRCLE_MIN_M ** 2 <= new_fence(new_build).area <= 3 * learn.CIRCLE_MAX_M ** 2  # 12-gons
     assert (at_c.action, at_c.new_building) == ("create", "way/3")
-    assert new_fence(at_c).symmetric_difference(HOUSES["way/3"]).area < 0.01
+    assert new_fence(at_c).contains(Point(5, 50.5))
+    assert HOUSES["way/3"].buffer(learn.BOUND_M + 0.01).contains(new_fence(at_c))
 
 
 def test_outliers_and_poor_fixes_do_not_pull_the_point():
