@@ -59,7 +59,8 @@ class Result:
     rates: dict[str, list[float]] = field(default_factory=lambda: {v: [] for v in VARIANTS})
     actions: list[str] = field(default_factory=list)  # each night's summary line
     heldout: dict[str, list[int]] = field(default_factory=lambda: {
-        "learning": [0, 0], "naive": [0, 0], "naive_equal_area": [0, 0]})  # [inside, judged]
+        "learning": [0, 0], "naive": [0, 0], "naive_equal_area": [0, 0],
+        "naive_equal_total": [0, 0]})  # [inside, judged]
     area_growth: float = 1.0  # median learned / initial area, stops whose fence changed
     changed: int = 0
     naive_area_growth: float = 1.0
@@ -175,6 +176,10 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
         area = {f["properties"]["stop_id"]: area_m2(f) for f in fcs["learning"]["features"]}
         equal = Package(naive_route(first, fixes, {s: math.sqrt(a / math.pi) for s, a in area.items()}),
                         work, f"naive-equal-day{day}")
+        # the naive baseline as it is, one radius for every stop, with the learned fences' total area
+        seen = [a for s, a in area.items() if s in fixes]
+        same = math.sqrt(statistics.fmean(seen) / math.pi) if seen else NAIVE_RADIUS_M
+        total = Package(naive_route(first, fixes, dict.fromkeys(area, same)), work, f"naive-total-day{day}")
         inside = {v: 0 for v in VARIANTS}
         misses: dict[str, int] = {}
         res.day_missed.append(misses)
@@ -192,7 +197,7 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
                     batch.append(to_record(s, seq, town.route_id, verdict, dist, reason))
             if eligible(fixes.get(s.stop_id, [])):
                 for key, pkg in (("learning", pkgs["learning"]), ("naive", pkgs["naive"]),
-                                 ("naive_equal_area", equal)):
+                                 ("naive_equal_area", equal), ("naive_equal_total", total)):
                     ok = pkg.verdict(s)[0] == record.V_INSIDE
                     res.heldout[key][0] += ok
                     res.heldout[key][1] += 1
@@ -202,7 +207,7 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
                         kinds[kind] = kinds.get(kind, 0) + 1
         for s in scans:
             fixes.setdefault(s.stop_id, []).append((s.lon_e6 / 1e6, s.lat_e6 / 1e6, day))
-        for p in (*pkgs.values(), equal):
+        for p in (*pkgs.values(), equal, total):
             p.close()
         store.ingest(DEVICE, batch, "dock")
         for v in VARIANTS:
@@ -250,7 +255,8 @@ def night(store_path: Path, rid: str, fc: dict[str, Any], footprints: Path, work
 def report(res: Result, say: Any = print) -> None:
     say(f"held-out (next-day deliveries, stops with >= {HELD_OUT_MIN} earlier on >= {learn.MIN_DAYS} days): "
         f"learned fences {100 * res.share('learning'):.1f}%, naive circle of equal area "
-        f"{100 * res.share('naive_equal_area'):.1f}%, naive 50 m {100 * res.share('naive'):.1f}%")
+        f"{100 * res.share('naive_equal_area'):.1f}%, naive circles of one radius and equal total area "
+        f"{100 * res.share('naive_equal_total'):.1f}%, naive 50 m {100 * res.share('naive'):.1f}%")
     say(f"area: {res.changed} fences changed, median learned/initial {res.area_growth:.2f}; "
         f"naive 50 m circles median {res.naive_area_growth:.1f}x the first fences")
     say(f"store, routes and review pages: {res.workdir}")

@@ -7,7 +7,8 @@ whose data disagree with the ground, seeds 1-3, figures averaged over the seeds.
   least 3 earlier deliveries on at least 2 days (goal >= 0.95); fence_learning_naive_heldout_inside
   the same for the naive baseline (a 50 m circle around each stop's median fix), and
   fence_learning_naive_equal_area_heldout_inside for a circle around the median fix with the
-  learned fence's area.
+  learned fence's area (each stop its own); fence_learning_naive_equal_total_area_heldout_inside for
+  circles of one radius for every stop (the naive baseline as it is) with the learned fences' total area.
 - fence_learning_area_growth: median learned / initial area over the fences that changed (goal
   <= 1.5); fence_learning_naive_area_growth the naive circles' median over all stops.
 """
@@ -36,6 +37,9 @@ def run(report) -> None:
            "50 m circles around the median fix")
     report("fence_learning_naive_equal_area_heldout_inside",
            mean(r.share("naive_equal_area") for r in results), "", "circles of the learned fence's area")
+    report("fence_learning_naive_equal_total_area_heldout_inside",
+           mean(r.share("naive_equal_total") for r in results), "",
+           "circles of one radius, total area that of the learned fences")
     report("fence_learning_area_growth", mean(r.area_growth for r in results), "x",
            f"median over {mean(r.changed for r in results):.0f} changed fences of 220; goal <= 1.5")
     report("fence_learning_naive_area_growth", mean(r.naive_area_growth for r in results), "x",
