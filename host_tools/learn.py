@@ -44,8 +44,8 @@ RMS_TO_R95 = 1.731  # 2-D Gaussian: r95 = sigma*sqrt(2 ln 20), RMS = sigma*sqrt(
 R95_TO_SIGMA = 2.448  # 2-D Gaussian: the 95% radius is 2.448 sigma (per axis)
 # Geometry and the predicted misses.
 DEVICE_MARGIN_M = 5.0  # geofence.MARGIN_DM: a fix within 5 m of the fence is inside
-MISS_TARGET = 0.005  # a learned zone is sized so that 1 next delivery in 200 is predicted outside
-KEEP_MISS = 0.01  # a fence predicted to miss at most this share of the next deliveries is kept
+MISS_TARGET = 0.0025  # a learned zone is sized so that 1 next delivery in 400 is predicted outside
+KEEP_MISS = 0.005  # a fence predicted to miss at most this share of the next deliveries is kept
 AT_BUILDING_M = 2.0  # a point this close to a footprint is at that building
 BOUND_M = 10.0  # a learned fence lies within its base footprint buffered by this
 ZONE_MIN_M = 2.0  # a delivery zone is never a smaller circle than this
