@@ -1,7 +1,8 @@
 """Dock sync throughput at 115200 baud (11,520 bytes/s): the firmware's dock session on the real
 `micropython` behind a pty, a relay throttled to the link rate, `sync_device` on the host.
 
-dock_sync_link_fraction: record payload bytes per second for 10,000 records, over 11,520.
+dock_sync_link_fraction: record payload bytes per second for 10,000 records, over 11,520, with the
+dock authentication on (HELLO/AUTH, a 16-byte session MAC per record frame; issue 13 asks >= 0.90).
 dock_sync_vs_mpremote: that rate over the rate of `mpremote fs cp` moving a file to a MicroPython
 REPL on the same throttled relay (a 64 KiB file: mpremote's rate does not depend on the size, and
 the full 10,000-record volume would take minutes).
