@@ -47,6 +47,17 @@ def test_zero_runs_and_254_byte_blocks_round_trip() -> None:
             (P.HELLO, 1, 2, payload[: P.MAX_PAYLOAD])]
 
 
+def test_the_longest_frame_without_zeros_is_stuffed_in_place_without_overrunning_its_input() -> None:
+    # the frame is stuffed inside the wire buffer, 4 bytes after its start: a frame with no zero
+    # byte gains the most code bytes (one per 254), and a second frame reuses the same buffer
+    enc = P.Encoder()
+    for payload in (bytes(range(1, 256)) * 3 + b"\xff" * 235, b"\x5a" * P.MAX_PAYLOAD, b"ok"):
+        raw = bytes((P.PUT_DATA, 9, 8)) + payload
+        raw += struct.pack("<I", binascii.crc32(raw))
+        enc.payload[: len(payload)] = payload
+        assert bytes(enc.frame(P.PUT_DATA, 9, 8, len(payload))) == cobs.encode(raw) + b"\0"
+
+
 def test_every_single_bit_flip_is_rejected() -> None:
     wire = frame(P.ACK, 7, 0, b"acknowledge me" * 3)
     for i in range(len(wire) - 1):
