@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host_tools import assign, flash, report, route_compile, routes, seqruns
+from host_tools import assign, flash, report, route_compile, routes, seqruns, term
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import sync_device
@@ -191,9 +191,13 @@ class Walker:
             out.errors.append(f"stop {sid}: rescan after power cut failed")
 
 
-def _line(outcomes: list[Outcome], totals: dict[str, int]) -> str:
-    return "  ".join(f"{o.device_id} stop {o.stop}/{totals[o.device_id]} ok {len(o.expected)}"
-                     for o in outcomes)
+def _show(lines: term.LiveLines | None, outcomes: list[Outcome], totals: dict[str, int]) -> None:
+    """Each carrier's progress: a live line per device on a terminal, a line each 10% in a log."""
+    if lines is None:
+        return
+    for o in outcomes:
+        n = totals[o.device_id]
+        lines.update(o.device_id, "stop", f"{o.stop}/{n} ok {len(o.expected)}", o.stop / max(n, 1))
 
 
 def run(scenario: Scenario, workdir: Path, progress: bool = True) -> dict[str, Any]:
@@ -242,14 +246,11 @@ def run(scenario: Scenario, workdir: Path, progress: bool = True) -> dict[str, A
                        for c, o in zip(scenario.carriers, outcomes, strict=True)]
             for t in threads:
                 t.start()
-            tty, last = sys.stdout.isatty(), ""
+            walking = term.LiveLines(list(totals)) if progress else None
             while any(t.is_alive() for t in threads):
-                line = _line(outcomes, totals)
-                if line != last and (tty or line.count("/") and time.monotonic() % 5 < 0.5):
-                    say(("\r" if tty else "") + line, end="" if tty else "\n", flush=True)
-                    last = line
+                _show(walking, outcomes, totals)
                 time.sleep(0.5)
-            say(("\r" if tty else "") + _line(outcomes, totals))
+            _show(walking, outcomes, totals)
             cellular = _wait_uploads(store, outcomes, timeout=20.0)
             say("cellular: " + ", ".join(f"{d} {n} records" for d, n in cellular.items()))
             for dev_id, dev in devices.items():
