@@ -1,6 +1,6 @@
 """The device's route inbox for the dock: receives a route package in chunks into
-/route/incoming.pkg, resumable across cuts, and makes it /route/active.pkg only once it passed every
-check. Spec: docs/dock-protocol.md ("Route package push")."""
+/data/route/incoming.pkg (layout.ROUTE_DIR), resumable across cuts, and makes it active.pkg only
+once it passed every check. Spec: docs/dock-protocol.md ("Route package push")."""
 
 import hashlib
 import os
@@ -36,7 +36,7 @@ class RouteInbox:
         return self._f is not None
 
     def held(self, size, sha):
-        """Bytes of this same package /route/incoming.pkg already holds (0: another or none)."""
+        """Bytes of this same package incoming.pkg already holds (0: another or none)."""
         try:
             with open(self.dir + "/incoming.meta", "rb") as f:
                 m = f.read(_META_LEN)

@@ -63,8 +63,48 @@ def _read_frame(f, buf):
     return n
 
 
+def _read_state(root):
+    """(watermark, lease) from `root`/state, or (0, 0) when it is missing or fails its CRC."""
+    try:
+        with open(root + "/state", "rb") as f:
+            b = f.read(12)
+        wm, lease, crc = struct.unpack("<III", b)
+        if binascii.crc32(b[:8]) & 0xFFFFFFFF == crc:
+            return wm, lease
+    except (OSError, ValueError):
+        pass
+    return 0, 0
+
+
+def peek(root):
+    """(records above the watermark, watermark, highest seq held) read without recovering or
+    writing anything: what `depot flash` asks a device before it refuses to flash over unsynced
+    records. Reads frames as recovery does, stopping where recovery would drop a torn tail."""
+    try:
+        names = sorted(os.listdir(root))  # %010d names: text order is seq order
+    except OSError:
+        return 0, 0, 0
+    wm = _read_state(root)[0]
+    buf = bytearray(FRAME_MAX)
+    mv = memoryview(buf)
+    pending = last = 0
+    for name in names:
+        if not name.endswith(_SUFFIX):
+            continue
+        with open(root + "/" + name, "rb") as f:
+            while True:
+                n = _read_frame(f, buf)
+                seq = record.seq_of(mv[_HDR: _HDR + n]) if n > 0 else 0
+                if seq <= last:
+                    break  # the end, a torn frame, or garbage
+                last = seq
+                if seq > wm:
+                    pending += 1
+    return pending, wm, last
+
+
 class Journal:
-    def __init__(self, root="/journal", seg_max=SEG_MAX, low_blocks=0, full_blocks=0):
+    def __init__(self, root, seg_max=SEG_MAX, low_blocks=0, full_blocks=0):
         """Open (recover) the journal under `root` on a mounted littlefs.
 
         low_blocks / full_blocks: free-block thresholds for "low" and "full" (0: from the chip size,
@@ -251,15 +291,7 @@ class Journal:
         self._nseg = n
 
     def _load_state(self):
-        try:
-            with open(self.root + "/state", "rb") as f:
-                b = f.read(12)
-            wm, lease, crc = struct.unpack("<III", b)
-            if binascii.crc32(b[:8]) & 0xFFFFFFFF == crc:
-                return wm, lease
-        except (OSError, ValueError):
-            pass
-        return 0, 0  # no state: _recover's records decide next_seq
+        return _read_state(self.root)  # (0, 0) without a state: _recover's records decide next_seq
 
     def _save_state(self, watermark, lease):
         """Persist both, then take them: a failed write leaves the state as it was on flash."""

@@ -168,7 +168,12 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
         step("connecting")
         with mp.Device.connect(port, timeout=connect_timeout) as dev:
             step("checking", "journal")
-            res.pending, _wm, _last = dev.journal_pending()
+            try:
+                res.pending, _wm, _last = dev.journal_pending()
+            except mp.UnreadableJournal as exc:
+                if not force:
+                    raise Refused(f"{exc}: sync it with its own firmware first (or --force)") from None
+                res.message = "WARNING: forced over a journal no firmware could count (journal kept)"
             if res.pending and not force:
                 raise Refused(f"{res.pending} unsynced record(s) in the journal: run `depot sync` first "
                               "(or --force)")

@@ -30,6 +30,10 @@ class ConnectError(AdapterError):
     """No device at the port, or it does not answer with a MicroPython raw REPL."""
 
 
+class UnreadableJournal(AdapterError):
+    """The device holds journal segments but no firmware that can count them."""
+
+
 class FlashError(AdapterError):
     """A device-side operation failed (file system error, hash mismatch, exception on the device)."""
 
@@ -61,42 +65,21 @@ for d in %r:
         if e.args[0] != 17: raise
 """
 
-# Count journal records above the acknowledged watermark, read-only (docs/journal.md: /journal/state
-# holds u32 watermark, u32 lease, u32 CRC32; segments *.seg hold frames of u16 length, the record,
-# u32 CRC32; a record's seq is the u32 at offset 8). Constructing firmware's Journal would recover
-# (and may write); a flash tool must not change the journal at all.
+# Count journal records above the acknowledged watermark with the device's own reader,
+# firmware/journal.py peek(): read-only, where constructing a Journal would recover (and may write).
+# A device without the firmware package (blank, or flashed before it) answers None if it holds
+# journal segments, which no reader here may then interpret.
 _PENDING_SNIPPET = """
-import os, struct, binascii
-def _pending(root=%r):
+try:
+    from firmware import journal, layout
+    print(repr(journal.peek(layout.JOURNAL)))
+except ImportError:
+    import os
     try:
-        names = os.listdir(root)
+        held = [n for n in os.listdir(%r) if n.endswith('.seg')]
     except OSError:
-        return (0, 0, 0)
-    wm = 0
-    try:
-        with open(root + '/state', 'rb') as f:
-            b = f.read(12)
-        if len(b) == 12 and binascii.crc32(b[:8]) & 0xffffffff == struct.unpack('<I', b[8:])[0]:
-            wm = struct.unpack('<I', b[:4])[0]
-    except OSError:
-        pass
-    n = 0; last = 0; buf = bytearray(2)
-    for name in sorted(names):
-        if not name.endswith('.seg'):
-            continue
-        with open(root + '/' + name, 'rb') as f:
-            while True:
-                if f.readinto(buf) != 2: break
-                ln = buf[0] | buf[1] << 8
-                body = f.read(ln + 4)
-                if len(body) != ln + 4 or ln < 12: break
-                crc = binascii.crc32(body[:ln], binascii.crc32(buf)) & 0xffffffff
-                if crc != struct.unpack('<I', body[ln:])[0]: break
-                seq = struct.unpack('<I', body[8:12])[0]
-                if seq > wm: n += 1
-                if seq > last: last = seq
-    return (n, wm, last)
-print(repr(_pending()))
+        held = []
+    print(repr(None if held else (0, 0, 0)))
 """ % layout.JOURNAL
 
 
@@ -283,6 +266,9 @@ class Device:
     def journal_pending(self) -> tuple[int, int, int]:
         """(records above the watermark, watermark, highest seq held) read from /journal, read-only."""
         got = self._eval(_PENDING_SNIPPET, "reading the journal")
+        if got is None:
+            raise UnreadableJournal(f"{self.port}: a journal is on the device but no firmware package "
+                                    "to read it (flashed before the package layout?)")
         if not (isinstance(got, tuple) and len(got) == 3):
             raise FlashError(f"{self.port}: reading the journal: unexpected reply")
         return int(got[0]), int(got[1]), int(got[2])

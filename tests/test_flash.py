@@ -6,13 +6,15 @@ and the identity, verifies each file by the sha256 the device computes, and rebo
 
 from __future__ import annotations
 
+import binascii
 import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from firmware import layout
+from firmware import layout, record
 from host_tools import cli, flash
 from host_tools import mpremote_adapter as mp
 from host_tools.store import Store
@@ -93,6 +95,38 @@ def test_refuses_unsynced_journal_unless_forced(tmp_path, store, image, capsys):
         assert "WARNING" in out.err and "forced over 2 unsynced record(s)" in out.out
         assert key.hex() not in out.out + out.err  # the key never shows
         assert _journal_files(dev.console) == before  # the journal is never touched
+
+
+def _segment(*seqs: int) -> bytes:
+    """A journal segment as firmware/journal.py writes it (docs/journal.md): per record, u16 length,
+    the record, CRC32 over both."""
+    out = b""
+    for seq in seqs:
+        payload = record.Record(seq=seq, device_id="H-A", route_id="R1", stop_id="S1",
+                                item_id="RR473124829GB").encode()
+        head = struct.pack("<H", len(payload))
+        out += head + payload + struct.pack("<I", binascii.crc32(payload, binascii.crc32(head)))
+    return out
+
+
+def test_a_journal_without_firmware_to_read_it_is_refused_unless_forced(tmp_path, store, image):
+    """The journal is counted by the device's own reader (firmware/journal.py peek); a device whose
+    segments no firmware package can read is treated as holding unsynced records."""
+    key = store.enrol("H-A")
+    seg = layout.JOURNAL + "/0000000001.seg"
+    with client.Device.start(tmp_path / "a.img") as dev:
+        with mp.Device.connect(dev.console) as con:
+            con.mkdirs([layout.JOURNAL])
+            con.put(seg, _segment(1, 2))
+        refused = flash.flash_one(dev.console, "H-A", image, key)
+        assert refused.status == "refused"
+        assert refused.message == (f"{dev.console}: a journal is on the device but no firmware package to "
+                                   "read it (flashed before the package layout?): sync it with its own "
+                                   "firmware first (or --force)")
+        forced = flash.flash_one(dev.console, "H-A", image, key, force=True)
+        assert forced.ok and forced.message.startswith("WARNING: forced over a journal")
+        with mp.Device.connect(dev.console) as con:
+            assert con.journal_pending() == (2, 0, 2)  # kept, and now the firmware reads it
 
 
 def test_not_enrolled_is_a_clear_error(store, capsys):

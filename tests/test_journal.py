@@ -171,6 +171,37 @@ print("after", [x for x, _ in j.records(0, buf)][:4], j.torn, j.last_seq == s)
     assert "after [1, 2, 3, 4] 1 True" in out
 
 
+def test_peek_counts_what_recovery_would_and_writes_nothing(mpy):
+    """journal.peek is what `depot flash` runs on a device: the same frame reader, read-only."""
+    out = run(mpy, """
+print("none", journal.peek("/no/journal"))
+j = boot(dev)
+for i in range(7):
+    j.append(make(i))
+j.acknowledge(3)
+j.close()
+
+def snapshot():
+    return sorted((n, open("/f/j/" + n, "rb").read()) for n in os.listdir("/f/j"))
+
+before = snapshot()
+print("peek", journal.peek("/f/j"), "unchanged", snapshot() == before)
+last = "/f/j/" + sorted(n for n in os.listdir("/f/j") if n.endswith(".seg"))[-1]
+with open(last, "rb") as f:
+    data = bytearray(f.read())
+data[-3] ^= 0x40                      # a byte inside the last frame's CRC
+with open(last, "wb") as f:
+    f.write(data)
+print("torn", journal.peek("/f/j"))
+j = boot(dev)
+print("recovered", j.pending(), j.watermark, j.last_seq)
+""")
+    assert "none (0, 0, 0)" in out
+    assert "peek (4, 3, 7) unchanged True" in out
+    assert "torn (3, 3, 6)" in out
+    assert "recovered 3 3 6" in out
+
+
 def test_damage_inside_an_older_segment_keeps_its_head_and_every_later_segment(mpy):
     out = run(mpy, """
 j = boot(dev)
