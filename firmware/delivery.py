@@ -70,8 +70,8 @@ class Delivery:
         self.journal = journal
         self.device_id = device_id
         self.time_s = time_s  # device clock, unix seconds
-        self.attempt_reasons = reasons or _of_kind(route, K_ATTEMPT)
-        self.override_reasons = _of_kind(route, K_OVERRIDE)
+        self.attempt_reasons = reasons or route.reasons(K_ATTEMPT)  # read from flash when shown
+        self.override_reasons = route.reasons(K_OVERRIDE)
         self.state = IDLE
         self.attempt_mode = False
         self.prompt = Prompt()
@@ -228,8 +228,3 @@ class Delivery:
                 return i
         return -1
 
-
-def _of_kind(route, kind):
-    """The route's (code, label) reasons of one kind, in the package's order."""
-    kinds = route.reason_kinds
-    return tuple(c for c in route.reason_codes if kinds.get(c[0]) == kind)

@@ -63,6 +63,26 @@ class Stop:
         self.item_count = len(items)
 
 
+class Reasons:
+    """A sequence of (code, label) for the carrier to pick from: the entries of one kind (0: all)
+    of a package's reason table. Only their indices are held; a label is read when asked for."""
+
+    def __init__(self, pkg, kind):
+        self._pkg = pkg
+        self._idx = bytes(k for k in range(len(pkg._reason_kind)) if not kind or pkg._reason_kind[k] == kind)
+
+    def __len__(self):
+        return len(self._idx)
+
+    def __getitem__(self, i):
+        k = self._idx[i]  # IndexError past the end, as a tuple's
+        pkg = self._pkg
+        f = pkg.file
+        f.seek(pkg._reason_at[k] + 2)
+        n = f.read(1)[0]
+        return pkg._reason_code[k], f.read(n).decode()
+
+
 class RoutePackage:
     def __init__(self, path, key):
         try:
@@ -196,7 +216,7 @@ class RoutePackage:
         self.cand = -1
         self.near_dist = 0
         self.near_in = False
-        self.reason_codes, self.reason_kinds = self._reasons()
+        self._reasons()
         self._check_stops()
         self._check_grid(goff + glen)
         self._check_items()
@@ -275,20 +295,41 @@ class RoutePackage:
         return self.file.readinto(memoryview(buf).cast("B")[:nbytes])
 
     def _reasons(self):
+        """Check the reason table and note where each entry starts, its code and its kind. The
+        labels stay on flash: `reasons(kind)` reads one when the screen shows it."""
         off, ln = self._secs[b"RSNS"]
         f = self.file
         f.seek(off)
         data = f.read(ln)
-        codes = []
-        kinds = {}
         n = data[0]
+        at = array.array("I", bytes(4 * n))
+        codes = bytearray(n)
+        kinds = bytearray(n)
         p = 1
-        for _ in range(n):
-            code, kind, tl = data[p], data[p + 1], data[p + 2]
-            codes.append((code, bytes(data[p + 3: p + 3 + tl]).decode()))
-            kinds[code] = kind
+        for k in range(n):
+            tl = data[p + 2]
+            if p + 3 + tl > ln:
+                raise IndexError("reason label past its section")
+            bytes(data[p + 3: p + 3 + tl]).decode()  # UTF-8, or the package is refused now
+            at[k] = off + p
+            codes[k] = data[p]
+            kinds[k] = data[p + 1]
             p += 3 + tl
-        return codes, kinds
+        self._reason_at = at
+        self._reason_code = codes
+        self._reason_kind = kinds
+
+    def reasons(self, kind):
+        """The package's (code, label) reasons of one kind, in its order, read from flash by index."""
+        return Reasons(self, kind)
+
+    @property
+    def reason_codes(self):
+        return [Reasons(self, 0)[k] for k in range(len(self._reason_code))]
+
+    @property
+    def reason_kinds(self):
+        return {self._reason_code[k]: self._reason_kind[k] for k in range(len(self._reason_code))}
 
     def _entry(self, i):
         if not 0 <= i < self.stop_count:
