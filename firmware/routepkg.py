@@ -46,7 +46,6 @@ K_OVERRIDE = const(3)  # why the carrier confirmed a delivery the fence did not
 _CHUNK = const(256)
 MAX_FENCE_WORDS = const(4096)  # int16 words of the largest fence: 8 KiB of RAM, ~2,000 vertices
 _MPY = sys.implementation.name == "micropython"
-_StructError = getattr(struct, "error", ValueError)  # CPython's struct.error; MicroPython raises ValueError
 
 
 class PackageError(ValueError):
