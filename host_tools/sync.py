@@ -28,6 +28,11 @@ from host_tools.dock_host import (
 from host_tools.store import Storage, UnknownDevice
 
 Progress = Callable[[str], None]
+# Records are committed in batches: a durable SQLite commit costs milliseconds, as long as a 1 KB
+# frame takes at USB speed. Whatever is not yet committed the device still holds (it deletes only
+# after the ACK, which follows the last commit), so a crash costs a re-send, never a record.
+COMMIT_RECORDS = 256
+COMMIT_S = 0.5  # at most this long between commits on a slow line: progress stays current
 
 
 class DeviceRevoked(DockAuthError):
@@ -113,22 +118,37 @@ def _sync(link: DockLink, store: Storage, rep: SyncReport, say: Progress, push_r
     link.set_clock(int(time.time()))
 
     total = max(0, hello.last_seq - hello.watermark)
+    held: list[bytes] = []  # received, not yet committed
+    held_since = 0.0
 
-    def batch(recs: list[bytes], absent: list[tuple[int, int]]) -> None:
-        if recs:
-            res = store.ingest(dev, recs, "dock")  # committed before we go on
+    def commit() -> None:
+        if held:
+            res = store.ingest(dev, held, "dock")  # committed before we go on
             rep.stored += res.stored
             rep.duplicates += res.duplicates
             rep.conflicts += res.conflicts
-            rep.received += len(recs)
-            rep.payload_bytes += sum(len(r) for r in recs)
+            rep.received += len(held)
+            rep.payload_bytes += sum(len(r) for r in held)
+            held.clear()
+            say(f"records {rep.received}/{total}")  # counts only what the store holds
+
+    def batch(recs: list[bytes], absent: list[tuple[int, int]]) -> None:
+        nonlocal held_since
+        if recs and not held:
+            held_since = time.monotonic()
+        held.extend(recs)
         if absent:
+            commit()  # the records before a skip are stored before the skip is declared
             store.declare_absent(dev, absent, "dock")
             rep.absent += absent
-        say(f"records {rep.received}/{total}")
+        if len(held) >= COMMIT_RECORDS or time.monotonic() - held_since >= COMMIT_S:
+            commit()
 
     say(f"records 0/{total}")
-    link.records(hello.watermark + 1, batch)
+    try:
+        link.records(hello.watermark + 1, batch)
+    finally:
+        commit()  # a stream cut short keeps what came: the next sync does not send it again
 
     ack = store.ack_seq(dev)
     if ack > hello.watermark:
