@@ -71,7 +71,7 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
         extra: list[str] = []
         vm_heap = heap
         if rom:
-            for mod in ("flashdev", "simhw"):  # the simulator's hardware, in ROM beside the firmware
+            for mod in ("flashdev", "simhw", "appdayrun"):  # the simulator's hardware and the day, in ROM
                 subprocess.run([flash._mpy_cross(), "-o", str(lib / f"{mod}.mpy"), str(VM / f"{mod}.py")],
                                check=True)
             img = d / "firmware.romfs"

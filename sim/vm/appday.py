@@ -8,14 +8,15 @@ argv: image package plan device_id key_hex [romfs]. Prints one JSON line of figu
 With a romfs image the modules are imported from `vfs.VfsRom`, as from a board's ROMFS partition,
 where the VM runs their bytecode in place. On a device that partition is memory-mapped flash; here
 the image is the heap's first allocation, never freed, so the heap above it is the board's.
+
+This file only mounts the image: the day itself is sim/vm/appdayrun.py, which the host puts in the
+image beside the firmware, so its bytecode runs in place too (a board's main.py is two lines of
+source; the day's driver compiled here would hold some 3 KB of heap a board does not spend).
 """
 
-import gc
-import json
 import os
 import sys
 
-import micropython
 import vfs  # type: ignore
 
 rom_bytes = 0
@@ -27,99 +28,4 @@ if len(sys.argv) > 6:
     vfs.mount(vfs.VfsRom(rom), "/rom")  # type: ignore[attr-defined]  # MicroPython >= 1.25
     sys.path.insert(0, "/rom")
 
-import simhw  # type: ignore  # noqa: E402
-from flashdev import FlashDevice  # type: ignore  # noqa: E402
-
-simhw.preopen()  # host files the hal will ask for, opened while the host fs is still mounted
-from firmware import hal  # noqa: E402
-
-hal.board()  # reads the flashed board definition now, as a device reads its /lib/firmware/board.mpy
-
-
-def load_firmware():
-    from firmware import main
-
-    if not rom_bytes:  # from the host fs, which goes away: now. From ROMFS, main.App.tasks imports
-        # them when it opens their ports, after the upload batch buffer, as on a device
-        from firmware import dock, modem, uploader  # noqa: F401
-    return main
-
-
-if not rom_bytes:
-    main = load_firmware()  # from the host fs, before it goes away
-
-image, package, plan_path, device_id, key_hex = sys.argv[1:6]
-plan = open(plan_path, "rb")
-src = open(package, "rb")
-dev = FlashDevice(4096, 512, image, wear=False)  # a board's flash driver counts no wear in its heap
-vfs.VfsLfs2.mkfs(dev)  # type: ignore[arg-type]  # the block protocol, not the stub's ABC
-fs = vfs.VfsLfs2(dev)  # type: ignore[arg-type]
-vfs.umount("/")
-vfs.mount(fs, "/")
-for d in ("/config", "/data", "/data/route"):
-    os.mkdir(d)
-with open("/config/device.json", "w") as f:
-    f.write(json.dumps({"device_id": device_id, "key": key_hex, "server_url": "http://127.0.0.1:1"}))
-buf = bytearray(512)
-with open("/data/route/active.pkg", "wb") as f:
-    while True:
-        n = src.readinto(buf)
-        if not n:
-            break
-        f.write(buf[:n] if n < len(buf) else buf)
-src.close()
-del buf, src  # the setup's copy buffer: a board's heap never held it
-
-if rom_bytes:
-    # As on a device: the flash is ready before the firmware loads, so the setup's garbage is
-    # not left in holes between the modules' objects (ROMFS stays mounted at /rom).
-    gc.collect()
-    main = load_firmware()
-gc.collect()
-before = gc.mem_alloc()
-app = main.App()
-tasks = app.tasks()  # dock, modem and uploader objects with their buffers, as at power-up
-gc.collect()
-peak = started = gc.mem_alloc()
-least_free = gc.mem_free()
-scans = 0
-fixes = 0
-
-
-def checkpoint():
-    """The heap after a collection: mem_info's "max free sz" line is the largest free block (the
-    host reads it from stdout), so a heap shredded by objects kept between fixes shows here."""
-    gc.collect()
-    micropython.mem_info()
-
-
-checkpoint()
-while True:
-    raw = plan.readline()
-    if not raw:
-        break
-    kind, data = raw[0], raw[2:].rstrip(b"\r\n")
-    if kind == 70:  # F: an NMEA sentence
-        if app.gnss.parse(data) == 1:  # RMC: once a second
-            fixes += 1
-    elif kind == 83:  # S: a scan
-        app.on_scan(data)
-        scans += 1
-        if scans == 1:
-            checkpoint()  # the first record written: the journal's open segment is working set now
-        if scans % 50 == 0:
-            gc.collect()
-            peak = max(peak, gc.mem_alloc())
-            least_free = min(least_free, gc.mem_free())
-            checkpoint()
-    elif kind == 75:  # K: a key
-        app.on_key(data.decode())
-checkpoint()
-peak = max(peak, gc.mem_alloc())
-assert app.journal is not None and app.route is not None, app.status.fault
-print(json.dumps({"romfs_bytes": rom_bytes, "scans": scans, "fixes": fixes,
-                  "records": app.journal.last_seq,
-                  "heap_before_app": before,
-                  "heap_after_start": started, "peak_live_heap": peak, "least_free": least_free,
-                  "heap_total": gc.mem_alloc() + gc.mem_free(), "route": app.route.route_id,
-                  "stops": app.route.stop_count}))
+import appdayrun  # type: ignore  # noqa: E402, F401  # from /rom when mounted, else MICROPYPATH
