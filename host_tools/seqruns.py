@@ -78,3 +78,22 @@ def count(runs: Iterable[Run]) -> int:
 def text(runs: Iterable[Run]) -> str:
     """`3,6-7` for [(3, 3), (6, 7)]."""
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def contiguous_end(start: int, absent: list[Run], held: Iterable[int]) -> int:
+    """The highest seq reached from `start` through seqs `held` (ascending) and the `absent` runs
+    (sorted, disjoint): the first number neither held nor absent stops it. The acknowledgement."""
+    end = start
+    i = 0
+    it = iter(held)
+    while True:
+        while i < len(absent) and absent[i][0] <= end + 1:
+            end = max(end, absent[i][1])  # a run the device never held: passed whole
+            i += 1
+        s = next(it, None)
+        while s is not None and s <= end:
+            s = next(it, None)
+        if s is None or s != end + 1:
+            return end
+        end = s
+

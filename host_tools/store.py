@@ -176,6 +176,44 @@ class IngestResult:
 
 
 @dataclass
+class Incoming:
+    """An ingest's records decoded once, for either backend: each valid seq's first copy (payload,
+    SHA-256, record) in `fresh`, and what is refused before the store is asked (another device's id;
+    a second copy with other bytes in the same batch) as (seq, reason, stored sha, payload)."""
+    fresh: dict[int, tuple[bytes, bytes, Record]] = field(default_factory=dict)
+    refused: list[tuple[int, str, bytes | None, bytes]] = field(default_factory=list)
+
+    @classmethod
+    def sort(cls, device_id: str, records: Iterable[bytes], res: IngestResult) -> Incoming:
+        """Counts undecodable records and in-batch copies in `res`; lists the refused seqs in it."""
+        out = cls()
+        for data in records:
+            data = bytes(data)
+            try:
+                rec = record.decode(data)
+            except (RecordError, ValueError, UnicodeError):
+                res.invalid += 1
+                continue
+            if not 1 <= rec.seq <= MAX_SEQ:
+                res.invalid += 1
+                continue
+            digest = hashlib.sha256(data).digest()
+            first = out.fresh.get(rec.seq)
+            if rec.device_id != device_id:
+                out.refused.append((rec.seq, "device id mismatch", None, data))
+            elif first is None:
+                out.fresh[rec.seq] = (data, digest, rec)
+                continue
+            elif first[1] == digest:
+                res.duplicates += 1
+                continue
+            else:  # twice in one batch with other bytes: the first copy decides
+                out.refused.append((rec.seq, "payload differs", first[1], data))
+            res.conflicts.append(rec.seq)
+        return out
+
+
+@dataclass
 class Conflict:
     id: int
     device_id: str
@@ -441,34 +479,24 @@ class Store:
             if row is None:
                 raise UnknownDevice(device_id)
             ack = row[0]
-            for data in records:
-                data = bytes(data)
-                try:
-                    rec = record.decode(data)
-                except (RecordError, ValueError, UnicodeError):
-                    res.invalid += 1
-                    continue
-                if not 1 <= rec.seq <= MAX_SEQ:
-                    res.invalid += 1
-                    continue
-                digest = hashlib.sha256(data).digest()
-                if rec.device_id != device_id:
-                    self._conflict(db, device_id, rec.seq, "device id mismatch", None, data, source, now)
-                    res.conflicts.append(rec.seq)
-                    continue
+            batch = Incoming.sort(device_id, records, res)
+            for seq, reason, stored, data in batch.refused:
+                self._conflict(db, device_id, seq, reason, stored, data, source, now)
+            for seq, (data, digest, rec) in sorted(batch.fresh.items()):
                 old = db.execute("SELECT sha256 FROM records WHERE device_id=? AND seq=?",
-                                 (device_id, rec.seq)).fetchone()
+                                 (device_id, seq)).fetchone()
                 if old is not None:
                     if bytes(old[0]) == digest:
                         res.duplicates += 1
                     else:
-                        self._conflict(db, device_id, rec.seq, "payload differs", old[0], data, source, now)
-                        res.conflicts.append(rec.seq)
+                        self._conflict(db, device_id, seq, "payload differs", old[0], data, source, now)
+                        res.conflicts.append(seq)
                     continue
                 db.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?)",
                            (device_id, rec.seq, data, digest, rec.route_id, rec.stop_id, rec.item_id,
                             rec.outcome, source, now))
                 res.stored += 1
+            res.conflicts.sort()
             res.ack_seq = self._advance_ack(db, device_id, ack)
         return res
 
@@ -513,17 +541,7 @@ class Store:
         absent = [r for r in cls._absent_runs(db, device_id) if r[1] > ack]
         cur = db.execute("SELECT seq FROM records WHERE device_id=? AND seq>? ORDER BY seq",
                          (device_id, ack))
-        i = 0
-        while True:
-            while i < len(absent) and absent[i][0] <= ack + 1:
-                ack = max(ack, absent[i][1])  # a run the device never held: pass it whole
-                i += 1
-            row = cur.fetchone()
-            while row is not None and row[0] <= ack:
-                row = cur.fetchone()
-            if row is None or row[0] != ack + 1:
-                break
-            ack = row[0]
+        ack = seqruns.contiguous_end(ack, absent, (r[0] for r in cur))
         cur.close()
         db.execute("UPDATE devices SET ack_seq=? WHERE device_id=?", (ack, device_id))
         return ack

@@ -31,7 +31,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from firmware import record
-from firmware.record import Record, RecordError
+from firmware.record import Record
 from host_tools import ids, seqruns
 from host_tools import store as store_mod
 from host_tools.seqruns import Run
@@ -45,6 +45,7 @@ from host_tools.store import (
     Conflict,
     DeviceInfo,
     FenceChange,
+    Incoming,
     IngestResult,
     SchemaTooNew,
     StoreError,
@@ -351,30 +352,10 @@ class PgStore:
         res = IngestResult()
         if ack is None:
             ack = self._lock_device(conn, device_id)
-        batch: dict[int, tuple[bytes, bytes, Record]] = {}
-        for data in records:
-            data = bytes(data)
-            try:
-                rec = record.decode(data)
-            except (RecordError, ValueError, UnicodeError):
-                res.invalid += 1
-                continue
-            if not 1 <= rec.seq <= MAX_SEQ:
-                res.invalid += 1
-                continue
-            digest = hashlib.sha256(data).digest()
-            if rec.device_id != device_id:
-                self._conflict(conn, device_id, rec.seq, "device id mismatch", None, data, source, now)
-                res.conflicts.append(rec.seq)
-            elif rec.seq in batch:  # twice in one batch: the first copy decides
-                if batch[rec.seq][1] == digest:
-                    res.duplicates += 1
-                else:
-                    self._conflict(conn, device_id, rec.seq, "payload differs", batch[rec.seq][1], data,
-                                   source, now)
-                    res.conflicts.append(rec.seq)
-            else:
-                batch[rec.seq] = (data, digest, rec)
+        incoming = Incoming.sort(device_id, records, res)
+        for seq, reason, stored_sha, data in incoming.refused:
+            self._conflict(conn, device_id, seq, reason, stored_sha, data, source, now)
+        batch = incoming.fresh
         if batch:
             seqs = sorted(batch)
             new = {r[0] for r in conn.execute(
@@ -450,17 +431,7 @@ class PgStore:
         absent = [r for r in cls._absent_runs(conn, device_id) if r[1] > ack]
         cur = conn.execute("SELECT seq FROM record_keys WHERE device_id=%s AND seq>%s ORDER BY seq",
                            (device_id, ack))
-        i = 0
-        while True:
-            while i < len(absent) and absent[i][0] <= ack + 1:
-                ack = max(ack, absent[i][1])  # a run the device never held: pass it whole
-                i += 1
-            row = cur.fetchone()
-            while row is not None and row[0] <= ack:
-                row = cur.fetchone()
-            if row is None or row[0] != ack + 1:
-                break
-            ack = int(row[0])
+        ack = seqruns.contiguous_end(ack, absent, (int(r[0]) for r in cur))
         if ack != start:
             conn.execute("UPDATE devices SET ack_seq=%s WHERE device_id=%s", (ack, device_id))
         return ack
