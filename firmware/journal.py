@@ -201,8 +201,11 @@ class Journal:
             self._save_state(seq, self._lease)
         except OSError as e:
             raise JournalError("watermark not saved: %s" % e)  # noqa: B904
-        # Count only the newly acknowledged frames (they are about to go), not all that remain.
-        self._pending -= self._count(old + 1, seq)
+        if seq >= self.last_seq:
+            self._pending = 0  # a sync took everything: no need to read the journal to count it
+        else:
+            # Count only the newly acknowledged frames (they are about to go), not all that remain.
+            self._pending -= self._count(old + 1, seq)
         self._reclaim()
         self.no_space = False  # blocks were freed: statvfs decides again
         self._check_space()
