@@ -71,45 +71,113 @@ for seq, mv in j.records(1, buf):
     return [json.loads(line) for line in out.splitlines()]
 
 
-def test_a_carriers_scans_record_exactly_what_the_carrier_confirmed(mpy, day, tmp_path):
+READY, RECORDED, ASK, REFUSED, INVALID = 0, 1, 2, 3, 4  # the prompt kinds (delivery.P_*)
+CASES = {}  # name -> case(fc): (steps, prompts (kind, title), records (seq, outcome, stop, match,
+#            verdict, flags, reason, corrects)); each case runs on a fresh flash
+
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+def item(stop) -> str:
+    return stop["properties"]["items"][0]
+
+
+def sid(stop) -> str:
+    return stop["properties"]["stop_id"]
+
+
+@case
+def code_128_at_the_door_is_recorded_at_once(fc):
+    s1 = fc["features"][0]
+    return ([("fix", at(*town.door(s1))), ("scan", "]C0" + item(s1))],
+            [(RECORDED, "Delivered")],
+            [(1, "delivered", sid(s1), "item", "inside", 0, 0, 0)])
+
+
+@case
+def forty_metres_off_asks_for_a_reason_and_records_the_one_picked(fc):
+    s2 = fc["features"][1]
+    return ([("fix", at(*east_of(s2, 40))), ("scan", item(s2)), ("key", "down"), ("key", "ok")],
+            [(ASK, "Outside fence"), (ASK, "Outside fence"), (RECORDED, "Delivered")],
+            [(1, "delivered", sid(s2), "item", "outside", 1, 41, 0)])  # 41: the route's second reason
+
+
+@case
+def a_bad_check_digit_is_refused_and_nothing_written(fc):
+    s1 = fc["features"][0]
+    return ([("fix", at(*town.door(s1))), ("scan", "RR473124828GB")],
+            [(INVALID, "Invalid code")],
+            [])
+
+
+@case
+def a_parcel_not_on_the_route_is_offered_the_fence_it_stands_in(fc):
+    s4 = fc["features"][3]
+    return ([("fix", at(*town.door(s4))), ("scan", town.s10("RR", "99999999", "GB")), ("key", "ok")],
+            [(ASK, "Not on route"), (RECORDED, "Delivered")],
+            [(1, "delivered", sid(s4), "fence", "inside", 0, 0, 0)])
+
+
+@case
+def a_parcel_not_on_the_route_in_no_fence_is_refused(fc):
+    s4 = fc["features"][3]
+    return ([("fix", at(*east_of(s4, 300))), ("scan", town.s10("RR", "99999998", "GB"))],
+            [(REFUSED, "Not on route")],
+            [])
+
+
+@case
+def another_stops_parcel_asks_and_back_cancels_it(fc):
+    s3, s4 = fc["features"][2], fc["features"][3]
+    return ([("fix", at(*town.door(s4))), ("scan", item(s3)), ("key", "back")],
+            [(ASK, "Wrong stop?"), (READY, "Cancelled")],
+            [])
+
+
+@case
+def attempt_mode_records_the_reason_picked(fc):
+    s3 = fc["features"][2]
+    return ([("key", "up"), ("fix", at(*town.door(s3))), ("scan", item(s3)), ("key", "ok")],
+            [(READY, "Attempt mode"), (ASK, "Attempt: reason?"), (RECORDED, "Attempt saved")],
+            [(1, "attempted", sid(s3), "item", "inside", 0, 1, 0)])
+
+
+@case
+def cancelling_the_last_record_writes_a_correction_naming_it(fc):
+    s1 = fc["features"][0]
+    return ([("fix", at(*town.door(s1))), ("scan", item(s1)), ("key", "up"), ("key", "up"),
+             ("key", "back"), ("key", "ok")],
+            [(RECORDED, "Delivered"), (READY, "Attempt mode"), (READY, "Delivery mode"),
+             (ASK, "Cancel last?"), (RECORDED, "Cancelled #1")],
+            [(1, "delivered", sid(s1), "item", "inside", 0, 0, 0),
+             (2, "correction", "", "none", "none", 0, 0, 1)])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_carriers_scan(mpy, day, tmp_path, name):
     fc, pkg = day
-    s1, s2, s3, s4 = (fc["features"][i] for i in (0, 1, 2, 3))
-    item1, item2, item3 = (s["properties"]["items"][0] for s in (s1, s2, s3))
-    not_on_route = town.s10("RR", "99999999", "GB")
-    steps = [
-        ("fix", at(*town.door(s1))), ("scan", "]C0" + item1),  # Code 128 at the door: recorded at once
-        ("fix", at(*east_of(s2, 40))), ("scan", item2),  # 40 m off: asks for an override reason
-        ("key", "down"), ("key", "ok"),  # picks the second reason
-        ("scan", "RR473124828GB"),  # bad check digit: refused, nothing written
-        ("fix", at(*town.door(s4))), ("scan", not_on_route),  # not on the route, in s4's fence
-        ("key", "ok"),  # accepts the fence match
-        ("fix", at(*east_of(s4, 300))), ("scan", town.s10("RR", "99999998", "GB")),  # nowhere
-        ("fix", at(*town.door(s4))), ("scan", item3),  # s3's parcel while standing at s4
-        ("key", "back"),  # cancels: nothing written
-        ("key", "up"), ("fix", at(*town.door(s3))), ("scan", item3), ("key", "ok"),  # attempt
-        ("key", "up"), ("key", "back"), ("key", "ok"),  # back to delivery mode; cancel the last
-    ]
+    steps, want_prompts, want_records = CASES[name](fc)
     out = run_day(mpy, pkg, tmp_path / "flash.img", steps)
     n = sum(kind != "fix" for kind, _ in steps)
     prompts, records = out[:n], out[n:]
-    recorded, ask, refused, invalid, ready = 1, 2, 3, 4, 0
-    assert [(p["kind"], p["title"]) for p in prompts] == [
-        (recorded, "Delivered"), (ask, "Outside fence"), (ask, "Outside fence"), (recorded, "Delivered"),
-        (invalid, "Invalid code"), (ask, "Not on route"), (recorded, "Delivered"),
-        (refused, "Not on route"), (ask, "Wrong stop?"), (ready, "Cancelled"), (ready, "Attempt mode"),
-        (ask, "Attempt: reason?"), (recorded, "Attempt saved"), (ready, "Delivery mode"),
-        (ask, "Cancel last?"), (recorded, "Cancelled #4")]
-    assert prompts[0]["verdict"] == 1 and prompts[1]["choices"] == 4 and prompts[2]["choices"] == 4
+    assert [(p["kind"], p["title"]) for p in prompts] == want_prompts
     assert [(r["seq"], r["outcome"], r["stop_id"], r["match"], r["verdict"], r["flags"], r["reason"],
-             r["corrects"]) for r in records] == [
-        (1, "delivered", s1["properties"]["stop_id"], "item", "inside", 0, 0, 0),
-        (2, "delivered", s2["properties"]["stop_id"], "item", "outside", 1, 41, 0),  # route's override code
-        (3, "delivered", s4["properties"]["stop_id"], "fence", "inside", 0, 0, 0),
-        (4, "attempted", s3["properties"]["stop_id"], "item", "inside", 0, 1, 0),
-        (5, "correction", "", "none", "none", 0, 0, 4),
-    ]
-    assert records[1]["distance_m"] > 30 and records[0]["distance_m"] == 0
+             r["corrects"]) for r in records] == want_records
     assert all(r["device_id"] == "HH-1" and r["device_time"] == 1764230400 for r in records)
+
+
+def test_a_record_carries_its_fix_and_an_override_its_distance(mpy, day, tmp_path):
+    fc, pkg = day
+    s1, s2 = fc["features"][0], fc["features"][1]
+    steps = [("fix", at(*town.door(s1))), ("scan", item(s1)),
+             ("fix", at(*east_of(s2, 40))), ("scan", item(s2)), ("key", "ok")]
+    out = run_day(mpy, pkg, tmp_path / "flash.img", steps)
+    prompts, records = out[:3], out[3:]
+    assert prompts[0]["verdict"] == 1 and prompts[1]["choices"] == 4  # inside; four override reasons
+    assert records[0]["distance_m"] == 0 and records[1]["distance_m"] > 30
     assert records[0]["accuracy_m"] > 0 and records[0]["fix_age_s"] is not None
 
 

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 
-# A test fixture main.py (runs on the device): logs every scanner, key and GNSS line to /log.txt,
-# flushed (closed) before the beep, and draws on the screen at boot.
+# A test fixture main.py (runs on the device): draws on the screen at boot, logs every scanner, key
+# and GNSS line to /log.txt, flushed (closed) before the beep, and beeps `ready` once its readers
+# listen (what the tests wait for, as the application's own power-up beep).
 FIXTURE_MAIN = """\
 import asyncio
 from firmware import hal
@@ -57,9 +58,14 @@ async def lines(stream, tag):
         log(tag + (await r.readline()).decode().strip())
 
 
+async def ready():
+    await asyncio.sleep_ms(0)  # every reader has started by now
+    hal.buzzer("ready")
+
+
 async def main():
     await asyncio.gather(scanner(), lines(hal.open_keys(), "key:"),
-                         lines(hal.open_uart("gnss"), "gnss:"))
+                         lines(hal.open_uart("gnss"), "gnss:"), ready())
 
 asyncio.run(main())
 """
@@ -87,6 +93,18 @@ def wait_events(dev: Device, kind: str, n: int, timeout: float = 10.0) -> list[d
 HAL_ONLY = ("fs", "mkdir", "lib", "+", "fs", "mkdir", "lib/firmware",
             "+", "fs", "cp", str(FIRMWARE / "__init__.py"), ":lib/firmware/__init__.py",
             "+", "fs", "cp", str(FIRMWARE / "hal.py"), ":lib/firmware/hal.py")
+
+
+def restart(dev: Device) -> int:
+    """Reboot into the fixture main.py and wait until it listens; returns the boot count."""
+    since = len(dev.events())
+    dev.reboot()
+    dev.wait_ready(since)
+    return dev.status()["boots"]
+
+
+def beeps(dev: Device) -> int:
+    return len([e for e in dev.events() if e["kind"] == "buzzer"])
 
 
 def install(dev: Device, tmp: Path) -> str:
@@ -129,15 +147,13 @@ def test_blank_image_boots_formatted_and_mpremote_soft_resets(tmp_path: Path) ->
 
 def test_main_gets_scans_keys_gnss_and_ctrl_c_interrupts_it(device: Device) -> None:
     mpremote(device, "exec", "import os\ntry:\n    os.remove('log.txt')\nexcept OSError:\n    pass")
-    boots = device.status()["boots"]
-    device.reboot()
-    device.wait_running(boots=boots + 1)
-    time.sleep(0.3)  # main.py reaches its readers
+    restart(device)
+    n0 = beeps(device)
     device.scan("RR473124829GB")
     device.scan("00340123450000000018", symbology="]d2")
     device.key("ok")
     device.gnss(["$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"])
-    wait_events(device, "buzzer", 4)
+    wait_events(device, "buzzer", n0 + 4)
     assert device.status()["state"] == "R"  # main.py still running
     # mpremote's Ctrl-C stops the asyncio app, as on a board
     log = mpremote(device, "fs", "cat", "log.txt").splitlines()
@@ -154,10 +170,7 @@ def test_mpremote_right_after_reset_interrupts_main_as_it_starts(device: Device)
 
 
 def test_screenshot_is_board_size_x2_and_not_blank(device: Device, tmp_path: Path) -> None:
-    boots = device.status()["boots"]
-    device.reboot()
-    device.wait_running(boots=boots + 1)
-    time.sleep(0.3)  # main.py has drawn
+    restart(device)  # main.py drew before it listened
     out = tmp_path / "screen.png"
     reply = device.screenshot(out)
     img = Image.open(out)
@@ -174,18 +187,15 @@ def test_cli_screenshot(device: Device, tmp_path: Path) -> None:
 
 
 def test_power_cut_keeps_flushed_scans_and_loses_the_cut_one(device: Device) -> None:
-    device.reboot()
-    boots = device.status()["boots"]
-    device.wait_running(boots=boots)
-    time.sleep(0.3)
-    n0 = len([e for e in device.events() if e["kind"] == "buzzer"])
+    boots = restart(device)
+    n0 = beeps(device)
     device.scan("CUT-BEFORE-1")
     device.scan("CUT-BEFORE-2")
     wait_events(device, "buzzer", n0 + 2)
     device.power_cut(after_writes=0)  # the next block write never reaches the chip
     device.scan("CUT-DURING")
     device.wait_off()
-    assert len([e for e in device.events() if e["kind"] == "buzzer"]) == n0 + 2  # no beep for it
+    assert beeps(device) == n0 + 2  # no beep for it
     device.power_on()
     device.wait_running(boots=boots + 1)
     log = mpremote(device, "fs", "cat", "log.txt")
@@ -194,11 +204,8 @@ def test_power_cut_keeps_flushed_scans_and_loses_the_cut_one(device: Device) -> 
 
 
 def test_power_cut_out_of_order_mid_write_still_mounts(device: Device) -> None:
-    device.reboot()
-    boots = device.status()["boots"]
-    device.wait_running(boots=boots)
-    time.sleep(0.3)
-    n0 = len([e for e in device.events() if e["kind"] == "buzzer"])
+    boots = restart(device)
+    n0 = beeps(device)
     device.scan("OOO-BEFORE")
     wait_events(device, "buzzer", n0 + 1)
     device.power_cut(after_writes=1, ooo=True)  # one more block write lands, then the chip dies
@@ -211,11 +218,8 @@ def test_power_cut_out_of_order_mid_write_still_mounts(device: Device) -> None:
 
 
 def test_power_cut_now_and_image_persists(device: Device) -> None:
-    device.reboot()
-    boots = device.status()["boots"]
-    device.wait_running(boots=boots)
-    time.sleep(0.3)
-    n0 = len([e for e in device.events() if e["kind"] == "buzzer"])
+    boots = restart(device)
+    n0 = beeps(device)
     device.scan("BEFORE-CUT-NOW")
     wait_events(device, "buzzer", n0 + 1)
     device.power_cut()
@@ -258,13 +262,11 @@ def test_corrupt_image_is_reported_and_never_reformatted(tmp_path: Path) -> None
 
 
 def test_gnss_walk_feeds_the_uart_at_the_requested_cadence(device: Device) -> None:
-    device.reboot()
-    boots = device.status()["boots"]
-    device.wait_running(boots=boots)
-    time.sleep(0.3)
+    restart(device)
+    n0 = beeps(device)
     device.gnss_walk([(48.1, 11.5), (48.1005, 11.5)], period=0.05, seed=1,
                      conditions={"cold_start_s": 0, "noise_m": 1.0})
-    time.sleep(0.5)
+    wait_events(device, "buzzer", n0 + 2)  # a second's RMC and GGA logged
     device.gnss_stop()
     today = time.strftime("%d%m%y", time.gmtime())
     log = mpremote(device, "fs", "cat", "log.txt")
@@ -277,11 +279,8 @@ def test_gnss_replay_of_a_log(device: Device, tmp_path: Path) -> None:
     nmea = tmp_path / "walk.nmea"
     nmea.write_text("$GPGGA,080000.00,4806.0000,N,01130.0000,E,1,09,0.9,520.0,M,47.0,M,,*6A\r\n"
                     "$GPGGA,080001.00,4806.0010,N,01130.0000,E,1,09,0.9,520.0,M,47.0,M,,*6B\r\n")
-    device.reboot()
-    boots = device.status()["boots"]
-    device.wait_running(boots=boots)
-    time.sleep(0.3)
-    n0 = len([e for e in device.events() if e["kind"] == "buzzer"])
+    restart(device)
+    n0 = beeps(device)
     device.gnss_replay(nmea, period=0.05)
     wait_events(device, "buzzer", n0 + 2)
     log = mpremote(device, "fs", "cat", "log.txt")
