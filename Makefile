@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 WHEELS  := $(VENV)/wheelhouse/.downloaded
 FW_SRC  := $(wildcard firmware/*.py) $(wildcard firmware/entry/*.py) $(wildcard boards/*.py) $(wildcard sim/vm/*.py)
 
-.PHONY: setup system-deps test lint typecheck mpy pytest bench demo torture clean
+.PHONY: setup system-deps test quick lint typecheck mpy pytest bench demo torture clean
 
 setup: $(STAMP) $(WHEELS) system-deps node_modules/.package-lock.json
 
@@ -64,11 +64,17 @@ pytest: setup
 
 test: lint typecheck mpy pytest
 
+# What a developer runs between edits: no virtual handhelds (slow) and no torture, each test
+# bounded; under 2 minutes on 2 cores. `make test` before landing runs everything.
+quick: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -m "not slow and not torture" --timeout=120
+
 bench: setup
 	$(BIN)/python -m tests.bench
 
 torture: setup
-	TORTURE=long $(BIN)/pytest -q -s -m torture  # -s: each test prints the cases it tried
+	TORTURE=long $(BIN)/pytest -q -s -m torture --timeout=0  # -s: each test prints the cases it tried
 
 demo: setup
 	$(BIN)/python -m sim demo

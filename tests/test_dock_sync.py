@@ -176,6 +176,7 @@ def test_unplug_mid_stream_then_resume(rig) -> None:
     assert rep.acked_seq == N and store.conflicts() == []
 
 
+@pytest.mark.slow  # half a minute of retransmissions: not in make quick
 def test_one_percent_corrupted_bytes_still_ends_identical(rig) -> None:
     store, key, relay, dev = rig
     pkg = route_compile.compile_file(ROUTE, key=key)

@@ -79,6 +79,7 @@ def pki(tmp_path_factory):
     }
 
 
+@pytest.mark.slow  # a dozen TLS handshakes on the VM per dialect: not in make quick
 @pytest.mark.parametrize("dialect", ["sim7600", "bg95"])
 def test_the_device_refuses_wrong_ca_expired_and_plain_servers_then_uploads_exactly_once(
         tmp_path, pki, dialect):

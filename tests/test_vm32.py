@@ -7,6 +7,8 @@ The route package is read from an in-memory file. What stays on the unix port: d
 
 from __future__ import annotations
 
+import pytest
+
 from host_tools import route_compile
 from sim import routeheap, town, wasm32
 from tests import (
@@ -119,6 +121,7 @@ def test_routepkg_opens_a_big_package_without_loading_it(mpy32, tmp_path):
 
 
 # delivery, journal and the whole day's heap
+@pytest.mark.slow  # the whole day on both VMs: not in make quick
 def test_a_1000_stop_day_writes_the_same_journal_as_on_64_bit_in_less_heap(mpy32):
     h = routeheap.measure(1000)
     assert h["scans_32"] == h["scans_64"] == 1692  # every parcel, delivered inside its fence
