@@ -173,6 +173,10 @@ class Device:
     def screenshot(self, path: str | os.PathLike, scale: int = 2) -> dict[str, Any]:
         return self.call("screenshot", path=str(Path(path).resolve()), scale=scale)
 
+    def screen_text(self) -> list[str]:
+        """The screen's text rows as the carrier reads them; an inverse row starts with "*"."""
+        return self.call("screen")["rows"]
+
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         return self.call("events", since=since)["events"]
 

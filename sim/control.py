@@ -92,6 +92,7 @@ COMMANDS: dict[str, Command] = {
     "gnss": _gnss,
     "battery": _none(lambda dev, m: dev.set_battery(int(m["mv"]))),
     "screenshot": lambda dev, m: dev.screenshot(m["path"], int(m.get("scale", 2))),
+    "screen": lambda dev, m: {"rows": dev.screen_text()},
     "events": lambda dev, m: {"events": dev.events.since(int(m.get("since", 0)))},
     "console": lambda dev, m: {"text": dev.console.text()},
     "power_cut": _power_cut,

@@ -14,6 +14,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,14 @@ def _code(item: str) -> tuple[str, str]:
 
 
 class Walker:
-    """Drives one virtual handheld through its carrier's plan."""
+    """Drives one virtual handheld through its carrier's plan, waiting as a carrier does: for the
+    beep after a scan or OK, and for the screen to show what a key did before the next step."""
 
     def __init__(self, dev: Device, plan: Carrier, fc: dict[str, Any], out: Outcome):
         self.dev, self.plan, self.fc, self.out = dev, plan, fc, out
         self.seen = len(dev.events())
         self.t = 0
+        self.here: tuple[float, float] | None = None
 
     def sound(self, timeout: float = 15.0) -> str:
         """The next buzzer pattern the device plays (what the carrier hears); "" when none comes,
@@ -92,19 +95,63 @@ class Walker:
             time.sleep(0.02)
         return ""
 
+    def see(self, shows: Callable[[list[str]], bool], what: str, timeout: float = 15.0) -> list[str]:
+        """The screen once it shows what the carrier looks for (`what`, for the error when it never
+        does: the step was not taken, so the day goes on out of step and says so)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.dev.screen_text()
+            if shows(rows):
+                return rows
+            if time.monotonic() > deadline:
+                self.out.errors.append(f"stop {self.out.stop}: the screen never showed {what}: {rows}")
+                return rows
+            time.sleep(0.02)
+
     def stand(self, lat: float, lon: float) -> None:
-        self.t += 1
-        self.dev.gnss(_fix(lat, lon, self.t))
-        time.sleep(0.15)  # the carrier walks up to the door: the fix is parsed before the scan
+        """The carrier walks up to a door; the receiver reports where they stand."""
+        self.here = (lat, lon)
+        self.fix()
+
+    def fix(self) -> None:
+        """This second's sentences from the receiver (it reports once a second wherever the carrier
+        stands, so a scan is judged on a fresh fix). The call returns once the firmware has read
+        them: the scan after it is judged on this fix."""
+        if self.here is not None:
+            self.t += 1
+            self.dev.gnss(_fix(*self.here, self.t))
 
     def scan(self, item: str) -> str:
+        """Scan a parcel where the carrier stands; the beep the carrier hears."""
+        self.fix()
         sym, data = _code(item)
         self.dev.scan(data, symbology=sym)
         return self.sound()
 
-    def key(self, name: str, expect_sound: bool) -> str:
-        self.dev.key(name)
-        return self.sound() if expect_sound else (time.sleep(0.1) or "")
+    def attempt_mode(self, on: bool) -> None:
+        """Up on the idle screen, then look: the screen says ATTEMPT MODE while it is on."""
+        self.dev.key("up")
+        want = "ATTEMPT MODE" if on else "Next stop:"
+        self.see(lambda rows: want in rows, want)
+
+    def pick(self, downs: int) -> None:
+        """Down `downs` times through a question's reasons, each time until the marker (">") has
+        moved: the carrier reads the reason before pressing OK."""
+        rows = self.see(lambda r: _marked(r) is not None, "the question's reasons")
+        for _ in range(downs):
+            before = _marked(rows)
+            self.dev.key("down")
+            rows = self.see(lambda r, b=before: _marked(r) not in (None, b), "the next reason marked")
+
+    def ok(self) -> str:
+        """OK on a question; the beep the carrier hears."""
+        self.dev.key("ok")
+        return self.sound()
+
+    def back(self) -> None:
+        """Back on a question: nothing recorded, and the screen says so."""
+        self.dev.key("back")
+        self.see(lambda rows: "Cancelled" in rows, "Cancelled")
 
     def modem(self, coverage: bool) -> None:
         try:
@@ -133,62 +180,78 @@ class Walker:
                 other = feats[i + 1]["properties"]["items"][0]
                 if self.scan(other) != "override":
                     out.errors.append(f"stop {sid}: no wrong-stop warning")
-                self.key("back", expect_sound=False)
+                self.back()
                 out.refused += 1
             if i in p.attempt_at:
-                self.key("up", expect_sound=False)
+                self.attempt_mode(True)
                 if self.scan(props["items"][0]) != "override":
                     out.errors.append(f"stop {sid}: attempt did not ask a reason")
-                for _ in range(p.attempt_at[i] - 1):
-                    self.key("down", expect_sound=False)
-                if self.key("ok", expect_sound=True) == "ok":
+                self.pick(p.attempt_at[i] - 1)
+                if self.ok() == "ok":
                     out.expected.append(("attempted", sid, props["items"][0]))
                     out.attempts += 1
-                self.key("up", expect_sound=False)
+                self.attempt_mode(False)
                 continue
             for n, item in enumerate(props["items"]):
                 if p.power_cut_at == i and n == 0:
                     self.power_cut_scan(sid, item)
                     continue
                 heard = self.scan(item)
-                for _ in range(2):  # a fix that reached the device late can raise a second question
-                    if heard != "override":
-                        break
-                    for _ in range(p.override_reason.get(i, 2) - 1):
-                        self.key("down", expect_sound=False)
-                    heard = self.key("ok", expect_sound=True)
+                if heard == "override" and off:  # 35 m off: the device asks for a reason
+                    self.pick(p.override_reason.get(i, 2) - 1)
+                    heard = self.ok()
                     out.overrides += 1
+                elif off:
+                    out.errors.append(f"stop {sid} item {item}: 35 m off, heard {heard!r}, not a question")
                 if heard == "ok":
                     out.expected.append(("delivered", sid, item))
                 else:
                     out.errors.append(f"stop {sid} item {item}: heard {heard!r}")
 
     def power_cut_scan(self, sid: str, item: str) -> None:
-        """The battery fails while the scan is written. The carrier rescans after power-up unless
-        the confirmation beep came first; the interrupted write may or may not have survived."""
+        """The battery fails while the scan is written (a cut armed after one more block write: in
+        the scan's record, or in whatever the device writes first). What the carrier heard before
+        the screen went dark counts; then the power-up beep; then a rescan unless "ok" came first.
+        The interrupted write may or may not have survived."""
         dev, out = self.dev, self.out
         boots = dev.status()["boots"]
+        self.fix()  # before the cut is armed: the fix is not the moment
         dev.power_cut(after_writes=1)
         sym, data = _code(item)
         dev.scan(data, symbology=sym)
-        heard = self.sound(timeout=3.0)
-        if dev.status()["vm"] != "off":
+        heard = self.sound()  # the scan's beep, or "" when the power failed first
+        st = dev.status()
+        if st["vm"] != "off" and st["state"] != "P":  # "P": its flash died, the VM is being stopped
             dev.power_cut()  # the scan wrote nothing (a question first?): the battery fails anyway
         dev.wait_off(timeout=20)
+        # The device logs every beep it played before its power event (sim/relays.py), and nothing
+        # after it: a beep there that sound() did not return still reached the carrier's ears.
+        dying = dev.events(self.seen)
+        for ev in dying:
+            if ev["kind"] == "power" and "armed" not in ev["value"]:
+                break
+            if ev["kind"] == "buzzer" and not heard:
+                heard = ev["value"]
+        self.seen += len(dying)
         dev.power_on()
         dev.wait_running(boots=boots + 1, timeout=30)
-        if self.sound(timeout=30) != "ready":  # the power-up beep: every task is listening
-            out.errors.append(f"stop {sid}: no ready beep after power-up")
+        first = self.sound(timeout=30)
+        if first != "ready":  # the power-up beep, before anything else: every task is listening
+            out.errors.append(f"stop {sid}: heard {first!r} at power-up, not the ready beep")
         if heard == "ok":
             out.expected.append(("delivered", sid, item))
             return
         out.maybe.append(("delivered", sid, item))
-        lat, lon = town.door(next(f for f in self.fc["features"] if f["properties"]["stop_id"] == sid))
-        self.stand(lat, lon)
+        self.stand(*town.door(next(f for f in self.fc["features"] if f["properties"]["stop_id"] == sid)))
         if self.scan(item) == "ok":
             out.expected.append(("delivered", sid, item))
         else:
             out.errors.append(f"stop {sid}: rescan after power cut failed")
+
+
+def _marked(rows: list[str]) -> str | None:
+    """The reason the question's marker (">") is on, or None when no reasons are shown."""
+    return next((r for r in rows if r.startswith(">")), None)
 
 
 def _show(lines: term.LiveLines | None, outcomes: list[Outcome], totals: dict[str, int]) -> None:

@@ -194,6 +194,7 @@ class VirtualDevice:
 
     def _state_reported(self, codes: bytes) -> None:
         if self.vm.reported(codes):
+            self.events.pump()  # the beeps it played before its flash died come first
             self.events.add("power", "flash lost power: VM stopped")
             self.vm.kill()
 
@@ -227,8 +228,7 @@ class VirtualDevice:
         """While the firmware runs, return once it has read what was just written: a key pressed or
         a fix sent before a scan is then handled before that scan, as a carrier's eyes would have
         ensured (the key and scanner lines are separate UARTs, read by separate tasks)."""
-        if self.vm.running_user_code():
-            self.uarts[uart].wait_read(timeout=5.0)
+        self.uarts[uart].wait_read(timeout=5.0, reading=self.vm.running_user_code)
 
     def gnss_feed(self, seconds: Iterator[tuple[Any, list[str]]], period: float = 1.0) -> None:
         """Play (t, [sentences]) groups at `period` seconds each (1 Hz receiver cadence)."""
@@ -257,6 +257,12 @@ class VirtualDevice:
         with open(self.battery, mode) as f:
             f.write(f"{int(mv):>15}\n".encode())
 
+    def screen_text(self) -> list[str]:
+        """The screen's rows as the carrier reads them (sim/screentext.py)."""
+        from sim import screentext
+
+        return screentext.rows(self.screen.read_bytes(), self.width, self.height)
+
     def screenshot(self, out: str | os.PathLike, scale: int = 2) -> dict[str, Any]:
         from sim.screenshot import render
 
@@ -268,6 +274,7 @@ class VirtualDevice:
     def power_cut(self, after_writes: int | None = None, ooo: bool = False) -> None:
         if after_writes is None:
             self.vm.power_off()
+            self.events.pump()  # what the VM played before it died, then the cut
             self.events.add("power", "cut now")
             return
         self._power_gen += 1

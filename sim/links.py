@@ -29,15 +29,22 @@ class Pty:
         self.path = os.ttyname(self.slave)
 
     def unread(self) -> int:
-        """Bytes written to the master that the far end has not read yet."""
+        """Bytes written to the master that the far end has not read yet. A write to a pty master
+        reaches the slave's input queue later, from a kernel worker (the tty flip buffer): FIONREAD
+        alone can say 0 for bytes still on their way. Polling the slave first waits for that push
+        (n_tty's poll flushes the pending work), so the count includes every byte written."""
+        poll = select.poll()  # one per call: the control socket's threads may ask at once
+        poll.register(self.slave, select.POLLIN)
+        poll.poll(0)
         return struct.unpack("i", fcntl.ioctl(self.slave, termios.FIONREAD, b"\0\0\0\0"))[0]
 
-    def wait_read(self, timeout: float = 10.0) -> bool:
+    def wait_read(self, timeout: float = 10.0, reading: Callable[[], bool] = lambda: True) -> bool:
         """Until the far end has read everything written so far (a UART's FIFO emptied by the
-        firmware), so what is sent next on another line is seen after it. False on timeout."""
+        firmware), so what is sent next on another line is seen after it. False on timeout, or
+        as soon as `reading` says the far end stopped (its power failed: the bytes wait in vain)."""
         end = time.monotonic() + timeout
         while self.unread():
-            if time.monotonic() > end:
+            if time.monotonic() > end or not reading():
                 return False
             time.sleep(0.002)
         return True

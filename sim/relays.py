@@ -45,6 +45,8 @@ class Events:
         self.items: list[dict[str, Any]] = []
         self._log = open(log, "a", buffering=1)
         self._lock = threading.Lock()
+        self._pump_lock = threading.Lock()  # one reader of the FIFO at a time, lines kept whole
+        self._pending = b""
 
     def add(self, kind: str, value: str) -> None:
         ev = {"t": round(time.time(), 3), "kind": kind, "value": value}
@@ -56,19 +58,25 @@ class Events:
         with self._lock:
             return self.items[n:]
 
+    def pump(self) -> None:
+        """Log every line hal has written so far. Called before the device logs an event of its
+        own about the VM (its power failed): what the VM played before it died then comes first,
+        as the carrier heard it, whichever thread the scheduler ran first."""
+        with self._pump_lock:
+            while True:
+                try:
+                    data = os.read(self.fd, 4096)
+                except BlockingIOError:
+                    return
+                *lines, self._pending = (self._pending + data).split(b"\n")
+                for line in lines:
+                    kind, _, rest = line.decode(errors="replace").strip().partition(" ")
+                    if kind:
+                        self.add(kind, rest)
+
     def read(self, quit: threading.Event) -> None:
         """The events thread: lines from hal, as they come."""
-        pending = b""
         while not quit.is_set():
             ready, _, _ = select.select([self.fd], [], [], 0.5)
-            if not ready:
-                continue
-            try:
-                pending += os.read(self.fd, 4096)
-            except BlockingIOError:
-                continue
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                kind, _, rest = line.decode(errors="replace").strip().partition(" ")
-                if kind:
-                    self.add(kind, rest)
+            if ready:
+                self.pump()

@@ -207,8 +207,8 @@ class PowerTorture:
         for _ in range(2):  # a fix parsed late asks once more: confirm with a reason, as day.py
             if heard != "override":
                 break
-            self.walker.key("down", expect_sound=False)
-            heard = self.walker.key("ok", expect_sound=True)
+            self.walker.pick(1)
+            heard = self.walker.ok()
         return heard
 
     def _cut_happened(self, boots: int) -> bool:
