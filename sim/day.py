@@ -143,6 +143,18 @@ class Walker:
             self.dev.key("down")
             rows = self.see(lambda r, b=before: _marked(r) not in (None, b), "the next reason marked")
 
+    def answer(self, downs: int) -> str:
+        """Answer a delivery's question with the reason `downs` below the first; the beep heard. A
+        carrier standing in another stop's fence is first asked "Wrong stop?" about a parcel that is
+        theirs: OK, then the fence question follows (or "ok" when that stop's fence holds them)."""
+        rows = self.see(lambda r: "*Wrong stop?" in r or _marked(r) is not None, "the question")
+        if "*Wrong stop?" in rows:
+            heard = self.ok()
+            if heard != "override":
+                return heard
+        self.pick(downs)
+        return self.ok()
+
     def ok(self) -> str:
         """OK on a question; the beep the carrier hears."""
         self.dev.key("ok")
@@ -198,8 +210,7 @@ class Walker:
                     continue
                 heard = self.scan(item)
                 if heard == "override" and off:  # 35 m off: the device asks for a reason
-                    self.pick(p.override_reason.get(i, 2) - 1)
-                    heard = self.ok()
+                    heard = self.answer(p.override_reason.get(i, 2) - 1)
                     out.overrides += 1
                 elif off:
                     out.errors.append(f"stop {sid} item {item}: 35 m off, heard {heard!r}, not a question")

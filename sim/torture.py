@@ -207,8 +207,7 @@ class PowerTorture:
         for _ in range(2):  # a fix parsed late asks once more: confirm with a reason, as day.py
             if heard != "override":
                 break
-            self.walker.pick(1)
-            heard = self.walker.ok()
+            heard = self.walker.answer(1)
         return heard
 
     def _cut_happened(self, boots: int) -> bool:
