@@ -119,8 +119,8 @@ class ControlServer:
         self.dev = dev
         self._server: socket.socket | None = None
 
-    def serve(self, quit: threading.Event) -> None:
-        """The control thread: one more thread per connected client."""
+    def listen(self) -> None:
+        """Bind the socket: once this returns, a client may connect (before the serving thread runs)."""
         try:
             os.unlink(self.path)
         except OSError:
@@ -129,6 +129,13 @@ class ControlServer:
         srv.bind(self.path)
         srv.listen(8)
         self._server = srv
+
+    def serve(self, quit: threading.Event) -> None:
+        """The control thread: one more thread per connected client."""
+        if self._server is None:
+            self.listen()
+        srv = self._server
+        assert srv is not None
         while not quit.is_set():
             try:
                 conn, _ = srv.accept()

@@ -118,6 +118,7 @@ class VirtualDevice:
 
     def start(self) -> None:
         self._attach_modem()
+        self.control.listen()  # before the start-up line names the socket: attach() works at once
         for target, args in ((self.console.relay_input, (self._quit,)),
                              (read_state, (self._state_fd, self._quit, self._state_reported)),
                              (self.events.read, (self._quit,)), (self.vm.run, ()),

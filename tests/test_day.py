@@ -28,7 +28,7 @@ def test_short_day_ends_with_every_confirmed_record_stored_once(tmp_path):
     # 14 stops: 20 parcels delivered or attempted, one invalid code refused, one wrong-stop warning
     assert (d["confirmed"], d["stored"], d["attempts"], d["invalid_refused"], d["wrong_stop_warned"]) \
         == (20, 20, 1, 1, 1)
-    assert d["overrides"] >= 1  # 35 m off; a fix the loaded VM parsed late may ask once more
+    assert d["overrides"] == 1  # 35 m off at one stop: its one parcel asks for a reason, no other does
     html = Path(summary["reports"]["NORTH-7"]).read_text()
     assert html.count("data-stop-id") >= 14
     png = Path(summary["screenshots"]["HH-0101"])
