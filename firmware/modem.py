@@ -163,24 +163,7 @@ class Modem:
 
     async def read_raw(self, n, ms):
         """Read exactly n bytes of a response body into self.resp (the rest is dropped)."""
-
-        async def raw():
-            i = 0
-            while i < n:
-                b = await self._byte()
-                if self.cr:
-                    self.cr = False
-                    if b == 10:  # the LF after the line announcing the data
-                        continue
-                if i < len(self.resp):
-                    self.resp[i] = b
-                i += 1
-
-        try:
-            await asyncio.wait_for_ms(raw(), ms)  # type: ignore[attr-defined]
-        except asyncio.TimeoutError:
-            raise Transient("response body cut short") from None
-        return memoryview(self.resp)[: min(n, len(self.resp))]
+        return memoryview(self.resp)[: await self.read_into(self.resp, 0, n, ms)]
 
     async def read_into(self, buf, off, n, ms):
         """Read exactly n raw bytes into buf from `off` (bytes past its end are dropped); return
