@@ -334,10 +334,17 @@ class PgStore:
     # -- records -------------------------------------------------------------------------------
 
     def ingest(self, device_id: str, records: Iterable[bytes], source: str) -> IngestResult:
+        records = list(records)
         now = time.time()
         self._ensure_partition(_utc_day(now))
-        with self._tx() as conn:
-            return self._ingest(conn, device_id, records, source, now)
+        try:
+            with self._tx() as conn:
+                return self._ingest(conn, device_id, records, source, now)
+        except psycopg.errors.CheckViolation:  # another instance pruned the day's partition away
+            self._days.discard(_utc_day(now))
+            self._ensure_partition(_utc_day(now))
+            with self._tx() as conn:
+                return self._ingest(conn, device_id, records, source, now)
 
     @staticmethod
     def _lock_device(conn: psycopg.Connection[Any], device_id: str) -> int:

@@ -114,6 +114,11 @@ def test_prune_on_postgresql_drops_whole_day_partitions(pg_url: str) -> None:
     assert s.prune(today + dt.timedelta(days=1)) == 2
     assert not s._one(exists, (part,))[0]
     assert s.ingest("DEV1", [rec(3)], "dock").ack_seq == 3  # the day's partition comes back
+    other = PgStore(pg_url, migrate=False)  # another instance, which knows the partition exists
+    other.ingest("DEV1", [rec(4)], "dock")
+    s.prune(today + dt.timedelta(days=1))
+    assert other.ingest("DEV1", [rec(5)], "dock").ack_seq == 5  # it finds the partition gone, and makes it
+    other.close()
     s.close()
 
 
