@@ -1,6 +1,7 @@
 """What route reports add about learned fences: the match rate per day as an SVG line chart, and
-each stop's fence history as `depot fences learn --apply` kept it in the store. report.py calls
-`by_day`, `history`, `html` and `text`; the html comes from templates/fence_report.html."""
+each stop's fence history as `depot fences learn --apply` kept it in the store. report_model calls
+`by_day` and `history`, report_text `text`; report_html gives `chart` to templates/fence_report.html,
+which templates/route_report.html includes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware import record as rec
-from host_tools.learn_review import env
 
 CHART_W, CHART_H, PAD = 640.0, 200.0, 36.0
 
@@ -80,11 +80,6 @@ def chart(days: list[Day]) -> dict[str, Any]:
             "grid": [(f"{int(r * 100)}%", y(r)) for r in (0.0, 0.5, 0.75, 0.9, 1.0) if r >= low],
             "labels": [(x, d.day[5:]) for k, (x, _, d) in enumerate(pts)
                        if n <= 14 or k % (n // 10 + 1) == 0]}  # at most ~14 date labels
-
-
-def html(days: list[Day], changes: dict[str, list[Change]], stops: int) -> str:
-    return str(env.get_template("fence_report.html").render(
-        chart=chart(days) if days else None, days=days, changes=sorted(changes.items()), stops=stops))
 
 
 def text(days: list[Day], changes: dict[str, list[Change]]) -> list[str]:
