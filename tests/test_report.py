@@ -301,3 +301,36 @@ def test_a_fix_older_than_the_devices_freshness_limit_is_flagged_in_every_format
     page = report.to_html(rep)
     assert "Scans with a stale fix (older than 10 s): 2" in page
     assert "C9 at S3: fix 30 s before the scan (H1 #6)" in page and "(stale fix)" in page
+
+
+def test_the_html_page_escapes_what_the_data_says_and_folds_long_lists(tmp_path):
+    """Ids and addresses come from route files and handhelds: in the page they are text, never markup.
+    A reconciliation list of more than 10 entries opens on a click ("show all N"); up to 10 it is open."""
+    hostile = "<script>alert(1)</script>"
+    fc = {"type": "FeatureCollection", "route_id": 'R-"<b>', "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [_square(5.12, 52.09)]},
+         "properties": {"stop_id": "S<1>", "seq": 1, "address": "1 Canal St " + hostile,
+                        "items": [f"M{i:02d}{hostile}" for i in range(11)]}},
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [_square(5.1205, 52.09)]},
+         "properties": {"stop_id": "S2", "seq": 2, "address": "3 Canal St", "items": []}}]}
+    src = tmp_path / "r.geojson"
+    src.write_text(json.dumps(fc))
+    st = Store(tmp_path / "depot.sqlite3")
+    try:
+        st.enrol("H1")
+        outside = rec.Record(seq=1, device_id="H1", route_id='R-"<b>', stop_id="S2", item_id="X" + hostile,
+                             verdict=rec.V_OUTSIDE, flags=rec.F_OVERRIDE, distance_dm=50, device_time=T0,
+                             gnss_time=T0, lat_e6=52090050, lon_e6=5120600, fix_age_s=1)
+        st.ingest("H1", [outside.encode()], "test")
+        page = report.to_html(report.build(routes.from_geojson(src), st, now=T0))
+    finally:
+        st.close()
+    assert "<script>alert" not in page and '"<b>' not in page
+    assert "<title>Route R-&#34;&lt;b&gt; report</title>" in page
+    assert 'data-stop-id="S&lt;1&gt;"' in page
+    assert "<li>M00&lt;script&gt;alert(1)&lt;/script&gt; (stop S&lt;1&gt;)</li>" in page
+    assert ("Items expected but not scanned: 11<details><summary>show all 11</summary><ul><li>M00"
+            in page)
+    assert ("Deliveries confirmed outside the fence: 1<ul><li>X&lt;script&gt;alert(1)&lt;/script&gt; at S2: "
+            "5.0 m (H1 #1)</li></ul></li>") in page
+    assert page.count("<details>") == 1
