@@ -1,7 +1,8 @@
 """`depot route ...`: the route command group.
 
-`route compile` lives here. Other modules add their `route` subcommands by appending their dotted
-name to ROUTE_COMMAND_MODULES; each exposes `register_route(route_subparsers)`.
+`route compile` and `route assign` live here (their logic in route_compile.py and route_assign.py).
+Other modules add their `route` subcommands by appending their dotted name to ROUTE_COMMAND_MODULES;
+each exposes `register_route(route_subparsers)`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+from pathlib import Path
 
-from host_tools import boards, route_compile
+from firmware import routepkg
+from host_tools import boards, route_assign, route_compile
 from host_tools.errors import DepotError
+from host_tools.store import open_existing
 
 ROUTE_COMMAND_MODULES: list[str] = [
-    "host_tools.assign",
     "host_tools.address_build",
 ]
 
@@ -31,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--route-id", help="overrides the collection's route_id")
     c.add_argument("--date", help="service date YYYY-MM-DD (overrides the collection's)")
     c.set_defaults(func=run_compile)
+    _register_assign(rsub)
     for name in ROUTE_COMMAND_MODULES:
         importlib.import_module(name).register_route(rsub)
 
@@ -60,4 +64,28 @@ def run_compile(args: argparse.Namespace) -> int:
     print(f"{args.out}: route {res.route_id}, service date {res.service_date}, {res.stops} stops, "
           f"{len(res.package)} bytes, hash {digest}, {signed}; {len(res.repairs)} repair(s), "
           f"{len(res.warnings)} warning(s)")
+    return 0
+
+
+def _register_assign(rsub: argparse._SubParsersAction) -> None:
+    p = rsub.add_parser("assign", help="re-sign a compiled route for a device; pushed at its next sync")
+    p.add_argument("package", metavar="ROUTE.pkg")
+    p.add_argument("--device", required=True, action="append", help="device id (repeatable)")
+    p.set_defaults(func=run_assign)
+
+
+def run_assign(args: argparse.Namespace) -> int:
+    if not Path(args.package).is_file():
+        raise DepotError(f"no route package {args.package}", "compile it first: depot route compile")
+    store = open_existing(args.store)
+    for dev in args.device:  # every device checked before any is assigned
+        if store.key(dev) is None:
+            raise DepotError(f"device {dev} is not enrolled", f"run `depot enrol --device-id {dev}` first")
+    for dev in args.device:
+        try:
+            a = route_assign.assign(store, args.package, dev)
+        except (OSError, ValueError, routepkg.PackageError) as exc:
+            raise DepotError(f"{args.package}: {exc}", "give a package made by depot route compile") from None
+        print(f"{dev}: route {a.route_id} assigned ({len(a.package)} bytes, sha256 {a.sha256.hex()[:16]}); "
+              "pushed at the next `depot sync`")
     return 0

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from host_tools.dock_host import (
+from host_tools.dock_link import (
     AuthRefused,
     DockAuthError,
     DockError,

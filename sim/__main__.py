@@ -1,7 +1,7 @@
 """`python -m sim …`: the virtual handheld and the developer tools that run firmware on the VM.
 Run it with the project's Python: `make setup`, then `. .venv/bin/activate` (or .venv/bin/python).
 
-Each command lives in its own module exposing `register(subparsers)`; `func` runs it."""
+Each command `X` lives in sim/cmd_X.py exposing `register(subparsers)`; `func` runs it."""
 
 import argparse
 import importlib
@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 COMMAND_MODULES = [
-    "sim.devicecmd",
-    "sim.screenshot",
-    "sim.fencecheck",
-    "sim.nmeadump",
-    "sim.runcmd",
-    "sim.town",
-    "sim.days",
+    "sim.cmd_device",
+    "sim.cmd_screenshot",
+    "sim.cmd_fence_check",
+    "sim.cmd_nmea_dump",
+    "sim.cmd_run",
+    "sim.cmd_town",
+    "sim.cmd_days",
 ]
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host_tools import assign, flash, report, route_compile, routes, seqruns, term
+from host_tools import flash, report, route_assign, route_compile, routes, seqruns, term
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import sync_device
@@ -303,7 +303,7 @@ def run(scenario: Scenario, workdir: Path, progress: bool = True) -> dict[str, A
                 compiled = route_compile.compile_file(ROOT / c.route, board=scenario.board)
                 pkg = workdir / f"{compiled.route_id}.pkg"
                 route_compile.write_package(compiled.package, pkg)
-                assign.assign(store, pkg, c.device_id)
+                route_assign.assign(store, pkg, c.device_id)
                 say(f"depot: route {compiled.route_id} compiled ({compiled.stops} stops), "
                     f"{len(compiled.repairs)} repairs, assigned to {c.device_id}")
                 devices[c.device_id] = Device.start(workdir / f"{c.device_id}.img", board=scenario.board,

@@ -260,19 +260,3 @@ def report(res: Result, say: Any = print) -> None:
     say(f"area: {res.changed} fences changed, median learned/initial {res.area_growth:.2f}; "
         f"naive 50 m circles median {res.naive_area_growth:.1f}x the first fences")
     say(f"store, routes and review pages: {res.workdir}")
-
-
-def register(sub) -> None:
-    p = sub.add_parser("days", help="consecutive days with fences learned every night (match rate by day)")
-    p.add_argument("--days", type=int, default=10)
-    p.add_argument("--stops", type=int, default=220)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--workdir", help="where the store, routes and review pages go")
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    res = run(args.days, args.stops, args.seed, Path(args.workdir) if args.workdir else None)
-    report(res)
-    return 0
-

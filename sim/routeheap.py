@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import route_compile
-from sim import appday, mpy, town, wasm32
+from sim import app_heap, mpy, town, wasm32
 
 KEY = bytes(range(64, 96))
 _BATCH = 100  # stops per step
@@ -78,7 +78,7 @@ def measure(stops: int = 1000) -> dict[str, Any]:
         pkg = d / "route.pkg"
         pkg.write_bytes(route_compile.compile_geojson(fc, key=KEY).package)
         plan = d / "plan.txt"
-        plan.write_bytes(appday._plan(fc))
+        plan.write_bytes(app_heap._plan(fc))
         out: dict[str, Any] = {}
         # the 32-bit VM reads the package and plan from copies in its in-memory filesystem, and
         # keeps its journal there; the unix port uses the host's, the journal in the temp folder

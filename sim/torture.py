@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host_tools import assign, flash, route_compile, seqruns
+from host_tools import flash, route_assign, route_compile, seqruns
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import SyncReport, sync_device
@@ -105,7 +105,7 @@ class PowerTorture:
             self.routes[c.route_id] = RouteInfo(c.route_id, pkg, fc["features"])
 
     def _assign(self, rid: str) -> None:
-        a = assign.assign(self.store, self.routes[rid].package, DEVICE_ID)
+        a = route_assign.assign(self.store, self.routes[rid].package, DEVICE_ID)
         self.routes[rid].hash8 = a.sha256[:8]
         self.assigned = rid
 
@@ -278,7 +278,7 @@ class PowerTorture:
             if rep.ok:
                 break
             # A reply the rebooted device sent to a frame left on the line by the cut session can
-            # carry the new session's 8-bit request id (host_tools/dock_host.py): dock again.
+            # carry the new session's 8-bit request id (host_tools/dock_link.py): dock again.
             self.t.redocks.append(rep.error)
         if not rep.ok:
             raise TortureFailed(f"sync after a cut during {kind} failed: {rep.error}")

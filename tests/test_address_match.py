@@ -296,7 +296,7 @@ def test_bad_footprints_and_not_utf8_get_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_built_route_is_compiled_loaded_and_delivered_on_a_virtual_handheld(tmp_path):
-    from host_tools import assign, flash
+    from host_tools import flash, route_assign
     from host_tools.store import Store
     from host_tools.sync import sync_device
     from sim import address_town, day
@@ -318,7 +318,7 @@ def test_a_built_route_is_compiled_loaded_and_delivered_on_a_virtual_handheld(tm
     assert cli.main(["route", "compile", str(route), "--out", str(pkg), "--date", "2026-11-30"]) == 0
     store = Store(tmp_path / "depot.sqlite3")
     store.enrol("HH-0501")
-    assign.assign(store, pkg, "HH-0501")
+    route_assign.assign(store, pkg, "HH-0501")
     with Device.start(tmp_path / "hh.img", workdir=tmp_path / "dev", seed=5) as dev:
         res = flash.flash_one(dev.console, "HH-0501", flash.build("sim"), store.key("HH-0501"))
         assert (res.status, res.message) == ("ok", "")

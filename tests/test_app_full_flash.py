@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from host_tools import route_compile
-from sim import appday, town
+from sim import app_heap, town
 
 VM = (Path(__file__).resolve().parents[1] / "sim" / "vm",)
 KEY = bytes(range(64, 96))
@@ -83,7 +83,7 @@ def test_littlefs_enospc_remounts_refuses_with_a_message_and_keeps_every_record(
     pkg = tmp_path / "route.pkg"
     pkg.write_bytes(route_compile.compile_geojson(fc, key=KEY).package)
     plan = tmp_path / "plan.txt"
-    plan.write_bytes(appday._plan(fc))
+    plan.write_bytes(app_heap._plan(fc))
     code = (_VM.replace("PKG", repr(str(pkg))).replace("PLAN", repr(str(plan)))
             .replace("KEY_HEX", repr(KEY.hex())))
     out = mpy(code, heap="512K", extra_paths=VM).splitlines()

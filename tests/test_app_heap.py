@@ -5,13 +5,13 @@ place, the app fits the 128K goal."""
 
 import pytest
 
-from sim import appday
+from sim import app_heap
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_1000_stop_day_runs_in_the_256k_heap_and_records_every_scan():
-    d = appday.run(stops=1000, heap="256K")
+    d = app_heap.run(stops=1000, heap="256K")
     assert (d["stops"], d["route"]) == (1000, "NORTH-11")
     assert d["records"] == d["scans"] == 1692  # every parcel of every stop: delivered, inside
     assert d["peak_live_heap"] < d["heap_total"]
@@ -19,7 +19,7 @@ def test_a_1000_stop_day_runs_in_the_256k_heap_and_records_every_scan():
 
 
 def test_with_the_firmware_in_romfs_the_same_day_runs_in_128k():
-    d = appday.run(stops=1000, heap="128K", rom=True)
+    d = app_heap.run(stops=1000, heap="128K", rom=True)
     assert d["records"] == d["scans"] == 1692
     assert d["heap_total"] - d["romfs_bytes"] <= 128 * 1024 + 1024  # the heap above the image
 
@@ -29,7 +29,7 @@ def test_a_day_of_fixes_and_scans_on_irregular_footprints_never_shrinks_the_larg
     # the receiver sends it, and every parcel scanned; the heap is read after a collection at the
     # start, after the first scan (from then on the journal's open segment file is working set),
     # every 50 scans and at the end (micropython.mem_info's largest free block)
-    d = appday.run(stops=1000, heap="256K", irregular=True, walk=True)
+    d = app_heap.run(stops=1000, heap="256K", irregular=True, walk=True)
     assert d["records"] == d["scans"] == 1653 and d["fixes"] == 12968
     start, first, *day = d["largest_free_blocks"]
     assert len(day) == 34 and min(day) >= first >= start - 1024

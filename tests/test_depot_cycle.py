@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import assign, flash, route_compile
+from host_tools import flash, route_assign, route_compile
 from host_tools.store import open_store
 from host_tools.sync import sync_device
 from sim import day
@@ -28,7 +28,7 @@ def test_night_sync_over_an_unplugged_then_noisy_dock_stores_every_delivery_once
     store.enrol(DEV)
     pkg = tmp_path / "south.pkg"
     route_compile.write_package(route_compile.compile_file(ROUTE).package, pkg)
-    assign.assign(store, pkg, DEV)
+    route_assign.assign(store, pkg, DEV)
     with Device.start(tmp_path / "hh.img", workdir=tmp_path / "dev", seed=5) as dev:
         res = flash.flash_one(dev.console, DEV, flash.build("sim"), store.key(DEV))  # no server: dock only
         assert (res.status, res.message) == ("ok", "")

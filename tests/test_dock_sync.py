@@ -13,7 +13,7 @@ import pytest
 from firmware import dockproto as P
 from firmware import sign
 from host_tools import route_compile
-from host_tools.dock_host import AckRefused, AuthRefused, DockLink
+from host_tools.dock_link import AckRefused, AuthRefused, DockLink
 from host_tools.store import Store
 from host_tools.sync import sync_device
 from tests.dockharness import Device, Relay

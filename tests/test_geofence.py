@@ -14,7 +14,7 @@ from shapely.geometry import Point, Polygon
 
 from firmware import geofence, record, routepkg
 from host_tools import route_compile, routepack
-from sim import fencecheck, town
+from sim import fence_check, town
 
 KEY = bytes(range(100, 132))
 
@@ -248,7 +248,7 @@ def test_fence_check_reports_nearest_fence_for_lat_lon_points(tmp_path):
             want.append(min(f.distance(p) for f in fences) / 10)
     pts = tmp_path / "pts.csv"
     pts.write_text("lat,lon,hdop\n" + "\n".join(rows) + "\n")
-    out = fencecheck.fence_check(pkg_file, pts, KEY)
+    out = fence_check.fence_check(pkg_file, pts, KEY)
     assert len(out) == len(rows)
     for k, (line, dist) in enumerate(zip(out, want, strict=True)):
         sid, contains, dm, verdict = line.split(",")
@@ -257,8 +257,8 @@ def test_fence_check_reports_nearest_fence_for_lat_lon_points(tmp_path):
         assert verdict in {"inside", "outside", "unsure"}
         if k % 2 == 0:
             assert sid == fc["features"][k // 2]["properties"]["stop_id"] and verdict == "inside"
-    with pytest.raises(fencecheck.FenceCheckError, match="signature"):
-        fencecheck.fence_check(pkg_file, pts, bytes(32))
+    with pytest.raises(fence_check.FenceCheckError, match="signature"):
+        fence_check.fence_check(pkg_file, pts, bytes(32))
 
 
 def test_locate_finds_the_stop_under_a_lat_lon_fix(pkg_path):
@@ -300,7 +300,7 @@ def test_fence_check_judges_2000_points_on_1000_irregular_footprints_in_half_the
         local.append(p)
     pts = tmp_path / "points.csv"
     pts.write_text("\n".join(rows) + "\n")
-    out = fencecheck.fence_check(pkg_file, pts, KEY, heap="128K")
+    out = fence_check.fence_check(pkg_file, pts, KEY, heap="128K")
     assert len(out) == 2000
     for line, p in zip(out, local, strict=True):
         sid, contains, dm, _ = line.split(",")

@@ -13,7 +13,7 @@ import pynmea2  # pyright: ignore[reportMissingImports]
 import pytest
 
 from firmware import nmea
-from sim import gnss, nmeadump
+from sim import gnss, nmea_dump
 
 ROUTE = [(51.50000, -0.12000), (51.50100, -0.12000), (51.50100, -0.11850), (51.49950, -0.11850)]
 
@@ -123,7 +123,7 @@ def test_nmea_dump_on_the_vm_gives_the_fixes_of_the_parser_run_directly(day, tmp
     direct = nmea.NMEA(on_fix)
     for line in gnss.replay_lines(log):
         direct.parse(line.encode())
-    got = nmeadump.fixes(log)
+    got = nmea_dump.fixes(log)
     assert got == expected
     assert len(got) == 2 * sum(1 for t, _ in day if not (t < 5 or 40 <= t < 50))  # RMC + GGA
     assert got[0]["utc"] == "2024-03-05T08:00:05Z" and got[0]["sentence"] == "RMC"

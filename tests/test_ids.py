@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import assign, cli, ids, route_compile, routes
+from host_tools import cli, ids, route_assign, route_compile, routes
 from host_tools.store import Store
 from sim import town
 
@@ -61,7 +61,7 @@ def test_a_package_naming_a_path_is_refused_at_assign_and_writes_nothing(tmp_pat
     pkg.write_bytes(route_compile.compile_geojson(fc).package)
     monkeypatch.undo()
     with pytest.raises(ids.BadId, match=r"route id '\.\./x' is not"):
-        assign.assign(store, pkg, "DEV1")
+        route_assign.assign(store, pkg, "DEV1")
     assert not (tmp_path / "store" / "x.pkg").exists() and not (tmp_path / "x.pkg").exists()
     assert store.assigned_route("DEV1") is None
     with pytest.raises(routes.RouteError, match="not known to the store"):

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from firmware import routepkg
-from host_tools import assign, cli, flash
+from host_tools import cli, flash, route_assign
 from host_tools.store import Store
 from host_tools.sync import sync_device
 from sim import day, town
@@ -52,7 +52,7 @@ def test_a_learned_route_is_compiled_loaded_and_judged_inside_on_a_virtual_handh
 
     store = Store(tmp_path / "depot.sqlite3")
     store.enrol(DEV)
-    assign.assign(store, pkg, DEV)
+    route_assign.assign(store, pkg, DEV)
     with Device.start(tmp_path / "hh.img", workdir=tmp_path / "dev", seed=7) as dev:
         res = flash.flash_one(dev.console, DEV, flash.build("sim"), store.key(DEV))
         assert (res.status, res.message) == ("ok", "")

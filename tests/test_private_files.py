@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from firmware import record
-from host_tools import assign, route_compile, routes
+from host_tools import route_assign, route_compile, routes
 from host_tools.store import STORE_FILE, Store
 from sim import town
 
@@ -63,7 +63,7 @@ def test_route_packages_and_their_per_device_copies_are_private(tmp_path, open_u
     out = tmp_path / "out" / "priv.pkg"
     route_compile.write_package(route_compile.compile_geojson(fc, key=bytes(32)).package, out)
     assert mode(out) == 0o600
-    assign.assign(store, out, "P-1")
+    route_assign.assign(store, out, "P-1")
     kept = routes.folder(store.path) / "PRIV.pkg"
     assert (mode(kept.parent), mode(kept)) == (0o700, 0o600)
     assert mode(store.path.parent) == 0o700  # a folder the store created

@@ -812,7 +812,7 @@ def test_dock_session_on_the_vm_survives_mutated_requests_and_still_syncs_everyt
     import random
     import time
 
-    from host_tools.dock_host import DockLink
+    from host_tools.dock_link import DockLink
     from host_tools.sync import sync_device
     from tests.dockharness import Device, Relay
     from tests.torture_util import mutate

@@ -17,7 +17,7 @@ from firmware import dockproto as P
 from firmware import record, upload
 from firmware.sign import Signer
 from host_tools import route_compile
-from host_tools.dock_host import AckRefused, AuthRefused, DeviceRefused, DockLink
+from host_tools.dock_link import AckRefused, AuthRefused, DeviceRefused, DockLink
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import sync_device

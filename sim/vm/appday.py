@@ -1,7 +1,7 @@
 """A day of the real application on the VM, for the heap figure: `main.App` over a littlefs
 flash, a route package of N stops, and a plan of GNSS lines, scans and keys read line by line.
 
-Run by sim/appday.py with the firmware as .mpy on MICROPYPATH (as on a device: bytecode, not
+Run by sim/app_heap.py with the firmware as .mpy on MICROPYPATH (as on a device: bytecode, not
 source) and the dock and modem UARTs open on /dev/null, so their buffers are allocated too.
 argv: image package plan device_id key_hex [romfs]. Prints one JSON line of figures.
 

@@ -1,12 +1,12 @@
-"""The running application's heap over a 1,000-stop day on the real VM (sim/appday.py): modules
+"""The running application's heap over a 1,000-stop day on the real VM (sim/app_heap.py): modules
 as .mpy on littlefs (loaded into RAM) at 256K, and from a ROMFS image (bytecode run in place) at
 the 128K goal."""
 
-from sim import appday
+from sim import app_heap
 
 
 def run(report) -> None:
-    d = appday.run(stops=1000, heap="256K")
+    d = app_heap.run(stops=1000, heap="256K")
     report("peak_heap_bytes_1000_stops", d["peak_live_heap"], "B",
            f"live heap after gc, {d['scans']} scans on {d['stops']} stops, -X heapsize=256K "
            f"({d['heap_total']} B usable), modules as .mpy files")
@@ -14,7 +14,7 @@ def run(report) -> None:
     report("app_data_heap_bytes_1000_stops", d["peak_live_heap"] - d["heap_before_app"], "B",
            f"beyond the loaded modules ({d['heap_before_app']} B of .mpy modules in RAM)")
     report("peak_heap_vs_256k", d["peak_live_heap"] / d["heap_total"], "ratio", "must stay below 1")
-    r = appday.run(stops=1000, heap="128K", rom=True)
+    r = app_heap.run(stops=1000, heap="128K", rom=True)
     rom = r["romfs_bytes"]
     report("peak_heap_bytes_1000_stops_romfs", r["peak_live_heap"] - rom, "B",
            f"same day, firmware in a {rom} B ROMFS image; heap above the image "

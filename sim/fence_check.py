@@ -15,7 +15,6 @@ dies with MemoryError while most of the heap is free.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from sim import mpy
@@ -89,28 +88,3 @@ def fence_check(package: str | Path, points: str | Path, key: bytes = bytes(32),
     if out and out[0].startswith("ERROR:"):
         raise FenceCheckError(out[0][7:])
     return out
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("fence-check", help="run the firmware geofence engine on points (CSV)")
-    p.add_argument("package", metavar="ROUTE.pkg")
-    p.add_argument("points", metavar="POINTS.csv")
-    p.add_argument("--key", metavar="KEYFILE", help="device key (default: zero key)")
-    p.add_argument("--heap", default=mpy.DEFAULT_HEAP)
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from host_tools.errors import DepotError
-    from host_tools.route_compile import CompileError, read_key
-
-    try:
-        key = read_key(args.key) if args.key else bytes(32)
-        lines = fence_check(args.package, args.points, key, heap=args.heap)
-    except (CompileError, FenceCheckError, OSError) as exc:
-        raise DepotError(str(exc), "give a route package compiled by `depot route compile` and its key") \
-            from None
-    print(HEADER)
-    for line in lines:
-        print(line)
-    return 0

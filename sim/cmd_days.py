@@ -1,0 +1,20 @@
+"""`python -m sim days`: consecutive days with fences learned every night (sim/days.py)."""
+
+from pathlib import Path
+
+from sim import days
+
+
+def register(sub) -> None:
+    p = sub.add_parser("days", help="consecutive days with fences learned every night (match rate by day)")
+    p.add_argument("--days", type=int, default=10)
+    p.add_argument("--stops", type=int, default=220)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workdir", help="where the store, routes and review pages go")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    res = days.run(args.days, args.stops, args.seed, Path(args.workdir) if args.workdir else None)
+    days.report(res)
+    return 0
