@@ -12,6 +12,7 @@ import http.client
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from firmware import record, upload
@@ -82,10 +83,28 @@ class Fleet:
         d.failures += 1
         return False
 
+    @property
+    def acked(self) -> int:
+        return sum(d.acked for d in self.devices)
+
     def run(self, url: str, batch: int = 24, threads: int = 16, deadline_s: float = 120.0,
-            seed: int = 1) -> float:
+            seed: int = 1, at: dict[float, Callable[[], None]] | None = None) -> float:
         """Upload everything; returns the seconds it took. Devices are shared out among `threads`
-        workers, each with its own keep-alive connection, round-robin one batch at a time."""
+        workers, each with its own keep-alive connection, round-robin one batch at a time.
+
+        `at` maps a share of the records (0.25: a quarter acknowledged) to a fault to inject then.
+        It runs in the worker whose acknowledgement crossed that share, while the other workers
+        go on sending: a fault mid-ingest however fast the machine is."""
+        pending = sorted((at or {}).items())
+        fire = threading.Lock()
+
+        def progress() -> None:
+            with fire:
+                due = [f for share, f in pending if self.acked >= share * self.total]
+                del pending[:len(due)]
+            for fault in due:
+                fault()
+
         host, port = url.removeprefix("http://").split(":")
         groups = [self.devices[i::threads] for i in range(threads)]
         end = time.monotonic() + deadline_s
@@ -108,7 +127,9 @@ class Fleet:
                             d.failures += 1
                             conn.close()
                             conn = http.client.HTTPConnection(host, int(port), timeout=10)
-                        if not ok:
+                        if ok:
+                            progress()
+                        else:
                             time.sleep(rng.uniform(0, 0.2))  # full jitter, short: the test waits
             except BaseException as exc:  # noqa: BLE001 - reported by run()
                 errors.append(exc)

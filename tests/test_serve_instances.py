@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -95,30 +94,21 @@ def test_kill_9_of_one_instance_mid_upload_loses_nothing_and_stores_nothing_twic
                                                                                    pg_url) -> None:
     url, proc = two_instances
     store = PgStore(pg_url, migrate=False)
-    fleet = Fleet(store, devices=120 if LONG else 24, records_each=200 if LONG else 60)
+    fleet = Fleet(store, devices=120 if LONG else 24, records_each=200 if LONG else 100)
     kills = 0
-    done = threading.Event()
 
-    def killer() -> None:
+    def kill_one() -> None:
         nonlocal kills
-        for _ in range(4 if LONG else 2):
-            if done.wait(0.6):
-                return
-            victims = workers_of(proc.pid)
-            if victims:
-                os.kill(victims[0], signal.SIGKILL)  # mid-upload: whatever it was doing
-                kills += 1
+        victims = workers_of(proc.pid)
+        if victims:
+            os.kill(victims[0], signal.SIGKILL)  # mid-upload: whatever it was doing
+            kills += 1
 
-    k = threading.Thread(target=killer)
-    k.start()
-    try:
-        fleet.run(url, batch=12, threads=8, deadline_s=300)
-    finally:
-        done.set()
-        k.join()
+    shares = (0.2, 0.4, 0.6, 0.8) if LONG else (0.25, 0.6)
+    fleet.run(url, batch=12, threads=8, deadline_s=300, at={s: kill_one for s in shares})
     got = fleet.check(store)
     store.close()
-    assert kills >= 1
+    assert kills == len(shares)
     print(f"\nfault serve kill -9: {kills} kills, {got['stored']} records stored once, "
           f"{got['failures']} failed attempts retried, 0 lost", flush=True)
 
@@ -127,35 +117,26 @@ def test_kill_9_of_one_instance_mid_upload_loses_nothing_and_stores_nothing_twic
 def test_postgresql_stopped_immediately_mid_ingest_and_started_again(tmp_path) -> None:
     with PgCluster() as pg:
         store = PgStore(pg.url)
-        fleet = Fleet(store, devices=60 if LONG else 12, records_each=150 if LONG else 60)
+        fleet = Fleet(store, devices=60 if LONG else 12, records_each=150 if LONG else 100)
         with BackgroundServer(PgStore(pg.url, migrate=False)) as srv:
             outages = 0
-            done = threading.Event()
             seen_503 = []
 
             def outage() -> None:
                 nonlocal outages
-                for _ in range(3 if LONG else 1):
-                    if done.wait(0.5):
-                        return
-                    pg.stop("immediate")  # a crash: no checkpoint, WAL replay at start
-                    outages += 1
-                    try:
-                        seen_503.append(health(srv.url)[0])
-                    except OSError:
-                        pass
-                    time.sleep(1.0)
-                    pg.pg_ctl_start()
+                pg.stop("immediate")  # a crash: no checkpoint, WAL replay at start
+                outages += 1
+                try:
+                    seen_503.append(health(srv.url)[0])
+                except OSError:
+                    pass
+                time.sleep(1.0)  # the other workers keep sending into the outage
+                pg.pg_ctl_start()
 
-            t = threading.Thread(target=outage)
-            t.start()
-            try:
-                fleet.run(srv.url, batch=12, threads=6, deadline_s=300)
-            finally:
-                done.set()
-                t.join()
+            shares = (0.25, 0.5, 0.75) if LONG else (0.3,)
+            fleet.run(srv.url, batch=12, threads=6, deadline_s=300, at={s: outage for s in shares})
             got = fleet.check(store)
         store.close()
-    assert outages >= 1 and 503 in seen_503  # health says so while the database is down
+    assert outages == len(shares) and 503 in seen_503  # health says so while the database is down
     print(f"\nfault postgresql stop -m immediate: {outages} outages, {got['stored']} records stored once, "
           f"{got['failures']} failed attempts retried, 0 lost", flush=True)
