@@ -215,13 +215,8 @@ class Modem:
 
     async def wait_any(self, a, b, ms):
         """Wait for a line starting with `a` or `b`, first among kept URCs. False on timeout."""
-        for i in range(len(self.urcs)):
-            u = self.urcs[i]
-            if u[: len(a)] == a or u[: len(b)] == b:
-                self.urcs.pop(i)
-                self.n = len(u)
-                self.line[: self.n] = u
-                return True
+        if self._take_urc(a, b):
+            return True
         while True:
             if not await self.read_line(ms):
                 return False
@@ -243,6 +238,17 @@ class Modem:
 
     def _text(self):
         return bytes(self.line[: self.n]).decode()
+
+    def _take_urc(self, a, b):
+        """Move the first kept URC starting with `a` or `b` into the line buffer."""
+        for i in range(len(self.urcs)):
+            u = self.urcs[i]
+            if u[: len(a)] == a or u[: len(b)] == b:
+                self.urcs.pop(i)
+                self.n = len(u)
+                self.line[: self.n] = u
+                return True
+        return False
 
     def _keep_urc(self):
         if len(self.urcs) >= 8:
@@ -277,13 +283,8 @@ class Modem:
     async def wait_for(self, prefix, ms):
         """Wait for a line starting with `prefix`, first among kept URCs. False on timeout.
         A +CME ERROR instead raises its class."""
-        for i in range(len(self.urcs)):
-            u = self.urcs[i]
-            if u[: len(prefix)] == prefix:
-                self.urcs.pop(i)
-                self.n = len(u)
-                self.line[: self.n] = u
-                return True
+        if self._take_urc(prefix, prefix):
+            return True
         while True:
             if not await self.read_line(ms):
                 return False

@@ -684,7 +684,6 @@ class Store:
             db.execute("UPDATE routes SET pushed_at=? WHERE device_id=? AND sha256=?",
                        (time.time(), device_id, sha256))
 
-
     # -- learned fences (depot fences learn --apply) ---------------------------------------------
 
     def add_route_version(self, route_id: str, geojson: str, night: str,

@@ -596,7 +596,6 @@ class PgStore:
             conn.execute("UPDATE routes SET pushed_at=%s WHERE device_id=%s AND sha256=%s",
                          (time.time(), device_id, sha256))
 
-
     # -- learned fences (depot fences learn --apply) ---------------------------------------------
 
     def add_route_version(self, route_id: str, geojson: str, night: str,
