@@ -6,16 +6,12 @@ directionals in one spelling (Street/St/St. -> st, Southeast/SE -> se), units (A
 flat 4) set aside since flats share their building, a number written after the street moved in
 front, ranges (12-14) kept with both ends.
 
-`zh`: road + 号 + 号楼 + 单元 + room. jionlp strips the administrative prefix (省, 市, 区); a
-regular expression takes the rest apart; pypinyin gives each road a sound key, because most typos
-in Chinese addresses are homophones typed through a pinyin input method.
+`zh` (road + lane + 号 + 号楼 + 单元 + room) is taken apart in host_tools/address_zh.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -40,6 +36,7 @@ class Parsed:
     place: str = ""  # city as written, normalised
     postcode: str = ""
     sound: str = ""  # zh: the road's pinyin; en: unused
+    lane: str = ""  # zh: the lane (弄) number, part of the street
     notes: list[str] = field(default_factory=list, compare=False, hash=False)
 
     @property
@@ -200,110 +197,10 @@ def parse_en(address: str, places: frozenset[str] = frozenset()) -> Parsed:
                   unit=unit, place=place or fold(" ".join(place_words)), postcode=postcode, notes=notes)
 
 
-# --- zh -----------------------------------------------------------------------------------------
-
-ROAD_SUFFIXES = ("大道", "大街", "胡同", "路", "街", "道", "巷", "弄", "里")
-_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
-              "八": 8, "九": 9}
-_CN_NUM = re.compile(r"[零〇一二两三四五六七八九十百]+(?=号楼|号|栋|幢|座|单元|室|层)")
-_ADMIN = re.compile(r"(省|自治区|市|区|县|旗|镇|乡|街道)")
-_ZH_RE = re.compile(
-    r"^(?P<road>[^\d]+?)(?P<no>\d+(?:\s*[-–]\s*\d+)?[a-z]?)(?:号院|号)?"
-    r"(?:(?P<bldg>\d+)(?:号楼|栋|幢|座|号))?"
-    r"(?:(?P<unit>\d+)单元)?"
-    r"(?:(?P<room>\d+)(?:室|号)?)?(?P<rest>.*)$", re.I)
-
-
-def _cn_number(s: str) -> str:
-    """Chinese numerals below 1,000 -> digits ('十二' -> '12', '三' -> '3', '一百零五' -> '105')."""
-    total, cur = 0, 0
-    for ch in s:
-        if ch in "十百":
-            total, cur = total + (cur or 1) * (10 if ch == "十" else 100), 0
-        else:
-            cur = cur * 10 + _CN_DIGITS[ch]
-    return str(total + cur)
-
-
-def _zh_fold(s: str) -> str:
-    s = re.sub(r"[\s,，、。·()（）]+", "", unicodedata.normalize("NFKC", s))
-    return _CN_NUM.sub(lambda m: _cn_number(m.group(0)), s)
-
-
-@functools.lru_cache(maxsize=1)
-def _jionlp():
-    with contextlib.redirect_stdout(io.StringIO()):  # it greets on stdout when imported
-        import jionlp
-    return jionlp
-
-
-_ADMIN_PREFIX = re.compile(r"^.*(?:省|自治区|市|区|县)")
-
-
-@functools.lru_cache(maxsize=65536)
-def _strip_admin(head: str, known: frozenset[str]) -> tuple[str, str]:
-    """The administrative prefix off a road: ('北京市朝阳区建国路' -> ('建国路', '北京市朝阳区')).
-    A road the footprints know is found by its longest known ending; otherwise jionlp decides."""
-    for k in range(len(head) - 1):
-        if head[k:] in known:
-            return head[k:], head[:k]
-    if not _ADMIN.search(head[:-1]):
-        return head, ""
-    with contextlib.redirect_stdout(io.StringIO()):
-        detail = _jionlp().parse_location(head).get("detail") or head
-    if len(detail) <= 2 and detail in ROAD_SUFFIXES or not head.endswith(detail):
-        # jionlp took a road named like a district (朝阳巷): cut at the last explicit marker only
-        m = _ADMIN_PREFIX.match(head[:-1])
-        detail = head[m.end():] if m else head
-    return detail, head[: len(head) - len(detail)]
-
-
-@functools.lru_cache(maxsize=65536)
-def road_key(road: str) -> tuple[str, str, str, str]:
-    """(full, core, suffix, pinyin of the core): '中山路' -> ('中山路', '中山', '路', 'zhongshan')."""
-    from pypinyin import lazy_pinyin
-
-    road = _zh_fold(road)
-    suffix = next((s for s in ROAD_SUFFIXES if road.endswith(s) and len(road) > len(s)), "")
-    core = road[: len(road) - len(suffix)]
-    return road, core, suffix, "".join(lazy_pinyin(core))
-
-
-def parse_zh(address: str, known: frozenset[str] = frozenset()) -> Parsed:
-    """A Chinese address -> Parsed. `known`: the roads the footprints name (full and bare), which
-    find the road behind an administrative prefix without a parser."""
-    text = _zh_fold(address)
-    postcode = ""
-    pm = re.search(r"(?:邮编|邮政编码)?[:：]?(?<!\d)(\d{6})$", text)
-    if pm and pm.start() > 0 and not text[pm.start() - 1].isdigit():
-        postcode, text = pm.group(1), text[: pm.start()]
-    m = re.search(r"\d", text)
-    if not m:
-        return Parsed(street="", core="")
-    head, place = _strip_admin(text[: m.start()], known)
-    mm = _ZH_RE.match(head + text[m.start():])
-    if not mm:
-        return Parsed(street="", core="")
-    full, core, suffix, sound = road_key(mm.group("road"))
-    unit = "-".join(x for x in (mm.group("unit"), mm.group("room")) if x)
-    return Parsed(street=full, core=core, street_type=suffix, numbers=house_numbers(mm.group("no")),
-                  building=mm.group("bldg") or "", unit=unit, place=place, postcode=postcode,
-                  sound=sound)
-
-
-def zh_building_of(tags: dict) -> tuple[tuple[str, ...], str]:
-    """An OSM building's (house numbers, 号楼) in China: '88号' + name '3号楼', or '88号3号楼'."""
-    hn = _zh_fold(str(tags.get("addr:housenumber", "")))
-    m = re.match(r"^(\d+(?:-\d+)?[a-z]?)(?:号院|号)?(?:(\d+)(?:号楼|栋|幢|座|号))?$", hn, re.I)
-    if not m:
-        return house_numbers(hn), ""
-    bldg = m.group(2) or ""
-    if not bldg:
-        nm = re.match(r"^(\d+)(?:号楼|栋|幢|座)$", _zh_fold(str(tags.get("name", ""))))
-        bldg = nm.group(1) if nm else ""
-    return house_numbers(m.group(1)), bldg
-
-
 def parse(address: str, locale: str, places: frozenset[str] = frozenset()) -> Parsed:
     """`places`: en, the towns the footprints name; zh, the roads they name."""
-    return parse_zh(address, places) if locale == "zh" else parse_en(address, places)
+    if locale == "zh":
+        from host_tools.address_zh import parse_zh
+
+        return parse_zh(address, places)
+    return parse_en(address, places)

@@ -20,14 +20,14 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import shapely
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 from shapely.geometry import shape
 
-from host_tools import address
+from host_tools import address, address_zh
 from host_tools.address import Parsed
 from host_tools.errors import DepotError
 
@@ -55,6 +55,13 @@ class Building:
         hn = str(t.get("addr:housenumber", ""))
         extra = " " + str(t.get("name")) if self.block and t.get("name") else ""
         return f"{st}{hn}{extra}" if self.block or not hn[:1].isdigit() or _is_cjk(st) else f"{hn} {st}"
+
+
+class StreetParts(NamedTuple):
+    typ: str
+    dirs: tuple[str, ...]
+    lane: str  # zh 弄
+    core: str
 
 
 @dataclass
@@ -204,17 +211,22 @@ class Index:
         self.by_street: dict[str, dict[str, list[Building]]] = defaultdict(lambda: defaultdict(list))
         self.by_core: dict[str, set[str]] = defaultdict(set)
         self.by_sound: dict[str, set[str]] = defaultdict(set)
-        self.street_parts: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self.street_parts: dict[str, StreetParts] = {}
+        roads: set[str] = set()  # zh: the roads without their lanes, to find them behind a prefix
         for b in buildings:
             street, hn = street_of(b.tags), b.tags.get("addr:housenumber")
             if not isinstance(street, str) or not isinstance(hn, str | int) or not street.strip():
                 continue
             hn = str(hn)
+            lane = ""
             if locale == "zh":
-                full, core, typ, sound = address.road_key(street)
-                b.numbers, b.block = address.zh_building_of(b.tags)
-                dirs: tuple[str, ...] = ()
-                self.by_sound[sound].add(full)
+                p = address_zh.zh_tags(b.tags)
+                if not p.core:
+                    continue
+                full, core, typ, dirs, lane = p.street, p.core, p.street_type, (), p.lane
+                b.numbers, b.block = p.numbers, p.building
+                self.by_sound[p.sound].add(full)
+                roads.add(full[: len(full) - len(lane) - 1] if lane else full)
                 b.written = _written(street + hn + (str(b.tags.get("name", "")) if b.block else ""))
             else:
                 full, core, typ, dirs = address.osm_street_en(street)
@@ -222,12 +234,12 @@ class Index:
                 b.written = _written(f"{hn} {street}")
             b.street = full
             self.by_core[core].add(full)
-            self.street_parts[full] = (typ, dirs)
+            self.street_parts[full] = StreetParts(typ, dirs, lane, core)
             for n in b.numbers:
                 self.by_street[full][n].append(b)
         self.cores = sorted(self.by_core)
         if locale == "zh":
-            self.places = frozenset(self.by_street) | frozenset(self.by_core)
+            self.places = frozenset(roads) | frozenset(self.by_core)
         else:
             self.places = frozenset(address.fold(str(b.tags.get("addr:city", ""))) for b in buildings
                                     if b.tags.get("addr:city")) - {""}
@@ -242,10 +254,12 @@ class Index:
         """Streets agreeing with every part the address does give (type, directions)."""
         out = []
         for full in sorted(fulls):
-            typ, dirs = self.street_parts[full]
+            typ, dirs, lane, _ = self.street_parts[full]
             if p.street_type and typ != p.street_type:
                 continue
             if p.directions and set(dirs) != set(p.directions):
+                continue
+            if lane != p.lane:  # 长乐路120弄 is another street than 长乐路
                 continue
             out.append(full)
         return out
@@ -261,7 +275,7 @@ class Index:
             for sound, dist, _ in process.extract(p.sound, self.sounds, scorer=OSA.distance,
                                                   score_cutoff=1, limit=8):
                 for s in self._consistent(self.by_sound[sound], p):
-                    core = s[: len(s) - len(self.street_parts[s][0])]
+                    core = self.street_parts[s].core
                     same = sum(a == b for a, b in zip(core, p.core, strict=False))
                     if len(core) == len(p.core) and 2 * same >= len(core):
                         found[s] = max(found.get(s, 0.0), FUZZY_MAX - 0.05 * (1 + dist))
@@ -308,6 +322,11 @@ class Index:
         if not p.core:
             return Match("none", why="no street name found")
         if not p.numbers:
+            lane = self.by_street.get(p.street, {}) if p.lane else {}
+            houses = {b.id: b for bs in lane.values() for b in bs}
+            if houses:  # a lane written without the house in it: its houses listed, none guessed
+                return Match("ambiguous", candidates=list(houses.values()),
+                             why=f"no house number in lane {p.street}: {len(houses)} houses")
             return Match("none", why="no house number found")
         streets = self.streets(p)
         if not streets:

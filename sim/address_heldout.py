@@ -203,8 +203,10 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
     rows, truth, what = [], {}, {}
     for k, (bid, street, hn, lane, block) in enumerate(targets):
         sid = f"H{k + 1:05d}"
-        text, done = (perturb_en(rng, street, hn) if locale == "en"
-                      else perturb_zh(rng, street, hn, lane, block))
+        if isinstance(street, EnStreet):
+            text, done = perturb_en(rng, street, hn)
+        else:
+            text, done = perturb_zh(rng, str(street), hn, lane, block)
         row = {"stop_id": sid, "seq": str(k + 1), "name": f"Resident {k + 1}", "address": text,
                "items": s10("RR", f"{seed % 100:02d}{k:06d}")}
         if rng.random() < geocoded:

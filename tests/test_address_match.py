@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import address, cli, route_compile
+from host_tools import address, address_zh, cli, route_compile
 from host_tools.address_build import build, read_rows
 from host_tools.address_match import Index, buildings_from, load_footprints
 from host_tools.errors import DepotError
@@ -115,6 +115,13 @@ ZH = [
     footprint(105, **{"addr:street": "中山街", "addr:housenumber": "5号"}),
     footprint(106, **{"addr:street": "解放大道", "addr:housenumber": "100号"}),
     footprint(107, **{"addr:street": "朝阳巷", "addr:housenumber": "3号3号楼"}),
+    # a Shanghai lane (弄) off 长乐路, tagged both ways OSM's Chinese data has, and the traps: the
+    # road's own 120号 beside lane 120, and the road's own 3号 beside the lane's 3号
+    footprint(108, **{"addr:street": "长乐路120弄", "addr:housenumber": "3号"}),
+    footprint(109, **{"addr:street": "长乐路", "addr:housenumber": "120弄5号"}),
+    footprint(110, **{"addr:street": "长乐路", "addr:housenumber": "120号"}),
+    footprint(111, **{"addr:street": "长乐路", "addr:housenumber": "3号"}),
+    footprint(112, **{"addr:street": "长乐路", "addr:housenumber": "88弄3号"}),
 ]
 
 ZH_CASES = [
@@ -137,6 +144,29 @@ ZH_CASES = [
     ("北京市朝阳巷3号3号楼", "normalized", "way/107"),  # a road named like a district
     ("人民路14号", "none", None),
     ("和平路1号", "none", None),
+    ("长乐路120弄3号", "exact", "way/108"),  # a lane's house, never 长乐路120号 nor 长乐路3号
+    ("长乐路120弄5号", "exact", "way/109"),  # tagged 长乐路 + 120弄5号: the same street key
+    ("长乐路120号", "exact", "way/110"),  # the road's own building, never the lane's
+    ("长乐路3号", "exact", "way/111"),
+    ("长乐路88弄3号", "exact", "way/112"),  # house 3 in another lane
+    ("长乐路120弄7号", "none", None),  # not mapped: never the road's 7号 or another lane's
+    ("长乐路120弄", "ambiguous", None),  # which house of the lane? listed, not guessed
+    ("上海市黄浦区长乐路120弄3号", "normalized", "way/108"),  # province/city/district prefix
+    ("中国上海市静安区长乐路120弄3号2楼201室", "normalized", "way/108"),  # floor and room
+    ("3号 长乐路120弄", "normalized", "way/108"),  # the number before the road
+    ("120号长乐路", "normalized", "way/110"),
+    ("3号楼 长乐路 120号", "normalized", "way/110"),  # a compound mapped as one footprint
+    ("长乐路120弄3号楼", "normalized", "way/108"),  # inside a lane the house is called 号楼 too
+    ("长乐路一百二十弄三号", "normalized", "way/108"),  # Chinese numerals
+    ("长乐路十二号", "none", None),  # 12, not 10 + 2; there is no 12号
+    ("长乐路１２０弄３號", "normalized", "way/108"),  # full-width digits, 號
+    ("长乐路120弄 3", "normalized", "way/108"),  # 号 left out
+    ("长乐路120 3单元501", "normalized", "way/110"),  # 号 left out, then a unit
+    ("长乐120弄3号", "fuzzy", "way/108"),  # the road type left out, the lane kept
+    ("建国路88号二栋", "normalized", "way/102"),  # 栋 for 号楼
+    ("建国路88号2座", "normalized", "way/102"),
+    ("建国路88号2#楼1单元", "normalized", "way/102"),
+    ("人民路12号3楼301", "normalized", "way/103"),  # 3楼 is a floor, not a building
 ]
 
 
@@ -152,9 +182,25 @@ def test_zh_addresses_land_on_their_building_or_nowhere(zh_index, text, kind, bu
 
 
 def test_zh_parts_are_taken_apart():
-    p = address.parse_zh("北京市朝阳区建国路88号三号楼2单元501室")
+    p = address_zh.parse_zh("北京市朝阳区建国路88号三号楼2单元501室")
     assert (p.street, p.core, p.street_type, p.numbers, p.building, p.unit, p.place) == \
         ("建国路", "建国", "路", ("88",), "3", "2-501", "北京市朝阳区")
+    p = address_zh.parse_zh("3号楼 上海市长乐路120弄 5号 1单元602室 邮编200031")
+    assert (p.street, p.core, p.lane, p.numbers, p.building, p.unit, p.place, p.postcode) == \
+        ("长乐路120弄", "长乐", "120", ("5",), "3", "1-602", "上海市", "200031")
+
+
+@pytest.mark.parametrize("tags, street, numbers, block", [
+    ({"addr:street": "长乐路120弄", "addr:housenumber": "3号"}, "长乐路120弄", ("3",), ""),
+    ({"addr:street": "长乐路", "addr:housenumber": "120弄3号"}, "长乐路120弄", ("3",), ""),
+    ({"addr:street": "长乐路", "addr:housenumber": "120"}, "长乐路", ("120",), ""),
+    ({"addr:street": "建国路", "addr:housenumber": "88号", "name": "3号楼"}, "建国路", ("88",), "3"),
+    ({"addr:street": "建国路", "addr:housenumber": "88号3栋"}, "建国路", ("88",), "3"),
+    ({"addr:street": "建国路", "addr:housenumber": "88号", "name": "国贸大厦"}, "建国路", ("88",), ""),
+])
+def test_zh_osm_tags_read_both_ways(tags, street, numbers, block):
+    p = address_zh.zh_tags(tags)
+    assert (p.street, p.numbers, p.building) == (street, numbers, block)
 
 
 def test_en_parts_are_taken_apart():
