@@ -32,8 +32,8 @@ P_BUSY = const(6)  # a scan while a question is open: refused, the question stay
 
 # Reason codes and labels come with the route package (RSNS, docs/route-package.md), one table for
 # the device and the depot's reports: attempt reasons (kind 1) and override reasons (kind 3).
-K_ATTEMPT = const(1)  # routepkg.K_ATTEMPT
-K_OVERRIDE = const(3)  # routepkg.K_OVERRIDE
+K_ATTEMPT = const(1)  # route_package.K_ATTEMPT
+K_OVERRIDE = const(3)  # route_package.K_OVERRIDE
 
 class Prompt:
     """What the screen shows after an event. One instance is reused for every event."""
@@ -63,7 +63,7 @@ class Prompt:
 
 class Delivery:
     def __init__(self, route, fences, parse_code, gnss, journal, device_id, time_s, reasons=None):
-        self.route = route  # routepkg.RoutePackage
+        self.route = route  # route_package.RoutePackage
         self.fences = fences  # geofence module: locate(route, lat, lon), verdict(route, i, ...)
         self.parse_code = parse_code  # ident.parse-like: raw -> Scan (.ok, .item_id, .message)
         self.gnss = gnss  # nmea.NMEA state: valid, lat_e6, lon_e6, hdop (x100), age_ms(), unix()

@@ -16,9 +16,9 @@ import os
 import select
 import struct
 
-from firmware import dockproto as P
+from firmware import dock_wire as P
 from firmware import record, sign
-from firmware.dockroute import RouteError, RouteInbox
+from firmware.dock_route_inbox import RouteError, RouteInbox
 
 try:
     from micropython import const
@@ -465,7 +465,7 @@ class Dock:
         self._carry_n = 0
         self._last = False
 
-    # --- route package (dockroute.RouteInbox does the file work) -----------------------------
+    # --- route package (dock_route_inbox.RouteInbox does the file work) -----------------------------
 
     def _put_begin(self, seq, pl):
         size, sha = struct.unpack_from(P.PUT_BEGIN_FIXED, pl, 0)

@@ -4,7 +4,7 @@ Coordinates are integer decimetres east (x) and north (y) of the route origin (e
 projection around it, see docs/route-package.md). Everything here is integer arithmetic with every
 intermediate below 2**30, so the per-fix test allocates nothing on a 32-bit port either: floats and
 big ints are heap objects there. Fences are read from the package file into the package's
-preallocated buffers (routepkg.RoutePackage), one fence at a time.
+preallocated buffers (route_package.RoutePackage), one fence at a time.
 
 Containment is the even-odd rule over all rings of a fence, which is exact for valid polygons with
 holes and for multipolygons whose parts do not overlap (the compiler guarantees both).

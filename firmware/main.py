@@ -11,7 +11,7 @@ import os
 import time
 
 from firmware import __version__ as VERSION
-from firmware import delivery, geofence, hal, ident, journal, layout, nmea, routepkg, ui
+from firmware import delivery, geofence, hal, ident, journal, layout, nmea, route_package, ui
 
 try:
     from micropython import const
@@ -99,8 +99,8 @@ class App:
             self.idle.set(delivery.P_READY, NO_ROUTE)
             return
         try:
-            self.route = routepkg.RoutePackage(layout.ACTIVE_ROUTE, self.key)
-        except routepkg.PackageError as e:
+            self.route = route_package.RoutePackage(layout.ACTIVE_ROUTE, self.key)
+        except route_package.PackageError as e:
             self.idle.set(delivery.P_READY, NO_ROUTE, "Route refused: %s" % e)
             return
         if self.journal is not None:
@@ -141,7 +141,7 @@ class App:
         else:
             try:
                 p = self.flow.scan(raw)
-            except routepkg.PackageError:  # the route file changed under us (flash damage)
+            except route_package.PackageError:  # the route file changed under us (flash damage)
                 self.load_route()  # refused again at open: scans stop with the reason on screen
                 p = self.idle
                 hal.buzzer("error")

@@ -22,7 +22,7 @@ nothing. Each failure class has its own remedy:
 import asyncio
 import random
 
-from firmware import hal, upload
+from firmware import hal, upload_wire
 from firmware.modem import ContextBroken, ModemError, ModemState, NoCoverage, SimProvisioning, Transient
 from firmware.sign import Signer
 
@@ -51,8 +51,8 @@ class Uploader:
             os.mkdir(state_dir)
         except OSError:
             pass  # exists
-        self.counter = upload.CounterLease(state_dir + "/counter")
-        self.writer = upload.BatchWriter(device_id, self.signer, buf_size)
+        self.counter = upload_wire.CounterLease(state_dir + "/counter")
+        self.writer = upload_wire.BatchWriter(device_id, self.signer, buf_size)
         self.frame = bytearray(_FRAME)
         self.batch = batch
         self.limit = batch  # halved on 413, grown back on success
@@ -163,12 +163,12 @@ class Uploader:
         return self._answer(status, resp, n, first, last, counter)
 
     def _answer(self, status, resp, n, first, last, counter):
-        ack = upload.parse_ack(resp, self.signer, self.device_id, counter) if len(resp) else None
-        if ack is not None and ack.status == upload.ACK_REFUSED and 400 <= status < 500:
+        ack = upload_wire.parse_ack(resp, self.signer, self.device_id, counter) if len(resp) else None
+        if ack is not None and ack.status == upload_wire.ACK_REFUSED and 400 <= status < 500:
             self._quarantine(first, last, status)  # signed for this request: the server's word
             return 0
         if status in (200, 409):
-            if ack is None or ack.status == upload.ACK_REFUSED:
+            if ack is None or ack.status == upload_wire.ACK_REFUSED:
                 self.last_error = "unverified answer (HTTP %d)" % status
                 return self._backoff()
             self.journal.acknowledge(ack.ack_seq)  # the journal clamps it to what it wrote
@@ -176,7 +176,7 @@ class Uploader:
             self.attempt = 0
             self.last_ok = hal.time_s()
             self.sent += 1
-            if ack.status == upload.ACK_CONFLICT:
+            if ack.status == upload_wire.ACK_CONFLICT:
                 self._quarantine(first, last, status)
             else:
                 self.last_error = ""

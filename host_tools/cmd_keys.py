@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from host_tools import ids, private, routepack, routes
+from host_tools import ids, private, route_package_writer, routes
 from host_tools.errors import DepotError
 from host_tools.store import StoreError, UnknownDevice, open_existing
 
@@ -45,7 +45,7 @@ def run_rotate(args: argparse.Namespace) -> int:
         key = store.rotate_key(args.device_id)
         assigned = store.assigned_route(args.device_id)
         if assigned is not None:  # signed for the old key: the device would refuse it
-            signed = routepack.resign(assigned.package, key)
+            signed = route_package_writer.resign(assigned.package, key)
             store.assign_route(args.device_id, signed, assigned.route_id)
             if assigned.route_id and not ids.problem("route id", assigned.route_id):
                 private.folder(routes.folder(store.path))

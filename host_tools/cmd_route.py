@@ -12,7 +12,7 @@ import hashlib
 import importlib
 from pathlib import Path
 
-from firmware import routepkg
+from firmware import route_package
 from host_tools import boards, route_assign, route_compile
 from host_tools.errors import DepotError
 from host_tools.store import open_existing
@@ -84,7 +84,7 @@ def run_assign(args: argparse.Namespace) -> int:
     for dev in args.device:
         try:
             a = route_assign.assign(store, args.package, dev)
-        except (OSError, ValueError, routepkg.PackageError) as exc:
+        except (OSError, ValueError, route_package.PackageError) as exc:
             raise DepotError(f"{args.package}: {exc}", "give a package made by depot route compile") from None
         print(f"{dev}: route {a.route_id} assigned ({len(a.package)} bytes, sha256 {a.sha256.hex()[:16]}); "
               "pushed at the next `depot sync`")

@@ -23,7 +23,7 @@ from typing import Any
 
 import serial
 
-from firmware import dockproto as P
+from firmware import dock_wire as P
 from firmware import record, sign
 
 BAUD = 115200

@@ -24,7 +24,7 @@ from shapely.geometry import MultiPolygon, Point, Polygon, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from firmware import record
-from host_tools import routepack
+from host_tools import route_package_writer
 
 # Evidence before any change: DLInf labels a point from 2 deliveries with 51% agreement; here 2
 # agreeing fixes on at least 2 days, so one visit's correlated GNSS error never moves a fence.
@@ -56,7 +56,7 @@ EARTH_M = 6371008.8
 
 ACTIONS = ("keep", "extend", "move", "create", "flag")
 NO_BUILDING_MATCHES = ("geocode", "none")  # part 1's match kinds that name no footprint
-REASONS = {code: label for code, kind, label in routepack.DEFAULT_REASONS}
+REASONS = {code: label for code, kind, label in route_package_writer.DEFAULT_REASONS}
 
 
 class LearnError(ValueError):

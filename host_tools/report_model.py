@@ -11,12 +11,12 @@ from typing import Any, Protocol
 
 from firmware import geofence  # the device's freshness limit
 from firmware import record as rec
-from host_tools import learn_report, routepack, seqruns, seqs
+from host_tools import learn_report, route_package_writer, seqruns, seqs
 from host_tools.routes import Route, Stop
 
 # Non-delivery reasons and actions (UPU EMSEVT EMH spirit) come with the route package; a route read
 # from GeoJSON falls back to the list the compiler puts in every package by default.
-DEFAULT_REASONS = {code: label for code, _kind, label in routepack.DEFAULT_REASONS}
+DEFAULT_REASONS = {code: label for code, _kind, label in route_package_writer.DEFAULT_REASONS}
 CLASSES = ("inside", "override", "unsure", "fence")
 
 

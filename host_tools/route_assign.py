@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from host_tools import ids, private, routepack, routes
+from host_tools import ids, private, route_package_writer, routes
 from host_tools.store import AssignedRoute, Storage, UnknownDevice
 
 
@@ -18,7 +18,7 @@ def assign(store: Storage, package: str | Path, device_id: str) -> AssignedRoute
     if key is None:
         raise UnknownDevice(device_id)
     data = Path(package).read_bytes()
-    signed = routepack.resign(data, key)
+    signed = route_package_writer.resign(data, key)
     route = routes.load(package)
     ids.check("route id", route.route_id)  # a package from elsewhere: its id becomes a file name
     private.folder(routes.folder(store.path))

@@ -30,7 +30,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from firmware import ident
-from host_tools import boards, ids, private, routepack
+from host_tools import boards, ids, private, route_package_writer
 from host_tools.errors import DepotError
 
 MAX_SHIFT_DM = 5.0  # simplification may move an edge by at most 0.5 m
@@ -109,11 +109,11 @@ def _check_props(k: int, feat: Any) -> dict[str, Any]:
     for it in props["items"]:
         if not isinstance(it, str) or not it:
             raise CompileError(f"{name}: items must be non-empty strings")
-        if len(it.encode()) > routepack.MAX_TEXT:
-            raise CompileError(f"{name}: item {it!r} longer than {routepack.MAX_TEXT} bytes")
+        if len(it.encode()) > route_package_writer.MAX_TEXT:
+            raise CompileError(f"{name}: item {it!r} longer than {route_package_writer.MAX_TEXT} bytes")
         _check_item(name, it)
-    if len(props["stop_id"].encode()) > routepack.MAX_TEXT:
-        raise CompileError(f"{name}: stop_id longer than {routepack.MAX_TEXT} bytes")
+    if len(props["stop_id"].encode()) > route_package_writer.MAX_TEXT:
+        raise CompileError(f"{name}: stop_id longer than {route_package_writer.MAX_TEXT} bytes")
     return props
 
 
@@ -249,12 +249,13 @@ def compile_geojson(fc: Any, *, board: str = "sim", route_id: str | None = None,
     minx, miny, maxx, maxy = shapely.total_bounds([g for _, _, g in parsed])
     lat0 = int(round((miny + maxy) / 2 * 1e6))
     lon0 = int(round((minx + maxx) / 2 * 1e6))
-    kx, ky = routepack.scale_q16(lat0)
+    kx, ky = route_package_writer.scale_q16(lat0)
 
     def to_local(coords: Any) -> Any:
         out = coords.copy()
         for i, (lon, lat) in enumerate(coords):
-            out[i] = routepack.project(kx, ky, lat0, lon0, int(round(lat * 1e6)), int(round(lon * 1e6)))
+            out[i] = route_package_writer.project(kx, ky, lat0, lon0, int(round(lat * 1e6)),
+                                                  int(round(lon * 1e6)))
         return out
 
     repairs: list[str] = []
@@ -276,10 +277,11 @@ def compile_geojson(fc: Any, *, board: str = "sim", route_id: str | None = None,
     rid = _route_id(route_id, fc.get("route_id"), source, warnings)
     date = _date(service_date if service_date is not None else fc.get("service_date"), source)
     try:
-        body = routepack.pack(rid, date, lat0, lon0, stops)
-    except routepack.PackError as exc:
+        body = route_package_writer.pack(rid, date, lat0, lon0, stops)
+    except route_package_writer.PackError as exc:
         raise CompileError(f"{source}: {exc}") from None
-    return Compiled(routepack.sign(body, key or bytes(32)), len(stops), rid, date, repairs, warnings)
+    signed = route_package_writer.sign(body, key or bytes(32))
+    return Compiled(signed, len(stops), rid, date, repairs, warnings)
 
 
 def _route_id(given: str | None, listed: Any, source: str, warnings: list[str]) -> str:

@@ -1,5 +1,5 @@
 """Routes as the depot's reports see them: stops in sequence, their expected items and their fences
-in longitude/latitude. A route comes from a compiled package (decoded with firmware/routepkg.py, the
+in longitude/latitude. A route comes from a compiled package (decoded with firmware/route_package.py, the
 same code the device runs) or from the GeoJSON it was compiled from.
 
 Until the store keeps a route registry of its own, compiled packages are kept beside the store
@@ -139,34 +139,34 @@ def _geojson_polygons(geom: dict, props: dict) -> list[Polygon]:
 
 
 def from_package(path: str | Path, key: bytes | None = None) -> Route:
-    """Decode a compiled package with the firmware's own reader (firmware/routepkg.py), which proves
+    """Decode a compiled package with the firmware's own reader (firmware/route_package.py), which proves
     its CRCs and HMAC under `key` first. Without the key (a report of a package compiled unsigned or
     for an unknown device) only the CRCs are proven, by the same reader with the HMAC check skipped.
     """
-    from firmware import routepkg
+    from firmware import route_package
 
     try:
-        pkg = routepkg.RoutePackage(str(path), key if key is not None else bytes(32))
-    except routepkg.PackageError as exc:
+        pkg = route_package.RoutePackage(str(path), key if key is not None else bytes(32))
+    except route_package.PackageError as exc:
         if key is not None or "signature" not in str(exc):
             raise RouteError(f"{path}: {exc}") from None
-        pkg = _unsigned(routepkg, Path(path))
+        pkg = _unsigned(route_package, Path(path))
     with pkg:
         return _decode(pkg)
 
 
-def _unsigned(routepkg, path: Path):
+def _unsigned(route_package, path: Path):
     """The package re-signed with an all-zero key in a temporary copy, so the reader proves the CRCs."""
     import tempfile
 
-    from host_tools import routepack
+    from host_tools import route_package_writer
 
-    data = routepack.resign(path.read_bytes(), bytes(32))
+    data = route_package_writer.resign(path.read_bytes(), bytes(32))
     with tempfile.NamedTemporaryFile(suffix=".pkg", delete=False) as tmp:
         tmp.write(data)
     try:
-        return routepkg.RoutePackage(tmp.name, bytes(32))
-    except routepkg.PackageError as exc:
+        return route_package.RoutePackage(tmp.name, bytes(32))
+    except route_package.PackageError as exc:
         raise RouteError(f"{path}: {exc}") from None
     finally:
         Path(tmp.name).unlink(missing_ok=True)

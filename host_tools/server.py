@@ -42,7 +42,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from firmware import upload
+from firmware import upload_wire
 from firmware.sign import Signer
 from host_tools.server_guard import Guard, Limits, guarded_protocol
 from host_tools.server_metrics import CONTENT_TYPE, Metrics
@@ -159,14 +159,14 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
 
     async def refuse_signed(r: Refusal, signer: Signer, device_id: str, counter: int) -> Refusal:
         ack_seq = await in_store(db.ack_seq, device_id)
-        r.signed = upload.encode_ack(signer, device_id, counter, ack_seq, status=upload.ACK_REFUSED)
+        r.signed = upload_wire.encode_ack(signer, device_id, counter, ack_seq, status=upload_wire.ACK_REFUSED)
         return r
 
-    async def check(request: Request, device_id: str) -> tuple[upload.Batch, Signer, IngestResult]:
+    async def check(request: Request, device_id: str) -> tuple[upload_wire.Batch, Signer, IngestResult]:
         data = await read_body(request, limits.max_body, limits.body_timeout_s)
         try:
-            batch = upload.Batch(data)
-        except (upload.FormatError, ValueError, UnicodeError) as exc:
+            batch = upload_wire.Batch(data)
+        except (upload_wire.FormatError, ValueError, UnicodeError) as exc:
             raise Refusal(400, "malformed", str(exc)) from None
         if batch.device_id != device_id:
             raise Refusal(400, "malformed", "device id in path and batch differ")
@@ -189,7 +189,7 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
             raise Refusal(403, "replayed_counter", "request counter already used")
         try:
             records = await asyncio.get_running_loop().run_in_executor(inflater, batch.records)
-        except upload.FormatError as exc:
+        except upload_wire.FormatError as exc:
             raise await refuse_signed(Refusal(400, "malformed", str(exc)), signer, device_id,
                                       batch.counter) from None
         if records and batch.last - batch.first + 1 - len(records) > MAX_ABSENT:
@@ -226,9 +226,9 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
         metrics.record("duplicate", res.duplicates)
         metrics.record("conflict", len(res.conflicts))
         metrics.record("invalid", res.invalid)
-        status = upload.ACK_CONFLICT if res.conflicts else upload.ACK_OK
-        ack = upload.encode_ack(signer, device_id, batch.counter, res.ack_seq, res.stored, res.duplicates,
-                                len(res.conflicts), status)
+        status = upload_wire.ACK_CONFLICT if res.conflicts else upload_wire.ACK_OK
+        ack = upload_wire.encode_ack(signer, device_id, batch.counter, res.ack_seq, res.stored,
+                                     res.duplicates, len(res.conflicts), status)
         http = 200
         headers = {}
         if res.conflicts:  # refused and flagged in the store; the device quarantines the batch

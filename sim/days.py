@@ -28,7 +28,7 @@ from typing import Any
 
 from shapely.geometry import shape
 
-from firmware import geofence, nmea, record, routepkg
+from firmware import geofence, nmea, record, route_package
 from host_tools import address_build, cli, learn, route_compile
 from host_tools.store import Store
 from sim import gnss
@@ -79,7 +79,7 @@ class Package:
     def __init__(self, fc: dict[str, Any], folder: Path, name: str):
         path = folder / f"{name}.pkg"
         route_compile.write_package(route_compile.compile_geojson(fc, source=name).package, path)
-        self.pkg = routepkg.RoutePackage(str(path), bytes(32))
+        self.pkg = route_package.RoutePackage(str(path), bytes(32))
         self.index = {self.pkg.stop(i).stop_id: i for i in range(self.pkg.stop_count)}
 
     def verdict(self, s: Scan) -> tuple[int, int]:
@@ -121,7 +121,7 @@ def to_record(s: Scan, seq: int, rid: str, verdict: int, distance_dm: int, reaso
 
 
 def _reason(kind: str) -> int:
-    """The override reason a carrier picks at this stop (routepack.DEFAULT_REASONS)."""
+    """The override reason a carrier picks at this stop (route_package_writer.DEFAULT_REASONS)."""
     return {"door_away": 41, "wrong_tags": 43, "new_build": 43}.get(kind, 40)
 
 

@@ -23,7 +23,7 @@ from sim import mpy
 # never needs floats for positions, and single-precision ports would lose the 6th decimal.
 VM_SCRIPT = """
 import binascii, sys
-from firmware import geofence, record, routepkg
+from firmware import geofence, record, route_package
 
 def e6(s):
     s = s.strip()
@@ -41,8 +41,8 @@ def x10(s):
 
 def main(pkg_path, csv_path, key_hex):
     try:
-        pkg = routepkg.RoutePackage(pkg_path, binascii.unhexlify(key_hex))
-    except routepkg.PackageError as e:
+        pkg = route_package.RoutePackage(pkg_path, binascii.unhexlify(key_hex))
+    except route_package.PackageError as e:
         print("ERROR:", e)
         return
     sid = bytearray(256)

@@ -19,10 +19,11 @@ from sim import app_heap, mpy, town, wasm32
 KEY = bytes(range(64, 96))
 _BATCH = 100  # stops per step
 
-_MODULES = "import gc, os\nfrom firmware import delivery, geofence, ident, journal, nmea, record, routepkg\n"
+_MODULES = ("import gc, os\n"
+            "from firmware import delivery, geofence, ident, journal, nmea, record, route_package\n")
 _SETUP = """
 j = journal.Journal({journal!r})
-route = routepkg.RoutePackage({pkg!r}, {key!r})
+route = route_package.RoutePackage({pkg!r}, {key!r})
 g = nmea.NMEA()
 flow = delivery.Delivery(route, geofence, ident.parse, g, j, "HH-HEAP", lambda: 1764230400)
 plan = open({plan!r}, "rb")

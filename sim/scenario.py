@@ -191,10 +191,11 @@ def _route_features(route: str, where: str) -> list[Any]:
 def _reasons(overrides: bool) -> int:
     """How many reasons the device lists for an override, or in attempt mode (attempts and
     actions)."""
-    from firmware import routepkg
-    from host_tools import routepack
+    from firmware import route_package
+    from host_tools import route_package_writer
 
-    return sum(1 for _, kind, _ in routepack.DEFAULT_REASONS if (kind == routepkg.K_OVERRIDE) == overrides)
+    return sum(1 for _, kind, _ in route_package_writer.DEFAULT_REASONS
+               if (kind == route_package.K_OVERRIDE) == overrides)
 
 
 def _known(d: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from firmware import record, upload
+from firmware import record, upload_wire
 from firmware.sign import Signer
 from host_tools.store import Storage
 
@@ -57,8 +57,8 @@ class Fleet:
     @staticmethod
     def _encode(d: SimDevice, batch: int, acked: int | None = None, counter: int | None = None) -> bytes:
         first = d.acked if acked is None else acked
-        return upload.encode_batch(d.device_id, d.signer, d.counter if counter is None else counter,
-                                   int(time.time()), d.records[first:first + batch])
+        return upload_wire.encode_batch(d.device_id, d.signer, d.counter if counter is None else counter,
+                                        int(time.time()), d.records[first:first + batch])
 
     def prepare(self, batch: int) -> None:
         """Encode and sign every batch of a fault-free run before it starts, so a benchmark's client
@@ -75,8 +75,8 @@ class Fleet:
                      headers={"content-type": "application/octet-stream"})
         r = conn.getresponse()
         data = r.read()
-        ack = upload.parse_ack(data, d.signer, d.device_id, d.counter) if data else None
-        if r.status == 200 and ack is not None and ack.status == upload.ACK_OK:
+        ack = upload_wire.parse_ack(data, d.signer, d.device_id, d.counter) if data else None
+        if r.status == 200 and ack is not None and ack.status == upload_wire.ACK_OK:
             d.acked = max(d.acked, min(ack.ack_seq, len(d.records)))
             d.acks.append(ack.ack_seq)
             return True

@@ -18,7 +18,7 @@ import tty
 
 import pytest
 
-from firmware import upload
+from firmware import upload_wire
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import mpy as _mpy
@@ -169,7 +169,7 @@ def test_a_day_of_records_arrives_exactly_once(tmp_path, dialect):
 
     # nothing went over the air after the dock acknowledged it
     assert docked is not None
-    later = [upload.Batch(b) for b in emu.bodies[docked[0]:]]
+    later = [upload_wire.Batch(b) for b in emu.bodies[docked[0]:]]
     assert later and all(b.first > docked[1] for b in later)
 
 
@@ -180,7 +180,7 @@ def test_uploader_acts_on_each_answer(mpy, tmp_path):
     network trouble), a broken context is re-activated and a stuck modem power-cycled."""
     out = mpy(f"""
         import asyncio
-        from firmware import journal, modem, record, upload, uploader
+        from firmware import journal, modem, record, upload_wire, uploader
         from firmware.sign import Signer
         DEV = "HH-1"
         KEY = bytes(range(32))
@@ -190,18 +190,18 @@ def test_uploader_acts_on_each_answer(mpy, tmp_path):
                 self.answers = answers
                 self.log = []
             async def post(self, url, body):
-                b = upload.Batch(bytes(body))
+                b = upload_wire.Batch(bytes(body))
                 a = self.answers.pop(0)
                 self.log.append("%d-%d" % (b.first, b.last))
                 if isinstance(a, Exception):
                     raise a
                 if isinstance(a, tuple) and a[0] == "ack":  # ("ack", highest contiguous seq held)
-                    return 200, upload.encode_ack(Signer(KEY), DEV, b.counter, a[1])
+                    return 200, upload_wire.encode_ack(Signer(KEY), DEV, b.counter, a[1])
                 if isinstance(a, tuple):  # ("refused" or "forged", HTTP status): a refusal, signed
                     by = Signer(KEY if a[0] == "refused" else bytes(32))
-                    return a[1], upload.encode_ack(by, DEV, b.counter, 0, status=upload.ACK_REFUSED)
+                    return a[1], upload_wire.encode_ack(by, DEV, b.counter, 0, status=upload_wire.ACK_REFUSED)
                 if a == "stale-ack":  # a genuine acknowledgement, but for an earlier request
-                    return 200, upload.encode_ack(Signer(KEY), DEV, b.counter - 1, b.last)
+                    return 200, upload_wire.encode_ack(Signer(KEY), DEV, b.counter - 1, b.last)
                 return a, b'{{"error": "x"}}'
             async def context(self, reactivate=False):
                 self.log.append("ctx")

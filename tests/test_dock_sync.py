@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware import dockproto as P
+from firmware import dock_wire as P
 from firmware import sign
 from host_tools import route_compile
 from host_tools.dock_link import AckRefused, AuthRefused, DockLink

@@ -12,8 +12,8 @@ import pytest
 import shapely
 from shapely.geometry import Point, Polygon
 
-from firmware import geofence, record, routepkg
-from host_tools import route_compile, routepack
+from firmware import geofence, record, route_package
+from host_tools import route_compile, route_package_writer
 from sim import fence_check, town
 
 KEY = bytes(range(100, 132))
@@ -78,7 +78,7 @@ def test_containment_and_distance_match_shapely_for_thousands_of_points(pkg_path
     assert kinds == {"Polygon", "MultiPolygon"}
     assert any(len(getattr(f, "interiors", [])) for f in fences), "a courtyard with a hole"
     tree = shapely.STRtree(fences)
-    pkg = routepkg.RoutePackage(str(pkg_path), KEY)
+    pkg = route_package.RoutePackage(str(pkg_path), KEY)
     n_in = 0
     for x, y in sample_points(fences, tree, 3000, seed=11):
         i = geofence.nearest(pkg, x, y)
@@ -95,7 +95,7 @@ def test_containment_and_distance_match_shapely_for_thousands_of_points(pkg_path
 
 
 def test_index_and_linear_scan_give_the_same_answer(pkg_path):
-    pkg = routepkg.RoutePackage(str(pkg_path), KEY)
+    pkg = route_package.RoutePackage(str(pkg_path), KEY)
     rng = random.Random(5)
     x0, y0 = pkg.gx0, pkg.gy0
     span = pkg.cell * max(pkg.nx, pkg.ny)
@@ -116,7 +116,7 @@ def test_a_point_in_a_courtyard_hole_is_outside_at_its_distance_to_the_hole_edge
     hole = Polygon(f.interiors[0])
     c = hole.representative_point()
     x, y = round(c.x), round(c.y)
-    pkg = routepkg.RoutePackage(str(pkg_path), KEY)
+    pkg = route_package.RoutePackage(str(pkg_path), KEY)
     d, inside = geofence.distance(pkg, i, x, y)
     assert not inside
     assert d > 0 and abs(d - f.distance(Point(x, y))) <= 1
@@ -129,7 +129,7 @@ def test_integer_helpers_are_exact():
     for n in random.Random(1).sample(range(2**30), 2000):
         r = geofence.isqrt(n)
         assert r * r <= n < (r + 1) * (r + 1)
-    kx, ky = routepack.scale_q16(52_287_100)
+    kx, ky = route_package_writer.scale_q16(52_287_100)
     for d in (0, 1, -1, 12345, -999_999, 4_000_000):
         assert abs(geofence.mul_q16(d, kx) - d * kx / 65536) <= 0.5
         assert abs(geofence.mul_q16(d, ky) - d * ky / 65536) <= 0.5
@@ -141,8 +141,8 @@ def test_verdict_uses_margin_accuracy_age_and_hdop(tmp_path):
               "rings": [[(0, 0), (100, 0), (100, 100), (0, 100)]]}]
     lat0, lon0 = 52_000_000, 5_000_000
     p = tmp_path / "one.pkg"
-    p.write_bytes(routepack.build("R", 20261127, lat0, lon0, stops, KEY))
-    pkg = routepkg.RoutePackage(str(p), KEY)
+    p.write_bytes(route_package_writer.build("R", 20261127, lat0, lon0, stops, KEY))
+    pkg = route_package.RoutePackage(str(p), KEY)
     kx = pkg.kx
 
     def fix(x_dm: int, hdop_x10: int = 10, age: int = 1) -> tuple[int, int]:
@@ -170,8 +170,8 @@ def test_per_fix_test_allocates_nothing_under_heap_lock(mpy, pkg_path):
     out = mpy(
         f"""
         import micropython
-        from firmware import geofence, routepkg
-        pkg = routepkg.RoutePackage({str(pkg_path)!r}, {KEY!r})
+        from firmware import geofence, route_package
+        pkg = route_package.RoutePackage({str(pkg_path)!r}, {KEY!r})
         pts = [(pkg.gx0 + 300, pkg.gy0 + 300), (pkg.gx0 - 9000, pkg.gy0 - 9000), (0, 0), (123, -456)]
         res = bytearray(64)
         def probe(x, y):
@@ -211,8 +211,8 @@ def test_vm_engine_matches_shapely_on_a_few_hundred_points(mpy, pkg_path):
     pts = sample_points(fences, tree, 300, seed=23)
     out = mpy(
         f"""
-        from firmware import geofence, routepkg
-        pkg = routepkg.RoutePackage({str(pkg_path)!r}, {KEY!r})
+        from firmware import geofence, route_package
+        pkg = route_package.RoutePackage({str(pkg_path)!r}, {KEY!r})
         for x, y in {pts!r}:
             i = geofence.nearest(pkg, x, y)
             print(i, 1 if pkg.near_in else 0, pkg.near_dist)
@@ -232,7 +232,7 @@ def test_fence_check_reports_nearest_fence_for_lat_lon_points(tmp_path):
     pkg_file.write_bytes(res.package)
     keyfile = tmp_path / "key"
     keyfile.write_text(KEY.hex())
-    pkg = routepkg.RoutePackage(str(pkg_file), KEY)
+    pkg = route_package.RoutePackage(str(pkg_file), KEY)
     lat0, lon0, kx, ky = pkg.origin_lat_e6, pkg.origin_lon_e6, pkg.kx, pkg.ky
     pkg.close()
     fences = fences_of(pkg_file)
@@ -244,7 +244,7 @@ def test_fence_check_reports_nearest_fence_for_lat_lon_points(tmp_path):
         for dlon, dlat in ((0, 0), (rng.uniform(-3e-4, 3e-4), rng.uniform(-3e-4, 3e-4))):
             lat, lon = round(c.y + dlat, 7), round(c.x + dlon, 7)
             rows.append(f"{lat:.7f},{lon:.7f},1.0")
-            p = Point(routepack.project(kx, ky, lat0, lon0, round(lat * 1e6), round(lon * 1e6)))
+            p = Point(route_package_writer.project(kx, ky, lat0, lon0, round(lat * 1e6), round(lon * 1e6)))
             want.append(min(f.distance(p) for f in fences) / 10)
     pts = tmp_path / "pts.csv"
     pts.write_text("lat,lon,hdop\n" + "\n".join(rows) + "\n")
@@ -263,7 +263,7 @@ def test_fence_check_reports_nearest_fence_for_lat_lon_points(tmp_path):
 
 def test_locate_finds_the_stop_under_a_lat_lon_fix(pkg_path):
     fences = fences_of(pkg_path)
-    pkg = routepkg.RoutePackage(str(pkg_path), KEY)
+    pkg = route_package.RoutePackage(str(pkg_path), KEY)
     for i in (0, 17, 59, 119):
         c = fences[i].representative_point()
         lat = pkg.origin_lat_e6 + round(c.y * 65536 / pkg.ky)
@@ -281,7 +281,7 @@ def test_fence_check_judges_2000_points_on_1000_irregular_footprints_in_half_the
     fc = town.town(seed=5, stops=1000, area="north", irregular=True)
     pkg_file = tmp_path / "irregular.pkg"
     pkg_file.write_bytes(route_compile.compile_geojson(fc, key=KEY).package)
-    pkg = routepkg.RoutePackage(str(pkg_file), KEY)
+    pkg = route_package.RoutePackage(str(pkg_file), KEY)
     lat0, lon0, kx, ky = pkg.origin_lat_e6, pkg.origin_lon_e6, pkg.kx, pkg.ky
     pkg.close()
     fences = fences_of(pkg_file)
@@ -293,7 +293,7 @@ def test_fence_check_judges_2000_points_on_1000_irregular_footprints_in_half_the
         c = shapely.geometry.shape(fc["features"][rng.randrange(1000)]["geometry"]).centroid
         lat_e6 = round((c.y + rng.uniform(-1e-4, 1e-4)) * 1e6)  # within about 11 m of the centroid
         lon_e6 = round((c.x + rng.uniform(-1.5e-4, 1.5e-4)) * 1e6)
-        p = routepack.project(kx, ky, lat0, lon0, lat_e6, lon_e6)
+        p = route_package_writer.project(kx, ky, lat0, lon0, lat_e6, lon_e6)
         if any(fences[int(i)].boundary.distance(Point(p)) < 0.6 for i in tree.query(Point(p).buffer(1))):
             continue  # within 0.06 m of an edge: the 0.1 m rounding decides, not the engine
         rows.append(f"{lat_e6 / 1e6:.6f},{lon_e6 / 1e6:.6f},1.0")
@@ -315,8 +315,8 @@ def test_fence_check_judges_2000_points_on_1000_irregular_footprints_in_half_the
 def test_stop_ids_are_read_into_one_buffer_without_allocating_on_the_vm(mpy, pkg_path):
     out = mpy(f"""
         import micropython
-        from firmware import routepkg
-        pkg = routepkg.RoutePackage({str(pkg_path)!r}, {KEY!r})
+        from firmware import route_package
+        pkg = route_package.RoutePackage({str(pkg_path)!r}, {KEY!r})
         buf = bytearray(256)
         total = [0]
         def every_id():
@@ -332,7 +332,7 @@ def test_stop_ids_are_read_into_one_buffer_without_allocating_on_the_vm(mpy, pkg
         n = pkg.stop_id_into(119, buf)
         print(bytes(buf[:n]).decode(), pkg.stop(119).stop_id, total[0])
         """)
-    pkg = routepkg.RoutePackage(str(pkg_path), KEY)
+    pkg = route_package.RoutePackage(str(pkg_path), KEY)
     ids = [pkg.stop(i).stop_id for i in range(pkg.stop_count)]
     pkg.close()
     assert out.split() == [ids[119], ids[119], str(sum(len(s) for s in ids))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from firmware import record, upload
+from firmware import record, upload_wire
 from firmware.sign import Signer
 from host_tools import cli
 from host_tools.server import BackgroundServer
@@ -16,7 +16,7 @@ from tests.ingest_client import post
 def batch(dev: str, key: bytes, counter: int, seq: int) -> bytes:
     r = record.Record(seq=seq, device_id=dev, route_id="R1", stop_id="S1", item_id="RR%08d9GB" % seq,
                       verdict=record.V_INSIDE).encode()
-    return upload.encode_batch(dev, Signer(key), counter, 0, [r])
+    return upload_wire.encode_batch(dev, Signer(key), counter, 0, [r])
 
 
 def test_the_server_honours_revoke_and_rotate_key_at_once(tmp_path: Path, capsys) -> None:
@@ -81,10 +81,10 @@ def test_the_device_counter_lease_stops_at_the_top_instead_of_crashing(mpy, tmp_
     state = tmp_path / "counter"
     state.write_bytes((0xFFFFFFF0).to_bytes(4, "little"))
     out = mpy(f"""
-        from firmware import upload
-        c = upload.CounterLease({str(state)!r})
+        from firmware import upload_wire
+        c = upload_wire.CounterLease({str(state)!r})
         print(c.take(), c.take())
-        c = upload.CounterLease({str(state)!r})
+        c = upload_wire.CounterLease({str(state)!r})
         c.next = c.LIMIT - 2
         print([c.take() for _ in range(4)])
         c.skip(1 << 29)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from firmware import routepkg
+from firmware import route_package
 from host_tools import cli, flash, route_assign
 from host_tools.store import Store
 from host_tools.sync import sync_device
@@ -47,7 +47,7 @@ def test_a_learned_route_is_compiled_loaded_and_judged_inside_on_a_virtual_handh
                      "--from", str(tmp_path / "route.geojson"), "--out", str(learned), "--apply",
                      "--footprints", str(tmp_path / "buildings.geojson")]) == 0
     assert cli.main(["route", "compile", str(learned), "--out", str(pkg), "--date", "2026-11-30"]) == 0
-    with routepkg.RoutePackage(str(pkg), bytes(32)) as p:
+    with route_package.RoutePackage(str(pkg), bytes(32)) as p:
         assert [p.stop(i).stop_id for i in range(p.stop_count)] == ["S1", "S2", "S3"]
 
     store = Store(tmp_path / "depot.sqlite3")

@@ -13,8 +13,8 @@ import pytest
 import shapely
 from shapely.geometry import Point, Polygon
 
-from firmware import routepkg
-from host_tools import cli, route_compile, routepack
+from firmware import route_package
+from host_tools import cli, route_compile, route_package_writer
 from sim import town
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def test_cli_compiles_and_signs_with_the_key_file(tmp_path, capsys):
                    "--key", str(keyfile), "--board", "rp2350-bg95"])
     assert rc == 0
     assert "220 stops" in capsys.readouterr().out
-    pkg = routepkg.RoutePackage(str(out), KEY)
+    pkg = route_package.RoutePackage(str(out), KEY)
     assert pkg.stop_count == 220 and pkg.stop(0).stop_id == "N0001"
     pkg.close()
 
@@ -203,7 +203,7 @@ def test_town_identifiers_are_valid_and_generation_is_deterministic():
 def test_package_bytes_per_stop_stay_small():
     res = route_compile.compile_geojson(town.town(seed=2, stops=200), key=KEY)
     assert len(res.package) / 200 < 160
-    assert routepack.DEFAULT_CELL_DM == 400
+    assert route_package_writer.DEFAULT_CELL_DM == 400
 
 
 def _compile_cli(tmp_path, capsys, fc: dict, *opts: str) -> tuple[int, str, str, Path]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware import routepkg
-from host_tools import route_compile, routepack
+from firmware import route_package
+from host_tools import route_compile, route_package_writer
 from sim import town
 
 KEY = bytes(range(32))
@@ -45,7 +45,7 @@ def sections(data: bytes) -> dict[str, tuple[int, int]]:
 
 
 def test_header_stops_items_and_reasons_read_back(pkg_file, package, fc):
-    with routepkg.RoutePackage(str(pkg_file), KEY) as pkg:
+    with route_package.RoutePackage(str(pkg_file), KEY) as pkg:
         assert pkg.route_id == "SOUTH-5"
         assert pkg.service_date == 20261127
         assert pkg.stop_count == 60
@@ -62,7 +62,8 @@ def test_header_stops_items_and_reasons_read_back(pkg_file, package, fc):
         assert pkg.find_item("") == -1
         codes = dict(pkg.reason_codes)
         assert codes[1] == "Addressee absent" and codes[21] == "Left with neighbour"
-        assert pkg.reason_kinds[22] == routepkg.K_ACTION and pkg.reason_kinds[40] == routepkg.K_OVERRIDE
+        assert pkg.reason_kinds[22] == route_package.K_ACTION
+        assert pkg.reason_kinds[40] == route_package.K_OVERRIDE
         with pytest.raises(IndexError):
             pkg.stop(60)
 
@@ -72,8 +73,8 @@ def test_the_vm_reads_the_same_package(mpy, pkg_file, package, fc):
     out = mpy(
         f"""
         import binascii
-        from firmware import routepkg
-        pkg = routepkg.RoutePackage({str(pkg_file)!r}, {KEY!r})
+        from firmware import route_package
+        pkg = route_package.RoutePackage({str(pkg_file)!r}, {KEY!r})
         print(pkg.route_id, pkg.service_date, pkg.stop_count, binascii.hexlify(pkg.package_hash).decode())
         s = pkg.stop(59)
         print(s.stop_id, s.seq, s.address, ",".join(s.items))
@@ -90,8 +91,8 @@ def test_the_vm_reads_the_same_package(mpy, pkg_file, package, fc):
 
 
 def refusal(path: Path, key: bytes = KEY) -> str:
-    with pytest.raises(routepkg.PackageError) as exc:
-        routepkg.RoutePackage(str(path), key)
+    with pytest.raises(route_package.PackageError) as exc:
+        route_package.RoutePackage(str(path), key)
     assert isinstance(exc.value, ValueError)
     return str(exc.value)
 
@@ -102,10 +103,10 @@ def test_a_package_for_another_key_is_refused(pkg_file):
 
 def test_resigning_for_another_device_key(tmp_path, package):
     p = tmp_path / "other.pkg"
-    p.write_bytes(routepack.resign(package, OTHER_KEY))
-    assert routepkg.RoutePackage(str(p), OTHER_KEY).stop_count == 60
+    p.write_bytes(route_package_writer.resign(package, OTHER_KEY))
+    assert route_package.RoutePackage(str(p), OTHER_KEY).stop_count == 60
     assert "signature invalid" in refusal(p, KEY)
-    assert routepack.resign(routepack.resign(package, OTHER_KEY), KEY) == package
+    assert route_package_writer.resign(route_package_writer.resign(package, OTHER_KEY), KEY) == package
 
 
 def test_a_flipped_byte_in_any_section_names_the_section(tmp_path, package):
@@ -165,12 +166,12 @@ def test_the_vm_refuses_a_corrupt_package_and_keeps_going(mpy, tmp_path, package
     good.write_bytes(package)
     out = mpy(
         f"""
-        from firmware import routepkg
-        active = routepkg.RoutePackage({str(good)!r}, {KEY!r})
+        from firmware import route_package
+        active = route_package.RoutePackage({str(good)!r}, {KEY!r})
         for path, key in (({str(p)!r}, {KEY!r}), ({str(good)!r}, {OTHER_KEY!r})):
             try:
-                routepkg.RoutePackage(path, key)
-            except routepkg.PackageError as e:
+                route_package.RoutePackage(path, key)
+            except route_package.PackageError as e:
                 print("refused:", e)
         print("active", active.route_id, active.stop_count)
         """
@@ -187,10 +188,10 @@ def test_opening_a_big_package_does_not_load_it_into_ram(mpy, tmp_path):
     out = mpy(
         f"""
         import gc
-        from firmware import routepkg
+        from firmware import route_package
         gc.collect()
         before = gc.mem_alloc()
-        pkg = routepkg.RoutePackage({str(p)!r}, {KEY!r})
+        pkg = route_package.RoutePackage({str(p)!r}, {KEY!r})
         gc.collect()
         print(gc.mem_alloc() - before, pkg.stop_count)
         """,
@@ -231,7 +232,7 @@ def reseal(package: bytes, patch, key: bytes = KEY) -> bytes:
         struct.pack_into("<I", bad, 64 + 16 * k + 12, binascii.crc32(bad[off: off + ln]) & 0xFFFFFFFF)
     table = bytes(bad[64: 64 + 16 * bad[5]])
     struct.pack_into("<I", bad, 60, binascii.crc32(table, binascii.crc32(bytes(bad[:60]))) & 0xFFFFFFFF)
-    return routepack.sign(bytes(bad), key)
+    return route_package_writer.sign(bytes(bad), key)
 
 
 def _entry(i: int, field: int, value: int):
@@ -305,13 +306,13 @@ def test_the_vm_refuses_each_bad_structure_at_open_and_the_good_route_stays(mpy,
     good = tmp_path / "good.pkg"
     good.write_bytes(reseal(package, lambda b, s: None))  # the helper itself breaks nothing
     out = mpy(f"""
-        from firmware import routepkg, geofence
-        active = routepkg.RoutePackage({str(good)!r}, {KEY!r})
+        from firmware import route_package, geofence
+        active = route_package.RoutePackage({str(good)!r}, {KEY!r})
         for path in {paths!r}:
             try:
-                routepkg.RoutePackage(path, {KEY!r})
+                route_package.RoutePackage(path, {KEY!r})
                 print("OPENED", path)
-            except routepkg.PackageError as e:
+            except route_package.PackageError as e:
                 print(e)
         print("active", active.route_id, geofence.nearest(active, 0, 0) >= 0, active.stop(59).stop_id)
         """, heap="128K").splitlines()

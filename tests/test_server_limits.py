@@ -17,7 +17,7 @@ import zlib
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from firmware import record, upload
+from firmware import record, upload_wire
 from firmware.sign import Signer
 from host_tools.server import BackgroundServer, create_app
 from host_tools.server_guard import Limits
@@ -177,10 +177,11 @@ def test_requests_over_the_inflight_limit_get_503_and_a_stalled_body_gets_408(st
 # ================================================================================= 13.4: deflate bomb
 
 def bomb(signer: Signer, counter: int, inflated: int = 60 * MiB) -> bytes:
-    packed = zlib.compressobj(9, zlib.DEFLATED, -upload.WBITS)
+    packed = zlib.compressobj(9, zlib.DEFLATED, -upload_wire.WBITS)
     body = packed.compress(b"\0" * inflated) + packed.flush()
-    head = upload.struct.pack(upload._HEAD, upload.MAGIC, 1, upload.F_DEFLATE, len(DEV), 0, counter, 0, 1, 1,
-                              1, len(body)) + DEV.encode() + upload.hashlib.sha256(body).digest()
+    w = upload_wire
+    head = w.struct.pack(w._HEAD, w.MAGIC, 1, w.F_DEFLATE, len(DEV), 0, counter, 0, 1, 1,
+                         1, len(body)) + DEV.encode() + w.hashlib.sha256(body).digest()
     return head + signer.mac(b"upload-batch/1", head) + body
 
 
@@ -188,27 +189,27 @@ def test_a_deflate_bomb_is_refused_signed_after_its_counter_is_used_and_cannot_b
     signer = Signer(store.key(DEV) or b"")
     data = bomb(signer, 5)
     assert len(data) < 64 * 1024  # 60 MiB of zeros deflate to about 58 KiB
-    with pytest.raises(upload.FormatError, match="inflates past its record count"):
-        upload.Batch(data).records()  # the parser stops at count x 256 bytes
+    with pytest.raises(upload_wire.FormatError, match="inflates past its record count"):
+        upload_wire.Batch(data).records()  # the parser stops at count x 256 bytes
     with BackgroundServer(store) as srv:
         status, body, code = post(srv.url, DEV, data)
-        refusal = upload.parse_ack(body, signer, DEV, 5)
+        refusal = upload_wire.parse_ack(body, signer, DEV, 5)
         assert (status, code) == (400, "malformed")
-        assert refusal is not None and (refusal.status, refusal.ack_seq) == (upload.ACK_REFUSED, 0)
+        assert refusal is not None and (refusal.status, refusal.ack_seq) == (upload_wire.ACK_REFUSED, 0)
         assert post(srv.url, DEV, data)[::2] == (403, "replayed_counter")  # the replay costs a lookup
-        good = upload.encode_batch(DEV, signer, 6, 0, recs(1, 3), compress=True)
+        good = upload_wire.encode_batch(DEV, signer, 6, 0, recs(1, 3), compress=True)
         assert post(srv.url, DEV, good)[0] == 200
     assert store.count(DEV) == 3
 
 
 def test_a_deflate_stream_cut_short_or_followed_by_junk_is_malformed():
-    packed = zlib.compressobj(9, zlib.DEFLATED, -upload.WBITS)
+    packed = zlib.compressobj(9, zlib.DEFLATED, -upload_wire.WBITS)
     stream = packed.compress(b"\x05hello" * 40) + packed.flush()
-    with pytest.raises(upload.FormatError, match="does not inflate"):
-        upload._inflate(stream[:-4], 65536)
-    assert upload._inflate(stream, 240) == b"\x05hello" * 40
-    with pytest.raises(upload.FormatError, match="inflates past"):
-        upload._inflate(stream, 239)
+    with pytest.raises(upload_wire.FormatError, match="does not inflate"):
+        upload_wire._inflate(stream[:-4], 65536)
+    assert upload_wire._inflate(stream, 240) == b"\x05hello" * 40
+    with pytest.raises(upload_wire.FormatError, match="inflates past"):
+        upload_wire._inflate(stream, 239)
 
 
 # ====================================================== 13.9: read endpoints need an operator or loopback
@@ -252,8 +253,8 @@ def test_read_endpoints_answer_loopback_only_without_a_token_and_the_token_with_
 def test_metrics_are_valid_prometheus_text_with_a_plain_histogram(store):
     signer = Signer(store.key(DEV) or b"")
     with BackgroundServer(store) as srv:
-        assert post(srv.url, DEV, upload.encode_batch(DEV, signer, 1, 0, recs(1, 2)))[0] == 200
-        post(srv.url, DEV, upload.encode_batch(DEV, signer, 1, 0, recs(1, 2)))
+        assert post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 1, 0, recs(1, 2)))[0] == 200
+        post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 1, 0, recs(1, 2)))
         c = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
         c.request("GET", "/metrics")
         r = c.getresponse()

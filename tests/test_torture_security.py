@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware import dockproto as P
-from firmware import record, upload
+from firmware import dock_wire as P
+from firmware import record, upload_wire
 from firmware.sign import Signer
 from host_tools import route_compile
 from host_tools.dock_link import AckRefused, AuthRefused, DeviceRefused, DockLink
@@ -76,17 +76,17 @@ def test_forged_tampered_replayed_and_unknown_uploads_refused_distinctly_and_cou
         for r in range(rounds):
             first = 1 + 10 * r
             counter += 10
-            good = upload.encode_batch(DEV, me, counter, 0, recs(DEV, first, 10))
+            good = upload_wire.encode_batch(DEV, me, counter, 0, recs(DEV, first, 10))
             # forged: a well-formed batch signed under a key that is not the device's
-            forged = upload.encode_batch(DEV, Signer(bytes(32)), counter + 1, 0, recs(DEV, first, 10))
+            forged = upload_wire.encode_batch(DEV, Signer(bytes(32)), counter + 1, 0, recs(DEV, first, 10))
             # another enrolled device's key used to speak for this one
-            impostor = upload.encode_batch(DEV, Signer(other_key), counter + 2, 0, recs(DEV, first, 10))
+            impostor = upload_wire.encode_batch(DEV, Signer(other_key), counter + 2, 0, recs(DEV, first, 10))
             # tampered: the device's own signed batch with one record byte changed in transit
-            tampered = bytearray(upload.encode_batch(DEV, me, counter + 3, 0, recs(DEV, first, 10)))
+            tampered = bytearray(upload_wire.encode_batch(DEV, me, counter + 3, 0, recs(DEV, first, 10)))
             tampered[-3] ^= 0x01
             # unknown device: correct format, signed, but never enrolled
-            unknown = upload.encode_batch("NOBODY", Signer(bytes(range(32))), counter + 4, 0,
-                                          recs("NOBODY", first, 10))
+            unknown = upload_wire.encode_batch("NOBODY", Signer(bytes(range(32))), counter + 4, 0,
+                                               recs("NOBODY", first, 10))
             outcomes["forged"] = post(srv.url, DEV, forged)
             outcomes["impostor"] = post(srv.url, DEV, impostor)
             outcomes["tampered"] = post(srv.url, DEV, bytes(tampered))
@@ -95,7 +95,7 @@ def test_forged_tampered_replayed_and_unknown_uploads_refused_distinctly_and_cou
             assert post(srv.url, DEV, good) == (200, "")
             # replayed: the same request again, and new content under a used counter
             outcomes["replayed"] = post(srv.url, DEV, good)
-            reuse = upload.encode_batch(DEV, me, counter, 0, recs(DEV, first + 10, 10))
+            reuse = upload_wire.encode_batch(DEV, me, counter, 0, recs(DEV, first + 10, 10))
             outcomes["reused_counter"] = post(srv.url, DEV, reuse)
             assert store.count(DEV) == 10 * (r + 1)
             assert outcomes == {
@@ -118,12 +118,12 @@ def test_a_forged_acknowledgement_never_reaches_the_uploader(tmp_path):
     """The device side: an ack signed under another key, for another request, or for another
     device is not an acknowledgement (parse_ack gives None), so the watermark cannot move."""
     me, them = Signer(bytes(range(32))), Signer(bytes(32))
-    genuine = upload.encode_ack(me, DEV, 7, 40)
-    assert upload.parse_ack(genuine, me, DEV, 7).ack_seq == 40  # type: ignore[union-attr]
-    assert upload.parse_ack(upload.encode_ack(them, DEV, 7, 40), me, DEV, 7) is None
-    assert upload.parse_ack(genuine, me, DEV, 8) is None  # a replayed ack of an earlier request
-    assert upload.parse_ack(upload.encode_ack(me, OTHER, 7, 40), me, DEV, 7) is None
-    assert upload.parse_ack(b"", me, DEV, 7) is None
+    genuine = upload_wire.encode_ack(me, DEV, 7, 40)
+    assert upload_wire.parse_ack(genuine, me, DEV, 7).ack_seq == 40  # type: ignore[union-attr]
+    assert upload_wire.parse_ack(upload_wire.encode_ack(them, DEV, 7, 40), me, DEV, 7) is None
+    assert upload_wire.parse_ack(genuine, me, DEV, 8) is None  # a replayed ack of an earlier request
+    assert upload_wire.parse_ack(upload_wire.encode_ack(me, OTHER, 7, 40), me, DEV, 7) is None
+    assert upload_wire.parse_ack(b"", me, DEV, 7) is None
 
 
 # ================================================================================ route packages
@@ -140,12 +140,12 @@ def test_a_route_package_signed_for_another_device_is_refused_on_the_vm(mpy, tmp
     (tmp_path / "active.pkg").write_bytes(mine)
     (tmp_path / "incoming.pkg").write_bytes(theirs)
     out = mpy(f"""
-        from firmware import routepkg
-        active = routepkg.RoutePackage({str(tmp_path / "active.pkg")!r}, {KEY!r})
+        from firmware import route_package
+        active = route_package.RoutePackage({str(tmp_path / "active.pkg")!r}, {KEY!r})
         try:
-            routepkg.RoutePackage({str(tmp_path / "incoming.pkg")!r}, {KEY!r})
+            route_package.RoutePackage({str(tmp_path / "incoming.pkg")!r}, {KEY!r})
             print("ACCEPTED")
-        except routepkg.PackageError as e:
+        except route_package.PackageError as e:
             print("refused:", e)
         print("active:", active.route_id, active.stop_count, active.stop(0).stop_id)
         """)
@@ -261,15 +261,15 @@ def test_a_dock_without_the_key_is_refused_every_request_and_changes_nothing(tmp
 def test_a_valid_package_still_replaces_the_route_after_the_forgeries(tmp_path):
     """Counterpart of the refusal: the same reader takes the device's own package (so the refusal
     above is about the key, not the package)."""
-    from firmware import routepkg
+    from firmware import route_package
 
     fc = town.town(seed=4, stops=8, area="south", route_id="MINE", service_date="2026-11-27")
     p = tmp_path / "p.pkg"
     p.write_bytes(route_compile.compile_geojson(fc, key=OTHER_KEY).package)
-    with routepkg.RoutePackage(str(p), OTHER_KEY) as pkg:
+    with route_package.RoutePackage(str(p), OTHER_KEY) as pkg:
         assert pkg.package_hash == hashlib.sha256(p.read_bytes()).digest()[:8]
-    with pytest.raises(routepkg.PackageError, match="signed for another device"):
-        routepkg.RoutePackage(str(p), KEY)
+    with pytest.raises(route_package.PackageError, match="signed for another device"):
+        route_package.RoutePackage(str(p), KEY)
     assert struct.unpack_from("<4s", p.read_bytes())[0] == b"RPKG"
 
 
@@ -332,17 +332,17 @@ def test_oversized_chunked_slow_and_bomb_uploads_cost_the_server_nothing_lasting
             assert answers.count(b"") == 8
             # 13.4: 60 MiB of zeros in about 58 KiB, signed; then the same request again
             counter = 10 * r + 1
-            packer = zlib.compressobj(9, zlib.DEFLATED, -upload.WBITS)
+            packer = zlib.compressobj(9, zlib.DEFLATED, -upload_wire.WBITS)
             body = packer.compress(b"\0" * (60 * mib)) + packer.flush()
-            head = struct.pack("<4sBBBBIIIIHI", b"PSUB", 1, upload.F_DEFLATE, len(DEV), 0, counter, 0, 1, 1,
-                               1, len(body)) + DEV.encode() + hashlib.sha256(body).digest()
+            head = struct.pack("<4sBBBBIIIIHI", b"PSUB", 1, upload_wire.F_DEFLATE, len(DEV), 0, counter, 0, 1,
+                               1, 1, len(body)) + DEV.encode() + hashlib.sha256(body).digest()
             bomb = head + me.mac(b"upload-batch/1", head) + body
             status, answer, err = request(srv.url, "POST", f"/v1/devices/{DEV}/records", bomb)
-            refusal = upload.parse_ack(answer, me, DEV, counter)
+            refusal = upload_wire.parse_ack(answer, me, DEV, counter)
             assert (status, err) == (400, "malformed") and refusal is not None
-            assert refusal.status == upload.ACK_REFUSED
+            assert refusal.status == upload_wire.ACK_REFUSED
             assert post(srv.url, DEV, bomb) == (403, "replayed_counter")
-            good = upload.encode_batch(DEV, me, counter + 1, 0, recs(DEV, 1 + 5 * r, 5), compress=True)
+            good = upload_wire.encode_batch(DEV, me, counter + 1, 0, recs(DEV, 1 + 5 * r, 5), compress=True)
             assert post(srv.url, DEV, good) == (200, "")
             assert store.count(DEV) == 5 * (r + 1)
         m = srv.metrics.as_dict()
@@ -362,7 +362,7 @@ def test_an_unsigned_refusal_never_sets_a_batch_aside(mpy, tmp_path):
     statuses = list(range(400, 452)) + [499]
     out = mpy(f"""
         import asyncio
-        from firmware import journal, record, upload, uploader
+        from firmware import journal, record, upload_wire, uploader
         from firmware.sign import Signer
         DEV = "HH-S"
         KEY = bytes(range(32))
@@ -370,11 +370,11 @@ def test_an_unsigned_refusal_never_sets_a_batch_aside(mpy, tmp_path):
             def __init__(self):
                 self.answers = {statuses!r} + ["forged", "signed"]
             async def post(self, url, body):
-                b = upload.Batch(bytes(body))
+                b = upload_wire.Batch(bytes(body))
                 a = self.answers.pop(0)
                 if a in ("forged", "signed"):
                     by = Signer(bytes(32) if a == "forged" else KEY)
-                    return 400, upload.encode_ack(by, DEV, b.counter, 0, status=upload.ACK_REFUSED)
+                    return 400, upload_wire.encode_ack(by, DEV, b.counter, 0, status=upload_wire.ACK_REFUSED)
                 return a, b"<html>Sign in to continue</html>"
         j = journal.Journal({str(tmp_path / "j")!r})
         for i in range(3):
@@ -500,7 +500,7 @@ def test_resigned_packages_with_random_structure_damage_open_clean_or_refuse(tmp
     PackageError or every stop, item lookup and fence search afterwards works. Nothing else."""
     import random
 
-    from firmware import geofence, routepkg
+    from firmware import geofence, route_package
     from tests.test_route_package import reseal, sections
 
     fc = town.town(seed=4, stops=20, area="south", route_id="MINE", service_date="2026-11-27")
@@ -524,8 +524,8 @@ def test_resigned_packages_with_random_structure_damage_open_clean_or_refuse(tmp
         p = tmp_path / "r.pkg"
         p.write_bytes(reseal(good, patch, KEY))
         try:
-            pkg = routepkg.RoutePackage(str(p), KEY)
-        except routepkg.PackageError:
+            pkg = route_package.RoutePackage(str(p), KEY)
+        except route_package.PackageError:
             refused += 1
             continue
         with pkg:
@@ -619,17 +619,17 @@ def test_rotations_and_a_revoke_hold_at_once_on_the_server(tmp_path):
     seq = 1
     with BackgroundServer(store) as srv:
         for _ in range(rounds):
-            assert post(srv.url, DEV, upload.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))) == (
-                200, "")
+            batch = upload_wire.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
+            assert post(srv.url, DEV, batch) == (200, "")
             seq += 1
             assert cli.main(["--store", db, "rotate-key", "--device-id", DEV]) == 0
-            old = upload.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
+            old = upload_wire.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
             assert post(srv.url, DEV, old) == (401, "bad_signature")
             key = store.key(DEV)
             assert key is not None
             store.key_delivered(DEV, key)
         assert cli.main(["--store", db, "revoke", "--device-id", DEV]) == 0
-        last = upload.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
+        last = upload_wire.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
         assert post(srv.url, DEV, last) == (404, "unknown_device")
     assert store.count(DEV) == rounds
     tally("security revoke/rotate-key", 2 * rounds + 1,

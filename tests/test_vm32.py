@@ -1,6 +1,6 @@
 """The firmware's pure logic on a 32-bit VM: MicroPython's WebAssembly port (sim/wasm32.py), where
 small ints have 31 bits and pointers 4 bytes, as on the boards. Each VM test of nmea, ident,
-dockproto, upload, geofence and routepkg runs here again unchanged, its heap_lock tests included
+dock_wire, upload_wire, geofence and route_package runs here again unchanged, its heap_lock tests included
 (a big int or a float made in a hot path allocates on a 32-bit port and fails them); the delivery
 flow, with its journal on the port's in-memory filesystem, must record what the unix port records.
 The route package is read from an in-memory file. What stays on the unix port: docs/vm32.md."""
@@ -12,12 +12,12 @@ import pytest
 from host_tools import route_compile
 from sim import routeheap, town, wasm32
 from tests import (
-    test_dockproto,
+    test_dock_wire,
     test_geofence,
     test_ident,
     test_nmea,
     test_route_package,
-    test_upload,
+    test_upload_wire,
 )
 from tests.test_delivery import day  # noqa: F401  (fixtures shared with the unix-port tests)
 from tests.test_geofence import pkg_path  # noqa: F401
@@ -65,29 +65,29 @@ def test_ident_reads_every_code_as_cpython_does(mpy32):
     test_ident.test_the_vm_reads_every_code_as_cpython_does(mpy32)
 
 
-# dockproto
+# dock_wire
 def test_dockproto_round_trip_and_decode_allocate_nothing(mpy32):
-    test_dockproto.test_vm_round_trip_and_decode_allocates_nothing(mpy32)
+    test_dock_wire.test_vm_round_trip_and_decode_allocates_nothing(mpy32)
 
 
 # upload (and record, which it encodes)
 def test_upload_batch_encoded_here_decodes_on_cpython(mpy32):
-    test_upload.test_batch_encoded_on_micropython_decodes_on_cpython(mpy32)
+    test_upload_wire.test_batch_encoded_on_micropython_decodes_on_cpython(mpy32)
 
 
 def test_upload_batch_encoded_on_cpython_decodes_here(mpy32):
-    test_upload.test_batch_encoded_on_cpython_decodes_on_micropython(mpy32)
+    test_upload_wire.test_batch_encoded_on_cpython_decodes_on_micropython(mpy32)
 
 
 def test_upload_ack_vectors_and_device_side_verification(mpy32):
-    test_upload.test_ack_vectors_and_device_side_verification(mpy32)
+    test_upload_wire.test_ack_vectors_and_device_side_verification(mpy32)
 
 
 def test_upload_range_declares_the_seqs_the_journal_never_held(mpy32):
-    test_upload.test_range_declares_the_seqs_the_journal_never_held(mpy32)
+    test_upload_wire.test_range_declares_the_seqs_the_journal_never_held(mpy32)
 
 
-# geofence and routepkg, the package an in-memory file
+# geofence and route_package, the package an in-memory file
 def test_geofence_per_fix_test_allocates_nothing(mpy32, pkg_path):  # noqa: F811
     test_geofence.test_per_fix_test_allocates_nothing_under_heap_lock(mpy32, pkg_path)
 
@@ -113,8 +113,9 @@ def test_routepkg_opens_a_big_package_without_loading_it(mpy32, tmp_path):
     res = route_compile.compile_geojson(town.town(seed=1, stops=1000), key=test_route_package.KEY)
     p = tmp_path / "big.pkg"
     p.write_bytes(res.package)
-    out, live = wasm32.run_steps(["from firmware import routepkg",
-                                  f"pkg = routepkg.RoutePackage({str(p)!r}, {test_route_package.KEY!r})\n"
+    key = test_route_package.KEY
+    out, live = wasm32.run_steps(["from firmware import route_package",
+                                  f"pkg = route_package.RoutePackage({str(p)!r}, {key!r})\n"
                                   "print(pkg.stop_count)"])
     assert out.split() == ["1000"]
     assert live[1] - live[0] < len(res.package) // 10  # a few buffers, not the route

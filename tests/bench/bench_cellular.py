@@ -25,7 +25,7 @@ import time
 import tty
 from pathlib import Path
 
-from firmware import record, upload
+from firmware import record, upload_wire
 from firmware import uploader as _uploader  # noqa: F401  (the firmware module whose default batch size we use)
 from firmware.sign import Signer
 from host_tools.server import BackgroundServer
@@ -148,7 +148,7 @@ async def load(port: int, batches: dict[str, list[bytes]], seconds: float) -> tu
             lat.append(time.perf_counter() - t0)
             if b" 200 " in status:
                 done[0] += 1
-                done[1] += upload.Batch(body).count
+                done[1] += upload_wire.Batch(body).count
         writer.close()
 
     await asyncio.gather(*(device(d, b) for d, b in batches.items()))
@@ -174,8 +174,9 @@ def ingest_rate(tmp: Path, report) -> None:
     batches = {}
     for dev, key in keys.items():
         s = Signer(key)
-        batches[dev] = [upload.encode_batch(dev, s, b + 1, 0, [sample_record(dev, b * 32 + k + 1).encode()
-                                                              for k in range(32)])
+        batches[dev] = [upload_wire.encode_batch(dev, s, b + 1, 0,
+                                                 [sample_record(dev, b * 32 + k + 1).encode()
+                                                  for k in range(32)])
                         for b in range(per_dev)]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -23,8 +23,8 @@ KEY = bytes(range(32))
 # variant judges the same fixes. Times are per fix, in microseconds.
 LOOKUP = """
 import time
-from firmware import geofence, routepkg
-pkg = routepkg.RoutePackage(%(path)r, %(key)r)
+from firmware import geofence, route_package
+pkg = route_package.RoutePackage(%(path)r, %(key)r)
 seed = 12345
 def rnd(n):
     global seed
@@ -45,14 +45,14 @@ print(timed(geofence.nearest, fixes), timed(geofence.nearest_linear, fixes[:%(nl
 
 HEAP = """
 import gc
-from firmware import geofence, routepkg
+from firmware import geofence, route_package
 gc.collect()
 peak = gc.mem_alloc()
 def sample():
     global peak
     gc.collect()
     peak = max(peak, gc.mem_alloc())
-pkg = routepkg.RoutePackage(%(path)r, %(key)r)
+pkg = route_package.RoutePackage(%(path)r, %(key)r)
 sample()
 n = 0
 for i in range(0, pkg.stop_count, 2):

@@ -1,4 +1,4 @@
-"""Writer of the route package (spec: docs/route-package.md); the reader is routepkg.py.
+"""Writer of the route package (spec: docs/route-package.md); the reader is firmware/route_package.py.
 
 Runs on the depot (CPython) and compiles with mpy-cross, so it sticks to modules both have. Input
 is plain data: fences are already in the route's local frame (integer decimetres from the origin),
@@ -11,7 +11,7 @@ import math
 import struct
 
 from firmware import geofence
-from firmware import routepkg as rp
+from firmware import route_package as rp
 from firmware import sign as _sign
 
 MAX_EXTENT_DM = 8192  # a fence wider or taller than 819 m is not a building; keeps ints small

@@ -101,9 +101,9 @@ class RouteInbox:
             self.discard()
             raise RouteError("route transfer corrupt (sha256)")
         try:
-            from firmware import routepkg
+            from firmware import route_package
 
-            pkg = routepkg.RoutePackage(inc, self.key)
+            pkg = route_package.RoutePackage(inc, self.key)
             route_id = pkg.route_id
             pkg.close()
         except ValueError as e:  # PackageError is a ValueError
@@ -149,9 +149,9 @@ class RouteInbox:
             rhash = b"\0" * 8
             try:
                 rhash = self.file_sha(path)[:8]
-                from firmware import routepkg
+                from firmware import route_package
 
-                pkg = routepkg.RoutePackage(path, self.key)
+                pkg = route_package.RoutePackage(path, self.key)
                 route_id = pkg.route_id
                 pkg.close()
             except (OSError, ValueError, ImportError):

@@ -10,7 +10,7 @@ from cobs import cobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import dockproto as P
+from firmware import dock_wire as P
 
 
 def frame(ftype: int, seq: int, ack: int, payload: bytes) -> bytes:
@@ -123,7 +123,7 @@ def test_vm_round_trip_and_decode_allocates_nothing(mpy) -> None:
     wire = frame(P.PUT_DATA, 4, 0, bytes(range(256)) * 3)
     out = mpy(f"""
         import micropython
-        from firmware import dockproto as P
+        from firmware import dock_wire as P
         wire = {wire!r}
         dec = P.Decoder()
         def decode(w, n):
