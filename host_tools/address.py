@@ -79,6 +79,25 @@ _POSTCODE_RE = re.compile(r"\b(\d{5})(?:-\d{4})?\s*$")
 _PUNCT = re.compile(r"[^\w\s#-]+")
 
 _NAME_LABELS = ("StreetNamePreModifier", "StreetNamePreType", "StreetName")
+_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"})
+_RANGE = re.compile(r"(?<![\w-])(\d+[a-z]?)\s*-\s*(\d+[a-z]?)(?![\w-])", re.I)  # "12 - 14" is 12-14
+_DOTTED_DIR = re.compile(r"\b([NS])\.\s?([EW])\b\.?", re.I)  # S.E. is SE, not S and E
+_CARE_OF = re.compile(r"^\s*(?:c/o|attn\.?:?)\s[^,]*,\s*", re.I)  # a person's name, not a place
+_PO_BOX = re.compile(r"[\s,]*\b(?:p\.?\s?o\.?\s?box|pob|post\s+office\s+box)\s*#?\s*\d+\b\.?", re.I)
+_US = r"u\.?\s?s\.?(?:\s?a\.?)?|united\s+states(?:\s+of\s+america)?"
+_COUNTRY = re.compile(rf"(?:[\s,]+(?:{_US})|\s*,\s*(?:canada|u\.?k\.?|united\s+kingdom|great\s+britain|"
+                      r"england|scotland|wales|ireland|australia|new\s+zealand))\s*$", re.I)
+
+
+def clean_en(text: str) -> str:
+    """What is not the building's address, taken off: a care-of name in front, a PO box, a country
+    at the end; dashes of every kind as '-', a range's spaces closed, dotted compass points joined."""
+    text = unicodedata.normalize("NFKC", text).translate(_DASHES).strip()
+    text = _CARE_OF.sub("", text)
+    text = _PO_BOX.sub("", text)
+    text = _COUNTRY.sub("", text).strip(" ,")
+    text = _RANGE.sub(r"\1-\2", text)
+    return _DOTTED_DIR.sub(r"\1\2", text)
 
 
 def fold(s: str) -> str:
@@ -89,7 +108,7 @@ def fold(s: str) -> str:
 @functools.lru_cache(maxsize=65536)
 def house_numbers(raw: str) -> tuple[str, ...]:
     """'12-14' -> ('12-14', '12', '14'); '12B' -> ('12b',); '12 ; 14' -> ('12-14', '12', '14')."""
-    s = re.sub(r"\s+", "", unicodedata.normalize("NFKC", raw).lower()).rstrip("号")
+    s = re.sub(r"\s+", "", unicodedata.normalize("NFKC", raw).translate(_DASHES).lower()).rstrip("号")
     parts = [p for p in re.split(r"[-–/;,]", s) if p]
     if not parts or not all(re.fullmatch(r"\d+[a-z]?", p) for p in parts):
         return (s,) if s else ()
@@ -125,7 +144,7 @@ def parse_en(address: str, places: frozenset[str] = frozenset()) -> Parsed:
     """A free-text English-style address -> Parsed (an empty core when nothing usable is found).
     `places`: the towns the footprints name (folded), stripped off the end when appended."""
     notes: list[str] = []
-    text = unicodedata.normalize("NFKC", address).strip()
+    text = clean_en(address)
     unit = ""
     m = _UNIT_RE.search(text)
     if m:

@@ -79,6 +79,10 @@ def street_of(tags: dict[str, Any]) -> str:
     return st if isinstance(st, str) else ""
 
 
+def _postcode(b: Building) -> str:
+    return str(b.tags.get("addr:postcode", "")).replace(" ", "").lower()
+
+
 def _is_cjk(s: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in s)
 
@@ -213,6 +217,7 @@ class Index:
         self.by_sound: dict[str, set[str]] = defaultdict(set)
         self.street_parts: dict[str, StreetParts] = {}
         roads: set[str] = set()  # zh: the roads without their lanes, to find them behind a prefix
+        self.towns: dict[str, set[str]] = defaultdict(set)  # street -> the towns it is in
         for b in buildings:
             street, hn = street_of(b.tags), b.tags.get("addr:housenumber")
             if not isinstance(street, str) or not isinstance(hn, str | int) or not street.strip():
@@ -233,6 +238,9 @@ class Index:
                 b.numbers = address.house_numbers(hn)
                 b.written = _written(f"{hn} {street}")
             b.street = full
+            town = address.fold(str(b.tags.get("addr:city") or b.tags.get("addr:postcode") or ""))
+            if town:
+                self.towns[full].add(town)
             self.by_core[core].add(full)
             self.street_parts[full] = StreetParts(typ, dirs, lane, core)
             for n in b.numbers:
@@ -307,11 +315,12 @@ class Index:
                 cands = same or [b for b in cands if not b.block]  # the compound is one footprint
             elif len({b.block for b in cands}) > 1:
                 return cands
+        if p.postcode:  # a postcode or town that contradicts the building's rules it out
+            cands = [b for b in cands if _postcode(b)[: len(p.postcode)] in ("", p.postcode)]
+        if self.locale == "en" and p.place in self.places:
+            cands = [b for b in cands if p.place in address.fold(str(b.tags.get("addr:city") or p.place))]
         if len(cands) > 1 and p.unit:
             same = [b for b in cands if str(b.tags.get("addr:unit", "")).lower() == p.unit]
-            cands = same or cands
-        if len(cands) > 1 and p.postcode:
-            same = [b for b in cands if str(b.tags.get("addr:postcode", "")).replace(" ", "") == p.postcode]
             cands = same or cands
         if len(cands) > 1 and p.place:
             same = [b for b in cands if p.place in address.fold(str(b.tags.get("addr:city", "")))]
@@ -345,9 +354,13 @@ class Index:
             return Match("ambiguous", candidates=list(cands.values()),
                          why=f"{len(cands)} buildings fit: " + ", ".join(f"{b.label()} ({b.id})"
                                                                          for b in cands.values()))
-        best = hits
-        _, kind, score, chosen = best[0]
+        street, kind, score, chosen = hits[0]
         b = chosen[0]
+        towns = self.towns.get(street, set())
+        if len(towns) > 1 and not p.postcode and p.place not in self.places:
+            # the same street in another town, where this number may be the unmapped building
+            return Match("ambiguous", candidates=[b], why=f"{street} is in {len(towns)} towns ("
+                         + ", ".join(sorted(towns)) + "), the address names none")
         if kind == "normalized" and not p.unit and _written(raw) == b.written:
             kind, score = "exact", SCORE["exact"]
         return Match(kind, score=round(score, 3), building=b)

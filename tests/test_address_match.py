@@ -37,7 +37,7 @@ def footprint(k: int, **tags: str) -> dict:
 EN = [
     footprint(1, **{"addr:housenumber": "12", "addr:street": "Main Street", "addr:city": "Springfield",
                     "addr:postcode": "62701"}),
-    footprint(2, **{"addr:housenumber": "14-16", "addr:street": "Main Street", "addr:city": "Springfield"}),
+    footprint(2, **{"addr:housenumber": "14-16", "addr:street": "Market Street", "addr:city": "Springfield"}),
     footprint(3, **{"addr:housenumber": "20", "addr:street": "North Oak Avenue"}),
     footprint(4, **{"addr:housenumber": "12", "addr:street": "Main Street", "addr:city": "Shelbyville",
                     "addr:postcode": "62565"}),  # the same street name in the next town
@@ -45,25 +45,28 @@ EN = [
     footprint(6, **{"addr:housenumber": "5", "addr:street": "Elm Avenue"}),
     footprint(7, **{"addr:housenumber": "30", "addr:street": "Washington Boulevard"}),
     footprint(8),  # a shed: no address
-    footprint(9, **{"addr:housenumber": "7", "addr:street": "Main Street", "addr:city": "Springfield"}),
+    footprint(9, **{"addr:housenumber": "7", "addr:street": "Market Street", "addr:city": "Springfield"}),
     footprint(10, **{"addr:housenumber": "41", "addr:street": "Southeast Harbor Drive"}),
     footprint(11, **{"addr:housenumber": "3", "addr:street": "Fifth Avenue"}),
     footprint(12, **{"addr:housenumber": "8", "addr:street": "Saint Johns Road"}),
     footprint(13, **{"addr:housenumber": "2", "addr:street": "North Street"}),
     footprint(14, **{"addr:housenumber": "4", "addr:place": "Little Hampden"}),  # a hamlet: no streets
+    footprint(15, **{"addr:housenumber": "30", "addr:street": "Main Street", "addr:city": "Springfield",
+                     "addr:postcode": "62701"}),  # Shelbyville's Main Street has no 30 mapped
+    footprint(16, **{"addr:housenumber": "8", "addr:street": "Johns Road"}),  # beside Saint Johns Road
 ]
 
 EN_CASES = [  # address as the list has it -> (outcome, building)
-    ("7 Main Street", "exact", "way/9"),
-    ("7 main st.", "normalized", "way/9"),
-    ("7 MAIN ST APT 3", "normalized", "way/9"),  # flats share their building
-    ("#2, 7 Main St", "normalized", "way/9"),
-    ("Flat 4, 7 Main Street", "normalized", "way/9"),
-    ("7 Main St Unit B, Springfield IL 62701", "normalized", "way/9"),
-    ("Main Street 7", "normalized", "way/9"),  # number after the street
-    ("14-16 Main Street", "exact", "way/2"),
-    ("14 Main St", "normalized", "way/2"),  # one end of the building's range
-    ("16 Main St.", "normalized", "way/2"),
+    ("7 Market Street", "exact", "way/9"),
+    ("7 market st.", "normalized", "way/9"),
+    ("7 MARKET ST APT 3", "normalized", "way/9"),  # flats share their building
+    ("#2, 7 Market St", "normalized", "way/9"),
+    ("Flat 4, 7 Market Street", "normalized", "way/9"),
+    ("7 Market St Unit B, Springfield IL 62701", "normalized", "way/9"),
+    ("Market Street 7", "normalized", "way/9"),  # number after the street
+    ("14-16 Market Street", "exact", "way/2"),
+    ("14 Market St", "normalized", "way/2"),  # one end of the building's range
+    ("16 Market St.", "normalized", "way/2"),
     ("12 Main Street, Springfield", "normalized", "way/1"),
     ("12 Main St 62565", "normalized", "way/4"),
     ("12 Main Street", "ambiguous", None),  # two towns, nothing says which
@@ -76,13 +79,29 @@ EN_CASES = [  # address as the list has it -> (outcome, building)
     ("30 Wahsington Boulevard", "fuzzy", "way/7"),  # transposed letters
     ("5 Elm St", "normalized", "way/5"),
     ("5 Elm", "ambiguous", None),  # Elm Street or Elm Avenue
-    ("9 Main Street", "none", None),  # the street exists, the building does not: never a neighbour
+    ("9 Market Street", "none", None),  # the street exists, the building does not: never a neighbour
     ("40 Nowhere Road", "none", None),
     ("Main Street", "none", None),
     ("3 5th Ave", "normalized", "way/11"),  # ordinals written either way
     ("8 St. Johns Rd", "normalized", "way/12"),  # Saint as St
     ("2 N St", "normalized", "way/13"),  # a street named after a direction
     ("4 Little Hampden", "exact", "way/14"),
+    ("12 Main Street, Shelbyville", "normalized", "way/4"),
+    ("12 Main St, Springfield IL 62565", "none", None),  # town and postcode disagree: neither guessed
+    ("30 Main Street, Springfield", "normalized", "way/15"),
+    ("30 Main St 62701", "normalized", "way/15"),
+    ("30 Main Street", "ambiguous", None),  # Main Street is in two towns; Shelbyville's 30 may be unmapped
+    ("30 Main St 62565", "none", None),  # Shelbyville named: it has no 30
+    ("8 Saint Johns Road", "exact", "way/12"),
+    ("8 Johns Rd", "normalized", "way/16"),  # St is Saint in a name, Street as a type
+    ("8 ST JOHNS RD, USA", "normalized", "way/12"),  # a trailing country
+    ("c/o J. Smith, 7 Market St, PO Box 12", "normalized", "way/9"),  # care-of and PO box: not places
+    ("14 – 16 Market Street", "normalized", "way/2"),  # a range with another dash, spaced
+    ("14—16 Market St", "normalized", "way/2"),
+    ("41 Harbor Dr S.E.", "normalized", "way/10"),  # a dotted directional after the name
+    ("41  HARBOR  DRIVE  SOUTHEAST", "normalized", "way/10"),
+    ("3 Fifth Avenue, United States", "normalized", "way/11"),
+    ("PO Box 12", "none", None),
 ]
 
 
@@ -101,10 +120,11 @@ def test_en_reasons_name_what_is_missing(en_index):
     def why(text: str) -> str:
         return en_index.match(text, en_index.parse(text)).why
 
-    assert why("9 Main Street") == "no building numbered 9 on main st"
+    assert why("9 Market Street") == "no building numbered 9 on market st"
     assert why("40 Nowhere Road") == "no street like 'nowhere rd' in the footprints"
     assert why("12 Main Street") == "2 buildings fit: 12 Main Street (way/1), 12 Main Street (way/4)"
     assert why("5 Elm") == "2 streets fit: elm ave, elm st"
+    assert why("30 Main Street") == "main st is in 2 towns (shelbyville, springfield), the address names none"
 
 
 ZH = [
@@ -228,10 +248,10 @@ def test_cli_writes_every_row_once_with_its_match_and_a_summary(tmp_path, capsys
     fp = tmp_path / "buildings.geojson"
     fp.write_text(json.dumps({"type": "FeatureCollection", "features": EN}))
     addresses = write_csv(tmp_path / "north.csv", [
-        row(1, "7 Main Street", s10("RR", "00000001"),  # a prior geocode 1.1 km off: flagged, not used
+        row(1, "7 Market Street", s10("RR", "00000001"),  # a prior geocode 1.1 km off: flagged, not used
             lat=f"{LAT + 0.01:.6f}", lon=f"{LON + 160 * M_LON:.6f}"),
-        row(2, "7 Main St Apt 2", s10("RR", "00000002"), s10("CP", "00000003")),
-        row(3, "14 Main St", s10("RR", "00000004")),
+        row(2, "7 Market St Apt 2", s10("RR", "00000002"), s10("CP", "00000003")),
+        row(3, "14 Market St", s10("RR", "00000004")),
         row(4, "30 Washingtn Blvd", s10("RR", "00000005")),
         row(5, "99 New Build Lane", s10("RR", "00000006"), lat=f"{LAT + 0.001:.6f}", lon=f"{LON:.6f}"),
         row(6, "12 Main Street", s10("RR", "00000007")),
