@@ -69,6 +69,20 @@ def _ordinal(k: int) -> str:
 
 
 NAME_WORD = {w: _ordinal(k) for k, w in enumerate(_ORDINALS, 1)}  # Fifth Avenue is 5th Ave
+
+
+def misspelt_ordinals(core: str) -> str:
+    """A name with a typo in a spelled-out ordinal, as its number ('eifhth' -> '8th'): the index
+    keeps ordinals as numbers, so a fuzzy search over names never sees the word."""
+    from rapidfuzz.distance import OSA
+
+    words = core.split()
+    for k, w in enumerate(words):
+        if len(w) >= 5 and w.isalpha() and w not in NAME_WORD:
+            near = [o for o in _ORDINALS if OSA.distance(w, o, score_cutoff=1) <= 1]
+            if len(near) == 1:
+                words[k] = NAME_WORD[near[0]]
+    return " ".join(words)
 NAME_WORD.update({"saint": "st", "mount": "mt", "fort": "ft"})  # name words, not street types
 UNIT_WORDS = r"apt|apartment|unit|flat|suite|ste|fl|floor|rm|room|bldg|#"
 _UNIT_RE = re.compile(rf"(?:^|[\s,])(?:{UNIT_WORDS})\.?\s*#?\s*([0-9a-z][0-9a-z-]*)\b", re.I)

@@ -296,6 +296,10 @@ class Index:
                 score = FUZZY_MAX - 0.1 * dist
                 for s in self._consistent(self.by_core[core], p):
                     found[s] = max(found.get(s, 0.0), score)
+        ordinal = address.misspelt_ordinals(p.core) if self.locale == "en" else p.core
+        if ordinal != p.core:  # "Eifhth Street": one edit from Eighth, which the index calls 8th
+            for s in self._consistent(self.by_core.get(ordinal, set()), p):
+                found[s] = max(found.get(s, 0.0), FUZZY_MAX - 0.1)
         return sorted(((s, "fuzzy", sc) for s, sc in found.items()), key=lambda t: -t[2])
 
     # --- buildings -------------------------------------------------------------------------------

@@ -102,6 +102,7 @@ EN_CASES = [  # address as the list has it -> (outcome, building)
     ("41  HARBOR  DRIVE  SOUTHEAST", "normalized", "way/10"),
     ("3 Fifth Avenue, United States", "normalized", "way/11"),
     ("PO Box 12", "none", None),
+    ("3 Fitfh Ave", "fuzzy", "way/11"),  # a typo in a spelled-out ordinal
 ]
 
 
