@@ -114,6 +114,7 @@ def clean_en(text: str) -> str:
     return _DOTTED_DIR.sub(r"\1\2", text)
 
 
+@functools.lru_cache(maxsize=65536)  # towns and streets recur across thousands of footprints
 def fold(s: str) -> str:
     """Lower case, NFKC, punctuation as spaces, single spaces: how en names are compared."""
     return " ".join(_PUNCT.sub(" ", unicodedata.normalize("NFKC", s)).lower().split())
