@@ -238,7 +238,7 @@ class Index:
                 b.numbers = address.house_numbers(hn)
                 b.written = _written(f"{hn} {street}")
             b.street = full
-            town = address.fold(str(b.tags.get("addr:city") or b.tags.get("addr:postcode") or ""))
+            town = self._city(b) or _postcode(b)
             if town:
                 self.towns[full].add(town)
             self.by_core[core].add(full)
@@ -252,6 +252,7 @@ class Index:
             self.places = frozenset(address.fold(str(b.tags.get("addr:city", ""))) for b in buildings
                                     if b.tags.get("addr:city")) - {""}
         self.sounds = sorted(self.by_sound)
+        self.cities = sorted({self._city(b) for b in buildings} - {""}, key=len, reverse=True)
 
     def parse(self, text: str) -> Parsed:
         return address.parse(text, self.locale, self.places)
@@ -311,6 +312,17 @@ class Index:
                 return numbers[n]
         return []
 
+    def _city(self, b: Building) -> str:
+        city = address.fold(str(b.tags.get("addr:city", "")))
+        return city.removesuffix("市") if self.locale == "zh" else city
+
+    def _town_of(self, p: Parsed) -> str:
+        """The footprints' town the row names: en, the town taken off its end; zh, a city its
+        administrative prefix names (上海 in 上海市黄浦区). '' when it names none they know."""
+        if self.locale == "en":
+            return p.place if p.place in self.places else ""
+        return next((c for c in self.cities if c in p.place), "") if p.place else ""
+
     def _narrow(self, cands: list[Building], p: Parsed) -> list[Building]:
         """Several buildings for one number: keep those the address's other parts point to."""
         if self.locale == "zh":
@@ -321,13 +333,11 @@ class Index:
                 return cands
         if p.postcode:  # a postcode or town that contradicts the building's rules it out
             cands = [b for b in cands if _postcode(b)[: len(p.postcode)] in ("", p.postcode)]
-        if self.locale == "en" and p.place in self.places:
-            cands = [b for b in cands if p.place in address.fold(str(b.tags.get("addr:city") or p.place))]
+        town = self._town_of(p)
+        if town:
+            cands = [b for b in cands if self._city(b) in (town, "")]
         if len(cands) > 1 and p.unit:
             same = [b for b in cands if str(b.tags.get("addr:unit", "")).lower() == p.unit]
-            cands = same or cands
-        if len(cands) > 1 and p.place:
-            same = [b for b in cands if p.place in address.fold(str(b.tags.get("addr:city", "")))]
             cands = same or cands
         return cands
 
@@ -361,7 +371,7 @@ class Index:
         street, kind, score, chosen = hits[0]
         b = chosen[0]
         towns = self.towns.get(street, set())
-        if len(towns) > 1 and not p.postcode and p.place not in self.places:
+        if len(towns) > 1 and not p.postcode and not self._town_of(p):
             # the same street in another town, where this number may be the unmapped building
             return Match("ambiguous", candidates=[b], why=f"{street} is in {len(towns)} towns ("
                          + ", ".join(sorted(towns)) + "), the address names none")

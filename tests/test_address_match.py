@@ -143,6 +143,10 @@ ZH = [
     footprint(110, **{"addr:street": "长乐路", "addr:housenumber": "120号"}),
     footprint(111, **{"addr:street": "长乐路", "addr:housenumber": "3号"}),
     footprint(112, **{"addr:street": "长乐路", "addr:housenumber": "88弄3号"}),
+    # 中山路 is in every city: the same road and number in two cities
+    footprint(113, **{"addr:street": "中山东路", "addr:housenumber": "18号", "addr:city": "上海市"}),
+    footprint(114, **{"addr:street": "中山东路", "addr:housenumber": "18号", "addr:city": "南京市"}),
+    footprint(115, **{"addr:street": "中山东路", "addr:housenumber": "20号", "addr:city": "南京市"}),
 ]
 
 ZH_CASES = [
@@ -188,6 +192,12 @@ ZH_CASES = [
     ("建国路88号2座", "normalized", "way/102"),
     ("建国路88号2#楼1单元", "normalized", "way/102"),
     ("人民路12号3楼301", "normalized", "way/103"),  # 3楼 is a floor, not a building
+    ("上海市黄浦区中山东路18号", "normalized", "way/113"),  # the city named in the prefix
+    ("南京市玄武区中山东路18号", "normalized", "way/114"),
+    ("中山东路18号", "ambiguous", None),  # two cities, nothing says which
+    ("中山东路20号", "ambiguous", None),  # only 南京 has a 20 mapped; 上海's may be missing
+    ("南京中山东路20号", "normalized", "way/115"),
+    ("上海市中山东路20号", "none", None),  # 上海's 中山东路 has no 20 mapped
 ]
 
 
