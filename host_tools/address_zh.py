@@ -28,9 +28,11 @@ _TRADITIONAL = str.maketrans({"號": "号", "棟": "栋", "樓": "楼", "單": "
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
               "八": 8, "九": 9}
 _MARKERS = "号楼|号院|号|弄|栋|幢|座|#楼|#|单元|室|层|楼"
-# Chinese numerals as a number: before a marker, or before a boundary ("路 四 3栋": 号 left out)
-_CN_NUM = re.compile(rf"[零〇一二两三四五六七八九十百千]+(?=(?:{_MARKERS})|\||$)")
-_PART = re.compile(rf"(\d+(?:-\d+)?[a-z]?|(?<![a-z])[a-z](?=座|栋|幢|号楼))({_MARKERS})?", re.I)
+# Chinese numerals as a number: before a marker, or alone between boundaries ("路 四 3栋": 号 left
+# out), never inside a word before a boundary (张三 is a name)
+_NUMERALS = "[零〇一二两三四五六七八九十百千]+"
+_CN_NUM = re.compile(rf"{_NUMERALS}(?={_MARKERS})|(?:(?<=\|)|(?<=[路街道巷弄里之])){_NUMERALS}(?=\||$)")
+_PART = re.compile(rf"(\d+(?:-\d+|之\d+)?[a-z]?|(?<![a-z])[a-z](?=座|栋|幢|号楼))({_MARKERS})?", re.I)
 _BLOCK = ("号楼", "栋", "幢", "座", "#楼", "#")
 _ADMIN = re.compile(r"(省|自治区|市|区|县|旗|镇|乡|街道)")
 _ADMIN_PREFIX = re.compile(r"^.*(?:省|自治区|市|区|县)")
@@ -57,6 +59,8 @@ def fold(s: str) -> str:
     s = unicodedata.normalize("NFKC", s).translate(_TRADITIONAL).lower()
     s = re.sub(r"[\s,，、。·()（）:：]+", "|", s)
     s = _CN_NUM.sub(lambda m: _cn_number(m.group(0)), s)
+    s = re.sub(r"第(?=\d)", "", s)  # 第12号 is 12号
+    s = re.sub(r"(\d+)号之(\d+)", r"\1之\2号", s)  # 120号之一 is a number of its own, not 120
     s = re.sub(r"(?<!\d)\|+|\|+(?!\d)", "", s)  # a boundary matters only between two numbers
     return s.strip("|")
 
@@ -156,6 +160,6 @@ def zh_tags(tags: dict) -> Parsed:
     hn = str(tags.get("addr:housenumber", ""))
     name = str(tags.get("name", ""))
     p = parse_zh(f"{tags.get('addr:street') or tags.get('addr:place') or ''}|{hn}", admin=False)
-    if p.numbers and not p.building and re.fullmatch(r"\d+(?:号楼|栋|幢|座)", fold(name)):
+    if p.numbers and not p.building and re.fullmatch(r"(?:\d+|[a-z])(?:号楼|栋|幢|座)", fold(name)):
         p = parse_zh(f"{tags.get('addr:street') or tags.get('addr:place') or ''}|{hn}|{name}", admin=False)
     return p

@@ -197,6 +197,9 @@ ZH_CASES = [
     ("中山东路18号", "ambiguous", None),  # two cities, nothing says which
     ("中山东路20号", "ambiguous", None),  # only 南京 has a 20 mapped; 上海's may be missing
     ("南京中山东路20号", "normalized", "way/115"),
+    ("收件人 张三 长乐路120号", "normalized", "way/110"),  # 张三 is a name, not a 3
+    ("长乐路第120号", "normalized", "way/110"),
+    ("长乐路120号之一", "none", None),  # a number of its own, not 120
     ("上海市中山东路20号", "none", None),  # 上海's 中山东路 has no 20 mapped
 ]
 
