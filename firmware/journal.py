@@ -29,7 +29,13 @@ FRAME_MAX = _HDR + record.MAX_LEN + _TRL
 _SUFFIX = ".seg"
 _SEG_COST = const(2)  # blocks a new segment may take: its data block plus metadata growth
 _RECHECK = const(8)  # segments between statvfs walks while far from the reserve
-_SEGS_MAX = const(1024)  # segment table entries preallocated at most (4 KiB); past that it doubles
+_SEGS_MAX = const(1024)  # segment table entries preallocated at most (2 KiB); past that it doubles
+_SPAN = const(0xFFFF)  # a u16 table entry: first seq less the table's base
+
+
+def _table(n, wide):
+    """A segment table of n zeroed entries: u32 when wide, else u16."""
+    return array.array("I", bytes(4 * n)) if wide else array.array("H", bytes(2 * n))
 
 
 class JournalError(Exception):
@@ -133,7 +139,7 @@ class Journal:
 
     def _open(self):
         self.watermark, self._lease = self._load_state()
-        self._segs, self._nseg = self._list_segments()  # first seq of each segment, ascending
+        self._segs, self._nseg = self._list_segments()  # first seq of each segment less _base, ascending
         self.last_seq = 0
         self._pending = 0
         self._recover()
@@ -220,12 +226,11 @@ class Journal:
         mv = memoryview(buf)
         i = 0
         while i < self._nseg:
-            segs = self._segs  # read anew each step: appends may have grown the table
-            if i + 1 < self._nseg and segs[i + 1] <= from_seq:
+            if i + 1 < self._nseg and self._first(i + 1) <= from_seq:
                 i += 1  # every record in it is below from_seq
                 continue
             try:
-                f = open(self._path(segs[i]), "rb")
+                f = open(self._path(self._first(i)), "rb")
             except OSError:
                 i += 1  # reclaimed meanwhile
                 continue
@@ -263,10 +268,16 @@ class Journal:
     def _path(self, first):
         return "%s/%010d%s" % (self.root, first, _SUFFIX)
 
+    def _first(self, i):
+        """The first seq of held segment i (the table holds it less _base, in 16 bits)."""
+        return self._base + self._segs[i]
+
     def _list_segments(self):
         # A day of appends must not grow the table on a fragmented heap: it is an array sized at
         # boot for one segment per block of the chip, the most littlefs holds unless segments are
-        # inline (then _open_segment doubles it).
+        # inline (then _open_segment doubles it). Entries are u16 offsets from _base, the first
+        # seq of the oldest segment held (reset as segments are reclaimed): half the heap of u32
+        # seqs. The held segments spanning more than 65,535 seqs widens it to u32 (_store).
         found = []
         for name in os.listdir(self.root):
             if name.endswith(_SUFFIX):
@@ -279,19 +290,24 @@ class Journal:
             blocks = os.statvfs(self.root)[2]
         except OSError:
             blocks = 64
-        segs = array.array("I", bytes(4 * max(2 * len(found), min(blocks, _SEGS_MAX), 16)))
+        self._base = found[0] if found else 0
+        self._wide = bool(found) and found[-1] - self._base > _SPAN
+        segs = _table(max(2 * len(found), min(blocks, _SEGS_MAX), 16), self._wide)
         for i, first in enumerate(found):
-            segs[i] = first
+            segs[i] = first - self._base
         return segs, len(found)
 
     def _drop(self, i, k):
-        """Remove k entries of the segment table from index i."""
+        """Remove k entries of the segment table from index i. From index 0 (reclaim), the first
+        one left becomes the base, so offsets stay as small as the seqs held span."""
         segs = self._segs
         n = self._nseg - k
+        shift = segs[k] if i == 0 and n > 0 else 0
         while i < n:
-            segs[i] = segs[i + k]
+            segs[i] = segs[i + k] - shift
             i += 1
         self._nseg = n
+        self._base = self._base + shift if n else 0
 
     def _load_state(self):
         return _read_state(self.root)  # (0, 0) without a state: _recover's records decide next_seq
@@ -314,7 +330,7 @@ class Journal:
         last = 0
         i = 0
         while i < self._nseg:
-            first = self._segs[i]
+            first = self._first(i)
             good = 0
             with open(self._path(first), "rb") as f:
                 while True:
@@ -349,19 +365,18 @@ class Journal:
         return n
 
     def _reclaim(self):
-        segs = self._segs
         n = self._nseg
         # A segment is all <= watermark when the next one starts at or below watermark + 1
         # (or, for the last one, when the last record written is acknowledged).
         k = 0
         while k < n:
-            end = segs[k + 1] - 1 if k + 1 < n else self.last_seq
+            end = self._first(k + 1) - 1 if k + 1 < n else self.last_seq
             if end > self.watermark:
                 break
             if k + 1 == n:
                 self._abandon_segment()
             try:
-                os.remove(self._path(segs[k]))
+                os.remove(self._path(self._first(k)))
             except OSError:
                 pass
             k += 1
@@ -370,15 +385,11 @@ class Journal:
 
     def _open_segment(self, first):
         self._abandon_segment()
-        segs = self._segs
         n = self._nseg
-        if n == len(segs):  # inline segments outnumber the blocks: double the table
-            grown = array.array("I", bytes(8 * n))
-            for i in range(n):
-                grown[i] = segs[i]
-            self._segs = grown
+        if not n:
+            self._base = first
+        self._store(n, first - self._base)
         self._f = open(self._path(first), "ab")
-        self._segs[self._nseg] = first
         self._nseg += 1
         self._size = 0
         self._rotate = False
@@ -387,6 +398,20 @@ class Journal:
         self._free -= _SEG_COST
         if self._free < self._low_cached + _RECHECK * _SEG_COST or self._nseg % _RECHECK == 0:
             self._check_space()
+
+    def _store(self, i, offset):
+        """Set table entry i, growing the table first when it is full (inline segments outnumber
+        the blocks: double it) or when the offset does not fit 16 bits (widen it to 32)."""
+        segs = self._segs
+        n = len(segs)
+        widen = offset > _SPAN and not self._wide
+        if i == n or widen:
+            self._wide = self._wide or widen
+            grown = _table(2 * n if i == n else n, self._wide)
+            for k in range(self._nseg):
+                grown[k] = segs[k]
+            self._segs = segs = grown
+        segs[i] = offset
 
     def _abandon_segment(self):
         f = self._f

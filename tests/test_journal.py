@@ -135,6 +135,36 @@ print("ack", j._nseg, [s for s, _ in j.records(0, buf)][:3], j.pending())
     assert "ack 10 [51, 52, 53] 10" in out
 
 
+def test_segment_table_holds_u16_offsets_and_widens_when_the_held_seqs_span_more(mpy):
+    # A table entry is the segment's first seq less the oldest held one, in 2 bytes: one entry per
+    # block of the chip. Seqs held more than 65,535 apart (a lease skipped past on each of many
+    # power cuts) widen it to 4 bytes; an acknowledgement that reclaims the old ones rebases it.
+    out = run(mpy, """
+j = boot(dev, seg_max=1)
+print("table", len(bytes(j._segs)), len(j._segs))
+for i in range(3):
+    j.append(make(i))
+j.next_seq = 70001
+for i in range(2):
+    j.append(make(i))
+print("wide", len(bytes(j._segs)) // len(j._segs), [s for s, _ in j.records(0, buf)])
+j.close()
+j = boot(dev, seg_max=1)
+print("boot", len(bytes(j._segs)) // len(j._segs), [s for s, _ in j.records(2, buf)], j.pending())
+j.acknowledge(70000)  # seqs 4-70000 were never written: segment 3 ends at 70000
+j.append(make(9))  # after the boot: the seq past the lease
+print("ack", [s for s, _ in j.records(0, buf)], j.pending())
+j.close()
+j = boot(dev, seg_max=1)
+print("reboot", len(bytes(j._segs)) // len(j._segs), [s for s, _ in j.records(0, buf)])
+""")
+    assert "table 80 40" in out
+    assert "wide 4 [1, 2, 3, 70001, 70002]" in out
+    assert "boot 4 [2, 3, 70001, 70002] 5" in out
+    assert "ack [70001, 70002, 70129] 3" in out
+    assert "reboot 2 [70001, 70002, 70129]" in out
+
+
 def test_acknowledge_never_runs_ahead_of_records_written(mpy):
     out = run(mpy, """
 j = boot(dev)
