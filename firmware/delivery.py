@@ -65,7 +65,7 @@ class Delivery:
     def __init__(self, route, fences, parse_code, gnss, journal, device_id, time_s, reasons=None):
         self.route = route  # route_package.RoutePackage
         self.fences = fences  # geofence module: locate(route, lat, lon), verdict(route, i, ...)
-        self.parse_code = parse_code  # ident.parse-like: raw -> Scan (.ok, .item_id, .message)
+        self.parse_code = parse_code  # scan_code.parse-like: raw -> Scan (.ok, .item_id, .message)
         self.gnss = gnss  # nmea.NMEA state: valid, lat_e6, lon_e6, hdop (x100), age_ms(), unix()
         self.journal = journal
         self.device_id = device_id

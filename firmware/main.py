@@ -11,7 +11,7 @@ import os
 import time
 
 from firmware import __version__ as VERSION
-from firmware import delivery, geofence, hal, ident, journal, layout, nmea, route_package, ui
+from firmware import delivery, geofence, hal, journal, layout, nmea, route_package, scan_code, ui
 
 try:
     from micropython import const
@@ -104,7 +104,7 @@ class App:
             self.idle.set(delivery.P_READY, NO_ROUTE, "Route refused: %s" % e)
             return
         if self.journal is not None:
-            self.flow = delivery.Delivery(self.route, geofence, ident.parse, self.gnss, self.journal,
+            self.flow = delivery.Delivery(self.route, geofence, scan_code.parse, self.gnss, self.journal,
                                           self.device_id, hal.time_s)
             self._load_progress()
             self.idle.set(delivery.P_READY, "Route " + self.route.route_id,

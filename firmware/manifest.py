@@ -21,7 +21,7 @@ package(  # noqa: F821
         "route_package.py",
         "geofence.py",
         "nmea.py",
-        "ident.py",
+        "scan_code.py",
         "dock.py",
         "dock_wire.py",
         "dock_route_inbox.py",

@@ -8,7 +8,7 @@ make_valid, orientation), simplified to the board's vertex budget without moving
 (a DepotError: one line naming the feature and the fix); nothing is written.
 
 What the device cannot use is refused here, not found out at the door: an item its identifier
-parser (firmware/ident.py, the same code) would not read back as that item, a service date that is
+parser (firmware/scan_code.py, the same code) would not read back as that item, a service date that is
 no date, coordinates that are not [lon, lat]. What is possible but unlikely (a route tens of
 kilometres across, a stop far from all the others, every ring clockwise as [lat, lon] input
 gives) is a warning.
@@ -29,7 +29,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from firmware import ident
+from firmware import scan_code
 from host_tools import boards, ids, private, route_package_writer
 from host_tools.errors import DepotError
 
@@ -120,7 +120,7 @@ def _check_props(k: int, feat: Any) -> dict[str, Any]:
 def _check_item(name: str, item: str) -> None:
     """The item as the device will read it off the parcel: an S10 from its Code 128, an SSCC from
     its GS1-128 (AI 00). What the device's parser refuses, or reads as another id, never matches."""
-    scan = ident.parse("]C100" + item if item.isdigit() and len(item) == 18 else item)
+    scan = scan_code.parse("]C100" + item if item.isdigit() and len(item) == 18 else item)
     if scan.ok and scan.item_id == item:
         return
     if scan.ok:

@@ -126,11 +126,11 @@ class VirtualDevice:
             threading.Thread(target=target, args=args, daemon=True).start()
 
     def _attach_modem(self) -> None:
-        """The modem emulator (sim/modem.py) takes the host side of the modem UART:
-        `sim.modem.attach(fd, board, workdir)` returning an object with optional `control(msg)`
+        """The modem emulator (sim/modem_emulator.py) takes the host side of the modem UART:
+        `sim.modem_emulator.attach(fd, board, workdir)` returning an object with optional `control(msg)`
         and `close()`. Without it the modem UART stays silent, like a modem that is switched off."""
         try:
-            import sim.modem as modem_mod  # type: ignore[import-not-found]
+            import sim.modem_emulator as modem_mod  # type: ignore[import-not-found]
         except ImportError:
             return
         attach = getattr(modem_mod, "attach", None)

@@ -20,12 +20,12 @@ KEY = bytes(range(64, 96))
 _BATCH = 100  # stops per step
 
 _MODULES = ("import gc, os\n"
-            "from firmware import delivery, geofence, ident, journal, nmea, record, route_package\n")
+            "from firmware import delivery, geofence, journal, nmea, record, route_package, scan_code\n")
 _SETUP = """
 j = journal.Journal({journal!r})
 route = route_package.RoutePackage({pkg!r}, {key!r})
 g = nmea.NMEA()
-flow = delivery.Delivery(route, geofence, ident.parse, g, j, "HH-HEAP", lambda: 1764230400)
+flow = delivery.Delivery(route, geofence, scan_code.parse, g, j, "HH-HEAP", lambda: 1764230400)
 plan = open({plan!r}, "rb")
 scans = 0
 """

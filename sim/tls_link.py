@@ -1,4 +1,4 @@
-"""A real TLS client session for the modem emulator (sim/modem.py): Python's ssl over a TCP socket,
+"""A real TLS client session for the modem emulator (sim/modem_emulator.py): Python's ssl over a TCP socket,
 through memory BIOs so every byte on the wire is counted (handshake apart from the data).
 
 It verifies the server as a modem configured with the depot's CA would: the chain must lead to

@@ -22,7 +22,7 @@ from firmware import upload_wire
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import mpy as _mpy
-from sim.modem import ModemEmulator
+from sim.modem_emulator import ModemEmulator
 
 DEV = "HH-0042"
 

@@ -49,12 +49,12 @@ dev = FlashDevice(4096, 64, {str(image)!r})  # image file: the flash stays out o
 vfs.VfsLfs2.mkfs(dev)
 vfs.mount(vfs.VfsLfs2(dev), "/fl")
 import time
-from firmware import delivery, geofence, ident, journal, nmea, record, route_package
+from firmware import delivery, geofence, journal, nmea, record, route_package, scan_code
 os.mkdir("/fl/journal")
 j = journal.Journal("/fl/journal")
 route = route_package.RoutePackage({str(pkg)!r}, {KEY!r})
 g = nmea.NMEA()
-flow = delivery.Delivery(route, geofence, ident.parse, g, j, "HH-1", lambda: 1764230400)
+flow = delivery.Delivery(route, geofence, scan_code.parse, g, j, "HH-1", lambda: 1764230400)
 for kind, arg in json.loads(sys.stdin.read()):
     if kind == "fix":
         for line in arg:

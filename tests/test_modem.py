@@ -1,5 +1,5 @@
 """The firmware's modem driver (firmware/modem.py) on the real MicroPython VM, talking over a pty to
-the simulator's AT-command emulator (sim/modem.py) in both dialects, which forwards POSTs to a
+the simulator's AT-command emulator (sim/modem_emulator.py) in both dialects, which forwards POSTs to a
 small HTTP server on loopback. Each failure the emulator injects comes back as its class."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tty
 import pytest
 
 from sim import mpy as _mpy
-from sim.modem import ModemEmulator
+from sim.modem_emulator import ModemEmulator
 
 SCRIPT = r"""
 import sys, asyncio, binascii
@@ -211,7 +211,7 @@ def test_attach_for_the_virtual_handheld(mpy, http_url, tmp_path):
     """sim/device.py's hook: the board's dialect, POSTs sent to the depot's server whatever host the
     device names, control messages; the driver takes the raw UART file hal.open_uart gives it."""
     from boards import board_sim
-    from sim.modem import attach
+    from sim.modem_emulator import attach
 
     master, slave = pty.openpty()
     tty.setraw(slave)

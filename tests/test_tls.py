@@ -26,7 +26,7 @@ from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import certs as tls_certs
 from sim import mpy as _mpy
-from sim.modem import ModemEmulator
+from sim.modem_emulator import ModemEmulator
 
 DEV = "HH-TLS"
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware import dock_wire as P
-from firmware import ident, journal, nmea, record, route_package, upload_wire
+from firmware import journal, nmea, record, route_package, scan_code, upload_wire
 from firmware.sign import Signer
 from host_tools import route_compile
 from host_tools.server import BackgroundServer
@@ -329,16 +329,16 @@ CODES = [
     b"JJD000390007827240066",
     b"C-1234565",
 ]
-IDENT_FORMATS = [("dhl", "JJD#{12,24}", None), ("local", "AA#########AA", None),
+SCAN_CODE_FORMATS = [("dhl", "JJD#{12,24}", None), ("local", "AA#########AA", None),
                  ("crate", "C-#{7}", "mod10")]
-ERRORS = {ident.OK, ident.E_MISREAD, ident.E_CHECK, ident.E_UNKNOWN, ident.E_TOO_LONG}
+ERRORS = {scan_code.OK, scan_code.E_MISREAD, scan_code.E_CHECK, scan_code.E_UNKNOWN, scan_code.E_TOO_LONG}
 
 
-def check_scan(s: ident.Scan) -> int:
+def check_scan(s: scan_code.Scan) -> int:
     """What the scan path relies on: a known code, its message and buzzer pattern; an item id
     that fits a record when OK, none otherwise."""
     assert s.error in ERRORS
-    assert isinstance(s.message, str) and s.pattern in ident.PATTERNS.values()
+    assert isinstance(s.message, str) and s.pattern in scan_code.PATTERNS.values()
     if s.ok:
         assert 0 < len(s.item_id.encode()) <= record.MAX_TEXT and s.kind
     else:
@@ -347,27 +347,27 @@ def check_scan(s: ident.Scan) -> int:
 
 
 def test_scanned_codes_hypothesis_parse_never_raises_and_says_why():
-    fmts = [ident.Format(*f) for f in IDENT_FORMATS]
+    fmts = [scan_code.Format(*f) for f in SCAN_CODE_FORMATS]
     seen: dict[int, int] = {}
 
     @fuzz_settings()
     @given(mutated(CODES))
     def one(pair: tuple[bytes, bytes]) -> None:
         _, raw = pair
-        code = check_scan(ident.parse(raw, fmts))
+        code = check_scan(scan_code.parse(raw, fmts))
         seen[code] = seen.get(code, 0) + 1
 
     one()
     # the refusals a carrier can get are told apart by message and by buzzer pattern
-    assert len({ident.MESSAGES[e] for e in ERRORS}) == len(ERRORS)
-    assert len({ident.PATTERNS[e] for e in ERRORS - {ident.E_TOO_LONG}}) == len(ERRORS) - 1
+    assert len({scan_code.MESSAGES[e] for e in ERRORS}) == len(ERRORS)
+    assert len({scan_code.PATTERNS[e] for e in ERRORS - {scan_code.E_TOO_LONG}}) == len(ERRORS) - 1
     tally("scanned-codes (hypothesis, CPython)", sum(seen.values()),
-          extra=" ".join(f"{ident.MESSAGES[k] or 'ok'}={v}" for k, v in sorted(seen.items())))
+          extra=" ".join(f"{scan_code.MESSAGES[k] or 'ok'}={v}" for k, v in sorted(seen.items())))
 
 
-IDENT_VM = r"""
-from firmware import ident
-fmts = [ident.Format(n, p, c) for n, p, c in FORMATS]
+SCAN_CODE_VM = r"""
+from firmware import scan_code
+fmts = [scan_code.Format(n, p, c) for n, p, c in FORMATS]
 rng = Rng(5)
 seen = [0, 0, 0, 0, 0]
 crashes = bad = 0
@@ -376,7 +376,7 @@ while i < N:
     raw = mutate(rng, CODES[i % len(CODES)])
     i += 1
     try:
-        s = ident.parse(raw, fmts)
+        s = scan_code.parse(raw, fmts)
         if s.error not in (0, 1, 2, 3, 4) or not s.pattern or (s.ok and not 0 < len(s.item_id) <= 40):
             bad += 1
             print("BAD", repr(raw), s)
@@ -385,14 +385,14 @@ while i < N:
     except Exception as e:
         crashes += 1
         print("CRASH", repr(raw), type(e).__name__, e)
-print("ident ok=%d misread=%d check=%d unknown=%d too_long=%d bad=%d crashes=%d" % (
+print("scan_code ok=%d misread=%d check=%d unknown=%d too_long=%d bad=%d crashes=%d" % (
     seen[0], seen[1], seen[2], seen[3], seen[4], bad, crashes))
 """
 
 
 def test_scanned_codes_on_the_vm_never_raise_and_say_why(mpy):
-    out = vm(mpy, IDENT_VM, CODES=CODES, FORMATS=IDENT_FORMATS, N=VMN)
-    c = vm_counts(out, "ident")
+    out = vm(mpy, SCAN_CODE_VM, CODES=CODES, FORMATS=SCAN_CODE_FORMATS, N=VMN)
+    c = vm_counts(out, "scan_code")
     assert (c["crashes"], c["bad"]) == (0, 0), "\n".join(
         ln for ln in out.splitlines() if ln.startswith(("CRASH", "BAD")))[:3000]
     assert c["ok"] + c["misread"] + c["check"] + c["unknown"] + c["too_long"] == VMN

@@ -1,5 +1,5 @@
 """The firmware's pure logic on a 32-bit VM: MicroPython's WebAssembly port (sim/wasm32.py), where
-small ints have 31 bits and pointers 4 bytes, as on the boards. Each VM test of nmea, ident,
+small ints have 31 bits and pointers 4 bytes, as on the boards. Each VM test of nmea, scan_code,
 dock_wire, upload_wire, geofence and route_package runs here again unchanged, its heap_lock tests included
 (a big int or a float made in a hot path allocates on a 32-bit port and fails them); the delivery
 flow, with its journal on the port's in-memory filesystem, must record what the unix port records.
@@ -14,9 +14,9 @@ from sim import routeheap, town, wasm32
 from tests import (
     test_dock_wire,
     test_geofence,
-    test_ident,
     test_nmea,
     test_route_package,
+    test_scan_code,
     test_upload_wire,
 )
 from tests.test_delivery import day  # noqa: F401  (fixtures shared with the unix-port tests)
@@ -60,9 +60,9 @@ def test_nmea_fuzzed_stream_matches_cpython(mpy32, tmp_path):
     test_nmea.test_fuzzed_stream_on_the_vm_matches_cpython_and_never_raises(mpy32, tmp_path)
 
 
-# ident
+# scan_code
 def test_ident_reads_every_code_as_cpython_does(mpy32):
-    test_ident.test_the_vm_reads_every_code_as_cpython_does(mpy32)
+    test_scan_code.test_the_vm_reads_every_code_as_cpython_does(mpy32)
 
 
 # dock_wire

@@ -31,7 +31,7 @@ from firmware.sign import Signer
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import mpy as _mpy
-from sim.modem import http_request_bytes, tcp_overhead
+from sim.modem_emulator import http_request_bytes, tcp_overhead
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES = 50
@@ -72,7 +72,7 @@ def sample_record(dev: str, seq: int) -> record.Record:
 def air_bytes_binary(tmp: Path) -> tuple[int, int, int, str]:
     """Run the uploader on micropython through the emulator; return (air bytes, records, batches,
     headers)."""
-    from sim.modem import ModemEmulator
+    from sim.modem_emulator import ModemEmulator
 
     store = Store(tmp / "air.sqlite3")
     dev = "HH-BENCH"

@@ -28,7 +28,7 @@ from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import certs as tls_certs
 from sim import mpy as _mpy
-from sim.modem import TCP_HEADER, ModemEmulator
+from sim.modem_emulator import TCP_HEADER, ModemEmulator
 from tests.bench.bench_cellular import DAY, RECORDS
 
 TLS_DAY = DAY.replace('DEV, KEY, TTY, URL, ROOT, N = sys.argv[1:7]',
