@@ -84,7 +84,7 @@ def misspelt_ordinals(core: str) -> str:
                 words[k] = NAME_WORD[near[0]]
     return " ".join(words)
 NAME_WORD.update({"saint": "st", "mount": "mt", "fort": "ft"})  # name words, not street types
-UNIT_WORDS = r"apt|apartment|unit|flat|suite|ste|fl|floor|rm|room|bldg|#"
+UNIT_WORDS = r"apartment|apt|unit|flat|suite|ste|floor|fl|room|rm|bldg|lot|#"  # longest first
 _UNIT_RE = re.compile(rf"(?:^|[\s,])(?:{UNIT_WORDS})\.?\s*#?\s*([0-9a-z][0-9a-z-]*)\b", re.I)
 _NUMBER_RE = re.compile(r"^\d+[a-z]?(?:\s*[-–/;]\s*\d+[a-z]?)?$", re.I)
 _NUMBER_FIRST = re.compile(r"^\s*(\d+[a-z]?(?:\s*-\s*\d+[a-z]?)?)\s+(\D.*?)\s*$", re.I)
@@ -96,6 +96,8 @@ _NAME_LABELS = ("StreetNamePreModifier", "StreetNamePreType", "StreetName")
 _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"})
 _RANGE = re.compile(r"(?<![\w-])(\d+[a-z]?)\s*-\s*(\d+[a-z]?)(?![\w-])", re.I)  # "12 - 14" is 12-14
 _DOTTED_DIR = re.compile(r"\b([NS])\.\s?([EW])\b\.?", re.I)  # S.E. is SE, not S and E
+_REMARK = re.compile(r"\s*\([^()]*\)")  # "(side entrance)": a note for the carrier
+_HALF = re.compile(r"\b(\d+)(?:\s+1\s*/\s*2|\s*1\u20442|\s*\u00bd)(?!\d)")  # 12 1/2 is an address of its own
 _CARE_OF = re.compile(r"^\s*(?:c/o|attn\.?:?)\s[^,]*,\s*", re.I)  # a person's name, not a place
 _PO_BOX = re.compile(r"[\s,]*\b(?:p\.?\s?o\.?\s?box|pob|post\s+office\s+box)\s*#?\s*\d+\b\.?", re.I)
 _US = r"u\.?\s?s\.?(?:\s?a\.?)?|united\s+states(?:\s+of\s+america)?"
@@ -107,6 +109,7 @@ def clean_en(text: str) -> str:
     """What is not the building's address, taken off: a care-of name in front, a PO box, a country
     at the end; dashes of every kind as '-', a range's spaces closed, dotted compass points joined."""
     text = unicodedata.normalize("NFKC", text).translate(_DASHES).strip()
+    text = _HALF.sub("\\1\u00bd", _REMARK.sub("", text))
     text = _CARE_OF.sub("", text)
     text = _PO_BOX.sub("", text)
     text = _COUNTRY.sub("", text).strip(" ,")
@@ -123,12 +126,16 @@ def fold(s: str) -> str:
 @functools.lru_cache(maxsize=65536)
 def house_numbers(raw: str) -> tuple[str, ...]:
     """'12-14' -> ('12-14', '12', '14'); '12B' -> ('12b',); '12 ; 14' -> ('12-14', '12', '14')."""
-    s = re.sub(r"\s+", "", unicodedata.normalize("NFKC", raw).translate(_DASHES).lower()).rstrip("号")
+    s = _HALF.sub("\\1\u00bd", unicodedata.normalize("NFKC", raw).translate(_DASHES))  # after NFKC: ½ is 1⁄2
+    s = re.sub(r"\s+", "", s.lower()).rstrip("号")
     parts = [p for p in re.split(r"[-–/;,]", s) if p]
     if not parts or not all(re.fullmatch(r"\d+[a-z]?", p) for p in parts):
         return (s,) if s else ()
     if len(parts) == 1:
         return (parts[0],)
+    values = [int(p[:-1] if p[-1].isalpha() else p) for p in parts]
+    if values != sorted(values) or values[-1] - values[0] > 50:  # 121/2 is not 2 to 121
+        return (s,)
     return ("-".join(parts), *parts)
 
 

@@ -103,6 +103,10 @@ EN_CASES = [  # address as the list has it -> (outcome, building)
     ("3 Fifth Avenue, United States", "normalized", "way/11"),
     ("PO Box 12", "none", None),
     ("3 Fitfh Ave", "fuzzy", "way/11"),  # a typo in a spelled-out ordinal
+    ("7 1/2 Market St", "none", None),  # 7½ is an address of its own, often a house behind 7
+    ("Lot 7 Market St", "none", None),  # a plot, not house number 7
+    ("7 Market St (side door)", "normalized", "way/9"),  # a note for the carrier
+    ("7 Market St Floor 2", "normalized", "way/9"),
 ]
 
 
@@ -235,6 +239,16 @@ def test_zh_parts_are_taken_apart():
 def test_zh_osm_tags_read_both_ways(tags, street, numbers, block):
     p = address_zh.zh_tags(tags)
     assert (p.street, p.numbers, p.building) == (street, numbers, block)
+
+
+@pytest.mark.parametrize("raw, numbers", [
+    ("12-14", ("12-14", "12", "14")), ("12 ; 14", ("12-14", "12", "14")), ("12–14", ("12-14", "12", "14")),
+    ("12B", ("12b",)), ("12 1/2", ("12\u00bd",)), ("12\u00bd", ("12\u00bd",)),
+    ("121/2", ("121/2",)),  # not a range from 121 down to 2: no row numbered 2 lands on it
+    ("2-200", ("2-200",)),  # nor a range over a whole street
+])
+def test_house_numbers_stand_for_themselves_and_a_range_for_its_ends(raw, numbers):
+    assert address.house_numbers(raw) == numbers
 
 
 def test_en_parts_are_taken_apart():
