@@ -192,6 +192,8 @@ ZH_CASES = [
     ("长乐路120弄 3", "normalized", "way/108"),  # 号 left out
     ("长乐路120 3单元501", "normalized", "way/110"),  # 号 left out, then a unit
     ("长乐120弄3号", "fuzzy", "way/108"),  # the road type left out, the lane kept
+    ("常乐路120弄3号", "fuzzy", "way/108"),  # a homophone in the road, the lane kept
+    ("长乐路121弄3号", "none", None),  # no lane 121: never lane 120 nor the road's 3号
     ("建国路88号二栋", "normalized", "way/102"),  # 栋 for 号楼
     ("建国路88号2座", "normalized", "way/102"),
     ("建国路88号2#楼1单元", "normalized", "way/102"),
