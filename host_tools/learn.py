@@ -4,8 +4,9 @@ docs/fence-learning.md and every constant below is named there.
 Per stop, the usable fixes of its confirmed deliveries give a delivery point, estimated robustly
 (weighted by each fix's accuracy radius, far fixes rejected). With enough evidence the stop's fence
 is kept, extended to cover that point, moved to the building where the deliveries cluster, or
-created from them, always within a bound (the base building plus 10 m, or a 30 m circle); a stop
-whose deliveries scatter or sit far from every building is flagged for a person instead. The work
+created from them. The bound: the point lies within its building plus 10 m (give or take the
+point's own error) and the fence is a circle of at most 30 m around it; a stop whose deliveries
+scatter or sit far from every building is flagged for a person instead. The work
 is done in a local metric frame; pure functions over records, the route GeoJSON and footprints.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, Point, Polygon, mapping, shape
+from shapely.geometry import Point, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from firmware import record
@@ -38,19 +39,22 @@ MAX_FIX_AGE_S = 10
 SIGMA_FLOOR_M = 1.5  # no fix is trusted as better than this (1-sigma, per axis)
 OUTLIER_MIN_M = 8.0  # a fix this close to the point is never an outlier
 OUTLIER_SIGMAS = 3.0
-SCATTER_M = 10.0  # RMS distance of the kept fixes from their point above this: a person looks
+SCATTER_M = 10.0  # RMS distance of the kept fixes from their point above this: a person looks...
+SCATTER_CLAIMED = 2.0  # ...unless within this many times the RMS the fixes' own accuracy predicts
 R95_MIN_M = 4.0  # the radius holding 95% of the next fixes is never assumed smaller
 RMS_TO_R95 = 1.731  # 2-D Gaussian: r95 = sigma*sqrt(2 ln 20), RMS = sigma*sqrt(2)
 R95_TO_SIGMA = 2.448  # 2-D Gaussian: the 95% radius is 2.448 sigma (per axis)
 # Geometry and the predicted misses.
 DEVICE_MARGIN_M = 5.0  # geofence.MARGIN_DM: a fix within 5 m of the fence is inside
 MISS_TARGET = 0.0025  # a learned zone is sized so that 1 next delivery in 400 is predicted outside
-KEEP_MISS = 0.005  # a fence predicted to miss at most this share of the next deliveries is kept
+KEEP_MISS = 0.005  # a fence predicted to miss at most this share of the next deliveries is kept...
+SHRINK = 2.0  # ...unless it is more than this many times the area of the zone the deliveries need
 AT_BUILDING_M = 2.0  # a point this close to a footprint is at that building
-BOUND_M = 10.0  # a learned fence lies within its base footprint buffered by this
+BOUND_M = 10.0  # a learned point lies within its building buffered by this...
+POINT_SES = 2.0  # ...give or take this many standard errors of the point (one side: 97.7%)
 ZONE_MIN_M = 2.0  # a delivery zone is never a smaller circle than this
 CIRCLE_MIN_M = ZONE_MIN_M
-CIRCLE_MAX_M = 30.0  # a fence created without a footprint: a circle no larger than this
+CIRCLE_MAX_M = 30.0  # a delivery zone (every learned fence) is a circle no larger than this
 QUAD_SEGS = 4  # zones as 16-gons, as the compiler makes a Point stop (the vertex budget is 32)
 EARTH_M = 6371008.8
 
@@ -113,6 +117,8 @@ class Evidence:
     spread_m: float = 0.0  # weighted RMS distance of the used fixes from the point
     r95_m: float = 0.0  # radius expected to hold 95% of the next fixes
     sigma_m: float = 0.0  # predicted error of the next fix about the point (per axis, 1-sigma)
+    point_se_m: float = 0.0  # the point's own standard error (per axis)
+    claimed_rms_m: float = 0.0  # the RMS distance the fixes' own accuracy radii predict
     miss_now: float = 0.0  # share of the next deliveries predicted outside the current fence
     miss_new: float = 0.0  # ... outside the proposed fence
     agreement: float = 0.0  # share of the usable fixes' weight in the cluster
@@ -295,7 +301,10 @@ def estimate(ev: Evidence) -> None:
         # the cluster's own sigma from the median distance (Rayleigh: median = 1.1774 sigma)
         sigma = _wmedian(dist, w) / 1.1774
         limit = max(OUTLIER_MIN_M, OUTLIER_SIGMAS * sigma)
-        keep = [f for f, d in zip(fixes, dist, strict=True) if d <= limit] or fixes
+        # a fix is an outlier only beyond what its own accuracy allows too (a yard's HDOP 2.5 fix
+        # is 5 m per axis: 8 m off is ordinary for it)
+        keep = [f for f, d in zip(fixes, dist, strict=True)
+                if d <= max(limit, OUTLIER_SIGMAS * f.sigma)] or fixes
         tw = sum(f.weight for f in keep)
         nx = sum(f.x * f.weight for f in keep) / tw
         ny = sum(f.y * f.weight for f in keep) / tw
@@ -315,12 +324,14 @@ def estimate(ev: Evidence) -> None:
     # receivers themselves claimed (the accuracy radius, HDOP x 5 m, is a ~95% radius): a few
     # fixes that happen to agree do not make the next ones better
     claimed = _wmedian([2 * f.sigma for f in keep], [f.weight for f in keep])
+    ev.claimed_rms_m = claimed / R95_TO_SIGMA * math.sqrt(2)
     ev.r95_m = max(R95_MIN_M, RMS_TO_R95 * ev.spread_m, claimed)
     # the next fix's error about the point: the receiver's own (its 95% radius, or what the cluster
     # shows, whichever is larger) plus the point's own error, one independent sample per day (a
     # visit's fixes share their error)
     fix_sigma = ev.r95_m / R95_TO_SIGMA
-    ev.sigma_m = fix_sigma * math.sqrt(1 + 1 / max(ev.days, 1))
+    ev.point_se_m = fix_sigma / math.sqrt(max(ev.days, 1))
+    ev.sigma_m = math.hypot(fix_sigma, ev.point_se_m)
 
 
 # a fixed sample of the 2-D standard normal: predicted misses are the same every night for the same
@@ -357,26 +368,19 @@ def inside_share(fixes: list[Fix], fence: BaseGeometry | None) -> float:
 
 # --- the fences -----------------------------------------------------------------------------
 
-def bounded_fence(base: BaseGeometry, point: tuple[float, float], sigma: float) -> BaseGeometry:
-    """The delivery zone around `point` (zone_radius of the next fixes' sigma), within base + BOUND_M.
-
-    The fence is where the deliveries happen, not the building: the device judges the fix at the
-    door, so a footprint's far side holds no delivery and is not kept."""
-    zone = Point(point).buffer(zone_radius(sigma), quad_segs=QUAD_SEGS)
-    fence = zone.intersection(base.buffer(BOUND_M, quad_segs=QUAD_SEGS))
-    return _areal(shapely.make_valid(fence))
-
-
-def circle_fence(point: tuple[float, float], sigma: float) -> BaseGeometry:
-    r = min(zone_radius(sigma), CIRCLE_MAX_M)
-    return Point(point).buffer(r, quad_segs=QUAD_SEGS)
+def delivery_zone(point: tuple[float, float], sigma: float) -> BaseGeometry:
+    """The learned fence: a circle around `point` (zone_radius of the next fixes' sigma, at most
+    CIRCLE_MAX_M). The fence is where the deliveries happen, not the building: the device judges
+    the fix at the door, so a footprint's far side holds no delivery and is not kept; and the next
+    fixes scatter about the door whether a wall is near or not, so the zone is not clipped to the
+    building (a clipped circle holds fewer of them for its area)."""
+    return Point(point).buffer(min(zone_radius(sigma), CIRCLE_MAX_M), quad_segs=QUAD_SEGS)
 
 
-def _areal(g: BaseGeometry) -> BaseGeometry:
-    if isinstance(g, Polygon | MultiPolygon):
-        return g
-    parts = [p for p in getattr(g, "geoms", []) if isinstance(p, Polygon | MultiPolygon)]
-    return shapely.union_all(parts) if parts else g
+def within_bound(distance_m: float, ev: Evidence) -> bool:
+    """The point is within BOUND_M of a building, give or take its own error: a gate 9 m behind a
+    house is not taken for a van because one night's estimate lands 11 m out."""
+    return distance_m <= BOUND_M + POINT_SES * ev.point_se_m
 
 
 class Buildings:
@@ -450,40 +454,43 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
     prop.enough = True
     ev.distance_m = float(current.distance(Point(ev.point))) if current is not None else math.inf
     ev.inside_now = inside_share(ev.fixes, current)
-    if ev.agreement < MIN_AGREEMENT or ev.spread_m > SCATTER_M:
+    if ev.agreement < MIN_AGREEMENT or ev.spread_m > max(SCATTER_M, SCATTER_CLAIMED * ev.claimed_rms_m):
         prop.action = "flag"
         prop.why = (f"deliveries scatter: spread {ev.spread_m:.1f} m, {100 * ev.agreement:.0f}% of the "
                     "fixes' weight agree on one point")
         return prop
     p = ev.point
     ev.miss_now = predicted_miss(p, ev.sigma_m, current)
-    if current is not None and (has_building or learned_before) and ev.miss_now <= KEEP_MISS:
+    zone = delivery_zone(p, ev.sigma_m)
+    radius = math.sqrt(zone.area / math.pi)
+    loose = current is not None and current.area > SHRINK * zone.area
+    if current is not None and (has_building or learned_before) and ev.miss_now <= KEEP_MISS and not loose:
         prop.why = (f"the fence already covers the delivery point ({100 * ev.miss_now:.1f}% of the next "
                     "deliveries predicted outside)")
         return prop
     d_base = float(base.distance(Point(p))) if base is not None and has_building else math.inf
-    if base is not None and d_base <= BOUND_M:  # its own building reaches: never move what can extend
-        return change("extend", bounded_fence(base, p, ev.sigma_m),
-                      f"delivery point {d_base:.1f} m from building {bid}: the fence becomes the delivery "
-                      f"zone there (bound: building + {BOUND_M:g} m)", bid, base)
+    if base is not None and within_bound(d_base, ev):  # its own building reaches: never move what can extend
+        why = (f"the fence holds the deliveries but is {current.area / zone.area:.1f}x the zone they need"
+               if loose and ev.miss_now <= KEEP_MISS and current is not None else
+               f"delivery point {d_base:.1f} m from building {bid}")
+        return change("extend", zone, f"{why}: the fence becomes the delivery zone there, a circle of "
+                      f"{radius:.1f} m (bound: the point within building + {BOUND_M:g} m)", bid, base)
     # at another building: the deliveries cluster there
     other = buildings.nearest(p, AT_BUILDING_M, exclude=bid)
     if other is not None:
         obid, og, od = other
         action = "move" if has_building else "create"
-        return change(action, bounded_fence(og, p, ev.sigma_m),
+        return change(action, zone,
                       f"deliveries cluster at building {obid} ({od:.1f} m), "
                       + (f"{d_base:.0f} m from building {bid}" if has_building else "no building matched"),
                       obid, og)
     if not has_building:  # a new build: a circle, not the neighbour's footprint
-        circle = circle_fence(p, ev.sigma_m)
-        radius = math.sqrt(circle.area / math.pi)
-        return change("create", circle, f"no building within {BOUND_M:g} m: a circle of {radius:.0f} m "
-                      "around the delivery point", "", circle)
-    near = buildings.nearest(p, BOUND_M, exclude=bid)
+        return change("create", zone, f"no building within {BOUND_M:g} m: a circle of {radius:.1f} m "
+                      "around the delivery point", "", zone)
+    near = buildings.nearest(p, BOUND_M + POINT_SES * ev.point_se_m, exclude=bid)
     if near is not None:  # a door away from a building the deliveries cluster at
         obid, og, od = near
-        return change("move", bounded_fence(og, p, ev.sigma_m), f"delivery point {od:.1f} m from building "
+        return change("move", zone, f"delivery point {od:.1f} m from building "
                       f"{obid}, {d_base:.0f} m from building {bid}", obid, og)
     prop.action = "flag"
     nearest_any = buildings.nearest(p, 200.0)
@@ -545,5 +552,6 @@ def apply(fc: dict[str, Any], learned: Learned, version: int, night: str) -> dic
         props["fence"] = {"learned": True, "action": p.action, "version": version, "night": night,
                           "point": [round(lon, 7), round(lat, 7)], "deliveries": ev.deliveries,
                           "fixes": ev.used, "days": ev.days, "spread_m": round(ev.spread_m, 1),
-                          "distance_m": round(ev.distance_m, 1), "why": p.why}
+                          "point_se_m": round(ev.point_se_m, 2), "distance_m": round(ev.distance_m, 1),
+                          "why": p.why}
     return out

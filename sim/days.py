@@ -67,6 +67,7 @@ class Result:
     missed: dict[str, dict[str, int]] = field(default_factory=dict)  # held-out misses: variant -> kind -> n
     day_missed: list[dict[str, int]] = field(default_factory=list)  # learning's misses per day: kind/sky -> n
     workdir: str = ""
+    log: list[dict[str, Any]] = field(default_factory=list)  # every held-out judgement (diagnosis)
 
     def share(self, key: str) -> float:
         inside, judged = self.heldout[key]
@@ -196,9 +197,15 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
                     reason = 0 if verdict == record.V_INSIDE else _reason(town.ground[s.stop_id].kind)
                     batch.append(to_record(s, seq, town.route_id, verdict, dist, reason))
             if eligible(fixes.get(s.stop_id, [])):
+                g = town.ground[s.stop_id]
+                entry: dict[str, Any] = {"day": day, "stop": s.stop_id, "kind": g.kind, "sky": g.sky,
+                                         "hdop": s.hdop_x10, "lat": s.lat_e6, "lon": s.lon_e6}
+                res.log.append(entry)
                 for key, pkg in (("learning", pkgs["learning"]), ("naive", pkgs["naive"]),
                                  ("naive_equal_area", equal), ("naive_equal_total", total)):
-                    ok = pkg.verdict(s)[0] == record.V_INSIDE
+                    v_, d_ = pkg.verdict(s)
+                    ok = v_ == record.V_INSIDE
+                    entry[key] = (ok, d_)
                     res.heldout[key][0] += ok
                     res.heldout[key][1] += 1
                     if not ok:

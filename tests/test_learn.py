@@ -68,6 +68,15 @@ class History:
         return self
 
 
+def assert_bounded(p: learn.Proposal, building: str) -> None:
+    """The bound (docs/fence-learning.md): the learned point within the building + 10 m, give or take
+    2 standard errors of the point; the fence a circle of at most 30 m around that point."""
+    assert p.evidence.point is not None and p.new is not None
+    allowance = learn.POINT_SES * p.evidence.point_se_m
+    assert HOUSES[building].distance(Point(p.evidence.point)) <= learn.BOUND_M + allowance
+    assert Point(p.evidence.point).buffer(learn.CIRCLE_MAX_M + 0.01).contains(p.new)
+
+
 def only(learned, stop_id) -> learn.Proposal:
     return next(p for p in learned.proposals if p.stop_id == stop_id)
 
@@ -97,12 +106,24 @@ def test_many_deliveries_on_one_day_are_not_enough():
 def test_a_fence_that_already_holds_the_next_deliveries_is_kept():
     fc = route_fc(("S1", "way/1", None))
     h = History()
-    for day in (2, 3, 4):
-        h.deliver("S1", 5, 5, day=day, n=2, noise_m=1.0)  # a door in the middle of the footprint (a passage)
+    for day in (2, 3, 4):  # a door in the middle of the footprint (a passage), HDOP 1.2
+        h.deliver("S1", 5, 5, day=day, n=2, noise_m=1.0, hdop=1.2)
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
     assert (p.action, p.enough, p.new) == ("keep", True, None)
     assert p.why.startswith("the fence already covers the delivery point (0.")
     assert p.evidence.miss_now <= learn.KEEP_MISS
+
+
+def test_a_fence_that_holds_the_deliveries_but_is_far_too_large_becomes_their_zone():
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 4):  # the same passage under an open sky (HDOP 1): a zone of ~31 m2 does
+        h.deliver("S1", 5, 5, day=day, n=2, noise_m=1.0)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert p.action == "extend" and p.evidence.miss_now <= learn.KEEP_MISS
+    assert p.why.startswith("the fence holds the deliveries but is 3.")
+    assert HOUSES["way/1"].area > learn.SHRINK * new_fence(p).area
+    assert new_fence(p).contains(Point(5, 5)) and p.evidence.miss_new <= 2 * learn.MISS_TARGET
 
 
 def test_a_door_at_the_facade_gets_a_tight_zone_around_it():
@@ -127,7 +148,9 @@ def test_a_door_whose_fixes_are_poor_gets_room_before_they_miss():
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
     assert (p.action, p.evidence.inside_now, p.evidence.r95_m) == ("extend", 1.0, 12.5)
     assert new_fence(p).contains(Point(5, 10.5 + 12.5 - learn.DEVICE_MARGIN_M))  # r95 within the margin
-    assert HOUSES["way/1"].buffer(learn.BOUND_M + 0.01).contains(new_fence(p))
+    assert_bounded(p, "way/1")
+    # the zone is not clipped to the house + 10 m: the next fixes scatter 12.5 m about the door
+    assert not HOUSES["way/1"].buffer(learn.BOUND_M).contains(new_fence(p))
 
 
 def test_a_van_scanner_far_from_every_building_is_flagged_not_learned():
@@ -162,7 +185,7 @@ def test_a_rear_entrance_extends_the_fence_within_its_bound():
     p = only(learned, "S1")
     assert p.action == "extend"
     assert p.new is not None and p.new.contains(Point(door))
-    assert HOUSES["way/1"].buffer(learn.BOUND_M + 0.01).contains(p.new)  # the bound
+    assert_bounded(p, "way/1")
     assert p.new.area < HOUSES["way/1"].area  # the zone where the deliveries happen, not the house
     assert p.evidence.inside_now < 0.5 and p.evidence.inside_new == 1.0
     assert p.evidence.reasons == {"Entrance away from building": 6}
@@ -182,13 +205,31 @@ def test_a_door_near_the_bound_is_covered_up_to_it_and_one_past_it_is_flagged():
     for day in (2, 3, 4):
         h.deliver("S1", 5, -8.5, day=day, n=2, noise_m=3.0, override=True, reason=41)
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
-    assert p.action == "extend"
-    assert HOUSES["way/1"].buffer(learn.BOUND_M + 0.01).contains(p.new)
+    assert p.action == "extend" and new_fence(p).contains(Point(5, -8.5))
+    assert_bounded(p, "way/1")
     h = History()
     for day in (2, 3, 4):
         h.deliver("S1", 5, -14, day=day, n=2, override=True, reason=41)
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
     assert (p.action, p.new) == ("flag", None)
+
+
+@pytest.mark.parametrize(("hdop", "action"), [(1.0, "flag"), (1.6, "extend")])
+def test_a_gate_just_past_the_bound_is_judged_with_the_point_s_own_error(hdop, action):
+    # three days of fixes averaging 13 m behind the house: 3 m past the bound. HDOP 1 (2 m per
+    # axis): the point is known to 1.2 m, so 13 m is no gate 10 m out; HDOP 1.6 under trees
+    # (3.3 m per axis): known to 1.9 m, so a gate 9-10 m out is as likely as not to land here
+    fc = route_fc(("S1", "way/1", None))
+    h = History()
+    for day in (2, 3, 4):
+        h.deliver("S1", 5, -13, day=day, n=2, noise_m=0.01, hdop=hdop, override=True, reason=41)
+    p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
+    assert p.action == action
+    if action == "extend":
+        assert_bounded(p, "way/1")
+        assert round(p.evidence.point_se_m, 2) == 1.89
+    else:
+        assert p.why.startswith("deliveries sit 13 m from the nearest building")
 
 
 def test_deliveries_at_another_building_move_the_fence_there():
@@ -200,7 +241,7 @@ def test_deliveries_at_another_building_move_the_fence_there():
     p = only(learned, "S1")
     assert (p.action, p.old_building, p.new_building) == ("move", "way/1", "way/3")
     assert new_fence(p).contains(Point(5, 39.5))  # the zone at house C's door, within C's bound
-    assert HOUSES["way/3"].buffer(learn.BOUND_M + 0.01).contains(new_fence(p))
+    assert_bounded(p, "way/3")
     assert p.evidence.reasons == {"Fence wrong on map": 6}
     props = learn.apply(fc, learned, 2, "2026-11-05")["features"][0]["properties"]
     assert (props["building_id"], props["fence"]["action"]) == ("way/3", "move")
@@ -231,7 +272,7 @@ def test_an_unmatched_stop_gets_a_fence_from_its_deliveries():
     assert 3 * learn.CIRCLE_MIN_M ** 2 <= new_fence(new_build).area <= 3 * learn.CIRCLE_MAX_M ** 2  # 12-gons
     assert (at_c.action, at_c.new_building) == ("create", "way/3")
     assert new_fence(at_c).contains(Point(5, 50.5))
-    assert HOUSES["way/3"].buffer(learn.BOUND_M + 0.01).contains(new_fence(at_c))
+    assert_bounded(at_c, "way/3")
 
 
 def test_outliers_and_poor_fixes_do_not_pull_the_point():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from shapely.geometry import shape
+from shapely.geometry import Point, shape
 
 from host_tools import learn
 from sim import days
@@ -40,12 +40,14 @@ def test_learned_fences_stay_within_their_bound(four_days):
     learned = [f for f in route["features"] if (f["properties"].get("fence") or {}).get("learned")]
     assert learned
     for f in learned:
+        props = f["properties"]
         fence = FRAME.to_local(shape(f["geometry"]))
-        base = FRAME.to_local(shape(f["properties"]["fence_base"]))
-        if f["properties"]["building_id"]:
-            assert base.buffer(learn.BOUND_M + 0.05).contains(fence), f["properties"]["stop_id"]
-        else:
-            assert fence.area <= 3 * learn.CIRCLE_MAX_M ** 2, f["properties"]["stop_id"]
+        base = FRAME.to_local(shape(props["fence_base"]))
+        point = Point(FRAME.xy(*props["fence"]["point"]))
+        assert point.buffer(learn.CIRCLE_MAX_M + 0.05).contains(fence), props["stop_id"]
+        if props["building_id"]:
+            allowance = learn.POINT_SES * props["fence"]["point_se_m"]
+            assert base.distance(point) <= learn.BOUND_M + allowance + 0.05, props["stop_id"]
 
 
 def test_each_night_is_kept_as_a_route_version_with_a_review_page(four_days):
