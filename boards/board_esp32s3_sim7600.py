@@ -17,5 +17,8 @@ BOARD = {
     "keys": {"ok": 0, "back": 14, "up": 15, "down": 16},
     "battery": {"adc_pin": 1, "divider": 2},
     "flash": {"block_size": 4096, "block_count": 1024},  # 4 MiB littlefs partition
+    # ROMFS partition (MicroPython >= 1.25, partition type data/0x8f, mounted at /rom): 128 KiB, the
+    # esp32 port's partitions-4MiB-romfs.csv default as far as we know; not checked on hardware.
+    "romfs": {"bytes": 131072, "block_size": 4096},
     "fence_vertex_budget": 32,
 }

@@ -17,5 +17,9 @@ BOARD = {
     "keys": {"ok": 12, "back": 13, "up": 14, "down": 15},
     "battery": {"adc_pin": 29, "divider": 3},
     "flash": {"block_size": 4096, "block_count": 768},  # 3 MiB littlefs partition
+    # ROMFS partition (MicroPython >= 1.25: MICROPY_HW_ROMFS_BYTES, between the firmware and
+    # littlefs, mounted at /rom): 256 KiB, the rp2 port's size as far as we know; not checked on
+    # hardware.
+    "romfs": {"bytes": 262144, "block_size": 4096},
     "fence_vertex_budget": 32,
 }

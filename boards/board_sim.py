@@ -17,5 +17,8 @@ BOARD = {
     "keys": {"ok": "ok", "back": "back", "up": "up", "down": "down"},
     "battery": {"adc_pin": None, "divider": 1},
     "flash": {"block_size": 4096, "block_count": 512},  # 2 MiB image file
+    # ROMFS partition: the image file <flash>.romfs beside the littlefs image, mounted at /rom
+    # (sim/vm/romdev.py). 128 KiB as the esp32s3 board; the firmware's image is about 74 KB.
+    "romfs": {"bytes": 131072, "block_size": 4096},
     "fence_vertex_budget": 32,
 }

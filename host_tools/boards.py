@@ -37,3 +37,10 @@ def load_file(p: Path) -> dict:
 
 def load(name: str) -> dict:
     return load_file(path(name))
+
+
+def romfs(bdef: dict) -> dict | None:
+    """The board's ROMFS partition, {"bytes": N, "block_size": B}, or None when it has none
+    (MicroPython before 1.25, or a port built without MICROPY_VFS_ROM)."""
+    part = bdef.get("romfs")
+    return dict(part) if part and part.get("bytes") else None

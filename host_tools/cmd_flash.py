@@ -1,5 +1,5 @@
 """`depot flash --port PORT --device-id ID [--port P2 --device-id ID2 ...] [--csv FILE] [--board NAME]
-[--force]`: see host_tools/flash.py."""
+[--force] [--romfs/--no-romfs]`: see host_tools/flash.py."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def register(sub) -> None:
                    help="the CA certificate (PEM) the modem pins an https:// server to; required for https")
     p.add_argument("--force", action="store_true",
                    help="flash even a device holding unsynced records (they stay in its journal)")
+    p.add_argument("--romfs", action=argparse.BooleanOptionalAction, default=None,
+                   help="the firmware as a ROMFS image on the board's ROMFS partition, run in place "
+                        "(default where the board has one); --no-romfs: .mpy files on littlefs")
     p.set_defaults(func=run)
 
 
@@ -87,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         print("WARNING: --force flashes devices even when their journal holds unsynced records; the "
               "records stay on the device, sync it before its journal fills.", file=sys.stderr)
     server_ca = read_server_ca(args.server_url, args.server_ca)
+    if args.romfs is not False and boards.romfs(boards.load(args.board)) is None:
+        print(f"board {args.board} has no ROMFS partition: the firmware goes onto littlefs as .mpy files",
+              file=sys.stderr)
     lines = term.LiveLines(pairs, label=lambda pd: f"{pd[1]}  {pd[0]}")
 
     def show(r: flash.Result) -> None:
@@ -94,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         results = flash.flash_many(pairs, args.board, keys.get, force=args.force,
-                                   server_url=args.server_url, update=show, server_ca=server_ca)
+                                   server_url=args.server_url, update=show, server_ca=server_ca,
+                                   romfs=args.romfs)
     except flash.FlashError as exc:
         raise DepotError(str(exc), "nothing was written to any device") from None
     lines.close()

@@ -6,6 +6,15 @@ journal holds records the depot has not collected (unless forced), writes only t
 sha256 on the device differs, verifies every file by the hash the device computes, and reboots it.
 /data (journal, route, upload state) is never written or read beyond counting the unsynced records.
 The device key travels only inside /config/device.json.
+
+Where the board has a ROMFS partition (boards/*.py "romfs"; MicroPython >= 1.25), the package's
+.mpy files and board.mpy go into one ROMFS image (mpremote.romfs.make_romfs) written to the
+partition over vfs.rom_ioctl, as `mpremote romfs deploy` does, and verified by the sha256 of the
+partition the device reads back; the VM then runs their bytecode in place from flash. The entry
+points and the identity stay on littlefs. ROMFS wins: /rom/lib comes before /lib on the board's
+sys.path, so a ROMFS flash removes the package from littlefs and a littlefs flash (--no-romfs, or a
+device without the partition) erases the partition's header, and no stale copy is left to shadow
+or to be shadowed.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 from firmware import layout
-from host_tools import boards, manifest, term
+from host_tools import boards, flash_romfs, manifest, term
 from host_tools import mpremote_adapter as mp
 
 PROTECTED = (layout.DATA,)  # the carrier's journal, route and upload state: never written by a flash
@@ -41,18 +50,26 @@ class Refused(mp.AdapterError):
 
 @dataclass
 class Image:
-    """What goes onto every device of one board, as (device path, bytes)."""
+    """What goes onto every device of one board, as (device path, bytes). `romfs`: the /lib files
+    as one ROMFS image, for a board with a ROMFS partition (None: all of it onto littlefs)."""
     board: str
     files: list[tuple[str, bytes]]
+    romfs: bytes | None = None
+
+    def littlefs_files(self) -> list[tuple[str, bytes]]:
+        """What goes onto littlefs when the ROMFS image carries the package."""
+        return [(p, d) for p, d in self.files if not p.startswith(manifest.LIB + "/")]
 
     def with_identity(self, device_id: str, key: bytes, server_url: str = "",
-                      server_ca: str = "") -> list[tuple[str, bytes]]:
+                      server_ca: str = "", rom: bool = False) -> list[tuple[str, bytes]]:
+        """The littlefs files for one device (rom: without the package the ROMFS image carries)."""
         ident = {"device_id": device_id, "key": key.hex()}
         if server_url:
             ident["server_url"] = server_url  # where the modem uploads (depot serve)
         if server_ca:
             ident["server_ca"] = server_ca  # the CA the modem's TLS pins https:// uploads to
-        return self.files + [(layout.CONFIG, json.dumps(ident).encode())]
+        files = self.littlefs_files() if rom else self.files
+        return files + [(layout.CONFIG, json.dumps(ident).encode())]
 
 
 @dataclass
@@ -123,10 +140,11 @@ def _compile(src: Path, out: Path, arch: str | None) -> bytes:
     return dst.read_bytes()
 
 
-def build(board: str, out: Path | None = None) -> Image:
+def build(board: str, out: Path | None = None, romfs: bool | None = None) -> Image:
     """Compile what firmware/manifest.py lists for `board` (cached under cache_dir()/<board>) and
     gather the image: the package's modules as .mpy in /lib/firmware/, the board definition as
-    /lib/firmware/board.mpy, the entry points as source in /."""
+    /lib/firmware/board.mpy, the entry points as source in /. romfs (None: where the board has a
+    ROMFS partition) also packs the /lib files into a ROMFS image; a board without one gets none."""
     try:
         bdef = boards.load(board)
         bpath = boards.path(board)
@@ -142,7 +160,14 @@ def build(board: str, out: Path | None = None) -> Image:
         for src, dest in m.modules:
             files.append((dest[:-3] + ".mpy", _compile(src, out, arch)))
         files.append((f"{layout.FIRMWARE_DIR}/board.mpy", _compile(bpath, out, arch)))
-    return Image(bdef["name"], files)
+    part = boards.romfs(bdef)
+    if part is None or romfs is False:
+        return Image(bdef["name"], files)
+    rom = flash_romfs.image(files)
+    if len(rom) > part["bytes"]:
+        raise FlashError(f"the firmware's ROMFS image is {len(rom)} bytes, board {bdef['name']}'s "
+                         f"partition {part['bytes']}: flash with --no-romfs")
+    return Image(bdef["name"], files, rom)
 
 
 def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force: bool = False,
@@ -163,50 +188,41 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
         if key is None:
             raise FlashError(f"device {device_id!r} is not enrolled: "
                              f"run `depot enrol --device-id {device_id}`")
-        files = image.with_identity(device_id, key, server_url, server_ca)
-        assert not any(p.startswith(PROTECTED) for p, _ in files)
         step("connecting")
         with mp.Device.connect(port, timeout=connect_timeout) as dev:
-            step("checking", "journal")
-            try:
-                res.pending, _wm, _last = dev.journal_pending()
-            except mp.UnreadableJournal as exc:
-                if not force:
-                    raise Refused(f"{exc}: sync it with its own firmware first (or --force)") from None
-                res.message = "WARNING: forced over a journal no firmware could count (journal kept)"
-            if res.pending and not force:
-                raise Refused(f"{res.pending} unsynced record(s) in the journal: run `depot sync` first "
-                              "(or --force)")
-            if res.pending:
-                res.message = f"WARNING: forced over {res.pending} unsynced record(s) (journal kept)"
-            step("checking", "hashes")
-            want = {p: mp.sha256_hex(d) for p, d in files}
-            have = dev.hashes(want)
-            todo = [(p, d) for p, d in files if (have.get(p) or (0, ""))[1] != want[p]]
-            res.skipped = len(files) - len(todo)
-            dev.mkdirs(sorted({p.rsplit("/", 1)[0] for p, _ in todo if p.count("/") > 1}))
-            total = sum(len(d) for _, d in todo)
-            done = 0
-            for n, (path, data) in enumerate(todo, 1):
-                secret = path == "/config/device.json"
-
-                def prog(k: int, n: int = n, done: int = done) -> None:
-                    share = (done + k) / max(total, 1)
-                    step("writing", f"{n}/{len(todo)} files, {int(share * 100)}%", share)
-
-                got = dev.put(path, data, progress=prog, what="writing the identity" if secret else None)
-                if got != want[path]:
-                    raise FlashError(f"{path}: hash on the device differs after writing")
-                done += len(data)
-                res.written += 1
-                res.bytes += len(data)
-            # /lib holds exactly the image: a stale module would shadow its compiled one (.py is
-            # found first) or linger from an older layout (flat /lib/*.mpy, /lib/board.py).
+            _check_journal(dev, res, force, step)
+            step("checking", "ROMFS partition")
+            part = dev.rom_partition()
+            rom = image.romfs is not None and part is not None
+            if image.romfs is not None and part is None:
+                res.message = "no ROMFS partition on the device: firmware as .mpy files on littlefs"
+            elif rom and len(image.romfs or b"") > part[0]:  # type: ignore[index]
+                raise FlashError(f"the ROMFS image ({len(image.romfs or b'')} B) does not fit the "
+                                 f"device's partition ({part[0]} B): flash with --no-romfs")  # type: ignore[index]
+            if not rom and part is not None and part[2]:
+                # A ROMFS image would win over the littlefs copy: gone before that copy is written.
+                step("writing", "erasing the ROMFS partition")
+                dev.rom_erase(part[1], part[0])
+            files = image.with_identity(device_id, key, server_url, server_ca, rom=rom)
+            assert not any(p.startswith(PROTECTED) for p, _ in files)
+            want = _write_files(dev, files, res, step)
+            if rom:
+                assert image.romfs is not None and part is not None
+                if flash_romfs.deploy(dev, image.romfs, part, step):
+                    res.written += 1
+                    res.bytes += len(image.romfs)
+                else:
+                    res.skipped += 1
+            # /lib holds exactly the image (nothing at all with ROMFS): a stale module would shadow
+            # its compiled one (.py is found first) or linger from an older layout (flat /lib/*.mpy,
+            # /lib/board.py).
             stale = [f"/lib/{name}" for name, is_dir, _ in dev.listdir("/lib") if not is_dir]
             stale += [f"{layout.FIRMWARE_DIR}/{name}" for name, is_dir, _ in dev.listdir(layout.FIRMWARE_DIR)
                       if not is_dir and f"{layout.FIRMWARE_DIR}/{name}" not in want]
             for path in stale:
                 dev.remove(path)
+            if rom:
+                dev.rmdir(layout.FIRMWARE_DIR)
             step("verifying")
             final = dev.hashes(want)
             bad = [p for p in want if (final.get(p) or (0, ""))[1] != want[p]]
@@ -226,9 +242,52 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
     return res
 
 
+def _check_journal(dev: mp.Device, res: Result, force: bool, step: Callable[..., None]) -> None:
+    """Refuse a device holding records the depot has not collected, unless forced."""
+    step("checking", "journal")
+    try:
+        res.pending, _wm, _last = dev.journal_pending()
+    except mp.UnreadableJournal as exc:
+        if not force:
+            raise Refused(f"{exc}: sync it with its own firmware first (or --force)") from None
+        res.message = "WARNING: forced over a journal no firmware could count (journal kept)"
+    if res.pending and not force:
+        raise Refused(f"{res.pending} unsynced record(s) in the journal: run `depot sync` first "
+                      "(or --force)")
+    if res.pending:
+        res.message = f"WARNING: forced over {res.pending} unsynced record(s) (journal kept)"
+
+
+def _write_files(dev: mp.Device, files: list[tuple[str, bytes]], res: Result,
+                 step: Callable[..., None]) -> dict[str, str]:
+    """Write the littlefs files whose hash on the device differs; {path: sha256 hex} of all."""
+    step("checking", "hashes")
+    want = {p: mp.sha256_hex(d) for p, d in files}
+    have = dev.hashes(want)
+    todo = [(p, d) for p, d in files if (have.get(p) or (0, ""))[1] != want[p]]
+    res.skipped += len(files) - len(todo)
+    dev.mkdirs(sorted({p.rsplit("/", 1)[0] for p, _ in todo if p.count("/") > 1}))
+    total = sum(len(d) for _, d in todo)
+    done = 0
+    for n, (path, data) in enumerate(todo, 1):
+        secret = path == layout.CONFIG
+
+        def prog(k: int, n: int = n, done: int = done) -> None:
+            share = (done + k) / max(total, 1)
+            step("writing", f"{n}/{len(todo)} files, {int(share * 100)}%", share)
+
+        got = dev.put(path, data, progress=prog, what="writing the identity" if secret else None)
+        if got != want[path]:
+            raise FlashError(f"{path}: hash on the device differs after writing")
+        done += len(data)
+        res.written += 1
+        res.bytes += len(data)
+    return want
+
+
 def flash_many(targets: list[tuple[str, str]], board: str, keys: Callable[[str], bytes | None],
                force: bool = False, server_url: str = "", update: Callable[[Result], None] | None = None,
-               workers: int | None = None, server_ca: str = "") -> list[Result]:
+               workers: int | None = None, server_ca: str = "", romfs: bool | None = None) -> list[Result]:
     """Flash each (port, device_id) in its own thread; results in the order given."""
     ports = [p for p, _ in targets]
     dup = {p for p in ports if ports.count(p) > 1}
@@ -237,7 +296,7 @@ def flash_many(targets: list[tuple[str, str]], board: str, keys: Callable[[str],
         for r in results:
             r.status, r.message = "failed", f"port listed twice: {', '.join(sorted(dup))}"
         return results
-    image = build(board)
+    image = build(board, romfs=romfs)
     with ThreadPoolExecutor(max_workers=workers or max(1, len(targets))) as pool:
         futs = [pool.submit(flash_one, r.port, r.device_id, image, keys(r.device_id), force, server_url,
                             update, r, server_ca=server_ca)

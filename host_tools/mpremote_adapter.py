@@ -83,6 +83,28 @@ except ImportError:
 """ % layout.JOURNAL
 
 
+# ROMFS partition 0 as mpremote's `romfs query` reads it (MicroPython >= 1.25): (size, erase block,
+# whether it holds an image) for a memory-mapped partition; None without vfs.rom_ioctl, without a
+# partition, or for a partition given as a block device (no port this project targets does that).
+_ROM_QUERY_SNIPPET = """
+import vfs
+r = None
+if hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0:
+    d = vfs.rom_ioctl(2, 0)
+    if not isinstance(d, int) and not hasattr(d, 'ioctl'):
+        b = vfs.rom_ioctl(6, 0)
+        r = (len(d), b if isinstance(b, int) and b > 0 else len(d), bytes(d[:3]) == b'\\xd2\\xcd\\x31')
+print(repr(r))
+"""
+
+_ROM_HASH_SNIPPET = """
+import vfs, hashlib, binascii
+print(repr(binascii.hexlify(hashlib.sha256(vfs.rom_ioctl(2, 0)[:%d]).digest()).decode()))
+"""
+
+_ROM_UMOUNT_SNIPPET = "import vfs\ntry:\n vfs.umount('/rom')\nexcept OSError:\n pass"
+_ROM_ERASE_SPAN = 32768  # bytes erased per prepare call, as mpremote's deploy: a call stays short
+
 _RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
 
 
@@ -262,6 +284,64 @@ class Device:
 
     def remove(self, path: str) -> None:
         self.exec("import os\nos.remove(%r)" % path, "removing " + path)
+
+    def rmdir(self, path: str) -> None:
+        """Remove an empty directory; nothing when it is absent or not empty."""
+        self.exec("import os\ntry:\n os.rmdir(%r)\nexcept OSError:\n pass" % path, "removing " + path)
+
+    # -- ROMFS partition (vfs.rom_ioctl, the protocol of mpremote's `romfs deploy`) ----------
+
+    def rom_partition(self) -> tuple[int, int, bool] | None:
+        """(size, erase block size, holds a ROMFS image) of partition 0; None when there is none."""
+        got = self._eval(_ROM_QUERY_SNIPPET, "querying the ROMFS partition")
+        if got is None:
+            return None
+        if not (isinstance(got, tuple) and len(got) == 3):
+            raise FlashError(f"{self.port}: querying the ROMFS partition: unexpected reply")
+        return int(got[0]), int(got[1]), bool(got[2])
+
+    def rom_sha256(self, length: int) -> str:
+        """sha256 hex of the partition's first `length` bytes, read back by the device."""
+        return str(self._eval(_ROM_HASH_SNIPPET % length, "hashing the ROMFS partition"))
+
+    def _rom_call(self, args: str, what: str) -> int:
+        got = self._eval("import vfs\nprint(vfs.rom_ioctl(%s))" % args, what)
+        if not isinstance(got, int) or got < 0:
+            raise FlashError(f"{self.port}: {what}: the device answered {got!r}")
+        return got
+
+    def _rom_prepare(self, length: int, block: int, size: int) -> int:
+        """Erase the partition's first `length` bytes; the minimum write size the port answers."""
+        self.exec(_ROM_UMOUNT_SNIPPET, "unmounting /rom")  # nothing may read it while it changes
+        if block >= size:  # no ranged erase on this port: one call for the lot
+            return self._rom_call(f"3,0,{length}", "erasing the ROMFS partition")
+        min_write = 4
+        for off in range(0, length, _ROM_ERASE_SPAN):
+            span = min(length - off, _ROM_ERASE_SPAN)
+            span = (span + block - 1) // block * block
+            min_write = self._rom_call(f"3,0,{off},{span}", "erasing the ROMFS partition")
+        return min_write
+
+    def rom_write(self, image: bytes, block: int, size: int,
+                  progress: Callable[[int], None] | None = None) -> None:
+        """Erase and program `image` at the partition's start, as `mpremote romfs deploy` does."""
+        min_write = max(1, self._rom_prepare(len(image), block, size))
+        chunk = max(4096 // min_write, 1) * min_write
+        self.exec("from binascii import a2b_base64", "writing the ROMFS image")
+        for off in range(0, len(image), chunk):
+            part = image[off: off + chunk]
+            part += bytes(-len(part) % min_write)
+            self._rom_call(f"4,0,{off},a2b_base64({base64.b64encode(part).decode()!r})",
+                           "writing the ROMFS image")
+            if progress:
+                progress(min(off + chunk, len(image)))
+        self._rom_call("5,0", "finishing the ROMFS write")
+
+    def rom_erase(self, block: int, size: int) -> None:
+        """Erase the partition's first block: its image header goes, so the device no longer mounts
+        it and imports from littlefs."""
+        self._rom_prepare(min(block, size), block, size)
+        self._rom_call("5,0", "finishing the ROMFS erase")
 
     def journal_pending(self) -> tuple[int, int, int]:
         """(records above the watermark, watermark, highest seq held) read from /journal, read-only."""

@@ -191,6 +191,10 @@ class Device:
     def wear(self) -> dict[str, Any]:
         return self.call("wear")
 
+    def rom_fault(self, stuck_byte: int | None) -> None:
+        """The ROMFS partition's byte at `stuck_byte` no longer programs, as a worn cell (None: healed)."""
+        self.call("rom_fault", stuck_byte=stuck_byte)
+
     # --- power ---
 
     def power_cut(self, after_writes: int | None = None, ooo: bool = False) -> None:

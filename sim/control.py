@@ -100,6 +100,7 @@ COMMANDS: dict[str, Command] = {
     "reboot": _none(lambda dev, m: dev.vm.reboot()),
     "dock_fault": _dock_fault,
     "wear": lambda dev, m: dev.wear(),
+    "rom_fault": _none(lambda dev, m: dev.rom_stuck_byte(m.get("stuck_byte"))),
     "modem": _modem,
     "stop": _stop,
 }

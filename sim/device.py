@@ -40,6 +40,13 @@ from sim.vmsupervisor import Supervisor
 
 VM_DIR = Path(__file__).resolve().parent / "vm"
 _POWER_BLANK = b" " * 32
+_ROM_ALLOC_SLACK = 64  # the partition's bytearray header and the heap's block rounding
+
+
+def heap_bytes(heap: str) -> int:
+    """`--heap` (256K, 1M, 196608) in bytes."""
+    mult = {"k": 1024, "m": 1024 * 1024}.get(heap[-1].lower(), 1)
+    return int(heap[:-1] if mult > 1 else heap) * mult
 
 
 def load_board(name: str) -> dict[str, Any]:
@@ -91,7 +98,14 @@ class VirtualDevice:
         self.events_fifo = self.workdir / "events.fifo"
         self._state_fd = open_fifo(self.state_fifo)
         self.events = Events(self.events_fifo, self.workdir / "events.log")
-        self.vm = Supervisor([mpy.micropython_exe(), "-X", f"heapsize={heap}", str(VM_DIR / "shim.py")],
+        # The ROMFS partition (sim/vm/romdev.py) is the shim's first allocation: the VM's heap is the
+        # board's plus the partition, so the firmware still has `heap` above it.
+        self.romfs = self.board.get("romfs") or None
+        self.romfs_image = Path(str(self.image) + ".romfs")
+        self.rom_fault = self.workdir / "romfault"
+        self.rom_fault.write_bytes(b"")
+        vm_heap = heap_bytes(heap) + (int(self.romfs["bytes"]) + _ROM_ALLOC_SLACK if self.romfs else 0)
+        self.vm = Supervisor([mpy.micropython_exe(), "-X", f"heapsize={vm_heap}", str(VM_DIR / "shim.py")],
                              self.workdir, self._env, self._before_boot, self._output)
         self.console = Console(self.vm, console_baud)
         self._gnss_stop = threading.Event()
@@ -112,6 +126,7 @@ class VirtualDevice:
             "workdir": str(self.workdir),
             "board": self.board_name,
             "flash": str(self.image),
+            "romfs": str(self.romfs_image) if self.romfs else None,  # the ROMFS partition's file
             "uart": {name: p.path for name, p in self.uarts.items()} | {"dock": self.dock.device.path},
             "screen": str(self.screen),
         }
@@ -181,6 +196,10 @@ class VirtualDevice:
             "SIM_EVENTS": str(self.events_fifo),
             "SIM_BATTERY": str(self.battery),
         })
+        if self.romfs:
+            env.update({"SIM_ROMFS": str(self.romfs_image), "SIM_ROMFS_BYTES": str(self.romfs["bytes"]),
+                        "SIM_ROMFS_BLOCK": str(self.romfs.get("block_size", 4096)),
+                        "SIM_ROM_FAULT": str(self.rom_fault)})
         return env
 
     def _before_boot(self) -> None:
@@ -295,6 +314,16 @@ class VirtualDevice:
 
     def status(self) -> dict[str, Any]:
         return self.vm.status() | {"dock": dict(self.dock.bytes)}
+
+    def rom_stuck_byte(self, offset: int | None) -> None:
+        """A worn cell in the ROMFS partition: the byte at `offset` no longer programs (None: healed)."""
+        if not self.romfs:
+            raise ValueError(f"board {self.board_name} has no ROMFS partition")
+        fd = os.open(self.rom_fault, os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, b"" if offset is None else str(int(offset)).encode())
+        finally:
+            os.close(fd)
 
     def wear(self) -> dict[str, Any]:
         import array

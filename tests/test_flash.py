@@ -41,7 +41,7 @@ print(j.pending())
 
 @pytest.fixture(scope="module")
 def image() -> flash.Image:
-    return flash.build("sim")
+    return flash.build("sim", romfs=False)  # `--no-romfs`: .mpy files on littlefs (ROMFS: test_flash_romfs)
 
 
 @pytest.fixture()

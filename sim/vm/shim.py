@@ -18,13 +18,21 @@ Talks to the device process through:
 """
 
 import os
-import sys
-import time
 
-import repl  # type: ignore  # sim/vm on MICROPYPATH
-import simhw  # type: ignore
-import vfs  # type: ignore  # MicroPython
-from flashdev import FlashDevice  # type: ignore
+# The board's ROMFS partition, first of all: nothing else is on the heap yet but this script's own
+# bytecode, so the partition sits below everything the firmware allocates and never moves, as a
+# board's memory-mapped flash sits outside its heap (sim/vm/romdev.py).
+_rom_bytes = int(os.getenv("SIM_ROMFS_BYTES") or 0)
+_rom_mem = bytearray(_rom_bytes) if _rom_bytes else None
+
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import repl  # type: ignore  # noqa: E402  # sim/vm on MICROPYPATH
+import romdev  # type: ignore  # noqa: E402
+import simhw  # type: ignore  # noqa: E402
+import vfs  # type: ignore  # noqa: E402  # MicroPython
+from flashdev import FlashDevice  # type: ignore  # noqa: E402
 
 
 class SimFlash(FlashDevice):
@@ -129,8 +137,17 @@ def main():
     fl = board["flash"]
     dev = SimFlash(fl["block_size"], fl["block_count"], image, os.getenv("SIM_POWER"),
                    image + ".wear" if image else None)
+    rom = None
+    if _rom_mem is not None:  # opened while the host's filesystem is still mounted
+        rom = romdev.Partition(_rom_mem, os.getenv("SIM_ROMFS"), int(os.getenv("SIM_ROMFS_BLOCK") or 4096),
+                               os.getenv("SIM_ROM_FAULT"))
     err = mount(dev, image)
-    sys.path[:] = ["", ".frozen", "/lib"]
+    # As a MicroPython >= 1.25 board: ROMFS at /rom, and /rom, /rom/lib before /lib on sys.path, so
+    # a firmware image in ROMFS wins over a copy on littlefs.
+    if rom is not None and romdev.install(rom):
+        sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "/lib"]
+    else:
+        sys.path[:] = ["", ".frozen", "/lib"]
     ns = {"__name__": "__main__"}
     if err:
         repl.w(b"sim: " + err.encode() + b"\r\n")
