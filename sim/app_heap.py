@@ -51,15 +51,47 @@ def _romfs(lib: Path) -> bytes:
         return bytes(romfs.make_romfs(str(lib), mpy_cross=False))
 
 
+def flash_virtual_handheld(workdir: Path, board: str = "sim") -> Path:
+    """Flash a blank virtual handheld with `depot flash --romfs` (real mpremote over its console
+    pty) and stop it; the ROMFS partition file it was left with."""
+    from host_tools import cli
+    from host_tools.store import Store
+    from sim.client import Device
+
+    store = workdir / "depot.sqlite3"
+    Store(store).enrol("HH-HEAP")
+    with Device.start(workdir / "hh.img", board=board) as dev:
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = cli.main(["--store", str(store), "flash", "--port", dev.console, "--device-id", "HH-HEAP",
+                           "--board", board, "--romfs"])
+        if rc != 0:
+            raise mpy.MicroPythonError(f"depot flash --romfs failed on the virtual handheld ({rc})")
+        partition = Path(dev.info["romfs"])
+    return partition
+
+
+def _harness(d: Path) -> Path:
+    """The day's driver and the simulator's hardware as their own ROMFS image (sim/vm/flashedday.py)."""
+    src = d / "harness"
+    src.mkdir()
+    for mod in ("flashdev", "simhw", "appdayrun"):
+        subprocess.run([flash._mpy_cross(), "-o", str(src / f"{mod}.mpy"), str(VM / f"{mod}.py")], check=True)
+    img = d / "harness.romfs"
+    img.write_bytes(_romfs(src))
+    return img
+
+
 def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: bool = False,
-        walk: bool = False) -> dict[str, Any]:
+        walk: bool = False, flashed: Path | None = None) -> dict[str, Any]:
     """Run the day at `-X heapsize=heap`. rom=True: the modules come from a ROMFS image, and the
     VM's heap is `heap` plus the image (its first allocation), so the app has `heap` above it.
     irregular: surveyed-looking footprints (town.town(irregular=True)); walk: every second of the
     walk between doors is fed, not one fix per door. The result's `largest_free_blocks` is the
     largest free block (bytes) after a collection at the start, after the first scan, every 50
-    scans and at the end."""
-    image = flash.build("sim")  # the firmware as the device holds it: .mpy bytecode
+    scans and at the end. flashed: the ROMFS partition file `depot flash --romfs` left on a virtual
+    handheld (flash_virtual_handheld): the firmware comes from it alone, mounted as the device
+    mounts it, and the VM's heap is `heap` plus the partition and the harness image."""
+    image = flash.build("sim", romfs=False)  # the firmware as the device holds it: .mpy bytecode
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         lib = d / "lib"
@@ -70,7 +102,13 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
                 (lib / path[5:]).write_bytes(data)
         extra: list[str] = []
         vm_heap = heap
-        if rom:
+        entry = VM / "appday.py"
+        if flashed is not None:
+            harness = _harness(d)
+            extra = [str(flashed), str(harness)]
+            vm_heap = f"{_bytes(heap) + mpy.heap_for_flash(flashed.stat().st_size, harness.stat().st_size)}"
+            entry = VM / "flashedday.py"
+        elif rom:
             for mod in ("flashdev", "simhw", "appdayrun"):  # the simulator's hardware and the day, in ROM
                 subprocess.run([flash._mpy_cross(), "-o", str(lib / f"{mod}.mpy"), str(VM / f"{mod}.py")],
                                check=True)
@@ -84,8 +122,8 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
         plan = d / "plan.txt"
         plan.write_bytes(_plan(fc, walk))
         env = dict(os.environ, SIM_UART_DOCK="/dev/null", SIM_UART_MODEM="/dev/null",
-                   MICROPYPATH=f"{lib}:{VM}:.frozen")
-        proc = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={vm_heap}", str(VM / "appday.py"),
+                   MICROPYPATH=".frozen" if flashed is not None else f"{lib}:{VM}:.frozen")
+        proc = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={vm_heap}", str(entry),
                                str(d / "flash.img"), str(pkg), str(plan), "HH-HEAP", KEY.hex(), *extra],
                               capture_output=True, text=True, env=env, timeout=600)
         if proc.returncode != 0 or not proc.stdout.strip():

@@ -40,7 +40,6 @@ from sim.vmsupervisor import Supervisor
 
 VM_DIR = Path(__file__).resolve().parent / "vm"
 _POWER_BLANK = b" " * 32
-_ROM_ALLOC_SLACK = 64  # the partition's bytearray header and the heap's block rounding
 
 
 def heap_bytes(heap: str) -> int:
@@ -99,12 +98,12 @@ class VirtualDevice:
         self._state_fd = open_fifo(self.state_fifo)
         self.events = Events(self.events_fifo, self.workdir / "events.log")
         # The ROMFS partition (sim/vm/romdev.py) is the shim's first allocation: the VM's heap is the
-        # board's plus the partition, so the firmware still has `heap` above it.
+        # board's plus the partition (and its share of the GC's tables), so `heap` is left above it.
         self.romfs = self.board.get("romfs") or None
         self.romfs_image = Path(str(self.image) + ".romfs")
         self.rom_fault = self.workdir / "romfault"
         self.rom_fault.write_bytes(b"")
-        vm_heap = heap_bytes(heap) + (int(self.romfs["bytes"]) + _ROM_ALLOC_SLACK if self.romfs else 0)
+        vm_heap = heap_bytes(heap) + (mpy.heap_for_flash(int(self.romfs["bytes"])) if self.romfs else 0)
         self.vm = Supervisor([mpy.micropython_exe(), "-X", f"heapsize={vm_heap}", str(VM_DIR / "shim.py")],
                              self.workdir, self._env, self._before_boot, self._output)
         self.console = Console(self.vm, console_baud)

@@ -36,6 +36,22 @@ def package_paths() -> list[str]:
     return list(dict.fromkeys([str(FIRMWARE.parent), str(BOARDS.parent)]))
 
 
+_ALLOC_SLACK = 32  # bytes: a bytearray's data rounded up to the GC's 32-byte blocks (64-bit port)
+
+
+def usable_heap(heapsize: int) -> int:
+    """What `-X heapsize` leaves for objects on the unix port: the GC keeps 3/256 of it for its
+    allocation and finaliser tables (131072 gives 129536)."""
+    return heapsize * 253 // 256
+
+
+def heap_for_flash(*regions: int) -> int:
+    """What regions of memory-mapped flash (a ROMFS partition), allocated first on the VM's heap,
+    add to `-X heapsize`, so that the heap above them is the board's own: their bytes, block
+    rounding, and their share of the GC's tables."""
+    return sum(n + _ALLOC_SLACK for n in regions) * 256 // 253 + 1
+
+
 def mpy_env(extra_paths: tuple[str | os.PathLike, ...] = ()) -> dict[str, str]:
     env = dict(os.environ)
     # sim/vm: the simulator's peripherals (simhw) the hal asks for on the unix port

@@ -35,7 +35,7 @@ def fails(capsys, argv: list[str]) -> str:
 def test_a_board_name_that_does_not_exist(store, capsys):
     line = fails(capsys, ["--store", str(store), "flash", "--port", "/dev/null", "--device-id", "HH-1",
                           "--board", "esp32"])
-    assert line == "no board named esp32. Choose one of esp32s3-sim7600, rp2350-bg95, sim."
+    assert line == "no board named esp32. Choose one of esp32s3-sim7600, rp2350-bg95, sim, sim-noromfs."
 
 
 def test_ports_and_device_ids_that_do_not_pair(store, capsys):
@@ -139,7 +139,7 @@ def test_sync_on_a_silent_port_says_what_to_check(store):
 def test_compiling_for_a_board_that_does_not_exist(tmp_path, capsys):
     line = fails(capsys, ["route", "compile", str(EXAMPLE), "--out", str(tmp_path / "x.pkg"),
                           "--board", "esp"])
-    assert line == "no board named esp. Choose one of esp32s3-sim7600, rp2350-bg95, sim."
+    assert line == "no board named esp. Choose one of esp32s3-sim7600, rp2350-bg95, sim, sim-noromfs."
     assert not (tmp_path / "x.pkg").exists()
 
 

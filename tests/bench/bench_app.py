@@ -1,26 +1,42 @@
-"""The running application's heap over a 1,000-stop day on the real VM (sim/app_heap.py): modules
-as .mpy on littlefs (loaded into RAM) at 256K, and from a ROMFS image (bytecode run in place) at
-the 128K goal."""
+"""The running application's heap over a 1,000-stop day on the real VM (sim/app_heap.py): on what
+`depot flash` deploys to the sim board (a ROMFS image on its partition, bytecode run in place) at
+the 128K goal; as .mpy files on littlefs (`--no-romfs`: loaded into RAM) at 256K; and from a ROMFS
+image the harness builds itself (the earlier measurement, kept for comparison)."""
 
-from sim import app_heap
+import tempfile
+from pathlib import Path
+
+from sim import app_heap, mpy
 
 
 def run(report) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-flashed-") as tmp:
+        partition = app_heap.flash_virtual_handheld(Path(tmp))  # `depot flash --romfs`, real mpremote
+        f = app_heap.run(stops=1000, heap="128K", flashed=partition)
+    outside = f["romfs_bytes"]  # the partition and the harness image: memory-mapped flash on a board
+    above = f["heap_total"] - outside
+    excess = max(0, above - mpy.usable_heap(128 * 1024))  # never credit the app with the rounding
+    report("peak_heap_bytes_1000_stops", f["peak_live_heap"] - outside, "B",
+           f"live heap after gc, {f['scans']} scans on {f['stops']} stops, on what `depot flash` deploys "
+           f"to the sim board (ROMFS partition, bytecode in place), -X heapsize=128K above the partition")
+    report("free_heap_bytes_1000_stops_flashed", f["least_free"] - excess, "B",
+           f"least free heap over the day at 128K ({above - excess} B usable above the partition) on a "
+           "virtual handheld flashed by `depot flash --romfs`; goal 16384")
     d = app_heap.run(stops=1000, heap="256K")
-    report("peak_heap_bytes_1000_stops", d["peak_live_heap"], "B",
-           f"live heap after gc, {d['scans']} scans on {d['stops']} stops, -X heapsize=256K "
-           f"({d['heap_total']} B usable), modules as .mpy files")
-    report("free_heap_bytes_1000_stops", d["least_free"], "B", "least free heap seen during the day")
+    report("peak_heap_bytes_1000_stops_mpy", d["peak_live_heap"], "B",
+           f"the same day with `depot flash --no-romfs`: .mpy files on littlefs, -X heapsize=256K "
+           f"({d['heap_total']} B usable)")
+    report("free_heap_bytes_1000_stops_mpy", d["least_free"], "B", "least free heap seen, .mpy on littlefs")
     report("app_data_heap_bytes_1000_stops", d["peak_live_heap"] - d["heap_before_app"], "B",
            f"beyond the loaded modules ({d['heap_before_app']} B of .mpy modules in RAM)")
     report("peak_heap_vs_256k", d["peak_live_heap"] / d["heap_total"], "ratio", "must stay below 1")
     r = app_heap.run(stops=1000, heap="128K", rom=True)
     rom = r["romfs_bytes"]
     report("peak_heap_bytes_1000_stops_romfs", r["peak_live_heap"] - rom, "B",
-           f"same day, firmware in a {rom} B ROMFS image; heap above the image "
-           f"{r['heap_total'] - rom} B (the 128K goal); {r['records']} of {r['scans']} scans recorded")
+           f"same day, firmware and harness in one {rom} B ROMFS image the harness builds; heap above "
+           f"the image {r['heap_total'] - rom} B; {r['records']} of {r['scans']} scans recorded")
     report("free_heap_bytes_1000_stops_romfs", r["least_free"], "B", "least free heap seen, ROMFS")
     report("module_heap_romfs_vs_mpy", (r["heap_before_app"] - rom) / d["heap_before_app"], "ratio",
            "RAM the loaded firmware takes from ROMFS over from .mpy files")
-    report("peak_heap_romfs_vs_128k", (r["peak_live_heap"] - rom) / (128 * 1024), "ratio",
-           "must stay below 1")
+    report("peak_heap_romfs_vs_128k", (f["peak_live_heap"] - outside) / (128 * 1024), "ratio",
+           "flashed: must stay below 1")
