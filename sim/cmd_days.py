@@ -15,6 +15,7 @@ def register(sub) -> None:
 
 
 def _main(args) -> int:
-    res = days.run(args.days, args.stops, args.seed, Path(args.workdir) if args.workdir else None)
+    res = days.run(args.days, args.stops, args.seed, Path(args.workdir) if args.workdir else None,
+                   scales=days.AREA_SCALES)
     days.report(res)
     return 0

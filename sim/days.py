@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry import shape
+from shapely.geometry import Point, shape
 
 from firmware import geofence, nmea, record, route_package
 from host_tools import address_build, cli, learn, route_compile
@@ -40,6 +40,7 @@ DWELL_S = 30  # the receiver runs this long at the door before the first scan
 FIRST_DAY = dt.date(2026, 12, 1)
 NAIVE_RADIUS_M = 50.0
 HELD_OUT_MIN = 3  # held-out counts stops with at least this many earlier deliveries
+AREA_SCALES = (0.8, 0.9, 1.1, 1.25, 1.5)  # per-stop naive circles with these multiples of the learned area
 VARIANTS = ("learning", "none", "naive")
 
 
@@ -61,6 +62,9 @@ class Result:
     heldout: dict[str, list[int]] = field(default_factory=lambda: {
         "learning": [0, 0], "naive": [0, 0], "naive_equal_area": [0, 0],
         "naive_equal_total": [0, 0]})  # [inside, judged]
+    # the fence area (m2, as compiled) each held-out judgement was made against, summed: the area
+    # ratios of the baselines to the learned fences
+    heldout_area: dict[str, float] = field(default_factory=dict)
     area_growth: float = 1.0  # median learned / initial area, stops whose fence changed
     changed: int = 0
     naive_area_growth: float = 1.0
@@ -72,6 +76,22 @@ class Result:
     def share(self, key: str) -> float:
         inside, judged = self.heldout[key]
         return inside / judged if judged else 0.0
+
+    def area_ratio(self, key: str) -> float:
+        """The area `key` judged the held-out deliveries with, over the learned fences' area."""
+        return self.heldout_area.get(key, 0.0) / self.heldout_area["learning"]
+
+    def naive_area_to_match(self) -> float:
+        """The per-stop naive circles' area, as a multiple of the learned fences', at which they hold
+        as many held-out deliveries as the learned fences (linear between the scaled runs; below 1:
+        the naive circle does better at equal area)."""
+        target = self.share("learning")
+        points = sorted((self.area_ratio(k), self.share(k)) for k in self.heldout
+                        if k.startswith("naive_equal_area"))
+        for (a0, s0), (a1, s1) in zip(points, points[1:], strict=False):
+            if s0 <= target <= s1:
+                return a0 if s1 == s0 else a0 + (a1 - a0) * (target - s0) / (s1 - s0)
+        return points[0][0] if target < points[0][1] else math.inf
 
 
 class Package:
@@ -148,15 +168,26 @@ def naive_route(fc: dict[str, Any], fixes: dict[str, list[tuple[float, float, in
     return out
 
 
+# a Point stop compiles to a 16-gon inside its circle: its area, and the radius for an area, are
+# those of that polygon, so a naive circle "of equal area" gets the learned fence's area exactly
+_UNIT_POINT_AREA = Point(0, 0).buffer(1.0, quad_segs=route_compile.POINT_QUAD_SEGS).area
+
+
 def area_m2(f: dict[str, Any]) -> float:
     g = FRAME.to_local(shape(f["geometry"]))
     if g.geom_type == "Point":
-        return math.pi * float(f["properties"]["radius_m"]) ** 2
+        return _UNIT_POINT_AREA * float(f["properties"]["radius_m"]) ** 2
     return float(g.area)
 
 
+def radius_for(area: float) -> float:
+    return math.sqrt(area / _UNIT_POINT_AREA)
+
+
 def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = None,
-        say: Any = print) -> Result:
+        say: Any = print, scales: tuple[float, ...] = ()) -> Result:
+    """`scales`: more per-stop naive circles for the held-out figure, with these multiples of the
+    learned fence's area (Result.naive_area_to_match)."""
     work = workdir or Path(tempfile.mkdtemp(prefix="sim_days_"))
     work.mkdir(parents=True, exist_ok=True)
     town = generate(seed=seed, stops=stops)
@@ -175,12 +206,21 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
         scans = day_scans(town, first, day, seed)
         pkgs = {v: Package(fcs[v], work, f"{v}-day{day}") for v in VARIANTS}
         area = {f["properties"]["stop_id"]: area_m2(f) for f in fcs["learning"]["features"]}
-        equal = Package(naive_route(first, fixes, {s: math.sqrt(a / math.pi) for s, a in area.items()}),
-                        work, f"naive-equal-day{day}")
-        # the naive baseline as it is, one radius for every stop, with the learned fences' total area
+        # held-out baselines: fc and its areas. Per stop, a circle around the median fix with the
+        # learned fence's area (or a multiple of it); and the naive baseline as it is, one radius
+        # for every stop, with the learned fences' total area
         seen = [a for s, a in area.items() if s in fixes]
-        same = math.sqrt(statistics.fmean(seen) / math.pi) if seen else NAIVE_RADIUS_M
-        total = Package(naive_route(first, fixes, dict.fromkeys(area, same)), work, f"naive-total-day{day}")
+        same = radius_for(statistics.fmean(seen)) if seen else NAIVE_RADIUS_M
+        held = {"learning": fcs["learning"], "naive": fcs["naive"],
+                "naive_equal_area": naive_route(first, fixes, {s: radius_for(a) for s, a in area.items()}),
+                "naive_equal_total": naive_route(first, fixes, dict.fromkeys(area, same))}
+        for k in scales:
+            held[f"naive_equal_area_x{k:g}"] = naive_route(first, fixes, {s: radius_for(k * a)
+                                                                          for s, a in area.items()})
+        held_pkgs = {key: pkgs[key] if key in pkgs else Package(fc, work, f"{key}-day{day}")
+                     for key, fc in held.items()}
+        held_area = {key: {f["properties"]["stop_id"]: area_m2(f) for f in fc["features"]}
+                     for key, fc in held.items()}
         inside = {v: 0 for v in VARIANTS}
         misses: dict[str, int] = {}
         res.day_missed.append(misses)
@@ -201,20 +241,21 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
                 entry: dict[str, Any] = {"day": day, "stop": s.stop_id, "kind": g.kind, "sky": g.sky,
                                          "hdop": s.hdop_x10, "lat": s.lat_e6, "lon": s.lon_e6}
                 res.log.append(entry)
-                for key, pkg in (("learning", pkgs["learning"]), ("naive", pkgs["naive"]),
-                                 ("naive_equal_area", equal), ("naive_equal_total", total)):
+                for key, pkg in held_pkgs.items():
                     v_, d_ = pkg.verdict(s)
                     ok = v_ == record.V_INSIDE
                     entry[key] = (ok, d_)
-                    res.heldout[key][0] += ok
-                    res.heldout[key][1] += 1
+                    tally = res.heldout.setdefault(key, [0, 0])
+                    tally[0] += ok
+                    tally[1] += 1
+                    res.heldout_area[key] = res.heldout_area.get(key, 0.0) + held_area[key][s.stop_id]
                     if not ok:
                         kinds = res.missed.setdefault(key, {})
                         kind = f"{town.ground[s.stop_id].kind}/{town.ground[s.stop_id].sky}"
                         kinds[kind] = kinds.get(kind, 0) + 1
         for s in scans:
             fixes.setdefault(s.stop_id, []).append((s.lon_e6 / 1e6, s.lat_e6 / 1e6, day))
-        for p in (*pkgs.values(), equal, total):
+        for p in {id(p): p for p in (*pkgs.values(), *held_pkgs.values())}.values():
             p.close()
         store.ingest(DEVICE, batch, "dock")
         for v in VARIANTS:
@@ -260,10 +301,16 @@ def night(store_path: Path, rid: str, fc: dict[str, Any], footprints: Path, work
 
 
 def report(res: Result, say: Any = print) -> None:
-    say(f"held-out (next-day deliveries, stops with >= {HELD_OUT_MIN} earlier on >= {learn.MIN_DAYS} days): "
-        f"learned fences {100 * res.share('learning'):.1f}%, naive circle of equal area "
-        f"{100 * res.share('naive_equal_area'):.1f}%, naive circles of one radius and equal total area "
-        f"{100 * res.share('naive_equal_total'):.1f}%, naive 50 m {100 * res.share('naive'):.1f}%")
+    say(f"held-out (next-day deliveries, stops with >= {HELD_OUT_MIN} earlier on >= {learn.MIN_DAYS} days), "
+        "inside the fence, and the fences' area over the learned fences':")
+    names = {"learning": "learned fences", "naive_equal_area": "naive circle, each stop the learned area",
+             "naive_equal_total": "naive circles of one radius, the learned total area",
+             "naive": f"naive {NAIVE_RADIUS_M:g} m circles"}
+    for key, name in names.items():
+        say(f"  {name:<53} {100 * res.share(key):5.1f}%  area x{res.area_ratio(key):.2f}")
+    if any(k.startswith("naive_equal_area_x") for k in res.heldout):
+        say(f"  the per-stop naive circles need x{res.naive_area_to_match():.2f} the learned area to hold "
+            "as many")
     say(f"area: {res.changed} fences changed, median learned/initial {res.area_growth:.2f}; "
         f"naive 50 m circles median {res.naive_area_growth:.1f}x the first fences")
     say(f"store, routes and review pages: {res.workdir}")
