@@ -66,12 +66,12 @@ def make_raw(stream):
 class Dock:
     def __init__(self, stream, journal, device_id, key, route_dir="/route", status=None,
                  firmware="", board="", battery=None, set_time=None, window=8, route_max=1 << 20,
-                 save_key=None):
+                 save_key=None, signer=None):
         self.s = stream
         self.j = journal
         self.device_id = device_id
         self.key = key
-        self._signer = sign.Signer(key)
+        self._signer = signer or sign.Signer(key)  # the app's, shared with the uploader
         self.route_dir = route_dir
         self.status = status
         self.firmware = firmware
@@ -85,7 +85,8 @@ class Dock:
         self.enc = P.Encoder()
         self._rx = bytearray(256)
         self._rxv = memoryview(self._rx)
-        self._rbuf = bytearray(record.MAX_LEN + 16)  # journal frame buffer
+        # the journal's own frame buffer: a stream step and a route hash never await with it in use
+        self._rbuf = journal.frame
         self._carry = bytearray(record.MAX_LEN)  # a record read that did not fit the last frame
         self._carry_n = 0
         self._cache = bytearray(_CACHE_MAX)  # last reply, resent when the host repeats a request
@@ -319,7 +320,7 @@ class Dock:
         key = bytes(sealed[i] ^ pad[i] for i in range(32))
         self._save_key(key)  # durable before the answer: the host switches keys on the answer
         self.key = key
-        self._signer = sign.Signer(key)
+        self._signer.rekey(key)  # shared with the uploader: both sign with the new key now
         self.inbox.key = key
         self.inbox.forget()  # the active package was signed under the old key
         self._reply(P.SET_KEY | P.REPLY, seq, 0)

@@ -120,7 +120,9 @@ class Journal:
         self.seg_max = seg_max
         self._low = low_blocks
         self._reserve = full_blocks
-        self._buf = bytearray(FRAME_MAX)  # the one frame buffer for appends and recovery
+        # The one frame buffer: appends, recovery, and the uploader's and dock's reads (records()),
+        # which each step consumes before it awaits anything, so no view of it outlives the step.
+        self.frame = bytearray(FRAME_MAX)
         self._f = None  # open segment being appended to
         self._size = 0
         self._rotate = True  # next append opens a new segment
@@ -164,7 +166,7 @@ class Journal:
                 self._save_state(self.watermark, seq + LEASE)
             self.next_seq = seq + 1  # consumed now, whatever happens to the write
             rec.seq = seq
-            buf = self._buf
+            buf = self.frame
             mv = memoryview(buf)
             n = rec.encode_into(mv[_HDR:])
             buf[0] = n & 0xFF
@@ -219,7 +221,9 @@ class Journal:
     def records(self, from_seq, buf):
         """Yield (seq, memoryview of the encoded record in `buf`) for each held seq >= from_seq.
 
-        `buf` must hold FRAME_MAX bytes; each view is valid until the next step. A seq between
+        `buf` must hold FRAME_MAX bytes; each view is valid until the next step, and until the next
+        append when `buf` is the journal's own `frame` (readers that copy each record out before
+        they await anything share it: one buffer, not one per reader). A seq between
         two yielded ones that is missing was never durable and never will be (see docs/journal.md).
         A caller stopping early calls the iterator's close(), so the segment it reads is closed now.
         """
@@ -325,7 +329,7 @@ class Journal:
         self._lease = lease
 
     def _recover(self):
-        buf = self._buf
+        buf = self.frame
         mv = memoryview(buf)
         last = 0
         i = 0
@@ -356,7 +360,7 @@ class Journal:
 
     def _count(self, from_seq, upto):
         n = 0
-        it = self.records(from_seq, self._buf)
+        it = self.records(from_seq, self.frame)
         for seq, _ in it:
             if seq > upto:
                 break

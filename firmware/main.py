@@ -11,7 +11,7 @@ import os
 import time
 
 from firmware import __version__ as VERSION
-from firmware import delivery, geofence, hal, journal, layout, nmea, route_package, scan_code, ui
+from firmware import delivery, geofence, hal, journal, layout, nmea, route_package, scan_code, sign, ui
 
 try:
     from micropython import const
@@ -277,13 +277,14 @@ class App:
         if self.journal is None or not self.device_id:
             return t
         # the largest buffer (the upload batch) first, while the freed heap is least fragmented
+        signer = sign.Signer(self.key)  # one for the uploader and the dock: a rotation rekeys both
         s = hal.open_uart("modem")
         if s is not None and self.server_url:
             from firmware import modem, uploader
 
             m = modem.Modem(s, self.board["modem"]["dialect"], self.board["modem"]["apn"], ca=_server_ca())
             self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url,
-                                              state_dir=layout.UPLOAD_DIR)
+                                              state_dir=layout.UPLOAD_DIR, signer=signer)
             t.append(self.uploader.run())
         s = hal.open_uart("dock")
         if s is not None:
@@ -294,7 +295,7 @@ class App:
                                   status=self.on_dock, firmware=VERSION, board=self.board["name"],
                                   battery=hal.battery_mv, set_time=hal.set_time,
                                   route_max=fl["block_size"] * fl["block_count"] // _ROUTE_SHARE,
-                                  save_key=self.save_key)
+                                  save_key=self.save_key, signer=signer)
             t.append(self.dock.run())
         return t
 

@@ -15,6 +15,10 @@ class Signer:
     """Holds the padded key once, so each MAC costs two hash objects and no key handling."""
 
     def __init__(self, key):
+        self.rekey(key)
+
+    def rekey(self, key):
+        """Sign with `key` from now on (a rotated device key: every holder of this signer follows)."""
         if len(key) > _BLOCK:
             key = hashlib.sha256(key).digest()
         ipad = bytearray(_BLOCK)

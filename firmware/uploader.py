@@ -32,17 +32,17 @@ except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
 BATCH = const(32)  # records per batch by default (bench: tests/bench/bench_cellular.py)
-_FRAME = const(256)  # >= journal.FRAME_MAX
 _MAX_EXP = const(16)  # keeps base * 2**attempt a small int
 
 
 class Uploader:
     def __init__(self, journal, modem, device_id, key, server_url, state_dir="/upload", batch=BATCH,
-                 base_ms=2000, cap_ms=300000, idle_ms=30000, coverage_ms=15000, buf_size=3072):
+                 base_ms=2000, cap_ms=300000, idle_ms=30000, coverage_ms=15000, buf_size=3072,
+                 signer=None):
         self.journal = journal
         self.modem = modem
         self.device_id = device_id
-        self.signer = Signer(key)
+        self.signer = signer or Signer(key)  # the app's, shared with the dock
         self.url = "%s/v1/devices/%s/records" % (server_url.rstrip("/"), device_id)
         self.state_dir = state_dir
         try:
@@ -53,7 +53,6 @@ class Uploader:
             pass  # exists
         self.counter = upload_wire.CounterLease(state_dir + "/counter")
         self.writer = upload_wire.BatchWriter(device_id, self.signer, buf_size)
-        self.frame = bytearray(_FRAME)
         self.batch = batch
         self.limit = batch  # halved on 413, grown back on success
         self.base_ms = base_ms
@@ -72,9 +71,9 @@ class Uploader:
     # -- state for the screen ------------------------------------------------------------------
 
     def set_key(self, key):
-        """The depot rotated the key (over the dock): sign every batch from now on with it."""
-        self.signer = Signer(key)
-        self.writer.signer = self.signer
+        """The depot rotated the key (over the dock): sign every batch from now on with it (the
+        signer is the dock's too, and the writer's)."""
+        self.signer.rekey(key)
         self.counter.restart()
 
     def pending(self):
@@ -113,7 +112,7 @@ class Uploader:
         w = self.writer
         w.begin(start)
         n = 0
-        it = j.records(start, self.frame)
+        it = j.records(start, j.frame)  # _fill never awaits: the journal's own buffer
         try:
             for seq, rec in it:
                 if n >= self.limit or not w.add(seq, rec):

@@ -159,6 +159,7 @@ class _Journal:
         self.next_seq = n + 1
         self.last_seq = n
         self.acked: list[int] = []
+        self.frame = bytearray(record.MAX_LEN + 6)  # journal.FRAME_MAX: the buffer readers share
 
     def pending(self) -> int:
         return len([s for s in self.recs if s > self.watermark])
@@ -297,3 +298,24 @@ def test_an_ack_recorded_in_one_session_is_refused_in_the_next(tmp_path) -> None
     d._handle(P.ACK, 32, memoryview(struct.pack(P.ACK_FIXED, 50, second.mac(P.ack_message("DEV1", 50)))))
     assert frames_of(s) == [(P.ACK | P.REPLY, 0, 32, struct.pack("<I", 50))]
     assert j.acked == [50]
+
+
+def test_a_rotated_key_reaches_the_one_signer_the_dock_shares_with_the_uploader(tmp_path) -> None:
+    # The app builds one Signer for both (RAM: one padded key, not two); a SET_KEY rekeys it, so the
+    # uploader signs its next batch, and checks the server's acknowledgement, under the new key.
+    from firmware import dock, sign, uploader
+
+    key, new = b"\x07" * 32, b"\x09" * 32
+    shared = sign.Signer(key)
+    j = _Journal(3)
+    s = _Stream()
+    up = uploader.Uploader(j, None, "DEV1", key, "http://h", state_dir=str(tmp_path / "up"), signer=shared)
+    d = dock.Dock(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None,
+                  save_key=up.set_key, signer=shared)
+    ses = open_session(d, s, key)
+    pad = ses.mac(P.KEY_TAG)
+    sealed = bytes(new[i] ^ pad[i] for i in range(32))
+    d._handle(P.SET_KEY, 3, memoryview(struct.pack(P.SET_KEY_FIXED, sealed, ses.mac(P.KEY_TAG, sealed))))
+    assert frames_of(s) == [(P.SET_KEY | P.REPLY, 0, 3, b"")]
+    assert d._signer is shared and up.signer is shared and up.writer.signer is shared
+    assert shared.mac(b"batch") == sign.Signer(new).mac(b"batch") != sign.Signer(key).mac(b"batch")
