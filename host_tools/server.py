@@ -47,6 +47,7 @@ from firmware.sign import Signer
 from host_tools.server_guard import Guard, Limits, guarded_protocol
 from host_tools.server_metrics import CONTENT_TYPE, Metrics
 from host_tools.store import IngestResult, Storage, StoreUnavailable, UnknownDevice, open_store
+from host_tools.upload_server_wire import Batch, encode_ack
 
 log = logging.getLogger("depot.serve")
 
@@ -159,13 +160,13 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
 
     async def refuse_signed(r: Refusal, signer: Signer, device_id: str, counter: int) -> Refusal:
         ack_seq = await in_store(db.ack_seq, device_id)
-        r.signed = upload_wire.encode_ack(signer, device_id, counter, ack_seq, status=upload_wire.ACK_REFUSED)
+        r.signed = encode_ack(signer, device_id, counter, ack_seq, status=upload_wire.ACK_REFUSED)
         return r
 
-    async def check(request: Request, device_id: str) -> tuple[upload_wire.Batch, Signer, IngestResult]:
+    async def check(request: Request, device_id: str) -> tuple[Batch, Signer, IngestResult]:
         data = await read_body(request, limits.max_body, limits.body_timeout_s)
         try:
-            batch = upload_wire.Batch(data)
+            batch = Batch(data)
         except (upload_wire.FormatError, ValueError, UnicodeError) as exc:
             raise Refusal(400, "malformed", str(exc)) from None
         if batch.device_id != device_id:
@@ -227,8 +228,8 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
         metrics.record("conflict", len(res.conflicts))
         metrics.record("invalid", res.invalid)
         status = upload_wire.ACK_CONFLICT if res.conflicts else upload_wire.ACK_OK
-        ack = upload_wire.encode_ack(signer, device_id, batch.counter, res.ack_seq, res.stored,
-                                     res.duplicates, len(res.conflicts), status)
+        ack = encode_ack(signer, device_id, batch.counter, res.ack_seq, res.stored, res.duplicates,
+                         len(res.conflicts), status)
         http = 200
         headers = {}
         if res.conflicts:  # refused and flagged in the store; the device quarantines the batch

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from firmware import record, upload_wire
 from firmware.sign import Signer
 from host_tools.store import Storage
+from host_tools.upload_server_wire import encode_batch
 
 
 def records_for(device_id: str, first: int, n: int) -> list[bytes]:
@@ -57,8 +58,8 @@ class Fleet:
     @staticmethod
     def _encode(d: SimDevice, batch: int, acked: int | None = None, counter: int | None = None) -> bytes:
         first = d.acked if acked is None else acked
-        return upload_wire.encode_batch(d.device_id, d.signer, d.counter if counter is None else counter,
-                                        int(time.time()), d.records[first:first + batch])
+        return encode_batch(d.device_id, d.signer, d.counter if counter is None else counter,
+                            int(time.time()), d.records[first:first + batch])
 
     def prepare(self, batch: int) -> None:
         """Encode and sign every batch of a fault-free run before it starts, so a benchmark's client

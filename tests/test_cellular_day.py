@@ -18,9 +18,9 @@ import tty
 
 import pytest
 
-from firmware import upload_wire
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
+from host_tools.upload_server_wire import Batch
 from sim import mpy as _mpy
 from sim.modem_emulator import ModemEmulator
 
@@ -169,7 +169,7 @@ def test_a_day_of_records_arrives_exactly_once(tmp_path, dialect):
 
     # nothing went over the air after the dock acknowledged it
     assert docked is not None
-    later = [upload_wire.Batch(b) for b in emu.bodies[docked[0]:]]
+    later = [Batch(b) for b in emu.bodies[docked[0]:]]
     assert later and all(b.first > docked[1] for b in later)
 
 
@@ -182,6 +182,7 @@ def test_uploader_acts_on_each_answer(mpy, tmp_path):
         import asyncio
         from firmware import journal, modem, record, upload_wire, uploader
         from firmware.sign import Signer
+        from host_tools.upload_server_wire import Batch, encode_ack
         DEV = "HH-1"
         KEY = bytes(range(32))
 
@@ -190,18 +191,18 @@ def test_uploader_acts_on_each_answer(mpy, tmp_path):
                 self.answers = answers
                 self.log = []
             async def post(self, url, body):
-                b = upload_wire.Batch(bytes(body))
+                b = Batch(bytes(body))
                 a = self.answers.pop(0)
                 self.log.append("%d-%d" % (b.first, b.last))
                 if isinstance(a, Exception):
                     raise a
                 if isinstance(a, tuple) and a[0] == "ack":  # ("ack", highest contiguous seq held)
-                    return 200, upload_wire.encode_ack(Signer(KEY), DEV, b.counter, a[1])
+                    return 200, encode_ack(Signer(KEY), DEV, b.counter, a[1])
                 if isinstance(a, tuple):  # ("refused" or "forged", HTTP status): a refusal, signed
                     by = Signer(KEY if a[0] == "refused" else bytes(32))
-                    return a[1], upload_wire.encode_ack(by, DEV, b.counter, 0, status=upload_wire.ACK_REFUSED)
+                    return a[1], encode_ack(by, DEV, b.counter, 0, status=upload_wire.ACK_REFUSED)
                 if a == "stale-ack":  # a genuine acknowledgement, but for an earlier request
-                    return 200, upload_wire.encode_ack(Signer(KEY), DEV, b.counter - 1, b.last)
+                    return 200, encode_ack(Signer(KEY), DEV, b.counter - 1, b.last)
                 return a, b'{{"error": "x"}}'
             async def context(self, reactivate=False):
                 self.log.append("ctx")

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from firmware import record, upload_wire
+from firmware import record
 from firmware.sign import Signer
 from host_tools import cli
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
+from host_tools.upload_server_wire import encode_batch
 from tests.ingest_client import post
 
 
 def batch(dev: str, key: bytes, counter: int, seq: int) -> bytes:
     r = record.Record(seq=seq, device_id=dev, route_id="R1", stop_id="S1", item_id="RR%08d9GB" % seq,
                       verdict=record.V_INSIDE).encode()
-    return upload_wire.encode_batch(dev, Signer(key), counter, 0, [r])
+    return encode_batch(dev, Signer(key), counter, 0, [r])
 
 
 def test_the_server_honours_revoke_and_rotate_key_at_once(tmp_path: Path, capsys) -> None:

@@ -18,6 +18,7 @@ from firmware import record, upload_wire
 from firmware.sign import Signer
 from host_tools.server import BackgroundServer
 from host_tools.store import Store, open_store
+from host_tools.upload_server_wire import encode_batch
 from tests.ingest_client import post
 
 DEV = "DEV-7"
@@ -52,13 +53,13 @@ def served(store_url):
 
 def test_good_batch_is_stored_once_and_acknowledged_after_commit(served):
     srv, store, signer = served
-    status, body, _ = post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 1, 0, recs(1, 5)))
+    status, body, _ = post(srv.url, DEV, encode_batch(DEV, signer, 1, 0, recs(1, 5)))
     assert status == 200
     ack = upload_wire.parse_ack(body, signer, DEV, 1)
     assert ack is not None and (ack.ack_seq, ack.stored, ack.duplicates, ack.status) == (5, 5, 0, 0)
     assert [r.seq for r in store.records(DEV)] == [1, 2, 3, 4, 5]
     # the device retries the same records with a fresh counter (its answer was lost): no new rows
-    status, body, _ = post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 2, 0, recs(1, 5)))
+    status, body, _ = post(srv.url, DEV, encode_batch(DEV, signer, 2, 0, recs(1, 5)))
     ack = upload_wire.parse_ack(body, signer, DEV, 2)
     assert status == 200 and ack is not None and (ack.ack_seq, ack.stored, ack.duplicates) == (5, 0, 5)
     assert len(store.records(DEV)) == 5
@@ -66,24 +67,24 @@ def test_good_batch_is_stored_once_and_acknowledged_after_commit(served):
 
 def test_ack_is_the_highest_contiguous_sequence(served):
     srv, _, signer = served
-    _, body, _ = post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 1, 0, recs(1, 3)))
-    _, body, _ = post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 2, 0, recs(6, 2)))
+    _, body, _ = post(srv.url, DEV, encode_batch(DEV, signer, 1, 0, recs(1, 3)))
+    _, body, _ = post(srv.url, DEV, encode_batch(DEV, signer, 2, 0, recs(6, 2)))
     ack = upload_wire.parse_ack(body, signer, DEV, 2)
     assert ack is not None and ack.ack_seq == 3  # 4 and 5 have not arrived: 6 and 7 stay on the device
-    _, body, _ = post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 3, 0, recs(4, 2)))
+    _, body, _ = post(srv.url, DEV, encode_batch(DEV, signer, 3, 0, recs(4, 2)))
     ack = upload_wire.parse_ack(body, signer, DEV, 3)
     assert ack is not None and ack.ack_seq == 7
 
 
 def test_every_bad_upload_is_refused_with_its_own_status_and_counted(served):
     srv, store, signer = served
-    good = upload_wire.encode_batch(DEV, signer, 10, 0, recs(1, 3))
-    forged = upload_wire.encode_batch(DEV, Signer(bytes(32)), 11, 0, recs(1, 3))
-    tampered = bytearray(upload_wire.encode_batch(DEV, signer, 12, 0, recs(1, 3)))
+    good = encode_batch(DEV, signer, 10, 0, recs(1, 3))
+    forged = encode_batch(DEV, Signer(bytes(32)), 11, 0, recs(1, 3))
+    tampered = bytearray(encode_batch(DEV, signer, 12, 0, recs(1, 3)))
     tampered[-5] ^= 0x20  # one letter of the last item id
-    other_key = upload_wire.encode_batch("DEV-8", signer, 13, 0, recs(1, 3, dev="DEV-8"))
-    unknown = upload_wire.encode_batch("DEV-404", signer, 14, 0, recs(1, 3, dev="DEV-404"))
-    huge = upload_wire.encode_batch(DEV, signer, 15, 0, recs(1, 200))
+    other_key = encode_batch("DEV-8", signer, 13, 0, recs(1, 3, dev="DEV-8"))
+    unknown = encode_batch("DEV-404", signer, 14, 0, recs(1, 3, dev="DEV-404"))
+    huge = encode_batch(DEV, signer, 15, 0, recs(1, 200))
     assert post(srv.url, DEV, good)[0] == 200
     cases = [
         (DEV, good, 403, "replayed_counter"),  # the same request again, byte for byte
@@ -111,9 +112,9 @@ def test_every_bad_upload_is_refused_with_its_own_status_and_counted(served):
 
 def test_same_sequence_with_other_content_is_refused_and_flagged(served):
     srv, store, signer = served
-    assert post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 1, 0, recs(1, 3)))[0] == 200
+    assert post(srv.url, DEV, encode_batch(DEV, signer, 1, 0, recs(1, 3)))[0] == 200
     clash = recs(3, 2, item="CC%08d9GB")  # seq 3 differs from what the server holds, seq 4 is new
-    status, body, header = post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 2, 0, clash))
+    status, body, header = post(srv.url, DEV, encode_batch(DEV, signer, 2, 0, clash))
     ack = upload_wire.parse_ack(body, signer, DEV, 2)
     assert (status, header) == (409, "record_conflict")
     assert ack is not None
@@ -127,9 +128,9 @@ def test_stale_device_clock_is_refused_when_a_window_is_set(tmp_path):
     signer = Signer(store.enrol(DEV))
     with BackgroundServer(store, clock_window_s=300) as srv:
         now = int(time.time())
-        assert post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 1, now - 3600, recs(1, 1)))[:3:2] == (
+        assert post(srv.url, DEV, encode_batch(DEV, signer, 1, now - 3600, recs(1, 1)))[:3:2] == (
             412, "stale_timestamp")
-        assert post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 2, now, recs(1, 1)))[0] == 200
+        assert post(srv.url, DEV, encode_batch(DEV, signer, 2, now, recs(1, 1)))[0] == 200
 
 
 def test_depot_serve_command_answers_health(tmp_path):
@@ -162,13 +163,13 @@ def test_depot_serve_command_answers_health(tmp_path):
 def test_seqs_the_device_never_held_are_declared_and_passed_by_the_ack(served):
     srv, store, signer = served
     # the journal skipped 3-4 (a lease lost at a power cut) and 6-9 before 10
-    batch = upload_wire.encode_batch(DEV, signer, 1, 0, recs(1, 2) + recs(5, 1) + recs(10, 1), first=1)
+    batch = encode_batch(DEV, signer, 1, 0, recs(1, 2) + recs(5, 1) + recs(10, 1), first=1)
     status, body, _ = post(srv.url, DEV, batch)
     ack = upload_wire.parse_ack(body, signer, DEV, 1)
     assert status == 200 and ack is not None and ack.ack_seq == 10
     assert store.absent(DEV) == [(3, 4), (6, 9)]
     # a range starting above the server's ack does not pass the seqs below it
-    batch = upload_wire.encode_batch(DEV, signer, 2, 0, recs(13, 1), first=12)
+    batch = encode_batch(DEV, signer, 2, 0, recs(13, 1), first=12)
     ack = upload_wire.parse_ack(post(srv.url, DEV, batch)[1], signer, DEV, 2)
     assert ack is not None and ack.ack_seq == 10
 
@@ -180,7 +181,7 @@ def test_mutated_uploads_are_refused_cleanly_never_stored(served):
     from hypothesis import strategies as st
 
     srv, store, signer = served
-    good = upload_wire.encode_batch(DEV, signer, 1_000_000, 0, recs(1, 3), compress=True)
+    good = encode_batch(DEV, signer, 1_000_000, 0, recs(1, 3), compress=True)
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.lists(st.tuples(st.integers(0, len(good) - 1), st.integers(1, 255)), min_size=1, max_size=4),
@@ -204,7 +205,7 @@ def test_mutated_uploads_are_refused_cleanly_never_stored(served):
 
 def test_devices_view_lists_enrolled_devices_without_keys(served):
     srv, _, signer = served
-    post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 1, 0, recs(1, 2)))
+    post(srv.url, DEV, encode_batch(DEV, signer, 1, 0, recs(1, 2)))
     status, body = get(srv.url, "/v1/devices")
     devices = {d["device_id"]: d for d in json.loads(body)["devices"]}
     assert status == 200 and set(devices) == {DEV, "DEV-8"}

@@ -22,6 +22,7 @@ from firmware.sign import Signer
 from host_tools.server import BackgroundServer, create_app
 from host_tools.server_guard import Limits
 from host_tools.store import Store
+from host_tools.upload_server_wire import Batch, _inflate, encode_batch
 from tests.ingest_client import post
 
 DEV = "LIM-1"
@@ -180,7 +181,7 @@ def bomb(signer: Signer, counter: int, inflated: int = 60 * MiB) -> bytes:
     packed = zlib.compressobj(9, zlib.DEFLATED, -upload_wire.WBITS)
     body = packed.compress(b"\0" * inflated) + packed.flush()
     w = upload_wire
-    head = w.struct.pack(w._HEAD, w.MAGIC, 1, w.F_DEFLATE, len(DEV), 0, counter, 0, 1, 1,
+    head = w.struct.pack(w.HEAD, w.MAGIC, 1, w.F_DEFLATE, len(DEV), 0, counter, 0, 1, 1,
                          1, len(body)) + DEV.encode() + w.hashlib.sha256(body).digest()
     return head + signer.mac(b"upload-batch/1", head) + body
 
@@ -190,14 +191,14 @@ def test_a_deflate_bomb_is_refused_signed_after_its_counter_is_used_and_cannot_b
     data = bomb(signer, 5)
     assert len(data) < 64 * 1024  # 60 MiB of zeros deflate to about 58 KiB
     with pytest.raises(upload_wire.FormatError, match="inflates past its record count"):
-        upload_wire.Batch(data).records()  # the parser stops at count x 256 bytes
+        Batch(data).records()  # the parser stops at count x 256 bytes
     with BackgroundServer(store) as srv:
         status, body, code = post(srv.url, DEV, data)
         refusal = upload_wire.parse_ack(body, signer, DEV, 5)
         assert (status, code) == (400, "malformed")
         assert refusal is not None and (refusal.status, refusal.ack_seq) == (upload_wire.ACK_REFUSED, 0)
         assert post(srv.url, DEV, data)[::2] == (403, "replayed_counter")  # the replay costs a lookup
-        good = upload_wire.encode_batch(DEV, signer, 6, 0, recs(1, 3), compress=True)
+        good = encode_batch(DEV, signer, 6, 0, recs(1, 3), compress=True)
         assert post(srv.url, DEV, good)[0] == 200
     assert store.count(DEV) == 3
 
@@ -206,10 +207,10 @@ def test_a_deflate_stream_cut_short_or_followed_by_junk_is_malformed():
     packed = zlib.compressobj(9, zlib.DEFLATED, -upload_wire.WBITS)
     stream = packed.compress(b"\x05hello" * 40) + packed.flush()
     with pytest.raises(upload_wire.FormatError, match="does not inflate"):
-        upload_wire._inflate(stream[:-4], 65536)
-    assert upload_wire._inflate(stream, 240) == b"\x05hello" * 40
+        _inflate(stream[:-4], 65536)
+    assert _inflate(stream, 240) == b"\x05hello" * 40
     with pytest.raises(upload_wire.FormatError, match="inflates past"):
-        upload_wire._inflate(stream, 239)
+        _inflate(stream, 239)
 
 
 # ====================================================== 13.9: read endpoints need an operator or loopback
@@ -253,8 +254,8 @@ def test_read_endpoints_answer_loopback_only_without_a_token_and_the_token_with_
 def test_metrics_are_valid_prometheus_text_with_a_plain_histogram(store):
     signer = Signer(store.key(DEV) or b"")
     with BackgroundServer(store) as srv:
-        assert post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 1, 0, recs(1, 2)))[0] == 200
-        post(srv.url, DEV, upload_wire.encode_batch(DEV, signer, 1, 0, recs(1, 2)))
+        assert post(srv.url, DEV, encode_batch(DEV, signer, 1, 0, recs(1, 2)))[0] == 200
+        post(srv.url, DEV, encode_batch(DEV, signer, 1, 0, recs(1, 2)))
         c = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
         c.request("GET", "/metrics")
         r = c.getresponse()

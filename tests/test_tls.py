@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from firmware import upload_wire
 from firmware.sign import Signer
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
+from host_tools.upload_server_wire import encode_batch
 from sim import certs as tls_certs
 from sim import mpy as _mpy
 from sim.modem_emulator import ModemEmulator
@@ -149,7 +149,7 @@ def test_the_device_refuses_wrong_ca_expired_and_plain_servers_then_uploads_exac
 def test_a_plain_http_client_is_refused_by_the_tls_server(tmp_path, pki):
     store = Store(tmp_path / "depot.sqlite3")
     signer = Signer(store.enrol(DEV))
-    batch = upload_wire.encode_batch(DEV, signer, 1, 0, [])
+    batch = encode_batch(DEV, signer, 1, 0, [])
     with BackgroundServer(store, tls_cert=pki["good"][0], tls_key=pki["good"][1]) as srv:
         c = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
         with pytest.raises((ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine)):

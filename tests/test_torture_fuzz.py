@@ -25,6 +25,7 @@ from firmware.sign import Signer
 from host_tools import route_compile
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
+from host_tools.upload_server_wire import Batch, encode_batch
 from sim import town
 from tests.ingest_client import post
 from tests.torture_util import VM_MUTATOR, cases, mutated, tally
@@ -520,7 +521,7 @@ def resign_batch(data: bytes, signer: Signer) -> bytes:
     """A damaged batch whose header still parses, re-hashed and re-signed under the device key:
     what a buggy device could send. Gets past the MAC into the body parser and the store."""
     try:
-        b = upload_wire.Batch(data)
+        b = Batch(data)
     except (upload_wire.FormatError, ValueError):
         return data
     head = bytearray(data[: b.hlen - 2 * 32])
@@ -552,7 +553,7 @@ def test_upload_requests_hypothesis_only_documented_4xx_nothing_stored_then_a_va
     def one(kind: int, data: st.DataObject) -> None:
         n = data.draw(st.integers(1, 6))
         dev = DEV_B if kind == 6 else DEV_A
-        good = upload_wire.encode_batch(dev, keys[dev], next_counter(), 0, recs(dev, 1, n))
+        good = encode_batch(dev, keys[dev], next_counter(), 0, recs(dev, 1, n))
         _, bad = data.draw(mutated([good]))
         path_id = dev
         headers = None
@@ -590,7 +591,7 @@ def test_upload_requests_hypothesis_only_documented_4xx_nothing_stored_then_a_va
     assert rejected <= refused and rejected >= refused - seen.get(404, 0)
     # a valid batch afterwards is accepted and acknowledged, signed
     c = next_counter()
-    batch = upload_wire.encode_batch(DEV_A, keys[DEV_A], c, 0, recs(DEV_A, 1, 5))
+    batch = encode_batch(DEV_A, keys[DEV_A], c, 0, recs(DEV_A, 1, 5))
     status, body, _ = post(srv.url, DEV_A, batch)
     ack = upload_wire.parse_ack(body, keys[DEV_A], DEV_A, c)
     assert status == 200 and ack is not None and (ack.ack_seq, ack.stored) == (5, 5)
@@ -612,13 +613,14 @@ def test_a_signed_batch_with_a_bad_deflate_body_is_a_400(server):
 
 ACK_VM = r"""
 from firmware import upload_wire, sign
+from host_tools.upload_server_wire import Batch, encode_ack
 s = sign.Signer(KEY)
 rng = Rng(13)
 crashes = accepted = 0
 i = 0
 while i < N:
     counter = 100 + i % 7
-    good = upload_wire.encode_ack(s, DEV, counter, 40 + i % 9, 3, 1, 0)
+    good = encode_ack(s, DEV, counter, 40 + i % 9, 3, 1, 0)
     bad = mutate(rng, good)
     i += 1
     try:
@@ -626,13 +628,13 @@ while i < N:
         if bad != good and a is not None:
             accepted += 1
             print("ACCEPTED", repr(bad))
-        b = upload_wire.Batch(bad)  # the same damage through the batch parser never escapes either
+        b = Batch(bad)  # the same damage through the batch parser never escapes either
     except ValueError:
         pass
     except Exception as e:
         crashes += 1
         print("CRASH", repr(bad), type(e).__name__, e)
-ok = upload_wire.parse_ack(upload_wire.encode_ack(s, DEV, 9, 77), s, DEV, 9)
+ok = upload_wire.parse_ack(encode_ack(s, DEV, 9, 77), s, DEV, 9)
 print("ack accepted=%d crashes=%d after=%d" % (accepted, crashes, ok is not None and ok.ack_seq == 77))
 """
 

@@ -21,6 +21,7 @@ from host_tools.dock_link import AckRefused, AuthRefused, DeviceRefused, DockLin
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import sync_device
+from host_tools.upload_server_wire import encode_ack, encode_batch
 from sim import town
 from tests.dockharness import Device, Relay
 from tests.torture_util import cases, tally
@@ -76,17 +77,17 @@ def test_forged_tampered_replayed_and_unknown_uploads_refused_distinctly_and_cou
         for r in range(rounds):
             first = 1 + 10 * r
             counter += 10
-            good = upload_wire.encode_batch(DEV, me, counter, 0, recs(DEV, first, 10))
+            good = encode_batch(DEV, me, counter, 0, recs(DEV, first, 10))
             # forged: a well-formed batch signed under a key that is not the device's
-            forged = upload_wire.encode_batch(DEV, Signer(bytes(32)), counter + 1, 0, recs(DEV, first, 10))
+            forged = encode_batch(DEV, Signer(bytes(32)), counter + 1, 0, recs(DEV, first, 10))
             # another enrolled device's key used to speak for this one
-            impostor = upload_wire.encode_batch(DEV, Signer(other_key), counter + 2, 0, recs(DEV, first, 10))
+            impostor = encode_batch(DEV, Signer(other_key), counter + 2, 0, recs(DEV, first, 10))
             # tampered: the device's own signed batch with one record byte changed in transit
-            tampered = bytearray(upload_wire.encode_batch(DEV, me, counter + 3, 0, recs(DEV, first, 10)))
+            tampered = bytearray(encode_batch(DEV, me, counter + 3, 0, recs(DEV, first, 10)))
             tampered[-3] ^= 0x01
             # unknown device: correct format, signed, but never enrolled
-            unknown = upload_wire.encode_batch("NOBODY", Signer(bytes(range(32))), counter + 4, 0,
-                                               recs("NOBODY", first, 10))
+            unknown = encode_batch("NOBODY", Signer(bytes(range(32))), counter + 4, 0,
+                                   recs("NOBODY", first, 10))
             outcomes["forged"] = post(srv.url, DEV, forged)
             outcomes["impostor"] = post(srv.url, DEV, impostor)
             outcomes["tampered"] = post(srv.url, DEV, bytes(tampered))
@@ -95,7 +96,7 @@ def test_forged_tampered_replayed_and_unknown_uploads_refused_distinctly_and_cou
             assert post(srv.url, DEV, good) == (200, "")
             # replayed: the same request again, and new content under a used counter
             outcomes["replayed"] = post(srv.url, DEV, good)
-            reuse = upload_wire.encode_batch(DEV, me, counter, 0, recs(DEV, first + 10, 10))
+            reuse = encode_batch(DEV, me, counter, 0, recs(DEV, first + 10, 10))
             outcomes["reused_counter"] = post(srv.url, DEV, reuse)
             assert store.count(DEV) == 10 * (r + 1)
             assert outcomes == {
@@ -118,11 +119,11 @@ def test_a_forged_acknowledgement_never_reaches_the_uploader(tmp_path):
     """The device side: an ack signed under another key, for another request, or for another
     device is not an acknowledgement (parse_ack gives None), so the watermark cannot move."""
     me, them = Signer(bytes(range(32))), Signer(bytes(32))
-    genuine = upload_wire.encode_ack(me, DEV, 7, 40)
+    genuine = encode_ack(me, DEV, 7, 40)
     assert upload_wire.parse_ack(genuine, me, DEV, 7).ack_seq == 40  # type: ignore[union-attr]
-    assert upload_wire.parse_ack(upload_wire.encode_ack(them, DEV, 7, 40), me, DEV, 7) is None
+    assert upload_wire.parse_ack(encode_ack(them, DEV, 7, 40), me, DEV, 7) is None
     assert upload_wire.parse_ack(genuine, me, DEV, 8) is None  # a replayed ack of an earlier request
-    assert upload_wire.parse_ack(upload_wire.encode_ack(me, OTHER, 7, 40), me, DEV, 7) is None
+    assert upload_wire.parse_ack(encode_ack(me, OTHER, 7, 40), me, DEV, 7) is None
     assert upload_wire.parse_ack(b"", me, DEV, 7) is None
 
 
@@ -342,7 +343,8 @@ def test_oversized_chunked_slow_and_bomb_uploads_cost_the_server_nothing_lasting
             assert (status, err) == (400, "malformed") and refusal is not None
             assert refusal.status == upload_wire.ACK_REFUSED
             assert post(srv.url, DEV, bomb) == (403, "replayed_counter")
-            good = upload_wire.encode_batch(DEV, me, counter + 1, 0, recs(DEV, 1 + 5 * r, 5), compress=True)
+            good = encode_batch(DEV, me, counter + 1, 0, recs(DEV, 1 + 5 * r, 5),
+                                                   compress=True)
             assert post(srv.url, DEV, good) == (200, "")
             assert store.count(DEV) == 5 * (r + 1)
         m = srv.metrics.as_dict()
@@ -364,17 +366,18 @@ def test_an_unsigned_refusal_never_sets_a_batch_aside(mpy, tmp_path):
         import asyncio
         from firmware import journal, record, upload_wire, uploader
         from firmware.sign import Signer
+        from host_tools.upload_server_wire import Batch, encode_ack
         DEV = "HH-S"
         KEY = bytes(range(32))
         class Portal:
             def __init__(self):
                 self.answers = {statuses!r} + ["forged", "signed"]
             async def post(self, url, body):
-                b = upload_wire.Batch(bytes(body))
+                b = Batch(bytes(body))
                 a = self.answers.pop(0)
                 if a in ("forged", "signed"):
                     by = Signer(bytes(32) if a == "forged" else KEY)
-                    return 400, upload_wire.encode_ack(by, DEV, b.counter, 0, status=upload_wire.ACK_REFUSED)
+                    return 400, encode_ack(by, DEV, b.counter, 0, status=upload_wire.ACK_REFUSED)
                 return a, b"<html>Sign in to continue</html>"
         j = journal.Journal({str(tmp_path / "j")!r})
         for i in range(3):
@@ -619,17 +622,17 @@ def test_rotations_and_a_revoke_hold_at_once_on_the_server(tmp_path):
     seq = 1
     with BackgroundServer(store) as srv:
         for _ in range(rounds):
-            batch = upload_wire.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
+            batch = encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
             assert post(srv.url, DEV, batch) == (200, "")
             seq += 1
             assert cli.main(["--store", db, "rotate-key", "--device-id", DEV]) == 0
-            old = upload_wire.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
+            old = encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
             assert post(srv.url, DEV, old) == (401, "bad_signature")
             key = store.key(DEV)
             assert key is not None
             store.key_delivered(DEV, key)
         assert cli.main(["--store", db, "revoke", "--device-id", DEV]) == 0
-        last = upload_wire.encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
+        last = encode_batch(DEV, Signer(key), seq, 0, recs(DEV, seq, 1))
         assert post(srv.url, DEV, last) == (404, "unknown_device")
     assert store.count(DEV) == rounds
     tally("security revoke/rotate-key", 2 * rounds + 1,

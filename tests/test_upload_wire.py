@@ -9,6 +9,7 @@ import struct
 
 from firmware import record, upload_wire
 from firmware.sign import Signer
+from host_tools.upload_server_wire import Batch, encode_ack, encode_batch
 
 KEY = bytes(range(32))
 DEV = "DEV-0001"
@@ -42,28 +43,28 @@ print(binascii.hexlify(w.finish(%d, 1700000123)).decode())
 def test_batch_encoded_on_micropython_decodes_on_cpython(mpy):
     out = mpy(MPY_ENCODE % (10, 42, 77)).strip()
     data = bytes.fromhex(out)
-    b = upload_wire.Batch(data)
+    b = Batch(data)
     signer = Signer(KEY)
     assert b.authentic(signer) and b.intact()
     assert (b.device_id, b.counter, b.clock, b.first, b.last, b.count) == (DEV, 77, 1700000123, 10, 41, 32)
     assert b.records() == make_records(10, 32)
     # byte-identical to the CPython convenience encoder
-    assert data == upload_wire.encode_batch(DEV, signer, 77, 1700000123, make_records(10, 32))
+    assert data == encode_batch(DEV, signer, 77, 1700000123, make_records(10, 32))
 
 
 def test_batch_encoded_on_cpython_decodes_on_micropython(mpy):
     recs = make_records(100, 32)
-    plain = upload_wire.encode_batch(DEV, Signer(KEY), 5, 1, recs)
-    packed = upload_wire.encode_batch(DEV, Signer(KEY), 6, 1, recs, compress=True)
-    assert upload_wire.Batch(packed).flags == upload_wire.F_DEFLATE and len(packed) < len(plain)
+    plain = encode_batch(DEV, Signer(KEY), 5, 1, recs)
+    packed = encode_batch(DEV, Signer(KEY), 6, 1, recs, compress=True)
+    assert Batch(packed).flags == upload_wire.F_DEFLATE and len(packed) < len(plain)
     digest = hashlib.sha256(b"".join(recs)).hexdigest()
     out = mpy(f"""
         import binascii, hashlib
-        from firmware import upload_wire
         from firmware.sign import Signer
+        from host_tools.upload_server_wire import Batch
         s = Signer(bytes(range(32)))
         for hx in ({plain.hex()!r}, {packed.hex()!r}):
-            b = upload_wire.Batch(binascii.unhexlify(hx))
+            b = Batch(binascii.unhexlify(hx))
             recs = b.records()
             h = hashlib.sha256()
             for r in recs:
@@ -76,7 +77,7 @@ def test_batch_encoded_on_cpython_decodes_on_micropython(mpy):
 
 def test_mac_matches_cpython_hmac_and_covers_every_header_field():
     recs = make_records(1, 3)
-    data = upload_wire.encode_batch(DEV, Signer(KEY), 9, 1234, recs)
+    data = encode_batch(DEV, Signer(KEY), 9, 1234, recs)
     hlen = upload_wire.header_len(DEV.encode())
     head, mac = data[: hlen - 32], data[hlen - 32: hlen]
     assert mac == hmac.new(KEY, b"upload-batch/1" + head, hashlib.sha256).digest()
@@ -88,23 +89,23 @@ def test_mac_matches_cpython_hmac_and_covers_every_header_field():
         bad = bytearray(data)
         bad[i] ^= 1
         try:
-            b = upload_wire.Batch(bytes(bad))
+            b = Batch(bytes(bad))
         except upload_wire.FormatError:
             continue
         assert not b.authentic(Signer(KEY)), i
     bad = bytearray(data)
     bad[-1] ^= 1
-    b = upload_wire.Batch(bytes(bad))
+    b = Batch(bytes(bad))
     assert b.authentic(Signer(KEY)) and not b.intact()
-    assert not upload_wire.Batch(data).authentic(Signer(bytes(32)))
+    assert not Batch(data).authentic(Signer(bytes(32)))
 
 
 def test_ack_vectors_and_device_side_verification(mpy):
-    ack = upload_wire.encode_ack(Signer(KEY), DEV, 77, 41, stored=32, duplicates=0, conflicts=0)
+    ack = encode_ack(Signer(KEY), DEV, 77, 41, stored=32, duplicates=0, conflicts=0)
     assert ack[:22] == struct.pack("<4sBBBBIIHHH", b"PSAK", 1, 0, len(DEV), 0, 77, 41, 32, 0, 0)
     assert ack[-32:] == hmac.new(KEY, b"upload-ack/1" + ack[:-32], hashlib.sha256).digest()
-    forged = upload_wire.encode_ack(Signer(bytes(32)), DEV, 77, 41)
-    other = upload_wire.encode_ack(Signer(KEY), "DEV-0002", 77, 41)
+    forged = encode_ack(Signer(bytes(32)), DEV, 77, 41)
+    other = encode_ack(Signer(KEY), "DEV-0002", 77, 41)
     out = mpy(f"""
         import binascii
         from firmware import upload_wire
@@ -126,7 +127,7 @@ def test_batch_writer_refuses_a_record_that_does_not_fit():
     w = upload_wire.BatchWriter(DEV, Signer(KEY), size=upload_wire.header_len(DEV.encode()) + 150)
     r1, r2 = make_records(1, 2)
     assert w.add(1, r1) and not w.add(2, r2)
-    assert upload_wire.Batch(bytes(w.finish(1, 0))).records() == [r1]
+    assert Batch(bytes(w.finish(1, 0))).records() == [r1]
 
 
 def test_counter_lease_skips_but_never_reuses_across_power_cuts(mpy, tmp_path):
@@ -155,13 +156,13 @@ def test_range_declares_the_seqs_the_journal_never_held(mpy):
             w.add(s, record.Record(seq=s, device_id="DEV-0001").encode())
         print(binascii.hexlify(w.finish(3, 0)).decode())
     """)
-    b = upload_wire.Batch(bytes.fromhex(out.strip()))
+    b = Batch(bytes.fromhex(out.strip()))
     recs = b.records()
     assert (b.first, b.last, b.count) == (11, 20, 3)
     assert b.absent(recs) == [11, 12, 15, 16, 17, 18, 19]
-    out_of_order = upload_wire.encode_batch(DEV, Signer(KEY), 1, 0, [recs[1], recs[0]])
+    out_of_order = encode_batch(DEV, Signer(KEY), 1, 0, [recs[1], recs[0]])
     try:
-        upload_wire.Batch(out_of_order).records()
+        Batch(out_of_order).records()
         raise AssertionError("accepted records out of order")
     except upload_wire.FormatError:
         pass

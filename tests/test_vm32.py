@@ -61,22 +61,18 @@ def test_nmea_fuzzed_stream_matches_cpython(mpy32, tmp_path):
 
 
 # scan_code
-def test_ident_reads_every_code_as_cpython_does(mpy32):
+def test_scan_code_reads_every_code_as_cpython_does(mpy32):
     test_scan_code.test_the_vm_reads_every_code_as_cpython_does(mpy32)
 
 
 # dock_wire
-def test_dockproto_round_trip_and_decode_allocate_nothing(mpy32):
+def test_dock_wire_round_trip_and_decode_allocate_nothing(mpy32):
     test_dock_wire.test_vm_round_trip_and_decode_allocates_nothing(mpy32)
 
 
-# upload (and record, which it encodes)
+# upload_wire, the device's half (and record, which it encodes); the depot's half never runs on a device
 def test_upload_batch_encoded_here_decodes_on_cpython(mpy32):
     test_upload_wire.test_batch_encoded_on_micropython_decodes_on_cpython(mpy32)
-
-
-def test_upload_batch_encoded_on_cpython_decodes_here(mpy32):
-    test_upload_wire.test_batch_encoded_on_cpython_decodes_on_micropython(mpy32)
 
 
 def test_upload_ack_vectors_and_device_side_verification(mpy32):

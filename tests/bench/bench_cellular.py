@@ -25,11 +25,12 @@ import time
 import tty
 from pathlib import Path
 
-from firmware import record, upload_wire
+from firmware import record
 from firmware import uploader as _uploader  # noqa: F401  (the firmware module whose default batch size we use)
 from firmware.sign import Signer
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
+from host_tools.upload_server_wire import Batch, encode_batch
 from sim import mpy as _mpy
 from sim.modem_emulator import http_request_bytes, tcp_overhead
 
@@ -148,7 +149,7 @@ async def load(port: int, batches: dict[str, list[bytes]], seconds: float) -> tu
             lat.append(time.perf_counter() - t0)
             if b" 200 " in status:
                 done[0] += 1
-                done[1] += upload_wire.Batch(body).count
+                done[1] += Batch(body).count
         writer.close()
 
     await asyncio.gather(*(device(d, b) for d, b in batches.items()))
@@ -174,9 +175,8 @@ def ingest_rate(tmp: Path, report) -> None:
     batches = {}
     for dev, key in keys.items():
         s = Signer(key)
-        batches[dev] = [upload_wire.encode_batch(dev, s, b + 1, 0,
-                                                 [sample_record(dev, b * 32 + k + 1).encode()
-                                                  for k in range(32)])
+        batches[dev] = [encode_batch(dev, s, b + 1, 0, [sample_record(dev, b * 32 + k + 1).encode()
+                                                        for k in range(32)])
                         for b in range(per_dev)]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
