@@ -20,7 +20,10 @@ package(  # noqa: F821
         "sign.py",
         "route_package.py",
         "geofence.py",
-        "nmea.py",
+        "nmea.py",  # GNSS: the stream and the fix state
+        "nmea_fields.py",
+        "nmea_sentences.py",
+        "nmea_text.py",  # the fix state as text: tools only, the app never imports it
         "scan_code.py",
         "dock.py",
         "dock_wire.py",

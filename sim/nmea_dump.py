@@ -18,7 +18,7 @@ from sim import mpy
 # same on any VM (no float repr involved).
 _VM_CODE = """
 import sys
-from firmware import nmea
+from firmware import nmea, nmea_text
 
 def _deg(v):
     s = "-" if v < 0 else ""
@@ -26,11 +26,11 @@ def _deg(v):
     return "%s%d.%06d" % (s, v // 1000000, v % 1000000)
 
 def _fix(p):
-    utc = p.iso()
+    utc = nmea_text.iso(p)
     sys.stdout.write('{"utc": %s, "lat": %s, "lon": %s, "quality": %d, "sats": %d, "hdop": %d.%02d, '
                      '"sentence": "%s"}\\n' % ('"%s"' % utc if utc else "null", _deg(p.lat_e6),
                      _deg(p.lon_e6), p.quality, p.sats, p.hdop // 100, p.hdop % 100,
-                     nmea.NAMES[p.sentence]))
+                     nmea_text.NAMES[p.sentence]))
 
 p = nmea.NMEA(_fix)
 buf = bytearray(256)

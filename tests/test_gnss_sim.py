@@ -12,7 +12,7 @@ import sys
 import pynmea2  # pyright: ignore[reportMissingImports]
 import pytest
 
-from firmware import nmea
+from firmware import nmea, nmea_text
 from sim import gnss, nmea_dump
 
 ROUTE = [(51.50000, -0.12000), (51.50100, -0.12000), (51.50100, -0.11850), (51.49950, -0.11850)]
@@ -116,9 +116,9 @@ def test_nmea_dump_on_the_vm_gives_the_fixes_of_the_parser_run_directly(day, tmp
     expected = []
 
     def on_fix(p):
-        expected.append({"utc": p.iso(), "lat": round(p.lat_e6 / 1e6, 6), "lon": round(p.lon_e6 / 1e6, 6),
-                         "quality": p.quality, "sats": p.sats, "hdop": p.hdop / 100,
-                         "sentence": nmea.NAMES[p.sentence]})
+        expected.append({"utc": nmea_text.iso(p), "lat": round(p.lat_e6 / 1e6, 6),
+                         "lon": round(p.lon_e6 / 1e6, 6), "quality": p.quality, "sats": p.sats,
+                         "hdop": p.hdop / 100, "sentence": nmea_text.NAMES[p.sentence]})
 
     direct = nmea.NMEA(on_fix)
     for line in gnss.replay_lines(log):
