@@ -18,6 +18,7 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
+_BATCH_BYTES = const(3072)  # an upload batch of 32 records (uploader.BATCH) with its header
 _ROUTE_SHARE = const(4)  # a route package may take a quarter of the flash (active + incoming + journal)
 NO_ROUTE = "No route: dock at the depot"
 # Collect after this many bytes are allocated, not only when the heap is exhausted: garbage then
@@ -282,9 +283,12 @@ class App:
         if s is not None and self.server_url:
             from firmware import modem, uploader
 
-            m = modem.Modem(s, self.board["modem"]["dialect"], self.board["modem"]["apn"], ca=_server_ca())
+            # one buffer for the upload batch and the modem's answer: the body is all sent first
+            batch = bytearray(_BATCH_BYTES)
+            m = modem.Modem(s, self.board["modem"]["dialect"], self.board["modem"]["apn"], ca=_server_ca(),
+                            resp=batch)
             self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url,
-                                              state_dir=layout.UPLOAD_DIR, signer=signer)
+                                              state_dir=layout.UPLOAD_DIR, signer=signer, buf=batch)
             t.append(self.uploader.run())
         s = hal.open_uart("dock")
         if s is not None:

@@ -80,7 +80,7 @@ def classify(dialect, code, what="modem error"):
 
 class Modem:
     def __init__(self, stream, dialect=SIM7600, apn="internet", resp_size=1024, cmd_ms=CMD_MS,
-                 net_ms=NET_MS, ca=None):
+                 net_ms=NET_MS, ca=None, resp=None):
         if dialect not in (SIM7600, BG95):
             raise ValueError("unknown modem dialect")
         if not hasattr(stream, "drain"):  # a UART or file from hal.open_uart: make it a stream
@@ -93,7 +93,9 @@ class Modem:
         self.line = bytearray(_LINE)
         self.n = 0  # length of the line in self.line
         self._one = bytearray(1)
-        self.resp = bytearray(resp_size)  # the last HTTP response body
+        # The last HTTP response body. `resp` lends a buffer instead: the app lends the upload
+        # batch's, as every post sends the whole body before anything is read into this one.
+        self.resp = bytearray(resp_size) if resp is None else resp
         self.urcs = []  # unsolicited lines seen while waiting for something else (bounded)
         self.ready = False
         self.cr = False  # the last line ended at CR: its LF is still to come

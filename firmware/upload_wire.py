@@ -57,12 +57,12 @@ class BatchWriter:
     """Builds batches in one preallocated buffer: records are copied in as they are read from the
     journal, the header and MAC are written in front once the range is known."""
 
-    def __init__(self, device_id, signer, size=4096):
+    def __init__(self, device_id, signer, size=4096, buf=None):
         self.id = device_id.encode() if isinstance(device_id, str) else device_id
         if len(self.id) > MAX_ID:
             raise FormatError("device id too long")
         self.signer = signer
-        self.buf = bytearray(size)
+        self.buf = bytearray(size) if buf is None else buf  # buf: lent by the caller
         self.mv = memoryview(self.buf)
         self.hlen = header_len(self.id)
         self.begin()

@@ -38,7 +38,7 @@ _MAX_EXP = const(16)  # keeps base * 2**attempt a small int
 class Uploader:
     def __init__(self, journal, modem, device_id, key, server_url, state_dir="/upload", batch=BATCH,
                  base_ms=2000, cap_ms=300000, idle_ms=30000, coverage_ms=15000, buf_size=3072,
-                 signer=None):
+                 signer=None, buf=None):
         self.journal = journal
         self.modem = modem
         self.device_id = device_id
@@ -52,7 +52,7 @@ class Uploader:
         except OSError:
             pass  # exists
         self.counter = upload_wire.CounterLease(state_dir + "/counter")
-        self.writer = upload_wire.BatchWriter(device_id, self.signer, buf_size)
+        self.writer = upload_wire.BatchWriter(device_id, self.signer, buf_size, buf)  # buf: the app's
         self.batch = batch
         self.limit = batch  # halved on 413, grown back on success
         self.base_ms = base_ms

@@ -40,9 +40,10 @@ def ctl(cmd):
 
 def boot():
     j = journal.Journal(ROOT + "/journal")
-    m = modem.Modem(stream, DIALECT, apn="sim", cmd_ms=400, net_ms=3000)
+    batch = bytearray(3072)  # as the app builds them: the modem answers into the batch's buffer
+    m = modem.Modem(stream, DIALECT, apn="sim", cmd_ms=400, net_ms=3000, resp=batch)
     up = uploader.Uploader(j, m, DEV, KEY, URL, state_dir=ROOT + "/upload", base_ms=1, cap_ms=5,
-                           coverage_ms=1, idle_ms=20)
+                           coverage_ms=1, idle_ms=20, buf=batch)
     return j, m, up
 
 def rec(i):

@@ -46,9 +46,10 @@ def ctl(cmd):
 
 async def day():
     j = journal.Journal(ROOT + "/journal")
-    m = modem.Modem(stream, DIALECT, apn="sim", cmd_ms=1000, net_ms=8000, ca=CA)
+    batch = bytearray(3072)  # as the app builds them: the TLS answer lands in the batch's buffer
+    m = modem.Modem(stream, DIALECT, apn="sim", cmd_ms=1000, net_ms=8000, ca=CA, resp=batch)
     up = uploader.Uploader(j, m, DEV, KEY, URL, state_dir=ROOT + "/upload", base_ms=1, cap_ms=5,
-                           coverage_ms=1, idle_ms=20, batch=8)
+                           coverage_ms=1, idle_ms=20, batch=8, buf=batch)
     for i in range(40):
         j.append(record.Record(device_id=DEV, route_id="R1", stop_id="S%d" % i, item_id="RR%08d5GB" % i,
                                verdict=record.V_INSIDE))
