@@ -18,7 +18,7 @@ from host_tools import boards, cli, flash, flash_romfs, route_assign, route_comp
 from host_tools import mpremote_adapter as mp
 from host_tools.store import Store
 from host_tools.sync import sync_device
-from sim import day
+from sim import app_heap, day, mpy
 from sim.client import Device
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,9 +74,10 @@ def test_romfs_flash_runs_from_rom_and_a_delivery_reaches_the_store(tmp_path, st
         where, held, path = _where(dev.console)
         assert where == "/rom/lib/firmware/main.mpy" and held
         assert path.index("/rom/lib") < path.index("/lib")
-        with mp.Device.connect(dev.console) as con:
+        since = len(dev.events())
+        with mp.Device.connect(dev.console) as con:  # leaves it rebooting into the application
             assert [n for n, _, _ in con.listdir("/lib")] == []  # no littlefs copy left
-        dev.wait_ready()
+        dev.wait_ready(since)
         assert sync_device(dev.dock, store).route_pushed == "SOUTH-7"
         plan = day.Carrier(DEV, str(ROUTE), stops=2)
         out = day.Outcome(DEV)
@@ -93,6 +94,11 @@ def test_no_romfs_goes_to_littlefs_and_erases_the_stale_image_reflash_replaces_i
     store.enrol(DEV)
     with Device.start(tmp_path / "hh.img") as dev:
         assert _flash(store, dev.console) == 0
+        since = len(dev.events())
+        dev.power_cut()  # the partition is flash: it outlives the power, as the littlefs image does
+        dev.wait_off()
+        dev.power_on()
+        dev.wait_ready(since)
         assert _where(dev.console)[:2] == ("/rom/lib/firmware/main.mpy", True)
         # The reverse: a littlefs flash must not be shadowed by the ROMFS image still on the chip.
         assert _flash(store, dev.console, "--no-romfs") == 0
@@ -153,3 +159,12 @@ def test_mpremote_romfs_query_reads_the_partition_depot_flash_wrote(tmp_path, st
                              text=True, timeout=60).stdout
         assert "ROMFS0 partition has size 131072 bytes (32 blocks of 4096 bytes each)" in out
         assert "Raw contents: d2:cd:31" in out
+
+
+def test_the_1000_stop_day_runs_in_128k_on_the_flashed_partition(tmp_path):
+    """The heap day (sim/vm/flashedday.py) on exactly the partition `depot flash --romfs` wrote:
+    every scan recorded with 128K above the partition (the figure: free_heap_bytes_1000_stops_flashed)."""
+    partition = app_heap.flash_virtual_handheld(tmp_path)
+    d = app_heap.run(stops=1000, heap="128K", flashed=partition)
+    assert d["records"] == d["scans"] == 1692
+    assert d["heap_total"] - d["romfs_bytes"] <= mpy.usable_heap(128 * 1024)
