@@ -14,7 +14,9 @@ Talks to the device process through:
                port raises as KeyboardInterrupt), b"I" idle in the REPL (Ctrl-C is a byte),
                b"X" leaving, b"P" the flash lost power (the device kills the VM);
   SIM_POWER    a small file the flash reads before each block write: "<gen> <n> <ooo>", a new
-               generation arms a power cut after n more block writes.
+               generation arms a power cut after n more block writes;
+  SIM_ROMFS    the ROMFS partition's file (with SIM_ROMFS_BYTES, SIM_ROMFS_BLOCK, SIM_ROM_FAULT),
+               for a board that has one: sim/vm/romdev.py, mounted at /rom.
 """
 
 import os
@@ -29,7 +31,6 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import repl  # type: ignore  # noqa: E402  # sim/vm on MICROPYPATH
-import romdev  # type: ignore  # noqa: E402
 import simhw  # type: ignore  # noqa: E402
 import vfs  # type: ignore  # noqa: E402  # MicroPython
 from flashdev import FlashDevice  # type: ignore  # noqa: E402
@@ -137,14 +138,16 @@ def main():
     fl = board["flash"]
     dev = SimFlash(fl["block_size"], fl["block_count"], image, os.getenv("SIM_POWER"),
                    image + ".wear" if image else None)
-    rom = None
+    rom = romdev = None
     if _rom_mem is not None:  # opened while the host's filesystem is still mounted
+        import romdev  # type: ignore  # only where the board has a partition (2.9 KB of heap)
+
         rom = romdev.Partition(_rom_mem, os.getenv("SIM_ROMFS"), int(os.getenv("SIM_ROMFS_BLOCK") or 4096),
                                os.getenv("SIM_ROM_FAULT"))
     err = mount(dev, image)
     # As a MicroPython >= 1.25 board: ROMFS at /rom, and /rom, /rom/lib before /lib on sys.path, so
     # a firmware image in ROMFS wins over a copy on littlefs.
-    if rom is not None and romdev.install(rom):
+    if romdev is not None and romdev.install(rom):
         sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "/lib"]
     else:
         sys.path[:] = ["", ".frozen", "/lib"]
