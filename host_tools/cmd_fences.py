@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             if p.action != "keep":
                 print(f"  {p.stop_id:<12} {p.action:<6} {p.why} [{p.evidence.summary()}]")
         print(learned.summary())
+        print(learned.walls())
         if args.html:
             Path(args.html).write_text(learn_review.render(learned, fc), encoding="utf-8")
             print(f"review written to {args.html}")

@@ -16,6 +16,7 @@ import copy
 import math
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from shapely.geometry import Point, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from firmware import record
-from host_tools import route_package_writer
+from host_tools import learn_facade, route_package_writer
 
 # Evidence before any change: DLInf labels a point from 2 deliveries with 51% agreement; here 2
 # agreeing fixes on at least 2 days, so one visit's correlated GNSS error never moves a fence.
@@ -119,6 +120,8 @@ class Evidence:
     sigma_m: float = 0.0  # predicted error of the next fix about the point (per axis, 1-sigma)
     point_se_m: float = 0.0  # the point's own standard error (per axis)
     claimed_rms_m: float = 0.0  # the RMS distance the fixes' own accuracy radii predict
+    wall: tuple[float, float] | None = None  # the point is at a wall: unit vector across it
+    ratio: float = 1.0  # the route's fixes at walls: error across the wall / along it
     miss_now: float = 0.0  # share of the next deliveries predicted outside the current fence
     miss_new: float = 0.0  # ... outside the proposed fence
     agreement: float = 0.0  # share of the usable fixes' weight in the cluster
@@ -172,11 +175,23 @@ class Learned:
     route_id: str
     frame: Frame
     proposals: list[Proposal]
+    wall_ratio: float = 1.0  # the route's fixes at walls: error across the wall / along it
+    wall_stops: int = 0  # stops whose point is at a wall (learn_facade)
 
     def counts(self) -> Counter:
         c = Counter(p.action for p in self.proposals)
         c["waiting"] = sum(1 for p in self.proposals if not p.enough and p.action == "keep")
         return c
+
+    def walls(self) -> str:
+        """What the night measured of the facade effect (learn_facade)."""
+        if self.wall_stops < learn_facade.MIN_FACADE_STOPS:
+            return (f"fixes at walls: {self.wall_stops} stops at walls, too few to measure the facade "
+                    f"effect by (needs {learn_facade.MIN_FACADE_STOPS}): zones are circles")
+        shape = ("zones at walls are ellipses, long across the wall" if self.wall_ratio != 1.0
+                 else "zones are circles")
+        return (f"fixes at walls: error across the wall / along it {self.wall_ratio:.2f} over "
+                f"{self.wall_stops} stops at walls: {shape}")
 
     def summary(self) -> str:
         c = self.counts()
@@ -339,14 +354,15 @@ def estimate(ev: Evidence) -> None:
 _NORMAL = np.random.default_rng(20261201).standard_normal((4000, 2))
 
 
-def predicted_miss(point: tuple[float, float], sigma: float, fence: BaseGeometry | None) -> float:
-    """Share of the next deliveries (fixes ~ N(point, sigma^2) per axis) that the device would judge
-    outside `fence` (inside it or within its 5 m margin is inside)."""
+def predicted_miss(point: tuple[float, float], sigma: float, fence: BaseGeometry | None,
+                   wall: tuple[float, float] | None = None, ratio: float = 1.0) -> float:
+    """Share of the next deliveries (fixes ~ N(point, sigma^2) per axis, stretched `ratio` across
+    `wall` at the same RMS) that the device would judge outside `fence` (inside it or within its
+    5 m margin is inside)."""
     if fence is None:
         return 1.0
     zone = fence.buffer(DEVICE_MARGIN_M, quad_segs=8)
-    xs = point[0] + sigma * _NORMAL[:, 0]
-    ys = point[1] + sigma * _NORMAL[:, 1]
+    xs, ys = learn_facade.sample(point, sigma, _NORMAL, wall, ratio)
     return 1.0 - float(np.count_nonzero(shapely.contains_xy(zone, xs, ys))) / len(xs)
 
 
@@ -368,13 +384,20 @@ def inside_share(fixes: list[Fix], fence: BaseGeometry | None) -> float:
 
 # --- the fences -----------------------------------------------------------------------------
 
-def delivery_zone(point: tuple[float, float], sigma: float) -> BaseGeometry:
+def delivery_zone(point: tuple[float, float], sigma: float, wall: tuple[float, float] | None = None,
+                  ratio: float = 1.0) -> BaseGeometry:
     """The learned fence: a circle around `point` (zone_radius of the next fixes' sigma, at most
-    CIRCLE_MAX_M). The fence is where the deliveries happen, not the building: the device judges
-    the fix at the door, so a footprint's far side holds no delivery and is not kept; and the next
-    fixes scatter about the door whether a wall is near or not, so the zone is not clipped to the
-    building (a clipped circle holds fewer of them for its area)."""
-    return Point(point).buffer(min(zone_radius(sigma), CIRCLE_MAX_M), quad_segs=QUAD_SEGS)
+    CIRCLE_MAX_M); at a wall where the route's fixes err more across walls than along them, an
+    ellipse with each semi-axis so sized for that direction's sigma. The fence is where the
+    deliveries happen, not the building: the device judges the fix at the door, so a footprint's
+    far side holds no delivery and is not kept; and the next fixes scatter about the door whether
+    the wall is there or not, so the zone is not clipped to the building (a clipped zone holds
+    fewer of them for its area)."""
+    if wall is None or ratio == 1.0:
+        return Point(point).buffer(min(zone_radius(sigma), CIRCLE_MAX_M), quad_segs=QUAD_SEGS)
+    across, along = learn_facade.axis_sigmas(sigma, ratio)
+    return learn_facade.ellipse(point, min(zone_radius(across), CIRCLE_MAX_M),
+                                min(zone_radius(along), CIRCLE_MAX_M), wall, QUAD_SEGS)
 
 
 def within_bound(distance_m: float, ev: Evidence) -> bool:
@@ -441,10 +464,9 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
     def change(action: str, fence: BaseGeometry, why: str, building: str, new_base: BaseGeometry) -> Proposal:
         prop.action, prop.new, prop.why, prop.new_building, prop.base = action, fence, why, building, new_base
         ev.inside_new = inside_share(ev.fixes, fence)
-        ev.miss_new = predicted_miss(p, ev.sigma_m, fence)
+        ev.miss_new = predicted_miss(p, ev.sigma_m, fence, ev.wall, ev.ratio)
         return prop
 
-    estimate(ev)
     if ev.point is None or ev.used < MIN_DELIVERIES or ev.days < MIN_DAYS or (
             ev.usable < MIN_SCATTER and ev.agreement < MIN_AGREEMENT):
         prop.why = (f"too little evidence: {ev.used} usable fixes on {ev.days} day(s), "
@@ -460,9 +482,11 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
                     "fixes' weight agree on one point")
         return prop
     p = ev.point
-    ev.miss_now = predicted_miss(p, ev.sigma_m, current)
-    zone = delivery_zone(p, ev.sigma_m)
-    radius = math.sqrt(zone.area / math.pi)
+    ev.miss_now = predicted_miss(p, ev.sigma_m, current, ev.wall, ev.ratio)
+    zone = delivery_zone(p, ev.sigma_m, ev.wall, ev.ratio)
+    radius = math.sqrt(zone.area / math.pi)  # of the circle of the zone's area
+    shape = f"a circle of {radius:.1f} m" if ev.wall is None or ev.ratio == 1.0 else (
+        f"an ellipse of {zone.area:.0f} m2, {ev.ratio:.2f}x the error across the wall")
     loose = current is not None and current.area > SHRINK * zone.area
     if current is not None and (has_building or learned_before) and ev.miss_now <= KEEP_MISS and not loose:
         prop.why = (f"the fence already covers the delivery point ({100 * ev.miss_now:.1f}% of the next "
@@ -473,8 +497,8 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
         why = (f"the fence holds the deliveries but is {current.area / zone.area:.1f}x the zone they need"
                if loose and ev.miss_now <= KEEP_MISS and current is not None else
                f"delivery point {d_base:.1f} m from building {bid}")
-        return change("extend", zone, f"{why}: the fence becomes the delivery zone there, a circle of "
-                      f"{radius:.1f} m (bound: the point within building + {BOUND_M:g} m)", bid, base)
+        return change("extend", zone, f"{why}: the fence becomes the delivery zone there, {shape} "
+                      f"(bound: the point within building + {BOUND_M:g} m)", bid, base)
     # at another building: the deliveries cluster there
     other = buildings.nearest(p, AT_BUILDING_M, exclude=bid)
     if other is not None:
@@ -500,6 +524,25 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
     return prop
 
 
+def at_walls(evidence: Iterable[Evidence], buildings: Buildings) -> tuple[float, int]:
+    """Estimate every stop's point; mark those at a wall, and give them the ratio of the error
+    across walls to along them that the route's fixes at walls show tonight (learn_facade)."""
+    walls = []
+    for ev in evidence:
+        estimate(ev)
+        if ev.point is None or ev.days < MIN_DAYS:
+            continue
+        near = buildings.nearest(ev.point, learn_facade.FACADE_M)
+        if near is not None:
+            ev.wall = learn_facade.wall_normal(near[1], ev.point)
+            walls.append(ev)
+    ratio = learn_facade.route_ratio((ev.wall, ev.point, [(f.x, f.y, f.weight) for f in ev.fixes if f.used])
+                                     for ev in walls if ev.wall is not None and ev.point is not None)
+    for ev in walls:
+        ev.ratio = ratio
+    return ratio, len(walls)
+
+
 def learn(fc: dict[str, Any], records: list[Any], footprints: dict[str, Any] | None = None,
           since: str | None = None, frame: Frame | None = None) -> Learned:
     """Proposals for every stop of the route GeoJSON `fc` from the store's records of the route,
@@ -516,11 +559,12 @@ def learn(fc: dict[str, Any], records: list[Any], footprints: dict[str, Any] | N
                 fps[str(props["building_id"])] = g
     buildings = Buildings(fps)
     evidence = usable_fixes(records, frame, since)
+    ratio, walls = at_walls(evidence.values(), buildings)
     props_of = [(f.get("properties") or {}) for f in fc["features"]]
     proposals = [propose(f, evidence.get(str(p.get("stop_id")), Evidence()), frame, buildings)
                  for f, p in zip(fc["features"], props_of, strict=True)]
     rid = str(fc.get("route_id") or (fc.get("properties") or {}).get("route_id") or "")
-    return Learned(rid, frame, proposals)
+    return Learned(rid, frame, proposals, ratio, walls)
 
 
 # --- applying -------------------------------------------------------------------------------------

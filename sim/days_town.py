@@ -14,7 +14,11 @@ first route. What differs from the ground, per stop, drawn from the seed:
   footprint at all.
 
 Each stop also gets its sky: open (80%), trees (15%) or a narrow yard (5%), as sim/gnss.py
-conditions. `door` is where the carrier stands; it is all the days runner needs of the ground.
+conditions. A door at a facade (within a metre of its house's wall) has the wall hide half its sky,
+so its error is FACADE_RATIO times longer across the wall than along it, at the same RMS (the
+facade effect, docs/fence-learning.md); doors away from the walls have it the same in every
+direction. `door` is where the carrier stands; with `facade_deg` it is all the days runner needs
+of the ground.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ SKIES = {"open": gnss.Conditions(noise_m=2.0, noise_corr_s=10.0, hdop=1.0, multi
          "trees": gnss.Conditions(noise_m=2.0, noise_corr_s=15.0, hdop=1.6, multipath_rate=0.002),
          "yard": gnss.Conditions(noise_m=2.0, noise_corr_s=20.0, hdop=2.5, multipath_rate=0.005,
                                  multipath_m=15.0)}
+FACADE_RATIO = 1.5  # a door at a wall: the error across the wall / along it (same RMS)
 FRAME = learn.Frame(town.TOWN_LON, town.TOWN_LAT)
 
 
@@ -49,6 +54,7 @@ class GroundStop:
     door: tuple[float, float]  # (lat, lon) where the carrier stands
     sky: str
     building_id: str | None  # the true building, None if not in the footprints
+    facade_deg: float | None = None  # a door at a wall: the bearing across it (the error's long axis)
 
 
 @dataclass
@@ -83,27 +89,28 @@ def _xy_to_latlon(x: float, y: float) -> tuple[float, float]:
     return lat, lon
 
 
-def _doors(rng: random.Random, feat: dict[str, Any], kind: str) -> tuple[float, float]:
-    """(x, y) in metres where the carrier stands for this stop."""
+def _doors(rng: random.Random, feat: dict[str, Any], kind: str) -> tuple[float, float, float | None]:
+    """(x, y) in metres where the carrier stands for this stop, and the bearing across the wall the
+    door is at (None: away from the walls)."""
     g = FRAME.to_local(shape(feat["geometry"]))
     if isinstance(g, Point):
-        return g.x, g.y
+        return g.x, g.y, None
     if kind == "door_away" and isinstance(g, Polygon) and g.interiors:
         c = Polygon(g.interiors[0]).centroid  # a block of flats: the door is in its courtyard
-        return c.x, c.y
+        return c.x, c.y, None
     hull = g.convex_hull
     assert isinstance(hull, Polygon)
     nx, ny = _facing(feat["properties"]["address"])
     c = hull.centroid
     front = hull.exterior.interpolate(hull.exterior.project(Point(c.x + 40 * nx, c.y + 40 * ny)))
     if kind != "door_away":
-        return front.x + 0.5 * nx, front.y + 0.5 * ny
+        return front.x + 0.5 * nx, front.y + 0.5 * ny, math.degrees(math.atan2(nx, ny)) % 180
     if rng.random() < 0.4:  # a mailbox at the kerb (the street's centre line is 4-6 m out)
         d = rng.uniform(3.5, 4.5)
-        return front.x + d * nx, front.y + d * ny
+        return front.x + d * nx, front.y + d * ny, None
     back = hull.exterior.interpolate(hull.exterior.project(Point(c.x - 40 * nx, c.y - 40 * ny)))
     d = rng.uniform(6.0, 9.0)  # a gate at the back of the garden
-    return back.x - d * nx, back.y - d * ny
+    return back.x - d * nx, back.y - d * ny, None
 
 
 def _typo(rng: random.Random, word: str) -> str:
@@ -160,7 +167,7 @@ def generate(seed: int = 1, stops: int = 220, route_id: str = "DAYS-1") -> DaysT
     for n, f in enumerate(feats):
         props = f["properties"]
         kind = kinds[n]
-        x, y = _doors(rng, f, kind)
+        x, y, facade = _doors(rng, f, kind)
         bid = None
         if kind not in ("new_build", "kiosk"):
             bid = f"way/{100000 + n}"
@@ -175,5 +182,6 @@ def generate(seed: int = 1, stops: int = 220, route_id: str = "DAYS-1") -> DaysT
                          "address": _written(rng, props["address"]), "items": " ".join(props["items"]),
                          "lat": f"{lat:.6f}", "lon": f"{lon:.6f}"})
         sky = "open" if rng.random() < 0.8 else "trees" if rng.random() < 0.75 else "yard"
-        out.ground[props["stop_id"]] = GroundStop(props["stop_id"], kind, _xy_to_latlon(x, y), sky, bid)
+        out.ground[props["stop_id"]] = GroundStop(props["stop_id"], kind, _xy_to_latlon(x, y), sky, bid,
+                                                  facade)
     return out

@@ -78,6 +78,11 @@ class Conditions:
     multipath_rate: float = 0.0  # jumps started per second (in a canyon: x5)
     multipath_m: float = 25.0  # size of a jump
     multipath_s: float = 4.0  # how long a jump lasts
+    # the error's shape: this many times longer along `noise_axis_deg` (a bearing, degrees east of
+    # north) than across it, at the same RMS (so HDOP still states it). A wall beside the antenna
+    # hides half the sky: the satellites left lie on one side, and the error grows across the wall
+    noise_ratio: float = 1.0
+    noise_axis_deg: float = 0.0
     cold_start_s: float = 0.0  # no fix (and no time) for this long after power-on
     indoor: list[Interval] = field(default_factory=list)  # no fix while inside
     sats_in_view: int = 12
@@ -184,7 +189,15 @@ class Walk:
             ang = self.rng.uniform(0, 2 * math.pi)
             self._jump = (c.multipath_m * math.cos(ang), c.multipath_m * math.sin(ang))
             self._jump_left = c.multipath_s
-        return self._err[0] + self._jump[0], self._err[1] + self._jump[1]
+        ex, ey = self._err
+        if c.noise_ratio != 1.0:  # stretch along the axis, shrink across it, same RMS
+            long = math.sqrt(2 * c.noise_ratio ** 2 / (1 + c.noise_ratio ** 2))
+            short = long / c.noise_ratio
+            ux, uy = math.sin(math.radians(c.noise_axis_deg)), math.cos(math.radians(c.noise_axis_deg))
+            along, across = ex * ux + ey * uy, -ex * uy + ey * ux
+            ex = long * along * ux - short * across * uy
+            ey = long * along * uy + short * across * ux
+        return ex + self._jump[0], ey + self._jump[1]
 
     # ---- sentences
 
