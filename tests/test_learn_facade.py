@@ -54,8 +54,8 @@ def test_fixes_that_err_across_the_walls_give_elliptical_zones_long_across_them(
         assert y1 - y0 > 2 * (x1 - x0)  # long across the wall (north), short along it
         # a circle of the same area holds fewer of the next deliveries
         ev = p.evidence
+        assert ev.point is not None and ev.miss_new <= learn.MISS_TARGET
         circle = Point(ev.point).buffer((fence.area / math.pi) ** 0.5)
-        assert ev.miss_new <= learn.MISS_TARGET
         assert learn.predicted_miss(ev.point, ev.sigma_m, circle, ev.wall, ev.ratio) > 2 * ev.miss_new
 
 
@@ -64,7 +64,8 @@ def test_fixes_that_err_the_same_every_way_keep_circular_zones():
     assert (learned.wall_ratio, learned.wall_stops) == (1.0, 24)
     p = learned.proposals[0]
     assert p.action == "extend" and "a circle of" in p.why
-    assert p.new is not None and p.new.equals(learn.delivery_zone(p.evidence.point, p.evidence.sigma_m))
+    assert p.new is not None and p.evidence.point is not None
+    assert p.new.equals(learn.delivery_zone(p.evidence.point, p.evidence.sigma_m))
 
 
 def test_too_few_stops_at_walls_measure_nothing():
