@@ -190,15 +190,22 @@ def nearest(pkg, x, y):
     until no unsearched cell can hold a fence closer than the best so far. The distance (dm, 0 when
     inside) goes to pkg.near_dist and containment to pkg.near_in. Allocates nothing.
     """
-    pkg.gen = (pkg.gen + 1) & 255
-    if pkg.gen == 0:
-        seen = pkg.seen
-        i = 0
-        while i < len(seen):
+    # forget the fences the last lookup tested: their bytes of the bit set, or all of it when they
+    # were more than the list of them holds (a fix far outside the route)
+    seen = pkg.seen
+    marks = pkg.marks
+    k = pkg.nmarks
+    i = 0
+    if k > len(marks):
+        k = len(seen)
+        while i < k:
             seen[i] = 0
             i += 1
-        pkg.gen = 1
-    gen = pkg.gen
+    else:
+        while i < k:
+            seen[marks[i] >> 3] = 0
+            i += 1
+    pkg.nmarks = 0
     cell = pkg.cell
     nx = pkg.nx
     ny = pkg.ny
@@ -252,7 +259,7 @@ def nearest(pkg, x, y):
                 step = k + k
             while i <= iend:
                 if 0 <= i < nx:
-                    d = _cell(pkg, j * nx + i, x, y, best, gen)
+                    d = _cell(pkg, j * nx + i, x, y, best)
                     if d < best:
                         best = d
                         besti = pkg.cand
@@ -272,7 +279,7 @@ def nearest(pkg, x, y):
     return besti
 
 
-def _cell(pkg, c, x, y, best, gen):
+def _cell(pkg, c, x, y, best):
     # test the fences listed in grid cell c; best candidate index in pkg.cand
     f = pkg.file
     pair = pkg.pair
@@ -293,9 +300,14 @@ def _cell(pkg, c, x, y, best, gen):
         while q < n:
             i = lst[q]
             q += 1
-            if seen[i] == gen:
+            bit = 1 << (i & 7)
+            if seen[i >> 3] & bit:
                 continue
-            seen[i] = gen
+            seen[i >> 3] |= bit
+            k = pkg.nmarks
+            if k < len(pkg.marks):
+                pkg.marks[k] = i
+            pkg.nmarks = k + 1
             d = _test(pkg, i, x, y, best if best < found else found)
             if d < found:
                 found = d

@@ -44,6 +44,7 @@ K_ACTION = const(2)  # EMH: what was done with it / how it was delivered
 K_OVERRIDE = const(3)  # why the carrier confirmed a delivery the fence did not
 
 _CHUNK = const(256)
+_MARKS = const(32)  # fences one lookup tests, listed to clear their bits (more: clear all)
 MAX_FENCE_WORDS = const(4096)  # int16 words of the largest fence: 8 KiB of RAM, ~2,000 vertices
 _MPY = sys.implementation.name == "micropython"
 
@@ -210,8 +211,9 @@ class RoutePackage:
         self.box = array.array("i", bytes(28))
         self.pair = array.array("i", bytes(8))
         self.lst = array.array("H", bytes(64))
-        self.seen = bytearray(self.stop_count)
-        self.gen = 0
+        self.seen = bytearray((self.stop_count + 7) // 8)  # a bit per fence the lookup tested
+        self.marks = array.array("H", bytes(2 * _MARKS))  # which, to clear only those next time
+        self.nmarks = 0
         self.cand = -1
         self.near_dist = 0
         self.near_in = False

@@ -188,9 +188,12 @@ def test_per_fix_test_allocates_nothing_under_heap_lock(mpy, pkg_path):
             micropython.heap_unlock()
             return a == b and d == e
         ok = True
+        most = 0  # fences one lookup tested: past len(pkg.marks) the next one clears every bit
         for x, y in pts:
             ok = probe(x, y) and ok
-        # 256 fixes wrap the seen-generation counter: its reset must not allocate either
+            most = max(most, pkg.nmarks)
+        ok = ok and most > len(pkg.marks) and probe(*pts[0])
+        # 300 fixes, each forgetting the fences the one before tested: that must not allocate either
         def many():
             micropython.heap_lock()
             k = 0
