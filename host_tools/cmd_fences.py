@@ -103,10 +103,11 @@ def run(args: argparse.Namespace) -> int:
         except learn.LearnError as exc:
             raise DepotError(str(exc), "Check the --from route and the --footprints file") from None
         for p in learned.proposals:
-            if p.action != "keep":
+            if p.action != "keep" and not p.routine:
                 print(f"  {p.stop_id:<12} {p.action:<6} {p.why} [{p.evidence.summary()}]")
         print(learned.summary())
         print(learned.walls())
+        print(learned.review())
         if args.html:
             Path(args.html).write_text(learn_review.render(learned, fc), encoding="utf-8")
             print(f"review written to {args.html}")

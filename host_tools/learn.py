@@ -26,7 +26,7 @@ from shapely.geometry import Point, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from firmware import record
-from host_tools import learn_facade, route_package_writer
+from host_tools import learn_facade, learn_van, route_package_writer
 
 # Evidence before any change: DLInf labels a point from 2 deliveries with 51% agreement; here 2
 # agreeing fixes on at least 2 days, so one visit's correlated GNSS error never moves a fence.
@@ -47,8 +47,8 @@ RMS_TO_R95 = 1.731  # 2-D Gaussian: r95 = sigma*sqrt(2 ln 20), RMS = sigma*sqrt(
 R95_TO_SIGMA = 2.448  # 2-D Gaussian: the 95% radius is 2.448 sigma (per axis)
 # Geometry and the predicted misses.
 DEVICE_MARGIN_M = 5.0  # geofence.MARGIN_DM: a fix within 5 m of the fence is inside
-MISS_TARGET = 0.0025  # a learned zone is sized so that 1 next delivery in 400 is predicted outside
-KEEP_MISS = 0.005  # a fence predicted to miss at most this share of the next deliveries is kept...
+MISS_TARGET = 0.0015  # a learned zone is sized so that 1 next delivery in 667 is predicted outside
+KEEP_MISS = 0.003  # a fence predicted to miss at most this share of the next deliveries is kept...
 SHRINK = 2.0  # ...unless it is more than this many times the area of the zone the deliveries need
 AT_BUILDING_M = 2.0  # a point this close to a footprint is at that building
 BOUND_M = 10.0  # a learned point lies within its building buffered by this...
@@ -56,6 +56,7 @@ POINT_SES = 2.0  # ...give or take this many standard errors of the point (one s
 ZONE_MIN_M = 2.0  # a delivery zone is never a smaller circle than this
 CIRCLE_MIN_M = ZONE_MIN_M
 CIRCLE_MAX_M = 30.0  # a delivery zone (every learned fence) is a circle no larger than this
+ROUTINE_SHIFT_M = 3.0  # a zone re-centred by less than this, or one at its building's own wall: routine
 QUAD_SEGS = 4  # zones as 16-gons, as the compiler makes a Point stop (the vertex budget is 32)
 EARTH_M = 6371008.8
 
@@ -101,6 +102,7 @@ class Fix:
     override: bool
     reason: int
     used: bool = False  # kept by the estimate (not rejected as an outlier)
+    t: int = 0  # unix seconds of the fix
     share: float = 1.0  # 1 / the fixes of its day's visit
 
     @property
@@ -122,6 +124,7 @@ class Evidence:
     claimed_rms_m: float = 0.0  # the RMS distance the fixes' own accuracy radii predict
     wall: tuple[float, float] | None = None  # the point is at a wall: unit vector across it
     ratio: float = 1.0  # the route's fixes at walls: error across the wall / along it
+    van_days: int = 0  # days the stop was scanned from one spot with other houses' stops (learn_van)
     miss_now: float = 0.0  # share of the next deliveries predicted outside the current fence
     miss_new: float = 0.0  # ... outside the proposed fence
     agreement: float = 0.0  # share of the usable fixes' weight in the cluster
@@ -155,6 +158,7 @@ class Proposal:
     old_building: str = ""
     new_building: str = ""
     enough: bool = False  # evidence passed the thresholds
+    routine: bool = False  # a change no one needs to look at (ROUTINE_SHIFT_M): listed without a map
 
     @property
     def changes(self) -> bool:
@@ -192,6 +196,15 @@ class Learned:
                  else "zones are circles")
         return (f"fixes at walls: error across the wall / along it {self.wall_ratio:.2f} over "
                 f"{self.wall_stops} stops at walls: {shape}")
+
+    def review(self) -> str:
+        """What the night asks of a person: the changes that matter, apart from the routine ones."""
+        changed = [p for p in self.proposals if p.changes]
+        routine = sum(1 for p in changed if p.routine)
+        flagged = sum(1 for p in self.proposals if p.action == "flag")
+        return (f"to review: {len(changed) - routine + flagged} (moved, created, flagged, or a door away "
+                f"from its building's wall); routine: {routine} (zones at the building's own wall, or "
+                f"re-centred by under {ROUTINE_SHIFT_M:g} m), listed without maps")
 
     def summary(self) -> str:
         c = self.counts()
@@ -277,7 +290,7 @@ def usable_fixes(records: list[Any], frame: Frame, since: str | None = None) -> 
             continue
         x, y = frame.xy(r.lon_e6 / 1e6, r.lat_e6 / 1e6)
         ev.fixes.append(Fix(x, y, max(acc / 2, SIGMA_FLOOR_M), day, r.device_id, r.seq, override,
-                            r.reason))
+                            r.reason, t=t))
         ev.usable += 1
     return out
 
@@ -481,6 +494,12 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
         prop.why = (f"deliveries scatter: spread {ev.spread_m:.1f} m, {100 * ev.agreement:.0f}% of the "
                     "fixes' weight agree on one point")
         return prop
+    if ev.van_days >= MIN_DAYS and 2 * ev.van_days >= ev.days:
+        prop.action = "flag"
+        prop.why = (f"scanned from one spot with the stops of {learn_van.VAN_OTHERS} or more other houses "
+                    f"within {learn_van.VAN_WINDOW_S // 60} min on {ev.van_days} of {ev.days} days: from a "
+                    "vehicle, or a shared mailbox bank? Not learned")
+        return prop
     p = ev.point
     ev.miss_now = predicted_miss(p, ev.sigma_m, current, ev.wall, ev.ratio)
     zone = delivery_zone(p, ev.sigma_m, ev.wall, ev.ratio)
@@ -497,6 +516,11 @@ def propose(feat: dict[str, Any], ev: Evidence, frame: Frame, buildings: Buildin
         why = (f"the fence holds the deliveries but is {current.area / zone.area:.1f}x the zone they need"
                if loose and ev.miss_now <= KEEP_MISS and current is not None else
                f"delivery point {d_base:.1f} m from building {bid}")
+        # a zone at the building's own wall (give or take the point's error), or one learned before
+        # and moved by a little, needs no look
+        before = (props.get("fence") or {}).get("point") if learned_before else None
+        shift = math.dist(frame.xy(*before), p) if before else math.inf
+        prop.routine = d_base <= AT_BUILDING_M + POINT_SES * ev.point_se_m or shift < ROUTINE_SHIFT_M
         return change("extend", zone, f"{why}: the fence becomes the delivery zone there, {shape} "
                       f"(bound: the point within building + {BOUND_M:g} m)", bid, base)
     # at another building: the deliveries cluster there
@@ -559,6 +583,13 @@ def learn(fc: dict[str, Any], records: list[Any], footprints: dict[str, Any] | N
                 fps[str(props["building_id"])] = g
     buildings = Buildings(fps)
     evidence = usable_fixes(records, frame, since)
+    building = {str(p.get("stop_id")): str(p.get("building_id") or "")
+                for p in ((f.get("properties") or {}) for f in fc["features"])}
+    spots = learn_van.from_one_spot(learn_van.visits(
+        (sid, building.get(sid, ""), f.device_id, f.day, f.x, f.y, f.t)
+        for sid, ev in evidence.items() for f in ev.fixes))
+    for sid, days in spots.items():
+        evidence[sid].van_days = len(days)
     ratio, walls = at_walls(evidence.values(), buildings)
     props_of = [(f.get("properties") or {}) for f in fc["features"]]
     proposals = [propose(f, evidence.get(str(p.get("stop_id")), Evidence()), frame, buildings)

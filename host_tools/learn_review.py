@@ -64,9 +64,10 @@ def panel(p: learn.Proposal) -> Panel:
 
 
 def render(learned: learn.Learned, fc: dict[str, Any], generated: str | None = None) -> str:
-    shown = [p for p in learned.proposals if p.action != "keep" or p.evidence.overrides]
+    shown = [p for p in learned.proposals if (p.action != "keep" or p.evidence.overrides) and not p.routine]
     return env.get_template("fence_review.html").render(
         route_id=learned.route_id, summary=learned.summary(), counts=learned.counts(),
+        review=learned.review(), walls=learned.walls(), routine=[p for p in learned.proposals if p.routine],
         generated=generated or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         rows=[(p, panel(p)) for p in shown], size=SIZE, total=len(learned.proposals),
         rules={"deliveries": learn.MIN_DELIVERIES, "days": learn.MIN_DAYS, "bound": learn.BOUND_M,

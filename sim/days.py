@@ -41,7 +41,7 @@ DWELL_S = 30  # the receiver runs this long at the door before the first scan
 FIRST_DAY = dt.date(2026, 12, 1)
 NAIVE_RADIUS_M = 50.0
 HELD_OUT_MIN = 3  # held-out counts stops with at least this many earlier deliveries
-AREA_SCALES = (0.8, 0.9, 1.1, 1.25, 1.5)  # per-stop naive circles with these multiples of the learned area
+AREA_SCALES = (0.8, 0.9, 1.1, 1.25, 1.5, 2.0)  # per-stop naive circles: these multiples of the learned area
 VARIANTS = ("learning", "none", "naive")
 
 
@@ -60,6 +60,7 @@ class Result:
     days: int
     rates: dict[str, list[float]] = field(default_factory=lambda: {v: [] for v in VARIANTS})
     actions: list[str] = field(default_factory=list)  # each night's summary line
+    to_review: list[tuple[int, int]] = field(default_factory=list)  # each night: (to look at, routine)
     heldout: dict[str, list[int]] = field(default_factory=lambda: {
         "learning": [0, 0], "naive": [0, 0], "naive_equal_area": [0, 0],
         "naive_equal_total": [0, 0]})  # [inside, judged]
@@ -92,14 +93,15 @@ class Result:
     def naive_area_to_match(self) -> float:
         """The per-stop naive circles' area, as a multiple of the learned fences', at which they hold
         as many held-out deliveries as the learned fences (linear between the scaled runs; below 1:
-        the naive circle does better at equal area)."""
+        the naive circle does better at equal area; the largest multiple tried if even that holds
+        fewer, so a lower bound)."""
         target = self.share("learning")
         points = sorted((self.area_ratio(k), self.share(k)) for k in self.heldout
                         if k.startswith("naive_equal_area"))
         for (a0, s0), (a1, s1) in zip(points, points[1:], strict=False):
             if s0 <= target <= s1:
                 return a0 if s1 == s0 else a0 + (a1 - a0) * (target - s0) / (s1 - s0)
-        return points[0][0] if target < points[0][1] else math.inf
+        return points[0][0] if target < points[0][1] else points[-1][0]
 
 
 class Package:
@@ -328,10 +330,13 @@ def night(store_path: Path, rid: str, fc: dict[str, Any], footprints: Path, work
         code = cli.main(args)
     lines = buf.getvalue().splitlines()
     summary = next((ln for ln in lines if ln.startswith("learned ")), "")
-    if code != 0 or not summary:
+    review = next((ln for ln in lines if ln.startswith("to review: ")), "")
+    if code != 0 or not summary or not review:
         raise RuntimeError(f"night {day}: depot fences learn failed: {buf.getvalue()}")
     res.actions.append(summary)
-    say(f"  night {day}: {summary.split(': ', 1)[1]}")
+    look, routine = int(review.split()[2]), int(review.split("routine: ")[1].split()[0])
+    res.to_review.append((look, routine))
+    say(f"  night {day}: {summary.split(': ', 1)[1]}; to review {look}, routine {routine}")
     return json.loads(out.read_text())
 
 

@@ -31,7 +31,7 @@ def test_learning_raises_the_match_rate_and_the_baselines_see_the_same_days(four
     assert lines[0].startswith("depot route build: matched ")
     assert lines[1].startswith("day  1 (2026-12-01): ")
     assert lines[2] == ("  night 1: keep 60 (60 with too little evidence), extend 0, move 0, create 0; "
-                        "flagged for review 0")
+                        "flagged for review 0; to review 0, routine 0")
 
 
 def test_learned_fences_stay_within_their_bound(four_days):
