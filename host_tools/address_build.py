@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from host_tools import address, ids
+from host_tools import address, address_route, ids
 from host_tools.address_match import SCORE, Index, Match, load_footprints, paused_gc
 from host_tools.errors import DepotError
 
@@ -117,6 +117,7 @@ def match_rows(rows: list[Row], index: Index) -> list[Outcome]:
     for r in rows:
         p = index.parse(r.address)
         out.append(Outcome(r, index.match(r.address, p), p))
+    address_route.settle_towns(out, index)  # a street in two towns: the town from the walk order
     return out
 
 

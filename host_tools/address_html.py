@@ -83,10 +83,11 @@ def render(fc: dict[str, Any], outcomes: list, index: Index) -> str:
                 drawn.append({"d": _path(f["geometry"], to_xy), "cls": p["match"], "title": title})
     attention = [o for o in outcomes if o.match.building is None]
     fuzzy = [o for o in outcomes if o.match.kind == "fuzzy"]
+    evidence = [o for o in outcomes if o.match.evidence and o.match.building is not None]
     far = [(o, d) for o in outcomes if (d := prior_distance_m(o)) is not None and d > FAR_FROM_PRIOR_M]
     counts = {k: sum(1 for f in fc["features"] if f["properties"]["match"] == k)
               for k in ("exact", "normalized", "fuzzy", "geocode", "none")}
     return _env.get_template("address_match.html").render(
         route_id=fc.get("route_id", ""), svg=svg, drawn=drawn, attention=attention, fuzzy=fuzzy, far=far,
-        far_m=FAR_FROM_PRIOR_M,
+        evidence=evidence, far_m=FAR_FROM_PRIOR_M,
         counts=counts, total=len(outcomes), footprints=len(index.buildings), locale=index.locale)

@@ -71,6 +71,13 @@ class Match:
     building: Building | None = None
     candidates: list[Building] = field(default_factory=list)
     why: str = ""
+    # ambiguous only because the one street is in several towns and the row names none: each town's
+    # buildings with the number (maybe none), for evidence from the walk order (address_route.py)
+    towns: dict[str, list[Building]] = field(default_factory=dict)
+    street: str = ""
+    street_kind: str = ""  # how the street was found: normalized or fuzzy, and its score
+    street_score: float = 0.0
+    evidence: str = ""  # how the town was decided, when it was not written
 
 
 def street_of(tags: dict[str, Any]) -> str:
@@ -238,7 +245,7 @@ class Index:
                 b.numbers = address.house_numbers(hn)
                 b.written = _written(f"{hn} {street}")
             b.street = full
-            town = self._city(b) or _postcode(b)
+            town = self.town(b)
             if town:
                 self.towns[full].add(town)
             self.by_core[core].add(full)
@@ -312,6 +319,10 @@ class Index:
                 return numbers[n]
         return []
 
+    def town(self, b: Building) -> str:
+        """The town a building is in: its addr:city, else its postcode ('' when it has neither)."""
+        return self._city(b) or _postcode(b)
+
     def _city(self, b: Building) -> str:
         city = address.fold(str(b.tags.get("addr:city", "")))
         return city.removesuffix("市") if self.locale == "zh" else city
@@ -364,17 +375,24 @@ class Index:
         if len(tier) > 1:  # which street was meant is not known, even if only one has the number
             return Match("ambiguous", candidates=list(cands.values()),
                          why=f"{len(tier)} streets fit: {names}")
+        street, kind, score, chosen = hits[0]
+        towns = self.towns.get(street, set())
+        by_town: dict[str, list[Building]] = {}
+        if len(towns) > 1 and not p.postcode and not self._town_of(p):
+            by_town = {t: [b for b in chosen if self.town(b) == t] for t in sorted(towns)}
+            if sum(map(len, by_town.values())) < len(chosen):  # one without a town could be anywhere
+                by_town = {}
         if len(cands) > 1:
             return Match("ambiguous", candidates=list(cands.values()),
                          why=f"{len(cands)} buildings fit: " + ", ".join(f"{b.label()} ({b.id})"
-                                                                         for b in cands.values()))
-        street, kind, score, chosen = hits[0]
+                                                                         for b in cands.values()),
+                         towns=by_town, street=street, street_kind=kind, street_score=score)
         b = chosen[0]
-        towns = self.towns.get(street, set())
         if len(towns) > 1 and not p.postcode and not self._town_of(p):
             # the same street in another town, where this number may be the unmapped building
             return Match("ambiguous", candidates=[b], why=f"{street} is in {len(towns)} towns ("
-                         + ", ".join(sorted(towns)) + "), the address names none")
+                         + ", ".join(sorted(towns)) + "), the address names none",
+                         towns=by_town, street=street, street_kind=kind, street_score=score)
         if kind == "normalized" and not p.unit and _written(raw) == b.written:
             kind, score = "exact", SCORE["exact"]
         return Match(kind, score=round(score, 3), building=b)

@@ -3,8 +3,8 @@
 
 Its own street names (none shared with sim/address_town.py), its own tagging (ordinal and saint
 streets, directionals after the name, Shanghai lanes 弄 tagged both ways OSM's Chinese data does)
-and its own perturbations. Only the footprint shapes, the prior geocodes and the Town record come
-from sim/address_town.py. `generate(seed, buildings, locale)` returns a Town.
+and its own perturbations. Only the footprint shapes, the prior geocodes, the walk order (seq) and
+the Town record come from sim/address_town.py. `generate(seed, buildings, locale)` returns a Town.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import math
 import random
 from dataclasses import dataclass
 
-from sim.address_town import LAT0, LON0, M_LAT, M_LON, Town, _footprint, _prior
+from sim import address_town as first
+from sim.address_town import LAT0, LON0, M_LAT, M_LON, TOWN_EAST_M, Town, _footprint, _prior
 from sim.town import s10
 
 NAMES = ["Birch", "Dogwood", "Hemlock", "Tamarack", "Buckeye", "Catalpa", "Locust", "Sassafras",
@@ -115,6 +116,7 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
     feats: list[dict] = []
     addressed: list[tuple[str, object, str, str, str]] = []  # id, street, number, lane, block
     ghosts: list[tuple[object, str, str]] = []
+    walk: dict[tuple[str, int, str, str], tuple] = {}  # (street, town, number, lane) -> walk key
     fid = 60_000_000 + seed * 1_000_000
 
     def add(geom: dict, tags: dict[str, str]) -> str:
@@ -133,18 +135,24 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
     for si, street in enumerate(streets):
         if made >= buildings:
             break
-        ox, oy = (si % cols) * 900.0, (si // cols) * 160.0
+        town = street.town if isinstance(street, EnStreet) else 0
+        name = street.tag if isinstance(street, EnStreet) else street
+        ox, oy = (si % cols) * 900.0 + TOWN_EAST_M * town, (si // cols) * 160.0
         ang = math.radians(rng.uniform(-15, 15))
         c, s = math.cos(ang), math.sin(ang)
 
         def at(u: float, v: float) -> tuple[float, float]:
             return ox + u * c - v * s, oy + u * s + v * c  # noqa: B023
 
+        def walked(town: int, lot: int, sub: int = 0) -> tuple:
+            return (*first.walk_key(town, si, cols, lot), sub)  # noqa: B023
+
         if locale == "en":
             number = 10
             for lot in range(lots):
                 number += 6 if rng.random() < 1 / 8 else 2
                 hn = str(number)
+                start = hn
                 if rng.random() < 0.05:
                     hn, number = f"{number}-{number + 4}", number + 4
                 x, y = at(lot * 18.0, 6.0)
@@ -152,8 +160,11 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
                         "addr:city": TOWNS[street.town][0], "addr:postcode": TOWNS[street.town][1]}
                 geom = _footprint(rng, x, y, ang, rng.uniform(9, 14), rng.uniform(9, 13))
                 addressed.append((add(geom, tags), street, hn, "", ""))
+                walk[name, town, hn, ""] = walk[name, town, start, ""] = walked(town, lot)
                 made += 1
             ghosts += [(street, str(number + 2 * k), "") for k in (1, 2)]
+            walk.update({(name, town, str(number + 2 * k), ""): walked(town, lots + k)
+                         for k in (1, 2)})
             continue
         lane_road = rng.random() < 0.4
         for lot in range(lots):
@@ -170,12 +181,14 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
                     addressed.append((bid, street, str(k), hn, ""))
                     made += 1
                 ghosts.append((street, str(k + 1), hn))
+                walk.update({(name, 0, str(j), hn): walked(0, lot, j) for j in range(1, k + 2)})
                 if rng.random() < 1 / 3:  # the road's own building with the lane's number
                     x, y = at(u + 14, side * 6)
                     bid = add(_footprint(rng, x, y, ang, 8, 6),
-                              {"building": "retail", "addr:street": street, "addr:housenumber": f"{hn}号"})
+                              {"building": "retail", "addr:street": name, "addr:housenumber": f"{hn}号"})
                     addressed.append((bid, street, hn, "", ""))
                     made += 1
+                walk[name, 0, hn, ""] = walked(0, lot)
                 continue
             blocks = [str(b) for b in range(1, rng.randint(2, 4) + 1)] if rng.random() < 0.25 else [""]
             for bi, block in enumerate(blocks):
@@ -185,7 +198,9 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
                     tags["name"] = f"{block}号楼"
                 addressed.append((add(_footprint(rng, x, y, ang, 20, 14), tags), street, hn, "", block))
                 made += 1
+            walk[name, 0, hn, ""] = walked(0, lot)
         ghosts += [(street, str(lots + k), "") for k in (1, 2)]
+        walk.update({(name, 0, str(lots + k), ""): walked(0, lots + k) for k in (1, 2)})
     for k in range(len(feats) // 4):  # unaddressed outbuildings
         ring = feats[k * 4]["geometry"]["coordinates"][0]
         ring = ring[0] if isinstance(ring[0][0], list) else ring
@@ -200,6 +215,11 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
     targets += [(None, street, hn, lane, "") for street, hn, lane in (ghosts * 4)[:n_ghost]]
     rng.shuffle(targets)
     by_id = {f["id"]: f for f in feats}
+    by_street: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    for bid, st, hn, _lane, _b in addressed:
+        if isinstance(st, EnStreet):
+            by_street.setdefault((st.tag, st.town), []).append((hn, bid))
+    route_rng = random.Random(seed * 7 + 5)  # the walk order and the geocoder's town: not the texts'
     rows, truth, what = [], {}, {}
     for k, (bid, street, hn, lane, block) in enumerate(targets):
         sid = f"H{k + 1:05d}"
@@ -210,10 +230,18 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
         row = {"stop_id": sid, "seq": str(k + 1), "name": f"Resident {k + 1}", "address": text,
                "items": s10("RR", f"{seed % 100:02d}{k:06d}")}
         if rng.random() < geocoded:
-            row.update(_prior(rng, by_id.get(bid) if bid else None, feats[0]))
+            twin = by_street.get((street.tag, 1 - street.town)) if isinstance(street, EnStreet) else None
+            if twin and "city" not in done and route_rng.random() < 0.5:
+                bid_geocoded, done = first.nearest_number(twin, hn), done + ["geocode in the other town"]
+            else:
+                bid_geocoded = bid
+            row.update(_prior(rng, by_id.get(bid_geocoded) if bid_geocoded else None, feats[0]))
         rows.append(row)
         truth[sid] = bid
         what[sid] = ",".join(done)
+    keys = [walk[(street.tag, street.town, hn, lane) if isinstance(street, EnStreet)
+                 else (str(street), 0, hn, lane)] for _, street, hn, lane, _ in targets]
+    rows = first.in_walk_order(route_rng, rows, keys)
     return Town({"type": "FeatureCollection", "generator": "sim.address_heldout", "features": feats},
                 rows, truth, what)
 

@@ -35,6 +35,8 @@ EN_TYPES = [("Street", "St"), ("Avenue", "Ave"), ("Road", "Rd"), ("Drive", "Dr")
 EN_DIRS = [("North", "N"), ("South", "S"), ("East", "E"), ("West", "W"), ("Southeast", "SE"),
            ("Northwest", "NW")]
 EN_TOWNS = [("Boulder", "80302"), ("Louisville", "80027")]
+TOWN_EAST_M = 12000.0  # the neighbouring town lies this far east (its streets too): a place of its own
+ROUTE_ROWS = 250  # the list is routes of about this many rows, one after another
 ZH_ROADS = ["建国", "人民", "中山", "解放", "和平", "胜利", "友谊", "光明", "幸福", "长江", "黄河",
             "文化", "新华", "朝阳", "东风", "红旗", "复兴", "民主", "团结", "青年", "工农", "学府",
             "科技", "金融", "世纪", "滨江", "望京", "安定", "平安", "永安", "龙华", "凤凰", "桂林",
@@ -137,11 +139,12 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
     feats: list[dict] = []
     addressed: list[tuple[str, dict, tuple[str, str, str], str, str]] = []  # id, tags, street, number, block
     ghosts: list[tuple[tuple[str, str, str], str]] = []  # addresses whose building is not in the data
+    walk: dict[tuple[str, str], tuple] = {}  # (street + town, number) -> where a route walks it
     fid = 10_000_000 + seed * 1_000_000
     cols = max(1, int(math.sqrt(len(streets))))
     made = 0
     for si, street in enumerate(streets):
-        ox, oy = (si % cols) * 700.0, (si // cols) * 90.0
+        ox, oy = (si % cols) * 700.0 + TOWN_EAST_M * int(street[2]), (si // cols) * 90.0
         ang = math.radians(rng.uniform(-20, 20))
         n_lots = per_street if made + per_street <= buildings else max(1, buildings - made)
         u = 0.0
@@ -152,11 +155,13 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
             side = 1 if lot % 2 == 0 else -1
             number += rng.choice([2, 2, 2, 4]) if locale == "en" else 1
             hn = str(number)
+            walk[street[0] + street[2], hn] = walk_key(int(street[2]), si, cols, lot)
             if lot >= n_lots:  # new builds past the mapped ones: addresses, no footprint
                 ghosts.append((street, hn))
                 continue
             if locale == "en" and rng.random() < 0.05:
                 hn, number = f"{number}-{number + 2}", number + 2
+                walk[street[0] + street[2], hn] = walk[street[0] + street[2], str(number - 2)]
             v0 = 6.0 if side > 0 else -6.0 - d
             cx = ox + u * math.cos(ang) - v0 * math.sin(ang)
             cy = oy + u * math.sin(ang) + v0 * math.cos(ang)
@@ -198,19 +203,63 @@ def generate(seed: int = 1, buildings: int = 1200, locale: str = "en", no_buildi
         targets.append((None, street, hn, ""))
     rng.shuffle(targets)
     by_id = {f["id"]: f for f in feats}
+    by_street: dict[str, list[tuple[str, str]]] = {}
+    for bid, _t, street, hn, _b in addressed:
+        by_street.setdefault(street[0] + street[2], []).append((hn, bid))
+    route_rng = random.Random(seed * 7 + 3)  # the walk order and the geocoder's town: not the texts'
     for k, (bid, street, hn, block) in enumerate(targets):
         sid = f"S{k + 1:05d}"
         text, done = (_perturb_en if locale == "en" else _perturb_zh)(rng, street, hn, block)
-        row = {"stop_id": sid, "seq": str(k + 1), "name": f"Resident {k + 1}", "address": text,
+        row = {"stop_id": sid, "seq": "", "name": f"Resident {k + 1}", "address": text,
                "items": " ".join(s10(p, f"{seed % 100:02d}{2 * k + j:06d}") for j, p in
                                  enumerate(("RR", "CP")[: rng.randint(1, 2)]))}
         if rng.random() < geocoded:
-            row.update(_prior(rng, by_id.get(bid) if bid else None, feats[0]))
+            twin = by_street.get(street[0] + ("1" if street[2] == "0" else "0"))
+            if twin and "city" not in done and route_rng.random() < 0.5:
+                bid_geocoded, done = nearest_number(twin, hn), done + ["geocode in the other town"]
+            else:
+                bid_geocoded = bid
+            row.update(_prior(rng, by_id.get(bid_geocoded) if bid_geocoded else None, feats[0]))
         rows.append(row)
         truth[sid] = bid
         what[sid] = ",".join(done)
+    keys = [walk[street[0] + street[2], hn] for _, street, hn, _ in targets]
+    rows = in_walk_order(route_rng, rows, keys)
     return Town({"type": "FeatureCollection", "generator": "sim.address_town", "features": feats},
                 rows, truth, what)
+
+
+def nearest_number(street: list[tuple[str, str]], hn: str) -> str:
+    """The building a geocoder puts a number on when it picked this street (of a name in two towns):
+    the number's own, else the nearest number's (it interpolates along the street)."""
+    want = int(re.match(r"\d+", hn).group())  # type: ignore[union-attr]
+    return min(street, key=lambda t: abs(int(re.match(r"\d+", t[0]).group()) - want))[1]  # type: ignore[union-attr]
+
+
+def walk_key(town: int, si: int, cols: int, lot: int) -> tuple[int, int, int, int]:
+    """Where a route walks a lot: town by town, the street grid column by column (down one, up the
+    next), each street lot after lot, up one street and down the next beside it."""
+    row, col = divmod(si, cols)
+    return town, col, -row if col % 2 else row, -lot if (row + col) % 2 else lot
+
+
+def in_walk_order(rng: random.Random, rows: list[dict[str, str]], keys: list[tuple]) -> list[dict[str, str]]:
+    """The rows in the order a depot's list has them, seq 1, 2, 3...: routes of ROUTE_ROWS rows cut
+    from the walk (a cut falls anywhere, mid-street or between towns), the routes in any order; in a
+    route, one row in five a few places off (the carrier's own order), and 2% of all rows anywhere
+    in the list (late additions, a stop filed under another route)."""
+    order = sorted(range(len(rows)), key=lambda i: (keys[i], rng.random()))  # flats in any order
+    routes = [order[i:i + ROUTE_ROWS] for i in range(0, len(order), ROUTE_ROWS)]
+    rng.shuffle(routes)
+    place = {i: float(k) + (rng.uniform(-3, 3) if rng.random() < 0.2 else 0.0)
+             for k, i in enumerate(i for r in routes for i in r)}
+    for i in place:
+        if rng.random() < 0.02:
+            place[i] = rng.uniform(-1, len(rows))
+    out = []
+    for k, i in enumerate(sorted(place, key=place.__getitem__)):
+        out.append({**rows[i], "seq": str(k + 1)})
+    return out
 
 
 def _prior(rng: random.Random, ref: dict | None, fallback: dict) -> dict[str, str]:
