@@ -191,7 +191,7 @@ class App:
         if p.kind == delivery.P_RECORDED:
             self._save_progress()
             if self.uploader is not None:
-                self.uploader.wake.set()
+                self.uploader.kick()
 
     def on_dock(self, what, value):
         if what == "route":

@@ -32,6 +32,9 @@ except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
 BATCH = const(32)  # records per batch by default (bench: tests/bench/bench_cellular.py)
+# An idle wait looks for kick() this often. The screen's refresh wakes the device every second
+# anyway, and an asyncio.Event would load asyncio's event module (1.3 KB of RAM) for this alone.
+_POLL_MS = const(1000)
 _MAX_EXP = const(16)  # keeps base * 2**attempt a small int
 
 
@@ -61,7 +64,7 @@ class Uploader:
         self.coverage_ms = coverage_ms
         self.attempt = 0
         self.cursor = 0  # next seq to send: passes quarantined batches, never below the watermark
-        self.wake = asyncio.Event()
+        self.woken = False  # kick(): a new record was journalled while the task waited or sent
         # for the screen and the dock
         self.last_ok = 0  # device clock of the last verified acknowledgement
         self.last_error = ""
@@ -84,8 +87,8 @@ class Uploader:
                 "quarantined": self.quarantined}
 
     def kick(self):
-        """A new record was journalled: end an idle wait."""
-        self.wake.set()
+        """A new record was journalled: end an idle wait (within _POLL_MS)."""
+        self.woken = True
 
     # -- the task ------------------------------------------------------------------------------
 
@@ -97,11 +100,11 @@ class Uploader:
                 self.last_error = "uploader: %r" % e
                 ms = self._backoff()
             if ms < 0:  # nothing to send: wait for a new record or the idle period
-                try:
-                    await asyncio.wait_for_ms(self.wake.wait(), self.idle_ms)  # type: ignore[attr-defined]
-                except asyncio.TimeoutError:
-                    pass
-                self.wake.clear()
+                left = self.idle_ms
+                while left > 0 and not self.woken:
+                    await asyncio.sleep_ms(min(left, _POLL_MS))  # type: ignore[attr-defined]
+                    left -= _POLL_MS
+                self.woken = False
             elif ms:
                 await asyncio.sleep_ms(ms)  # type: ignore[attr-defined]
 
