@@ -62,7 +62,7 @@ class Result:
     actions: list[str] = field(default_factory=list)  # each night's summary line
     to_review: list[tuple[int, int]] = field(default_factory=list)  # each night: (to look at, routine)
     heldout: dict[str, list[int]] = field(default_factory=lambda: {
-        "learning": [0, 0], "naive": [0, 0], "naive_equal_area": [0, 0],
+        "learning": [0, 0], "naive": [0, 0], "naive_equal_area": [0, 0], "naive_equal_reach": [0, 0],
         "naive_equal_total": [0, 0]})  # [inside, judged]
     # the fence area (m2, as compiled) each held-out judgement was made against, summed: the area
     # ratios of the baselines to the learned fences
@@ -79,16 +79,18 @@ class Result:
     log: list[dict[str, Any]] = field(default_factory=list)  # every held-out judgement (diagnosis)
 
     def share(self, key: str) -> float:
-        inside, judged = self.heldout[key]
+        inside, judged = self.heldout.get(key, [0, 0])
         return inside / judged if judged else 0.0
 
     def area_ratio(self, key: str) -> float:
         """The area `key` judged the held-out deliveries with, over the learned fences' area."""
-        return self.heldout_area.get(key, 0.0) / self.heldout_area["learning"]
+        learned = self.heldout_area.get("learning", 0.0)
+        return self.heldout_area.get(key, 0.0) / learned if learned else 0.0
 
     def reach_ratio(self, key: str) -> float:
         """The same for the area judged inside (fence and margin)."""
-        return self.heldout_reach.get(key, 0.0) / self.heldout_reach["learning"]
+        learned = self.heldout_reach.get("learning", 0.0)
+        return self.heldout_reach.get(key, 0.0) / learned if learned else 0.0
 
     def naive_area_to_match(self) -> float:
         """The per-stop naive circles' area, as a multiple of the learned fences', at which they hold
@@ -97,7 +99,9 @@ class Result:
         fewer, so a lower bound)."""
         target = self.share("learning")
         points = sorted((self.area_ratio(k), self.share(k)) for k in self.heldout
-                        if k.startswith("naive_equal_area"))
+                        if k.startswith("naive_equal_area") and self.heldout[k][1])
+        if not points:
+            return 0.0
         for (a0, s0), (a1, s1) in zip(points, points[1:], strict=False):
             if s0 <= target <= s1:
                 return a0 if s1 == s0 else a0 + (a1 - a0) * (target - s0) / (s1 - s0)
@@ -341,6 +345,16 @@ def night(store_path: Path, rid: str, fc: dict[str, Any], footprints: Path, work
 
 
 def report(res: Result, say: Any = print) -> None:
+    if not res.heldout["learning"][1]:
+        say(f"held-out: no stop had {HELD_OUT_MIN} deliveries on {learn.MIN_DAYS} days before another yet")
+    else:
+        heldout(res, say)
+    say(f"area: {res.changed} fences changed, median learned/initial {res.area_growth:.2f}; "
+        f"naive 50 m circles median {res.naive_area_growth:.1f}x the first fences")
+    say(f"store, routes and review pages: {res.workdir}")
+
+
+def heldout(res: Result, say: Any) -> None:
     say(f"held-out (next-day deliveries, stops with >= {HELD_OUT_MIN} earlier on >= {learn.MIN_DAYS} days), "
         "inside the fence, and the fences' area over the learned fences':")
     names = {"learning": "learned fences", "naive_equal_area": "naive circle, each stop the learned area",
@@ -353,6 +367,3 @@ def report(res: Result, say: Any = print) -> None:
     if any(k.startswith("naive_equal_area_x") for k in res.heldout):
         say(f"  the per-stop naive circles need x{res.naive_area_to_match():.2f} the learned area to hold "
             "as many")
-    say(f"area: {res.changed} fences changed, median learned/initial {res.area_growth:.2f}; "
-        f"naive 50 m circles median {res.naive_area_growth:.1f}x the first fences")
-    say(f"store, routes and review pages: {res.workdir}")

@@ -57,3 +57,23 @@ def test_each_night_is_kept_as_a_route_version_with_a_review_page(four_days):
         "review-night1.html", "review-night2.html", "review-night3.html"]
     assert res.area_growth <= 1.5
     assert res.naive_area_growth > 50
+
+
+def test_the_report_puts_the_baselines_beside_the_learned_fences_with_their_areas(four_days):
+    res, _, _ = four_days
+    lines: list[str] = []
+    days.report(res, lines.append)
+    assert lines[0].startswith("held-out (next-day deliveries, stops with >= 3 earlier on >= 2 days)")
+    names = [ln[2:55].rstrip() for ln in lines[1:6]]
+    assert names == ["learned fences", "naive circle, each stop the learned area",
+                     "naive circle, each stop the learned area with margin",
+                     "naive circles of one radius, the learned total area", "naive 50 m circles"]
+    assert lines[1].endswith("area x1.00, with the 5 m margin x1.00")
+    assert abs(res.area_ratio("naive_equal_area") - 1.0) < 0.01  # as compiled: 16-gons either way
+    assert res.heldout["learning"][1] == res.heldout["naive_equal_area"][1] > 0
+
+
+def test_before_any_stop_can_be_held_out_the_report_says_so():
+    lines: list[str] = []
+    days.report(days.run(days=2, stops=20, seed=1, say=lambda *a: None), lines.append)
+    assert lines[0] == "held-out: no stop had 3 deliveries on 2 days before another yet"
