@@ -150,6 +150,19 @@ def test_a_device_without_the_partition_falls_back_to_littlefs(tmp_path, store, 
             assert "main.mpy" in {n for n, _, _ in con.listdir("/lib/firmware")}
 
 
+def test_a_board_meant_to_have_one_but_a_device_without_it_falls_back_per_device(tmp_path, store, capsys):
+    """The board file says ROMFS, the device's MicroPython has none (no vfs.rom_ioctl): that
+    device gets .mpy files on littlefs, and its row says why."""
+    store.enrol(DEV)
+    with Device.start(tmp_path / "hh.img", board="sim-noromfs") as dev:
+        assert _flash(store, dev.console) == 0
+        row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(DEV)][-1]
+        assert row.endswith("no ROMFS partition on the device: firmware as .mpy files on littlefs")
+        with mp.Device.connect(dev.console) as con:
+            assert con._eval("from firmware import main\nprint(repr(main.__file__))", "where") == \
+                "/lib/firmware/main.mpy"
+
+
 def test_mpremote_romfs_query_reads_the_partition_depot_flash_wrote(tmp_path, store):
     store.enrol(DEV)
     with Device.start(tmp_path / "hh.img") as dev:
