@@ -89,7 +89,7 @@ def test_a_flash_image_in_a_folder_that_does_not_exist(capsys):
 def test_a_board_that_does_not_exist(tmp_path, capsys):
     line = refused(capsys, ["device", "--flash", str(tmp_path / "x.img"), "--board", "esp32"])
     assert line == ("python -m sim device: error: no board named esp32. "
-                    "Choose one of esp32s3-sim7600, rp2350-bg95, sim.")
+                    "Choose one of esp32s3-sim7600, rp2350-bg95, sim, sim-noromfs.")
 
 
 @pytest.mark.slow
