@@ -140,7 +140,8 @@ class Journal:
         self._open()
 
     def _open(self):
-        self.watermark, self._lease = self._load_state()
+        # (0, 0) without a state: _recover's records decide next_seq
+        self.watermark, self._lease = _read_state(self.root)
         self._segs, self._nseg = self._list_segments()  # first seq of each segment less _base, ascending
         self.last_seq = 0
         self._pending = 0
@@ -253,10 +254,6 @@ class Journal:
     def space(self):
         return self._space
 
-    def read_state(self):
-        """For the screen: (pending, last seq written, "ok"|"low"|"full")."""
-        return self._pending, self.last_seq, self._space
-
     def close(self):
         self._abandon_segment()
 
@@ -312,9 +309,6 @@ class Journal:
             i += 1
         self._nseg = n
         self._base = self._base + shift if n else 0
-
-    def _load_state(self):
-        return _read_state(self.root)  # (0, 0) without a state: _recover's records decide next_seq
 
     def _save_state(self, watermark, lease):
         """Persist both, then take them: a failed write leaves the state as it was on flash."""

@@ -254,9 +254,6 @@ class App:
                 elif len(line) < 128:  # longer is noise, not a barcode: drop it
                     line.append(c)
 
-    async def keys_task(self, stream):
-        await self.line_task(stream, lambda b: self.on_key(b.decode()))
-
     async def refresh_task(self):
         while True:
             self.draw()
@@ -274,7 +271,7 @@ class App:
             t.append(self.line_task(s, self.on_scan))
         s = hal.open_keys()
         if s is not None:
-            t.append(self.keys_task(s))
+            t.append(self.line_task(s, lambda b: self.on_key(b.decode())))  # a key's name a line
         if self.journal is None or not self.device_id:
             return t
         # the largest buffer (the upload batch) first, while the freed heap is least fragmented

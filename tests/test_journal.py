@@ -93,7 +93,7 @@ def test_append_read_acknowledge_reclaim(mpy):
     out = run(mpy, """
 j = boot(dev)
 seqs = [j.append(make(i)) for i in range(30)]
-print("seqs", seqs[0], seqs[-1], j.next_seq, j.pending(), j.read_state())
+print("seqs", seqs[0], seqs[-1], j.next_seq, j.pending(), (j.pending(), j.last_seq, j.space()))
 print("from25", [s for s, _ in j.records(25, buf)])
 s, mv = next(j.records(7, buf))
 print("rec7", s, record.decode(mv).item_id)
