@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware import layout
 from host_tools import boards, cli, flash, flash_romfs, route_assign, route_compile
 from host_tools import mpremote_adapter as mp
 from host_tools.store import Store
@@ -111,6 +112,10 @@ def test_no_romfs_goes_to_littlefs_and_erases_the_stale_image_reflash_replaces_i
         assert _where(dev.console)[:2] == ("/rom/lib/firmware/main.mpy", True)
         with mp.Device.connect(dev.console) as con:
             assert con.listdir("/lib") == []
+            # a copy left on littlefs (a flash cut before it removed it) is never imported
+            con.mkdirs([layout.FIRMWARE_DIR])
+            con.put(layout.FIRMWARE_DIR + "/__init__.py", b"raise ImportError('stale littlefs copy')")
+        assert _where(dev.console)[:2] == ("/rom/lib/firmware/main.mpy", True)
         image = flash.Image("sim", rom_image.files, flash_romfs.image(
             [(p, d) for p, d in rom_image.files] + [("/lib/firmware/extra.mpy", b"M\x06\x00\x1f")]))
         res = flash.flash_one(dev.console, DEV, image, store.key(DEV))
