@@ -1,13 +1,13 @@
 """A street in two towns and an address that names neither: the town from evidence, or not at all.
 
 A depot's list is one route, or a few, walked in order (`seq`), and a route does not go kilometres
-to another town and back between two stops. So when the matched rows just before and just after
-such a row all lie in one of the street's towns, kilometres from the others, and the route passes
-by that town's street, the row is in that town (rule 8 of docs/address-matching.md). The row's
-prior geocode, of unknown quality, can confirm a route seen on one side only (the start or end of
-a list) and can contradict one: a geocode nearer another of the towns leaves the row ambiguous. A
-geocode alone decides nothing: a geocoder given an address without its town puts it, just as
-precisely, on the twin street it picked.
+to another town and back between two stops. So when the rows the text matched just before and just
+after such a row both lie in one of the street's towns, by that town's candidate and kilometres
+from the others', the row is in that town (rule 8 of docs/address-matching.md). Its prior geocode,
+of unknown quality, can only contradict: one that does not point clearly at that town leaves the
+row ambiguous. A geocode alone decides nothing: a geocoder given an address without its town puts
+it, just as precisely, on the twin street it picked. One side alone decides nothing either: where
+a route ends, the next row may begin another route anywhere.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from host_tools.address_match import Building, Index, Match
 if TYPE_CHECKING:
     from host_tools.address_build import Outcome
 
-NEIGHBOURS = 1  # matched rows looked at on each side, in walk order
+NEIGHBOURS = 1  # matched rows looked at on each side: the nearest brackets it; a second may be past a turn
 NEAR_M = 500.0  # the candidate lies this near the nearest neighbour on each side: the route passes by
 FAR_M = 2000.0  # every other town's candidate (its building, else its street) lies this far from the rows
 GEOCODE_RATIO = 3.0  # a prior geocode agrees with the route when every other town is this many times farther
