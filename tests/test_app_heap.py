@@ -18,10 +18,12 @@ def test_a_1000_stop_day_runs_in_the_256k_heap_and_records_every_scan():
     assert d["peak_live_heap"] - d["heap_before_app"] < 64 * 1024  # the app's own data
 
 
-def test_with_the_firmware_in_romfs_the_same_day_runs_in_128k():
+def test_with_the_firmware_in_romfs_the_same_day_runs_in_128k_with_16k_to_spare():
     d = app_heap.run(stops=1000, heap="128K", rom=True)
     assert d["records"] == d["scans"] == 1692
     assert d["heap_total"] - d["romfs_bytes"] <= 128 * 1024 + 1024  # the heap above the image
+    # issue 16's goal: at the day's fullest (after a collection, every 50 scans) 16 KB still free
+    assert d["least_free"] >= 16 * 1024, d["least_free"]
 
 
 def test_a_day_of_fixes_and_scans_on_irregular_footprints_never_shrinks_the_largest_free_block():
