@@ -390,7 +390,10 @@ def test_battery_and_led_through_hal_on_the_device(device: Device) -> None:
     n0 = len(device.events())
     out = mpremote(device, "exec", "from firmware import hal; hal.led('warn'); print(hal.battery_mv())")
     assert out.strip() == "3550"
-    assert [(e["kind"], e["value"]) for e in device.events(n0)] == [("led", "warn")]
+    # Other kinds may interleave (a start-up beep still relayed, the app the soft reset restarts):
+    # the led's first change after the exec is the warning.
+    leds = [e["value"] for e in device.events(n0) if e["kind"] == "led"]
+    assert leds[:1] == ["warn"]
 
 
 def test_hal_peripherals_without_the_shim(mpy, tmp_path: Path) -> None:
