@@ -71,20 +71,13 @@ class Uploader:
         self.quarantined = 0
         self.sent = 0  # batches the server acknowledged
 
-    # -- state for the screen ------------------------------------------------------------------
+    # -- from the app: a rotated key, a new record ------------------------------------------------
 
     def set_key(self, key):
         """The depot rotated the key (over the dock): sign every batch from now on with it (the
         signer is the dock's too, and the writer's)."""
         self.signer.rekey(key)
         self.counter.restart()
-
-    def pending(self):
-        return self.journal.pending()
-
-    def status(self):
-        return {"pending": self.journal.pending(), "last_ok": self.last_ok, "last_error": self.last_error,
-                "quarantined": self.quarantined}
 
     def kick(self):
         """A new record was journalled: end an idle wait (within _POLL_MS)."""

@@ -84,8 +84,7 @@ async def day():
             break
         await asyncio.sleep_ms(10)
     task.cancel()
-    st = up.status()
-    print("DONE", st["pending"], j.watermark, st["quarantined"], " ".join(str(s) for s in written))
+    print("DONE", j.pending(), j.watermark, up.quarantined, " ".join(str(s) for s in written))
 
 asyncio.run(day())
 """
