@@ -206,6 +206,16 @@ def radius_for(area: float) -> float:
     return math.sqrt(area / _UNIT_POINT_AREA)
 
 
+def radius_for_reach(reach: float) -> float:
+    """The Point stop's radius whose compiled 16-gon and 5 m margin have this area (Newton steps)."""
+    r = max(math.sqrt(reach / math.pi) - learn.DEVICE_MARGIN_M, 0.5)
+    for _ in range(3):
+        got = Point(0, 0).buffer(r, quad_segs=route_compile.POINT_QUAD_SEGS).buffer(
+            learn.DEVICE_MARGIN_M, quad_segs=8).area
+        r = max(r + (reach - got) / (2 * math.pi * (r + learn.DEVICE_MARGIN_M)), 0.5)
+    return r
+
+
 def reach_m2(f: dict[str, Any]) -> float:
     """The area the device judges inside: the fence as compiled and its 5 m margin."""
     g = FRAME.to_local(shape(f["geometry"]))
@@ -247,8 +257,8 @@ def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = 
                 "naive_equal_total": naive_route(first, fixes, dict.fromkeys(area, same))}
         # ...and per stop, the circle whose fence and margin have the learned fence's and margin's area
         reach = {f["properties"]["stop_id"]: reach_m2(f) for f in fcs["learning"]["features"]}
-        held["naive_equal_reach"] = naive_route(first, fixes, {
-            s: math.sqrt(a / math.pi) - learn.DEVICE_MARGIN_M for s, a in reach.items()})
+        held["naive_equal_reach"] = naive_route(first, fixes,
+                                                {s: radius_for_reach(a) for s, a in reach.items()})
         for k in scales:
             held[f"naive_equal_area_x{k:g}"] = naive_route(first, fixes, {s: radius_for(k * a)
                                                                           for s, a in area.items()})
