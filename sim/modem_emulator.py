@@ -22,40 +22,23 @@ actions then fail with the dialect's no-network error. Random faults at `fault_r
 seeded RNG, so a run is reproducible.
 
 `air_bytes` counts what a POST costs on the radio: HTTP request line, headers, body and the
-response's status line, headers and body, plus a TCP/IP model (docs/upload-api.md): 40 bytes of
-IP+TCP header per segment (1,360-byte payload segments), 3 packets to open, 4 to close, one ACK
-per data segment.
+response's status line, headers and body, plus the TCP/IP model of sim/modem_emulator_at.py.
 
-TLS (the modem's own stack, driven by firmware/modem_tls.py): SIM7600 `AT+CCERTDOWN`, `AT+CSSLCFG`,
-`AT+CCHSET`, `AT+CCHSTART`, `AT+CCHSSLCFG`, `AT+CCHOPEN`, `AT+CCHSEND`, `+CCHRECV`, `AT+CCHCLOSE`;
-BG95 `AT+QFUPL`, `AT+QFDEL`, `AT+QSSLCFG`, `AT+QSSLOPEN`, `AT+QSSLSEND`, `+QSSLURC`, `AT+QSSLRECV`,
-`AT+QSSLCLOSE`. A session is a real TLS connection to the server (sim/tls_link.py) verified
-against the CA the device downloaded, for the host name the device opened; the session stays
-open across requests until either side closes it. Its `air_bytes` are the TLS bytes on the wire
-(handshake included) plus the same TCP/IP model; `tls_handshakes` lists each session's handshake
-bytes. Session open errors: SIM7600 `+CCHOPEN: 0,<err>` 13 DNS, 14 connect, 15 handshake, 17 no
-network; BG95 `+QSSLOPEN: 0,<err>` 565 DNS, 566 connect or handshake.
+The layers: sim/modem_emulator_at.py (the UART, the command line, the commands both dialects
+share, coverage, faults, counters) under sim/modem_emulator_tls.py (the modem's TLS sessions)
+under this module (the HTTP commands of each dialect, and `attach`, the simulator's hook).
 """
 
 from __future__ import annotations
 
 import http.client
 import os
-import random
-import select
-import threading
-import time
 import urllib.parse
 
-from sim.tls_link import TlsLink, TlsRefused
+from sim.modem_emulator_at import TCP_HEADER, TCP_SEGMENT, Handler, tcp_overhead
+from sim.modem_emulator_tls import ModemTls
 
-TCP_SEGMENT = 1360
-TCP_HEADER = 40
-
-
-def tcp_overhead(request: int, response: int) -> int:
-    segs = -(-request // TCP_SEGMENT) + -(-response // TCP_SEGMENT)
-    return TCP_HEADER * (3 + 4 + 2 * segs)  # handshake, teardown, each segment and its ACK
+__all__ = ["TCP_HEADER", "TCP_SEGMENT", "ModemEmulator", "attach", "http_request_bytes", "tcp_overhead"]
 
 
 def http_request_bytes(url: str, body_len: int, content_type: str) -> int:
@@ -65,395 +48,20 @@ def http_request_bytes(url: str, body_len: int, content_type: str) -> int:
     return len(head) + body_len
 
 
-class ModemEmulator:
+class ModemEmulator(ModemTls):
     """`ModemEmulator(fd_in, fd_out, dialect, server_url, seed)`; `.start()`, `.stop()`."""
 
-    def __init__(self, fd_in: int, fd_out: int, dialect: str = "sim7600",
-                 server_url: str | None = None, seed: int = 0, latency_s: float = 0.0,
-                 fault_rate: float = 0.0):
-        if dialect not in ("sim7600", "bg95"):
-            raise ValueError(f"unknown modem dialect {dialect!r}")
-        self.fd_in, self.fd_out = fd_in, fd_out
-        self.dialect = dialect
-        self.server_url = server_url
-        self.rng = random.Random(seed)
-        self.latency_s = latency_s
-        self.fault_rate = fault_rate
-        self.faults: list[str] = []
-        self.coverage = True
-        self.no_coverage_stat = 2
-        self.lock = threading.Lock()
-        self.stop_flag = threading.Event()
-        self.thread: threading.Thread | None = None
-        # counters for tests and the bench
-        self.air_bytes = 0
-        self.posts = 0  # POSTs that reached the server
-        self.bodies: list[bytes] = []  # what they carried, in order
-        self.commands: list[str] = []
-        self.tls_handshakes: list[int] = []  # bytes of each TLS session's handshake
-        self.tls_refused: list[str] = []  # why each refused handshake failed
-        self.tls: TlsLink | None = None
-        self.files: dict[str, bytes] = {}  # the modem's file system (CA certificates): kept on reset
-        self._reset_state()
-
-    # -- public API ----------------------------------------------------------------------------
-
-    def start(self) -> ModemEmulator:
-        self.thread = threading.Thread(target=self._run, name=f"modem-{self.dialect}", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_flag.set()
-        if self.thread:
-            self.thread.join(timeout=5)
-
-    def set_coverage(self, on: bool) -> None:
-        with self.lock:
-            if not on and self.coverage:
-                self.no_coverage_stat = self.rng.choice((0, 2))
-                self.pdp = False  # the network tears the context down with the radio link
-            self.coverage = on
-
-    def inject(self, fault: str) -> None:
-        with self.lock:
-            self.faults.append(fault)
-
-    def stats(self) -> dict[str, object]:
-        return {"dialect": self.dialect, "coverage": self.coverage, "air_bytes": self.air_bytes,
-                "posts": self.posts, "faults_pending": list(self.faults)}
-
-    def control(self, msg: dict[str, object]) -> dict[str, object]:
-        """The simulator's control socket: {"action": "coverage", "on": bool} | {"action": "inject",
-        "fault": str} | {"action": "latency", "s": float} | {"action": "fault_rate", "p": float} |
-        {"action": "stats"}. Returns the stats after the action."""
-        action = msg.get("action", "stats")
-        if action == "coverage":
-            self.set_coverage(bool(msg.get("on", True)))
-        elif action == "inject":
-            self.inject(str(msg["fault"]))
-        elif action == "latency":
-            self.latency_s = float(msg.get("s", 0.0))  # type: ignore[arg-type]
-        elif action == "fault_rate":
-            self.fault_rate = float(msg.get("p", 0.0))  # type: ignore[arg-type]
-        elif action != "stats":
-            raise ValueError(f"unknown modem action {action!r}")
-        return self.stats()
-
-    def close(self) -> None:
-        self.stop()
-
-    # -- state ---------------------------------------------------------------------------------
-
     def _reset_state(self) -> None:
-        self.echo = True
-        self.pdp = False
+        super()._reset_state()
         self.http_init = False
         self.url = ""
         self.content_type = "application/octet-stream"
         self.response = b""
-        self.rx = bytearray()
-        self.want: int | None = None  # raw bytes awaited after DOWNLOAD/CONNECT
-        self.on_data = None
-        self.ssl_ca: dict[str, str] = {}  # SSL context -> CA file
-        self.request = b""  # the HTTP request being written into the TLS session
-        self.tls_rx = b""  # the answer waiting to be read (BG95's buffer mode)
-        self._tls_close()
 
-    def _fault(self, *kinds: str) -> str | None:
-        """Take the first queued fault of these kinds (or a random one at fault_rate)."""
-        with self.lock:
-            for i, f in enumerate(self.faults):
-                if f.split(":")[0] in kinds:
-                    return self.faults.pop(i)
-        if self.fault_rate and "random" in kinds and self.rng.random() < self.fault_rate:
-            return self.rng.choice(["cme:100", "timeout", "http:" + self._net_error(), "lost_response",
-                                    "truncate", "duplicate"])
-        return None
+    def _handlers(self) -> list[Handler]:
+        return [*super()._handlers(), self._sim7600 if self.dialect == "sim7600" else self._bg95]
 
-    def _net_error(self) -> str:
-        return "706" if self.dialect == "sim7600" else "716"
-
-    # -- I/O -----------------------------------------------------------------------------------
-
-    def _send(self, data: bytes) -> None:
-        while data:
-            try:
-                n = os.write(self.fd_out, data)
-            except BlockingIOError:
-                time.sleep(0.001)
-                continue
-            except OSError:
-                return  # the other end went away
-            data = data[n:]
-
-    def _line(self, text: str) -> None:
-        self._send(b"\r\n" + text.encode() + b"\r\n")
-
-    def _run(self) -> None:
-        while not self.stop_flag.is_set():
-            try:
-                r, _, _ = select.select([self.fd_in], [], [], 0.05)
-            except (OSError, ValueError):
-                return
-            if not r:
-                continue
-            try:
-                chunk = os.read(self.fd_in, 4096)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            self.rx += chunk
-            self._process()
-
-    def _process(self) -> None:
-        while True:
-            if self.want is not None:
-                if len(self.rx) < self.want:
-                    return
-                data, self.rx = bytes(self.rx[: self.want]), self.rx[self.want:]
-                self.want = None
-                cb, self.on_data = self.on_data, None
-                if cb:
-                    cb(data)
-                continue
-            i = self.rx.find(b"\r")
-            if i < 0:
-                return
-            line, self.rx = bytes(self.rx[:i]), self.rx[i + 1:]
-            if self.rx[:1] == b"\n":
-                del self.rx[:1]
-            text = line.decode(errors="replace").strip()
-            if not text:
-                continue
-            if self.echo:
-                self._send(line + b"\r")
-            self._command(text)
-
-    # -- commands ------------------------------------------------------------------------------
-
-    def _command(self, text: str) -> None:
-        self.commands.append(text)
-        up = text.upper()
-        if not up.startswith("AT"):
-            self._line("ERROR")
-            return
-        f = self._fault("cme", "timeout")
-        if f == "timeout":
-            return
-        if f:
-            self._line("+CME ERROR: " + f.split(":")[1])
-            return
-        if self.latency_s:
-            time.sleep(self.latency_s * self.rng.random())
-        handler = getattr(self, "_" + self.dialect, None)
-        common = self._common(up, text)
-        if common is None:
-            common = self._tls_command(up, text)
-        if common is None and handler is not None:
-            common = handler(up, text)
-        if common is None:
-            self._line("ERROR")
-        elif common:
-            self._line(common)
-
-    def _common(self, up: str, text: str) -> str | None:
-        """Commands both dialects share. Returns the final result code, "" when the handler
-        answered itself, None when unknown."""
-        if up in ("AT", "AT+CMEE=1", "AT+CMEE=2", "ATI"):
-            return "OK"
-        if up == "ATE0":
-            self.echo = False
-            return "OK"
-        if up == "ATE1":
-            self.echo = True
-            return "OK"
-        if up == "AT+CPIN?":
-            self._line("+CPIN: READY")
-            return "OK"
-        if up in ("AT+CEREG?", "AT+CREG?"):
-            stat = 1 if self.coverage else self.no_coverage_stat
-            self._line(f"+{up[3:-1]}: 0,{stat}")
-            return "OK"
-        if up == "AT+CSQ":
-            self._line("+CSQ: 20,99" if self.coverage else "+CSQ: 99,99")
-            return "OK"
-        if up in ("AT+CFUN=1,1", "AT+CRESET"):
-            self._line("OK")
-            self._reset_state()
-            threading.Timer(0.05, lambda: self._line("RDY")).start()
-            return ""
-        return None
-
-    # -- TLS sessions (both dialects) ---------------------------------------------------------
-
-    def _tls_close(self) -> None:
-        link = getattr(self, "tls", None)
-        if link is not None:
-            link.close()
-            self.air_bytes += TCP_HEADER * 4  # the teardown
-        self.tls = None
-
-    def _tls_open(self, host: str, port: int, ca_file: str) -> int:
-        """Open a session; 0 or the dialect's error code."""
-        sim = self.dialect == "sim7600"
-        self._tls_close()
-        if not self.coverage:
-            return 17 if sim else 566
-        if not self.pdp:
-            return 13 if sim else 565
-        target = urllib.parse.urlsplit(self.server_url) if self.server_url else None
-        addr_host = target.hostname if target else host
-        addr_port = (target.port or 443) if target else port
-        if addr_host not in ("127.0.0.1", "localhost", "::1"):
-            return 13 if sim else 565  # nothing beyond loopback resolves
-        ca = self.files.get(ca_file)
-        if ca is None:
-            return 19 if sim else 566  # no certificate to verify with
-        try:
-            link = TlsLink((addr_host, addr_port), host, ca)
-        except TlsRefused as exc:
-            self.tls_refused.append(str(exc))
-            self.air_bytes += TCP_HEADER * 7  # the TCP open and its teardown; the refused hello
-            return 15 if sim else 566
-        except OSError:
-            return 14 if sim else 566
-        self.tls = link
-        self.tls_handshakes.append(link.handshake_bytes)
-        self.air_bytes += TCP_HEADER * 3 + link.handshake_bytes + self._acks(link.handshake_bytes)
-        return 0
-
-    @staticmethod
-    def _acks(n: int) -> int:
-        return 2 * TCP_HEADER * -(-n // TCP_SEGMENT)  # each segment's header and its ACK
-
-    def _tls_write(self, data: bytes) -> bytes | None:
-        """Data the device sent into the session; the server's whole answer once the request is
-        complete (None before), b"" when the session broke."""
-        link = self.tls
-        if link is None:
-            return b""
-        self.request += data
-        end = self.request.find(b"\r\n\r\n")
-        if end < 0:
-            return None
-        length = 0
-        for line in self.request[:end].split(b"\r\n")[1:]:
-            k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length":
-                length = int(v.strip())
-        if len(self.request) < end + 4 + length:
-            return None
-        request, self.request = self.request, b""
-        before = link.sent + link.received
-        try:
-            link.send(request)
-            answer = link.read_http_response()
-        except (OSError, ConnectionError):
-            self._tls_close()
-            return b""
-        self.posts += 1
-        self.bodies.append(request[end + 4:])
-        moved = link.sent + link.received - before
-        self.air_bytes += moved + self._acks(moved)
-        return answer
-
-    def _tls_command(self, up: str, text: str) -> str | None:
-        """The TLS commands of both dialects; None when not one of them."""
-        sim = self.dialect == "sim7600"
-        if sim and up.startswith("AT+CCERTDOWN="):
-            name, n = text.split("=", 1)[1].rsplit(",", 1)
-
-            def got_cert(data: bytes) -> None:
-                self.files[name.strip('"')] = data
-                self._line("OK")
-
-            self.want, self.on_data = int(n), got_cert
-            self._send(b"\r\n>")
-            return ""
-        if not sim and up.startswith("AT+QFUPL="):
-            name, n, _ = text.split("=", 1)[1].split(",")
-
-            def got_file(data: bytes) -> None:
-                self.files[name.strip('"')] = data
-                self._line(f"+QFUPL: {len(data)},{sum(data) & 0xFFFF:x}")
-                self._line("OK")
-
-            self.want, self.on_data = int(n), got_file
-            self._line("CONNECT")
-            return ""
-        if not sim and up.startswith("AT+QFDEL="):
-            known = self.files.pop(text.split("=", 1)[1].strip('"'), None) is not None
-            return "OK" if known else "+CME ERROR: 405"
-        if up.startswith(("AT+CSSLCFG=", "AT+QSSLCFG=")):
-            args = [a.strip('"') for a in text.split("=", 1)[1].split(",")]
-            if args[0].lower() == "cacert":
-                self.ssl_ca[args[1]] = args[2]
-            return "OK"
-        if sim and up.startswith(("AT+CCHSET=", "AT+CCHSSLCFG=")):
-            return "OK"
-        if sim and up in ("AT+CCHSTART", "AT+CCHSTOP"):
-            self._line("OK")
-            self._line(f"+{up[3:]}: 0")
-            if up == "AT+CCHSTOP":
-                self._tls_close()
-            return ""
-        if up.startswith(("AT+CCHOPEN=", "AT+QSSLOPEN=")):
-            args = [a.strip('"') for a in text.split("=", 1)[1].split(",")]
-            host, port = (args[1], int(args[2])) if sim else (args[3], int(args[4]))
-            self._line("OK")
-            err = self._tls_open(host, port, self.ssl_ca.get("0" if sim else "1", ""))
-            self._line(f"+CCHOPEN: 0,{err}" if sim else f"+QSSLOPEN: 0,{err}")
-            return ""
-        if up.startswith(("AT+CCHSEND=", "AT+QSSLSEND=")):
-            if self.tls is None or self.tls.peer_closed() or not self.coverage:
-                if self.tls is not None:
-                    self._tls_close()
-                    self._line("+CCH_PEER_CLOSED: 0" if sim else '+QSSLURC: "closed",0')
-                return "ERROR"
-            n = int(up.split("=")[1].split(",")[1])
-
-            def got_data(data: bytes) -> None:
-                self._line("OK" if sim else "SEND OK")  # taken by the modem's stack
-                answer = self._tls_write(data)
-                if answer is None:
-                    return
-                if not answer:
-                    self._line("+CCH_PEER_CLOSED: 0" if sim else '+QSSLURC: "closed",0')
-                    return
-                if sim:
-                    for i in range(0, len(answer), 1024):
-                        part = answer[i: i + 1024]
-                        self._send(f"\r\n+CCHRECV: DATA,0,{len(part)}\r\n".encode() + part)
-                else:
-                    self.tls_rx += answer
-                    self._line('+QSSLURC: "recv",0')
-                if self.tls is not None and self.tls.closed_by_peer:
-                    self._tls_close()
-                    if sim:
-                        self._line("+CCH_PEER_CLOSED: 0")
-
-            self.want, self.on_data = n, got_data
-            self._send(b"\r\n>")
-            return ""
-        if not sim and up.startswith("AT+QSSLRECV="):
-            n = int(up.split(",")[1])
-            part, self.tls_rx = self.tls_rx[:n], self.tls_rx[n:]
-            self._send(f"\r\n+QSSLRECV: {len(part)}\r\n".encode() + part + b"\r\n")
-            if not part and self.tls is None:
-                self._line('+QSSLURC: "closed",0')
-            return "OK"
-        if up.startswith(("AT+CCHCLOSE=", "AT+QSSLCLOSE=")):
-            self._tls_close()
-            self.tls_rx = b""
-            self._line("OK")
-            if sim:
-                self._line("+CCHCLOSE: 0,0")
-            return ""
-        return None
+    # -- HTTP (both dialects) ------------------------------------------------------------------
 
     def _http_forward(self, body: bytes) -> tuple[int, bytes] | str:
         """POST to the server. Returns (status, body) or the modem error code as a string."""
@@ -639,6 +247,7 @@ class ModemEmulator:
                 self._send(b"\r\nCONNECT\r\n" + data + b"\r\nOK\r\n\r\n+QHTTPREAD: 0\r\n")
             return ""
         return None
+
 
 
 def attach(fd: int, board: dict, workdir: str, seed: int | None = None,
