@@ -8,7 +8,7 @@ boot and beep `ready`; its active route must be one of the two packages, whole (
 sha256 of /data/route/active.pkg); the store must hold nothing the carrier was not told about and
 no record twice. At the end a clean sync, and every confirmed record is in the store exactly once.
 
-The carrier's side reuses sim.day (Walker, flash and setup helpers); this module adds only the
+The carrier's side reuses sim/day_walker.py (Walker) and sim.day's flash helper; this module adds only the
 cut-aware listening and the bookkeeping.
 """
 
@@ -30,6 +30,8 @@ from host_tools.store import Store
 from host_tools.sync import SyncReport, sync_device
 from sim import day, town
 from sim.client import Device
+from sim.day_walker import Outcome, Walker
+from sim.scenario import Carrier
 
 ROOT = day.ROOT
 DEVICE_ID = "HH-0801"
@@ -127,8 +129,8 @@ class PowerTorture:
                 if not rep.ok or rep.route_pushed != first:
                     raise TortureFailed(f"morning sync failed: {rep.error or rep.route_error}")
                 self.active = first
-                self.walker = day.Walker(self.dev, day.Carrier(DEVICE_ID, ROUTES[0]), {"features": []},
-                                        day.Outcome(DEVICE_ID))
+                self.walker = Walker(self.dev, Carrier(DEVICE_ID, ROUTES[0]), {"features": []},
+                                     Outcome(DEVICE_ID))
                 self.walker.modem(False)  # coverage only in upload windows
                 while sum(self.t.cuts.values()) < self.want:
                     self.moment()
@@ -204,7 +206,7 @@ class PowerTorture:
 
     def _scan_item(self, f: dict[str, Any], item: str) -> str:
         heard = self.walker.scan(item)
-        for _ in range(2):  # a fix parsed late asks once more: confirm with a reason, as day.py
+        for _ in range(2):  # a fix parsed late asks once more: confirm with a reason, as day_walker.py
             if heard != "override":
                 break
             heard = self.walker.answer(1)
