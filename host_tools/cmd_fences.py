@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from host_tools import learn
+from host_tools import learn, learn_propose
 from host_tools.errors import DepotError
 
 
@@ -64,7 +64,7 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def detail(p: learn.Proposal) -> str:
+def detail(p: learn_propose.Proposal) -> str:
     """What the store keeps of a proposal in the route's fence history (JSON)."""
     ev = p.evidence
     return json.dumps({"why": p.why, "evidence": ev.summary(), "deliveries": ev.deliveries,

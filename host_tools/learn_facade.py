@@ -5,7 +5,8 @@ door by a wall errs more across the wall than along it. Each night the learner m
 ratio over every stop whose delivery point is at a wall (the fixes' spread about their points,
 across the nearest wall against along it) and gives a stop at a wall an elliptical zone, long
 across the wall. With too few stops at walls, or fixes that scatter the same every way, the ratio
-is 1 and the zones stay circles. Pure functions on local metres; host_tools/learn.py uses them.
+is 1 and the zones stay circles. Pure functions on local metres; host_tools/learn_zone.py and
+learn.py use them.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import jinja2
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from host_tools import learn
+from host_tools import learn, learn_propose, learn_rules
 
 SIZE = 220.0  # px, each stop's map
 PAD_M = 6.0
@@ -41,7 +41,7 @@ def _path(g: BaseGeometry | None, tx: Any) -> str:
                     for p in polys for ring in (p.exterior, *p.interiors))
 
 
-def panel(p: learn.Proposal) -> Panel:
+def panel(p: learn_propose.Proposal) -> Panel:
     ev = p.evidence
     shapes = [g for g in (p.old, p.new) if g is not None and not g.is_empty]
     pts = [(f.x, f.y) for f in ev.fixes]
@@ -57,7 +57,7 @@ def panel(p: learn.Proposal) -> Panel:
 
     bound = None
     if p.new is not None and p.base is not None and p.new_building:
-        bound = p.base.buffer(learn.BOUND_M)
+        bound = p.base.buffer(learn_rules.BOUND_M)
     return Panel(_path(p.old, tx), _path(p.new, tx), _path(bound, tx),
                  [(*tx(f.x, f.y), f.used) for f in ev.fixes],
                  tx(*ev.point) if ev.point is not None else None, 40 / k)
@@ -70,6 +70,7 @@ def render(learned: learn.Learned, fc: dict[str, Any], generated: str | None = N
         review=learned.review(), walls=learned.walls(), routine=[p for p in learned.proposals if p.routine],
         generated=generated or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         rows=[(p, panel(p)) for p in shown], size=SIZE, total=len(learned.proposals),
-        rules={"deliveries": learn.MIN_DELIVERIES, "days": learn.MIN_DAYS, "bound": learn.BOUND_M,
-               "circle": learn.CIRCLE_MAX_M, "scatter": learn.SCATTER_M,
-               "miss": f"{100 * learn.MISS_TARGET:g}"})
+        rules={"deliveries": learn_rules.MIN_DELIVERIES, "days": learn_rules.MIN_DAYS,
+               "bound": learn_rules.BOUND_M, "circle": learn_rules.CIRCLE_MAX_M,
+               "scatter": learn_rules.SCATTER_M,
+               "miss": f"{100 * learn_rules.MISS_TARGET:g}"})

@@ -30,7 +30,7 @@ from typing import Any
 from shapely.geometry import Point, shape
 
 from firmware import geofence, nmea, record, route_package
-from host_tools import address_build, cli, learn, route_compile
+from host_tools import address_build, cli, learn_rules, route_compile
 from host_tools.store import Store
 from sim import gnss
 from sim.days_town import FACADE_RATIO, FRAME, SKIES, DaysTown, GroundStop, generate
@@ -170,8 +170,8 @@ def _reason(kind: str) -> int:
 
 def eligible(fixes: list[tuple[float, float, int]]) -> bool:
     """Held-out counts a stop's deliveries once it has the evidence the learner needs to act: at
-    least HELD_OUT_MIN earlier deliveries, on at least learn.MIN_DAYS days."""
-    return len(fixes) >= HELD_OUT_MIN and len({d for _, _, d in fixes}) >= learn.MIN_DAYS
+    least HELD_OUT_MIN earlier deliveries, on at least learn_rules.MIN_DAYS days."""
+    return len(fixes) >= HELD_OUT_MIN and len({d for _, _, d in fixes}) >= learn_rules.MIN_DAYS
 
 
 def naive_route(fc: dict[str, Any], fixes: dict[str, list[tuple[float, float, int]]],
@@ -208,11 +208,11 @@ def radius_for(area: float) -> float:
 
 def radius_for_reach(reach: float) -> float:
     """The Point stop's radius whose compiled 16-gon and 5 m margin have this area (Newton steps)."""
-    r = max(math.sqrt(reach / math.pi) - learn.DEVICE_MARGIN_M, 0.5)
+    r = max(math.sqrt(reach / math.pi) - learn_rules.DEVICE_MARGIN_M, 0.5)
     for _ in range(3):
         got = Point(0, 0).buffer(r, quad_segs=route_compile.POINT_QUAD_SEGS).buffer(
-            learn.DEVICE_MARGIN_M, quad_segs=8).area
-        r = max(r + (reach - got) / (2 * math.pi * (r + learn.DEVICE_MARGIN_M)), 0.5)
+            learn_rules.DEVICE_MARGIN_M, quad_segs=8).area
+        r = max(r + (reach - got) / (2 * math.pi * (r + learn_rules.DEVICE_MARGIN_M)), 0.5)
     return r
 
 
@@ -221,7 +221,7 @@ def reach_m2(f: dict[str, Any]) -> float:
     g = FRAME.to_local(shape(f["geometry"]))
     if g.geom_type == "Point":
         g = g.buffer(float(f["properties"]["radius_m"]), quad_segs=route_compile.POINT_QUAD_SEGS)
-    return float(g.buffer(learn.DEVICE_MARGIN_M, quad_segs=8).area)
+    return float(g.buffer(learn_rules.DEVICE_MARGIN_M, quad_segs=8).area)
 
 
 def run(days: int = 10, stops: int = 220, seed: int = 1, workdir: Path | None = None,
@@ -356,7 +356,8 @@ def night(store_path: Path, rid: str, fc: dict[str, Any], footprints: Path, work
 
 def report(res: Result, say: Any = print) -> None:
     if not res.heldout["learning"][1]:
-        say(f"held-out: no stop had {HELD_OUT_MIN} deliveries on {learn.MIN_DAYS} days before another yet")
+        say(f"held-out: no stop had {HELD_OUT_MIN} deliveries on {learn_rules.MIN_DAYS} days "
+            "before another yet")
     else:
         heldout(res, say)
     say(f"area: {res.changed} fences changed, median learned/initial {res.area_growth:.2f}; "
@@ -365,7 +366,8 @@ def report(res: Result, say: Any = print) -> None:
 
 
 def heldout(res: Result, say: Any) -> None:
-    say(f"held-out (next-day deliveries, stops with >= {HELD_OUT_MIN} earlier on >= {learn.MIN_DAYS} days), "
+    say(f"held-out (next-day deliveries, stops with >= {HELD_OUT_MIN} earlier on >= "
+        f"{learn_rules.MIN_DAYS} days), "
         "inside the fence, and the fences' area over the learned fences':")
     names = {"learning": "learned fences", "naive_equal_area": "naive circle, each stop the learned area",
              "naive_equal_reach": "naive circle, each stop the learned area with margin",

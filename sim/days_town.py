@@ -33,7 +33,7 @@ from typing import Any
 
 from shapely.geometry import Point, Polygon, shape
 
-from host_tools import learn
+from host_tools import learn_route
 from sim import gnss, town
 
 SHARES = {"door_away": 0.15, "wrong_tags": 0.10, "new_build": 0.08}
@@ -44,7 +44,7 @@ SKIES = {"open": gnss.Conditions(noise_m=2.0, noise_corr_s=10.0, hdop=1.0, multi
          "yard": gnss.Conditions(noise_m=2.0, noise_corr_s=20.0, hdop=2.5, multipath_rate=0.005,
                                  multipath_m=15.0)}
 FACADE_RATIO = 1.5  # a door at a wall: the error across the wall / along it (same RMS)
-FRAME = learn.Frame(town.TOWN_LON, town.TOWN_LAT)
+FRAME = learn_route.Frame(town.TOWN_LON, town.TOWN_LAT)
 
 
 @dataclass

@@ -10,11 +10,11 @@ import pytest
 from shapely.geometry import Point, box, shape
 
 from firmware import record
-from host_tools import learn
+from host_tools import learn, learn_propose, learn_route, learn_rules
 from sim import town
 
 LAT0, LON0 = 52.29, 6.09
-FRAME = learn.Frame(LON0, LAT0)
+FRAME = learn_route.Frame(LON0, LAT0)
 # house A and its neighbour B on the south side of a street (y 20..30), house C across it
 HOUSES = {"way/1": box(0, 0, 10, 10), "way/2": box(14, 0, 24, 10), "way/3": box(0, 40, 10, 50)}
 
@@ -68,20 +68,20 @@ class History:
         return self
 
 
-def assert_bounded(p: learn.Proposal, building: str) -> None:
+def assert_bounded(p: learn_propose.Proposal, building: str) -> None:
     """The bound (docs/fence-learning.md): the learned point within the building + 10 m, give or take
     2 standard errors of the point; the fence a circle of at most 30 m around that point."""
     assert p.evidence.point is not None and p.new is not None
-    allowance = learn.POINT_SES * p.evidence.point_se_m
-    assert HOUSES[building].distance(Point(p.evidence.point)) <= learn.BOUND_M + allowance
-    assert Point(p.evidence.point).buffer(learn.CIRCLE_MAX_M + 0.01).contains(p.new)
+    allowance = learn_rules.POINT_SES * p.evidence.point_se_m
+    assert HOUSES[building].distance(Point(p.evidence.point)) <= learn_rules.BOUND_M + allowance
+    assert Point(p.evidence.point).buffer(learn_rules.CIRCLE_MAX_M + 0.01).contains(p.new)
 
 
-def only(learned, stop_id) -> learn.Proposal:
+def only(learned, stop_id) -> learn_propose.Proposal:
     return next(p for p in learned.proposals if p.stop_id == stop_id)
 
 
-def new_fence(p: learn.Proposal):
+def new_fence(p: learn_propose.Proposal):
     assert p.new is not None, p.why
     return p.new
 
@@ -111,7 +111,7 @@ def test_a_fence_that_already_holds_the_next_deliveries_is_kept():
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
     assert (p.action, p.enough, p.new) == ("keep", True, None)
     assert p.why.startswith("the fence already covers the delivery point (0.")
-    assert p.evidence.miss_now <= learn.KEEP_MISS
+    assert p.evidence.miss_now <= learn_rules.KEEP_MISS
 
 
 def test_a_fence_that_holds_the_deliveries_but_is_far_too_large_becomes_their_zone():
@@ -120,10 +120,10 @@ def test_a_fence_that_holds_the_deliveries_but_is_far_too_large_becomes_their_zo
     for day in (2, 3, 4):  # the same passage under an open sky (HDOP 1): a zone of ~37 m2 does
         h.deliver("S1", 5, 5, day=day, n=2, noise_m=1.0)
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
-    assert p.action == "extend" and p.evidence.miss_now <= learn.KEEP_MISS
+    assert p.action == "extend" and p.evidence.miss_now <= learn_rules.KEEP_MISS
     assert p.why.startswith("the fence holds the deliveries but is 2.7x the zone they need")
-    assert HOUSES["way/1"].area > learn.SHRINK * new_fence(p).area
-    assert new_fence(p).contains(Point(5, 5)) and p.evidence.miss_new <= 2 * learn.MISS_TARGET
+    assert HOUSES["way/1"].area > learn_rules.SHRINK * new_fence(p).area
+    assert new_fence(p).contains(Point(5, 5)) and p.evidence.miss_new <= 2 * learn_rules.MISS_TARGET
 
 
 def test_a_door_at_the_facade_gets_a_tight_zone_around_it():
@@ -134,8 +134,8 @@ def test_a_door_at_the_facade_gets_a_tight_zone_around_it():
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
     # 2 m of noise per axis: the footprint and the device's 5 m margin would judge ~3% of the next
     # deliveries outside; the zone around the door, sized from the fixes, predicts 0.5%
-    assert p.action == "extend" and p.evidence.miss_now > learn.KEEP_MISS
-    assert p.evidence.miss_new <= 2 * learn.MISS_TARGET
+    assert p.action == "extend" and p.evidence.miss_now > learn_rules.KEEP_MISS
+    assert p.evidence.miss_new <= 2 * learn_rules.MISS_TARGET
     assert new_fence(p).contains(Point(5, 10.5))
     assert new_fence(p).area < HOUSES["way/1"].area / 2  # the far side of the house holds no delivery
 
@@ -147,10 +147,10 @@ def test_a_door_whose_fixes_are_poor_gets_room_before_they_miss():
         h.deliver("S1", 5, 10.5, day=day, n=2, noise_m=1.0, hdop=2.5)
     p = only(learn.learn(fc, h.records, footprint_fc(), frame=FRAME), "S1")
     assert (p.action, p.evidence.inside_now, p.evidence.r95_m) == ("extend", 1.0, 12.5)
-    assert new_fence(p).contains(Point(5, 10.5 + 12.5 - learn.DEVICE_MARGIN_M))  # r95 within the margin
+    assert new_fence(p).contains(Point(5, 10.5 + 12.5 - learn_rules.DEVICE_MARGIN_M))  # r95 within the margin
     assert_bounded(p, "way/1")
     # the zone is not clipped to the house + 10 m: the next fixes scatter 12.5 m about the door
-    assert not HOUSES["way/1"].buffer(learn.BOUND_M).contains(new_fence(p))
+    assert not HOUSES["way/1"].buffer(learn_rules.BOUND_M).contains(new_fence(p))
 
 
 def test_a_van_scanner_far_from_every_building_is_flagged_not_learned():
@@ -269,7 +269,8 @@ def test_an_unmatched_stop_gets_a_fence_from_its_deliveries():
     new_build, at_c = only(learned, "S4"), only(learned, "S5")
     assert new_build.action == "create" and new_build.new_building == ""
     assert new_fence(new_build).contains(Point(90, 90))
-    assert 3 * learn.CIRCLE_MIN_M ** 2 <= new_fence(new_build).area <= 3 * learn.CIRCLE_MAX_M ** 2  # 12-gons
+    area = new_fence(new_build).area
+    assert 3 * learn_rules.CIRCLE_MIN_M ** 2 <= area <= 3 * learn_rules.CIRCLE_MAX_M ** 2  # 12-gons
     assert (at_c.action, at_c.new_building) == ("create", "way/3")
     assert new_fence(at_c).contains(Point(5, 50.5))
     assert_bounded(at_c, "way/3")
@@ -352,4 +353,4 @@ def test_the_review_asks_a_person_only_about_changes_that_matter():
         h.deliver("S2", 22, -9, day=day, n=2, noise_m=0.3)
     again = only(learn.learn(out, h.records, footprint_fc(), frame=FRAME), "S2")
     assert (again.action, again.routine) == ("extend", True)
-    assert again.evidence.miss_now > learn.KEEP_MISS
+    assert again.evidence.miss_now > learn_rules.KEEP_MISS

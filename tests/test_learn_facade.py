@@ -9,7 +9,7 @@ import math
 import pytest
 from shapely.geometry import Point, box
 
-from host_tools import learn, learn_facade
+from host_tools import learn, learn_facade, learn_rules, learn_zone
 from tests.test_learn import FRAME, History, lonlat_ring
 
 HOUSES = {f"way/{n}": box(14 * n, 0, 14 * n + 10, 10) for n in range(24)}  # front walls at y = 10
@@ -54,9 +54,9 @@ def test_fixes_that_err_across_the_walls_give_elliptical_zones_long_across_them(
         assert y1 - y0 > 2 * (x1 - x0)  # long across the wall (north), short along it
         # a circle of the same area holds fewer of the next deliveries
         ev = p.evidence
-        assert ev.point is not None and ev.miss_new <= learn.MISS_TARGET
+        assert ev.point is not None and ev.miss_new <= learn_rules.MISS_TARGET
         circle = Point(ev.point).buffer((fence.area / math.pi) ** 0.5)
-        assert learn.predicted_miss(ev.point, ev.sigma_m, circle, ev.wall, ev.ratio) > 2 * ev.miss_new
+        assert learn_zone.predicted_miss(ev.point, ev.sigma_m, circle, ev.wall, ev.ratio) > 2 * ev.miss_new
 
 
 def test_fixes_that_err_the_same_every_way_keep_circular_zones():
@@ -65,7 +65,7 @@ def test_fixes_that_err_the_same_every_way_keep_circular_zones():
     p = learned.proposals[0]
     assert p.action == "extend" and "a circle of" in p.why
     assert p.new is not None and p.evidence.point is not None
-    assert p.new.equals(learn.delivery_zone(p.evidence.point, p.evidence.sigma_m))
+    assert p.new.equals(learn_zone.delivery_zone(p.evidence.point, p.evidence.sigma_m))
 
 
 def test_too_few_stops_at_walls_measure_nothing():

@@ -5,7 +5,7 @@ the kerb within 10 m of three of them."""
 from __future__ import annotations
 
 from firmware import record
-from host_tools import learn, learn_van
+from host_tools import learn, learn_point, learn_propose, learn_van
 from tests.test_learn import FRAME, History
 from tests.test_learn_facade import footprints, street
 
@@ -13,7 +13,7 @@ DOORS = {"S1": (19.0, 10.5), "S2": (33.0, 10.5), "S3": (47.0, 10.5)}
 VAN = (33.0, 15.0)  # 5 m from house 2, 9.5 m from houses 1 and 3
 
 
-def proposals(h: History) -> dict[str, learn.Proposal]:
+def proposals(h: History) -> dict[str, learn_propose.Proposal]:
     learned = learn.learn(street(), h.records, footprints(), frame=FRAME)
     return {p.stop_id: p for p in learned.proposals if p.stop_id in DOORS}
 
@@ -55,5 +55,5 @@ def test_one_day_from_the_van_is_not_enough_and_flats_of_one_building_never_coun
 
 def test_the_time_of_each_fix_is_kept():
     h = History().deliver("S1", *DOORS["S1"], day=2)
-    ev = learn.usable_fixes(h.records, FRAME)["S1"]
+    ev = learn_point.usable_fixes(h.records, FRAME)["S1"]
     assert ev.fixes[0].t == h.records[0].gnss_time and h.records[0].outcome == record.DELIVERED

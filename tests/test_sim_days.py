@@ -8,7 +8,7 @@ import json
 import pytest
 from shapely.geometry import Point, shape
 
-from host_tools import learn
+from host_tools import learn_rules
 from sim import days
 from sim.days_town import FRAME
 
@@ -44,10 +44,10 @@ def test_learned_fences_stay_within_their_bound(four_days):
         fence = FRAME.to_local(shape(f["geometry"]))
         base = FRAME.to_local(shape(props["fence_base"]))
         point = Point(FRAME.xy(*props["fence"]["point"]))
-        assert point.buffer(learn.CIRCLE_MAX_M + 0.05).contains(fence), props["stop_id"]
+        assert point.buffer(learn_rules.CIRCLE_MAX_M + 0.05).contains(fence), props["stop_id"]
         if props["building_id"]:
-            allowance = learn.POINT_SES * props["fence"]["point_se_m"]
-            assert base.distance(point) <= learn.BOUND_M + allowance + 0.05, props["stop_id"]
+            allowance = learn_rules.POINT_SES * props["fence"]["point_se_m"]
+            assert base.distance(point) <= learn_rules.BOUND_M + allowance + 0.05, props["stop_id"]
 
 
 def test_each_night_is_kept_as_a_route_version_with_a_review_page(four_days):
