@@ -42,11 +42,6 @@ HEAD_LEN = const(48)
 MAX_TEXT = const(40)  # bytes per text field
 MAX_LEN = const(HEAD_LEN + 4 * (MAX_TEXT + 1))
 
-OUTCOMES = {DELIVERED: "delivered", ATTEMPTED: "attempted", CORRECTION: "correction"}
-VERDICTS = {V_NONE: "none", V_INSIDE: "inside", V_OUTSIDE: "outside", V_UNSURE: "unsure"}
-MATCHES = {0: "none", M_ITEM: "item", M_OTHER_STOP: "other_stop", M_FENCE: "fence", M_MANUAL: "manual"}
-
-
 class RecordError(ValueError):
     pass
 
@@ -94,19 +89,6 @@ class Record:
         buf = bytearray(MAX_LEN)
         return bytes(buf[: self.encode_into(buf)])
 
-    def to_dict(self):
-        return {
-            "seq": self.seq, "outcome": OUTCOMES.get(self.outcome, str(self.outcome)),
-            "device_id": self.device_id, "route_id": self.route_id,
-            "package_hash": hexlify(self.package_hash), "stop_id": self.stop_id, "item_id": self.item_id,
-            "verdict": VERDICTS.get(self.verdict, str(self.verdict)),
-            "match": MATCHES.get(self.match, str(self.match)), "reason": self.reason,
-            "action": self.action, "flags": self.flags, "corrects": self.corrects,
-            "device_time": self.device_time, "gnss_time": self.gnss_time,
-            "lat": self.lat_e6 / 1e6, "lon": self.lon_e6 / 1e6, "accuracy_m": self.accuracy_dm / 10,
-            "fix_age_s": None if self.fix_age_s == NO_AGE else self.fix_age_s,
-            "distance_m": self.distance_dm / 10,
-        }
 
 
 def _put_text(buf, n, text):
@@ -144,7 +126,3 @@ def decode(data):
 def seq_of(data):
     """The sequence number of an encoded record without decoding the rest."""
     return struct.unpack_from("<I", data, 8)[0]
-
-
-def hexlify(b):
-    return "".join("%02x" % x for x in b)

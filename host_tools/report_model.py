@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from firmware import geofence  # the device's freshness limit
 from firmware import record as rec
 from host_tools import learn_report, route_package_writer, seqruns, seqs
+from host_tools.record_dict import MATCHES, OUTCOMES, VERDICTS
 from host_tools.routes import Route, Stop
 
 # Non-delivery reasons and actions (UPU EMSEVT EMH spirit) come with the route package; a route read
@@ -56,7 +57,7 @@ class Event:
 
     @property
     def outcome(self) -> str:
-        return rec.OUTCOMES.get(self.r.outcome, str(self.r.outcome))
+        return OUTCOMES.get(self.r.outcome, str(self.r.outcome))
 
     @property
     def override(self) -> bool:
@@ -94,8 +95,8 @@ class Event:
         r = self.r
         return {
             "device_id": r.device_id, "seq": r.seq, "item_id": r.item_id, "outcome": self.outcome,
-            "class": self.cls, "verdict": rec.VERDICTS.get(r.verdict, str(r.verdict)),
-            "match": rec.MATCHES.get(r.match, str(r.match)), "override": int(self.override),
+            "class": self.cls, "verdict": VERDICTS.get(r.verdict, str(r.verdict)),
+            "match": MATCHES.get(r.match, str(r.match)), "override": int(self.override),
             "wrong_stop": int(self.wrong_stop),
             "reason": self.label(r.reason) if r.outcome == rec.ATTEMPTED or r.reason else "",
             "action": self.label(r.action) if r.outcome == rec.ATTEMPTED or r.action else "",

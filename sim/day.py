@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import flash, report, route_assign, route_compile, routes, seqruns, term
+from host_tools.record_dict import as_dict
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import sync_device
@@ -154,7 +155,7 @@ def _check(store: Store, outcomes: list[Outcome], cellular: dict[str, int]) -> d
     per_device = {}
     for o in outcomes:
         recs = store.records(o.device_id)
-        got = [(d["outcome"], d["stop_id"], d["item_id"]) for d in (r.to_dict() for r in recs)
+        got = [(d["outcome"], d["stop_id"], d["item_id"]) for d in (as_dict(r) for r in recs)
                if d["outcome"] != "correction"]
         seqs = [r.seq for r in recs]
         if len(seqs) != len(set(seqs)):

@@ -23,7 +23,8 @@ from sim import mpy
 # never needs floats for positions, and single-precision ports would lose the 6th decimal.
 VM_SCRIPT = """
 import binascii, sys
-from firmware import geofence, record, route_package
+from firmware import geofence, route_package
+from host_tools.record_dict import VERDICTS  # the host's labels: the VM's path has the repository
 
 def e6(s):
     s = s.strip()
@@ -65,7 +66,7 @@ def main(pkg_path, csv_path, key_hex):
                 continue
             v, _ = geofence.verdict(pkg, i, lat, lon, hdop, 0)
             out.write(memoryview(sid)[:pkg.stop_id_into(i, sid)])
-            print(",%d,%d.%d,%s" % (1 if inside else 0, d // 10, d % 10, record.VERDICTS[v]))
+            print(",%d,%d.%d,%s" % (1 if inside else 0, d // 10, d % 10, VERDICTS[v]))
     pkg.close()
 
 main(%r, %r, %r)

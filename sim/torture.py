@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import flash, route_assign, route_compile, seqruns
+from host_tools.record_dict import as_dict
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.sync import SyncReport, sync_device
@@ -300,7 +301,7 @@ class PowerTorture:
     def check_store(self, final: bool) -> None:
         """Nothing in the store the carrier was not told about, nothing twice; at the end (after a
         clean sync) every confirmed record, and no sequence number unaccounted for."""
-        recs = [r.to_dict() for r in self.store.records(DEVICE_ID)]
+        recs = [as_dict(r) for r in self.store.records(DEVICE_ID)]
         got = Counter((d["outcome"], d["route_id"], d["stop_id"], d["item_id"]) for d in recs
                       if d["outcome"] != "correction")
         want, maybe = Counter(self.t.confirmed), Counter(self.t.maybe)

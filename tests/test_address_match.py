@@ -18,6 +18,7 @@ from host_tools import address, address_zh, cli, route_compile
 from host_tools.address_build import build, read_rows
 from host_tools.address_match import Index, buildings_from, load_footprints
 from host_tools.errors import DepotError
+from host_tools.record_dict import OUTCOMES
 from sim.town import s10
 
 LAT, LON = 40.0, -105.27
@@ -429,7 +430,7 @@ def test_a_built_route_is_compiled_loaded_and_delivered_on_a_virtual_handheld(tm
         assert out.errors == [] and out.overrides == 0  # each door is inside its building's fence
         night = sync_device(dev.dock, store)
         assert night.ok, night.error
-    got = sorted((r.to_dict()["outcome"], r.stop_id, r.item_id) for r in store.records("HH-0501"))
+    got = sorted((OUTCOMES[r.outcome], r.stop_id, r.item_id) for r in store.records("HH-0501"))
     assert got == sorted(out.expected)
     assert {sid for _, sid, _ in got} == {r["stop_id"] for r in town.rows}
 

@@ -50,6 +50,7 @@ vfs.VfsLfs2.mkfs(dev)
 vfs.mount(vfs.VfsLfs2(dev), "/fl")
 import time
 from firmware import delivery, geofence, journal, nmea, record, route_package, scan_code
+from host_tools.record_dict import as_dict  # the host's labels (MicroPython runs it too)
 os.mkdir("/fl/journal")
 j = journal.Journal("/fl/journal")
 route = route_package.RoutePackage({str(pkg)!r}, {KEY!r})
@@ -65,7 +66,7 @@ for kind, arg in json.loads(sys.stdin.read()):
                       "verdict": p.verdict, "choices": len(p.choices)}}))
 buf = bytearray(record.MAX_LEN + 16)
 for seq, mv in j.records(1, buf):
-    print(json.dumps(record.decode(mv).to_dict()))
+    print(json.dumps(as_dict(record.decode(mv))))
 """
     out = mpy(script, stdin=json.dumps(steps).encode(), extra_paths=(VM_DIR,))
     return [json.loads(line) for line in out.splitlines()]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import flash, route_assign, route_compile
+from host_tools.record_dict import OUTCOMES
 from host_tools.store import open_store
 from host_tools.sync import sync_device
 from sim import day
@@ -59,7 +60,7 @@ def test_night_sync_over_an_unplugged_then_noisy_dock_stores_every_delivery_once
         assert night.pending_after == 0
 
     records = store.records(DEV)
-    got = sorted((r.to_dict()["outcome"], r.stop_id, r.item_id) for r in records)
+    got = sorted((OUTCOMES[r.outcome], r.stop_id, r.item_id) for r in records)
     assert got == sorted(out.expected)  # each confirmed record once, nothing else
     assert len({r.seq for r in records}) == len(records) == confirmed
     assert store.gaps(DEV) == [] and store.ack_seq(DEV) == confirmed

@@ -17,6 +17,7 @@ import pytest
 from firmware import layout
 from host_tools import boards, cli, flash, flash_romfs, route_assign, route_compile
 from host_tools import mpremote_adapter as mp
+from host_tools.record_dict import OUTCOMES
 from host_tools.store import Store
 from host_tools.sync import sync_device
 from sim import app_heap, day, mpy
@@ -86,7 +87,7 @@ def test_romfs_flash_runs_from_rom_and_a_delivery_reaches_the_store(tmp_path, st
         assert out.errors == [] and out.expected
         night = sync_device(dev.dock, store)
         assert night.ok and night.pending_after == 0
-    assert sorted((r.to_dict()["outcome"], r.stop_id, r.item_id) for r in store.records(DEV)) == \
+    assert sorted((OUTCOMES[r.outcome], r.stop_id, r.item_id) for r in store.records(DEV)) == \
         sorted(out.expected)
     assert key
 

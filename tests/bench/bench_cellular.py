@@ -28,6 +28,7 @@ from pathlib import Path
 from firmware import record
 from firmware import uploader as _uploader  # noqa: F401  (the firmware module whose default batch size we use)
 from firmware.sign import Signer
+from host_tools.record_dict import as_dict
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from host_tools.upload_server_wire import Batch, encode_batch
@@ -112,7 +113,7 @@ def air_bytes_json(n: int, resp_head: str) -> int:
     total = 0
     url = "http://127.0.0.1:8080/v1/devices/HH-BENCH/records"
     for seq in range(1, n + 1):
-        doc = sample_record("HH-BENCH", seq).to_dict()
+        doc = as_dict(sample_record("HH-BENCH", seq))
         doc["counter"] = seq
         body = json.dumps(doc, separators=(",", ":"))
         req = http_request_bytes(url, len(body), "application/json") + len("X-Signature: \r\n") + 64
