@@ -35,12 +35,12 @@ from firmware.record import Record
 from host_tools import ids, seqruns
 from host_tools import store as store_mod
 from host_tools.seqruns import Run
-from host_tools.store import (
-    _DEVICE_COLS,
-    _STATUS_FIELDS,
+from host_tools.store_interface import (
+    DEVICE_COLUMNS,
     KEY_LEN,
     MAX_SEQ,
     SCHEMA_VERSION,
+    STATUS_FIELDS,
     AssignedRoute,
     Conflict,
     DeviceInfo,
@@ -150,7 +150,7 @@ _MIGRATIONS: list[LiteralString] = [
         PRIMARY KEY (route_id, version, stop_id)
     );
     """,
-    # depot revoke / rotate-key (see store.py)
+    # depot revoke / rotate-key (see store_sqlite_schema.py)
     "ALTER TABLE devices ADD COLUMN retired_key BYTEA; "
     "ALTER TABLE devices ADD COLUMN revoked_at DOUBLE PRECISION;",
 ]
@@ -318,7 +318,7 @@ class PgStore:
                 raise StoreError(f"device {device_id!r} is revoked")
             conn.execute("UPDATE devices SET key=%s, retired_key=%s WHERE device_id=%s",
                          (key, row[1] if row[1] is not None else row[0], device_id))
-            conn.execute("DELETE FROM counters WHERE device_id=%s", (device_id,))  # see store.py
+            conn.execute("DELETE FROM counters WHERE device_id=%s", (device_id,))  # see store_sqlite.py
         return key
 
     def retired_key(self, device_id: str) -> bytes | None:
@@ -549,7 +549,7 @@ class PgStore:
     # -- device registry -----------------------------------------------------------------------
 
     def seen(self, device_id: str, source: str, **status: object) -> None:
-        unknown = set(status) - set(_STATUS_FIELDS)
+        unknown = set(status) - set(STATUS_FIELDS)
         if unknown:
             raise TypeError(f"unknown status fields: {sorted(unknown)}")
         cols = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k))
@@ -629,7 +629,7 @@ def _scalar(conn: psycopg.Connection[Any], query: LiteralString | sql.Composed, 
     return row[0]
 
 
-_DEVICE_SQL = sql.SQL(", ").join(sql.Identifier(c.strip()) for c in _DEVICE_COLS.split(","))
+_DEVICE_SQL = sql.SQL(", ").join(sql.Identifier(c.strip()) for c in DEVICE_COLUMNS.split(","))
 
 
 def _device_info(row: Any) -> DeviceInfo:

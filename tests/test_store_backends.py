@@ -18,6 +18,7 @@ import pytest
 
 from firmware import record
 from host_tools import store as store_mod
+from host_tools import store_sqlite_schema
 from host_tools.store import (
     SCHEMA_VERSION,
     IngestResult,
@@ -59,7 +60,7 @@ def test_new_stores_are_at_the_current_schema_version(store_url: str) -> None:
 def test_an_unversioned_sqlite_store_from_the_first_round_migrates_in_place(tmp_path) -> None:
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
-    db.executescript(store_mod._MIGRATIONS[0][0])  # the schema as it was, user_version 0
+    db.executescript(store_sqlite_schema.MIGRATIONS[0][0])  # the schema as it was, user_version 0
     db.execute("INSERT INTO devices(device_id, key, enrolled_at) VALUES ('OLD', x'00', 0)")
     db.commit()
     db.close()
