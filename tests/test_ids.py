@@ -56,7 +56,7 @@ def test_a_package_naming_a_path_is_refused_at_assign_and_writes_nothing(tmp_pat
     store.enrol("DEV1")
     fc = town.town(seed=4, stops=3, area="south", route_id="SAFE", service_date="2026-11-27")
     # a package built without the compiler's checks (an older depot, another tool)
-    monkeypatch.setattr(route_compile, "_route_id", lambda *a: "../x")
+    monkeypatch.setattr(route_compile, "check_route_id", lambda *a: "../x")
     pkg = tmp_path / "evil.pkg"
     pkg.write_bytes(route_compile.compile_geojson(fc).package)
     monkeypatch.undo()
