@@ -1,22 +1,16 @@
 """The depot's ingest server: handhelds POST signed record batches over cellular (docs/upload-api.md).
 
-Starlette on uvicorn. Every batch is checked in a fixed order, each failure with its own HTTP
-status and error code, so a refusal says exactly why and is counted in /metrics:
+Starlette on uvicorn, inside the in-flight guard (server_guard.py). The upload endpoint and its
+checks are server_upload.py; each refusal has its own HTTP status and error code, so it says
+exactly why and is counted in /metrics (server_metrics.py):
 
     400 malformed        413 too_large         401 bad_signature      404 unknown_device
     422 tampered_body    412 stale_timestamp   403 replayed_counter   409 record_conflict
     408 body_timeout     503 overloaded (Retry-After)
 
-The cheap checks come first (size while the body streams in, framing, enrolment, MAC, body hash,
-clock), then the request counter is used up, and only then is a deflated body inflated (bounded,
-on a worker thread): a refused batch can never be replayed to make the server work again. A
-refusal of a batch whose header the device signed is itself signed (an acknowledgement with
-status ACK_REFUSED): only such an answer makes the device set the batch aside.
-
-An accepted batch is stored idempotently (the same store as the dock sync) and answered with an
-acknowledgement signed under the device's key, written only after the store committed. SQLite
-work runs on one dedicated thread: the store serialises writers anyway, and one writer thread
-avoids lock contention and keeps the event loop free.
+Store work runs on the store's own threads: one for SQLite (the store serialises writers anyway,
+and one writer thread avoids lock contention and keeps the event loop free), as many as its
+connection pool holds for PostgreSQL.
 
 The read endpoints (/v1/devices, /metrics) answer an operator token (`Authorization: Bearer`) or,
 with no token configured, loopback clients only. /healthz is open.
@@ -38,67 +32,19 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from firmware import upload_wire
-from firmware.sign import Signer
 from host_tools.server_guard import Guard, Limits, guarded_protocol
 from host_tools.server_metrics import CONTENT_TYPE, Metrics
-from host_tools.store import IngestResult, Storage, StoreUnavailable, UnknownDevice, open_store
-from host_tools.upload_server_wire import Batch, encode_ack
+from host_tools.server_upload import Refusal, Uploads
+from host_tools.store import Storage, StoreUnavailable, open_store
 
 log = logging.getLogger("depot.serve")
 
-SOURCE = "cellular"
-COUNTER_NAME = "upload"  # the store's replay guard for the device's request counter
 DEFAULT_MAX_BODY = Limits.max_body
 DEFAULT_MAX_RECORDS = Limits.max_records
-SEEN_EVERY_S = 10.0  # how often a device's last-seen time is written to the store
-MAX_ABSENT = 100_000  # seqs one batch may declare never held (leases skipped at power cuts)
-
-
-class Refusal(Exception):
-    """An answer other than an acknowledgement. `close`: end the connection after it (the rest of
-    the body is never read). `signed`: a refusal acknowledgement the device can verify."""
-
-    def __init__(self, status: int, code: str, detail: str = "", close: bool = False,
-                 retry_after: float | None = None):
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.detail = detail or code
-        self.close = close
-        self.retry_after = retry_after
-        self.signed: bytes | None = None
-
-
-class ClientGone(Exception):
-    """The client disconnected before its body was complete: nothing to answer."""
-
-
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The request body, counted as it arrives (Content-Length or chunked): 413 as soon as it
-    passes `limit`, 408 when it is not complete within `timeout_s`."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise Refusal(400, "malformed", "bad Content-Length", close=True)
-        if int(declared) > limit:
-            raise Refusal(413, "too_large", f"body over {limit} bytes", close=True)
-    body = bytearray()
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise Refusal(413, "too_large", f"body over {limit} bytes", close=True)
-    except TimeoutError:
-        raise Refusal(408, "body_timeout", f"body not complete within {timeout_s:g} s", close=True) from None
-    except ClientDisconnect:
-        raise ClientGone() from None
-    return bytes(body)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -123,8 +69,6 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
     pool = ThreadPoolExecutor(max_workers=getattr(db, "concurrency", 1), thread_name_prefix="depot-store")
     inflater = ThreadPoolExecutor(max_workers=2, thread_name_prefix="depot-inflate")
     metrics = Metrics()
-    keys: dict[bytes, Signer] = {}  # by key, never by device: revoke and rotate-key hold at once
-    last_seen: dict[str, float] = {}
 
     async def in_store(fn: Any, *args: Any) -> Any:
         try:
@@ -134,111 +78,7 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
             raise Refusal(503, "store_unavailable", "the store cannot be reached; retry later",
                           retry_after=limits.retry_after_s) from None
 
-    async def signer_for(device_id: str) -> Signer | None:
-        key = await in_store(db.key, device_id)  # every request: the store is the one authority
-        if key is None:
-            return None
-        s = keys.get(key)
-        if s is None:
-            if len(keys) > 4096:
-                keys.clear()
-            s = keys[key] = Signer(key)
-        return s
-
-    def use_counter(device_id: str, counter: int) -> bool:
-        return db.advance_counter(device_id, COUNTER_NAME, counter)
-
-    def commit(device_id: str, records: list[bytes], absent: list[int]) -> IngestResult:
-        if absent:  # before the records: ack_seq may then pass them in the same ingest
-            db.declare_absent(device_id, absent, SOURCE)
-        res = db.ingest(device_id, records, SOURCE)
-        now = time.monotonic()
-        if now - last_seen.get(device_id, -SEEN_EVERY_S) >= SEEN_EVERY_S:  # a durable write: not per batch
-            last_seen[device_id] = now
-            db.seen(device_id, SOURCE)
-        return res
-
-    async def refuse_signed(r: Refusal, signer: Signer, device_id: str, counter: int) -> Refusal:
-        ack_seq = await in_store(db.ack_seq, device_id)
-        r.signed = encode_ack(signer, device_id, counter, ack_seq, status=upload_wire.ACK_REFUSED)
-        return r
-
-    async def check(request: Request, device_id: str) -> tuple[Batch, Signer, IngestResult]:
-        data = await read_body(request, limits.max_body, limits.body_timeout_s)
-        try:
-            batch = Batch(data)
-        except (upload_wire.FormatError, ValueError, UnicodeError) as exc:
-            raise Refusal(400, "malformed", str(exc)) from None
-        if batch.device_id != device_id:
-            raise Refusal(400, "malformed", "device id in path and batch differ")
-        if batch.count > limits.max_records:
-            raise Refusal(413, "too_large", f"more than {limits.max_records} records")
-        signer = await signer_for(device_id)
-        if signer is None:
-            raise Refusal(404, "unknown_device", "device not enrolled")
-        if not batch.authentic(signer):
-            raise Refusal(401, "bad_signature", "batch header not signed by the device's key")
-        if not batch.intact():
-            raise Refusal(422, "tampered_body", "body does not match its signed hash")
-        if clock_window_s is not None and abs(time.time() - batch.clock) > clock_window_s:
-            raise Refusal(412, "stale_timestamp", "device clock outside the accepted window")
-        try:  # the counter is used up before any costly work: a replay is refused at once
-            fresh = await in_store(use_counter, device_id, batch.counter)
-        except UnknownDevice:
-            raise Refusal(404, "unknown_device", "device not enrolled") from None
-        if not fresh:
-            raise Refusal(403, "replayed_counter", "request counter already used")
-        try:
-            records = await asyncio.get_running_loop().run_in_executor(inflater, batch.records)
-        except upload_wire.FormatError as exc:
-            raise await refuse_signed(Refusal(400, "malformed", str(exc)), signer, device_id,
-                                      batch.counter) from None
-        if records and batch.last - batch.first + 1 - len(records) > MAX_ABSENT:
-            raise await refuse_signed(Refusal(413, "too_large", "range declares too many absent seqs"),
-                                      signer, device_id, batch.counter)
-        try:
-            res = await in_store(commit, device_id, records, batch.absent(records))
-        except UnknownDevice:
-            raise Refusal(404, "unknown_device", "device not enrolled") from None
-        return batch, signer, res
-
-    async def post_records(request: Request) -> Response:
-        t0 = time.perf_counter()
-        device_id = request.path_params["device_id"]
-        try:
-            batch, signer, res = await check(request, device_id)
-        except ClientGone:
-            metrics.request("records", 499)
-            log.info("client %s went away mid-upload (%s)", _peer(request), device_id)
-            return Response(status_code=400)  # nobody reads it
-        except Refusal as r:
-            metrics.reject(r.code)
-            metrics.request("records", r.status)
-            headers = {"x-depot-error": r.code}
-            if r.retry_after is not None:
-                headers["retry-after"] = "%d" % max(1, round(r.retry_after))
-            if r.close:
-                headers["connection"] = "close"
-            if r.signed is not None:
-                return Response(r.signed, status_code=r.status, media_type="application/octet-stream",
-                                headers=headers)
-            return JSONResponse({"error": r.code, "detail": r.detail}, status_code=r.status, headers=headers)
-        metrics.record("stored", res.stored)
-        metrics.record("duplicate", res.duplicates)
-        metrics.record("conflict", len(res.conflicts))
-        metrics.record("invalid", res.invalid)
-        status = upload_wire.ACK_CONFLICT if res.conflicts else upload_wire.ACK_OK
-        ack = encode_ack(signer, device_id, batch.counter, res.ack_seq, res.stored, res.duplicates,
-                         len(res.conflicts), status)
-        http = 200
-        headers = {}
-        if res.conflicts:  # refused and flagged in the store; the device quarantines the batch
-            http = 409
-            metrics.reject("record_conflict")
-            headers["x-depot-error"] = "record_conflict"
-        metrics.request("records", http)
-        metrics.observe(time.perf_counter() - t0)
-        return Response(ack, status_code=http, media_type="application/octet-stream", headers=headers)
+    uploads = Uploads(db, limits, metrics, in_store, inflater, clock_window_s)
 
     def operator(request: Request, path: str) -> Response | None:
         """None when the caller may read; else the refusal to send."""
@@ -296,7 +136,7 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
         inflater.shutdown(wait=True)
 
     app = Starlette(routes=[
-        Route("/v1/devices/{device_id}/records", post_records, methods=["POST"]),
+        Route("/v1/devices/{device_id}/records", uploads.post, methods=["POST"]),
         Route("/v1/devices", devices, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
@@ -305,10 +145,6 @@ def create_app(store: Storage | str | None = None, *, max_body: int = DEFAULT_MA
     app.state.store = db
     app.state.limits = limits
     return Guard(app, limits, metrics, log_access=access_log)
-
-
-def _peer(request: Request) -> str:
-    return f"{request.client.host}:{request.client.port}" if request.client else "-"
 
 
 def uvicorn_config(app: Any, tls_cert: str | None = None, tls_key: str | None = None,

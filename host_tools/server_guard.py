@@ -11,7 +11,7 @@ h11 protocol:
 
 `Guard` wraps the app: above `max_inflight` requests in progress a request is answered 503 with
 Retry-After, and each answered request can be logged on the `depot.access` logger. The body's
-own cap and deadline are the upload handler's (server.read_body): they depend on the endpoint.
+own cap and deadline are the upload handler's (server_upload.read_body): they depend on the endpoint.
 """
 
 from __future__ import annotations
