@@ -130,9 +130,8 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
             raise mpy.MicroPythonError(f"app day failed at {heap}:\n{proc.stdout[-2000:]}\n"
                                        f"{proc.stderr[-2000:]}")
         figures = json.loads(proc.stdout.strip().splitlines()[-1])
-        figures["largest_free_blocks"] = [int(n) * _GC_BLOCK for n in _MAX_FREE.findall(proc.stdout)]
+        figures["largest_free_blocks"] = [int(n) * mpy.GC_BLOCK for n in _MAX_FREE.findall(proc.stdout)]
         return figures
 
 
 _MAX_FREE = re.compile(r"max free sz: (\d+)")  # micropython.mem_info(), in GC blocks
-_GC_BLOCK = 32  # bytes: four 8-byte words on the 64-bit unix port

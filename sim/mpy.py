@@ -36,7 +36,7 @@ def package_paths() -> list[str]:
     return list(dict.fromkeys([str(FIRMWARE.parent), str(BOARDS.parent)]))
 
 
-_ALLOC_SLACK = 32  # bytes: a bytearray's data rounded up to the GC's 32-byte blocks (64-bit port)
+GC_BLOCK = 32  # bytes: the GC allocates whole blocks of four 8-byte words (64-bit port)
 
 
 def usable_heap(heapsize: int) -> int:
@@ -49,7 +49,12 @@ def heap_for_flash(*regions: int) -> int:
     """What regions of memory-mapped flash (a ROMFS partition), allocated first on the VM's heap,
     add to `-X heapsize`, so that the heap above them is the board's own: their bytes, block
     rounding, and their share of the GC's tables."""
-    return sum(n + _ALLOC_SLACK for n in regions) * 256 // 253 + 1
+    return gc_bytes(*regions) * 256 // 253 + 1
+
+
+def gc_bytes(*regions: int) -> int:
+    """The heap that bytearrays of these sizes take: each rounded up to whole GC blocks."""
+    return sum(-(-n // GC_BLOCK) * GC_BLOCK for n in regions)
 
 
 def mpy_env(extra_paths: tuple[str | os.PathLike, ...] = ()) -> dict[str, str]:
