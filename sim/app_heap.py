@@ -121,7 +121,13 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
         pkg.write_bytes(route_compile.compile_geojson(fc, key=KEY).package)
         plan = d / "plan.txt"
         plan.write_bytes(_plan(fc, walk))
-        env = dict(os.environ, SIM_UART_DOCK="/dev/null", SIM_UART_MODEM="/dev/null",
+        ports = {"SIM_UART_DOCK": "/dev/null", "SIM_UART_MODEM": "/dev/null"}
+        if flashed is not None:  # every stream the app opens, each a FIFO nothing writes: a port
+            ports = {}  # with no traffic, so each task waits at its first read as on a quiet device
+            for var in ("SIM_UART_GNSS", "SIM_UART_SCANNER", "SIM_KEYS", "SIM_UART_MODEM", "SIM_UART_DOCK"):
+                ports[var] = str(d / var.lower())
+                os.mkfifo(ports[var])
+        env = dict(os.environ, **ports,
                    MICROPYPATH=".frozen" if flashed is not None else f"{lib}:{VM}:.frozen")
         proc = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={vm_heap}", str(entry),
                                str(d / "flash.img"), str(pkg), str(plan), "HH-HEAP", KEY.hex(), *extra],

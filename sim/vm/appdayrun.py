@@ -11,6 +11,9 @@ import vfs  # type: ignore
 import __main__  # type: ignore  # sim/vm/appday.py: rom_bytes
 
 rom_bytes = __main__.rom_bytes  # type: ignore[attr-defined]
+# flashedday.py: the whole app powers up as main.run() starts it (every stream open, every task
+# parked at its first await) before the day; appday.py keeps the earlier, narrower measurement
+whole_app = getattr(__main__, "whole_app", False)
 
 import simhw  # type: ignore  # noqa: E402
 from flashdev import FlashDevice  # type: ignore  # noqa: E402
@@ -62,8 +65,24 @@ if rom_bytes:
     main = load_firmware()
 gc.collect()
 before = gc.mem_alloc()
-app = main.App()
-tasks = app.tasks()  # dock, modem and uploader objects with their buffers, as at power-up
+if whole_app:
+    import asyncio
+
+    async def _power_up():
+        """main.run() up to the day: the app, its six tasks and the ready beep gathered as on a
+        device; two turns of the loop take each task to its steady await (a stream read or a sleep),
+        where it stays, its coroutine and locals alive, while the day below runs."""
+        a = main.App()
+        a.draw()
+        asyncio.create_task(asyncio.gather(*a.tasks(), main._ready()))
+        for _ in range(2):
+            await asyncio.sleep_ms(0)
+        return a
+
+    app = asyncio.run(_power_up())
+else:
+    app = main.App()
+    tasks = app.tasks()  # dock, modem and uploader objects with their buffers, as at power-up
 gc.collect()
 peak = started = gc.mem_alloc()
 least_free = gc.mem_free()
@@ -102,7 +121,7 @@ while True:
 checkpoint()
 peak = max(peak, gc.mem_alloc())
 assert app.journal is not None and app.route is not None, app.status.fault
-print(json.dumps({"romfs_bytes": rom_bytes, "scans": scans, "fixes": fixes,
+print(json.dumps({"romfs_bytes": rom_bytes, "whole_app": whole_app, "scans": scans, "fixes": fixes,
                   "records": app.journal.last_seq,
                   "heap_before_app": before,
                   "heap_after_start": started, "peak_live_heap": peak, "least_free": least_free,

@@ -22,6 +22,7 @@ _harness = bytearray(os.stat(sys.argv[7])[6])
 for _path, _mem in ((sys.argv[6], _part), (sys.argv[7], _harness)):
     with open(_path, "rb") as _f:
         _f.readinto(_mem)
+whole_app = True  # appdayrun: every stream open and every task started, as main.run() does
 rom_bytes = sum((len(m) + 31) // 32 * 32 for m in (_part, _harness))  # as the GC holds them
 # Mounted as a board's C start-up mounts its partition (the shim's romdev.install, without the
 # rom_ioctl stand-in the day does not use): /rom, then /rom and /rom/lib first on sys.path.
