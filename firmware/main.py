@@ -19,6 +19,7 @@ except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
 _BATCH_BYTES = const(3072)  # an upload batch of 32 records (uploader.BATCH) with its header
+_RX_BYTES = const(128)  # what one read of the GNSS, scanner or key stream takes
 _ROUTE_SHARE = const(4)  # a route package may take a quarter of the flash (active + incoming + journal)
 NO_ROUTE = "No route: dock at the depot"
 # Collect after this many bytes are allocated, not only when the heap is exhausted: garbage then
@@ -230,18 +231,16 @@ class App:
 
     # --- tasks ---------------------------------------------------------------------------------
 
-    async def gnss_task(self, stream):
+    async def gnss_task(self, stream, buf):
         reader = asyncio.StreamReader(stream)
-        buf = bytearray(128)
         while True:
             n = await reader.readinto(buf)  # type: ignore[attr-defined]
             if n:
                 self.gnss.feed(buf, n)
 
-    async def line_task(self, stream, handler):
+    async def line_task(self, stream, buf, handler):
         """Lines ended by CR or LF: a scan engine's default suffix is a bare CR."""
         reader = asyncio.StreamReader(stream)
-        buf = bytearray(128)
         line = bytearray()
         while True:
             n = await reader.readinto(buf)  # type: ignore[attr-defined]
@@ -263,15 +262,19 @@ class App:
         gc.collect()  # the buffers below are allocated once, for the whole day: keep them unfragmented
         gc.threshold(_GC_EVERY)  # type: ignore[attr-defined]  # MicroPython's gc
         t = [self.refresh_task()]
+        # One read buffer for the three input tasks: a task's stream read happens when the loop
+        # resumes it, and the task has used every byte before its next await, so no other task
+        # ever reads into it while those bytes are pending.
+        rx = bytearray(_RX_BYTES)
         s = hal.open_uart("gnss")
         if s is not None:
-            t.append(self.gnss_task(s))
+            t.append(self.gnss_task(s, rx))
         s = hal.open_uart("scanner")
         if s is not None:
-            t.append(self.line_task(s, self.on_scan))
+            t.append(self.line_task(s, rx, self.on_scan))
         s = hal.open_keys()
         if s is not None:
-            t.append(self.line_task(s, lambda b: self.on_key(b.decode())))  # a key's name a line
+            t.append(self.line_task(s, rx, lambda b: self.on_key(b.decode())))  # a key's name a line
         if self.journal is None or not self.device_id:
             return t
         # the largest buffer (the upload batch) first, while the freed heap is least fragmented
