@@ -26,6 +26,7 @@ NO_ROUTE = "No route: dock at the depot"
 # never climbs to the top of the heap, where the objects alive at the next collection (a prompt,
 # the screen's strings) would stay pinned and split the largest free block (tests/test_app_heap.py).
 _GC_EVERY = const(8192)
+_IDLE_MS = const(60000)
 
 
 def _load_config():
@@ -304,15 +305,26 @@ class App:
         return t
 
 
-async def _ready():
-    await asyncio.sleep_ms(0)  # type: ignore[attr-defined]  # every other task has started by now
+def _fail(loop, context):
+    """A task that raises ends the app, as under gather: out of asyncio.run, into main()."""
+    raise context["exception"]
+
+
+async def start(app):
+    """Each task on its own, not under asyncio.gather, whose state held 1.6 KB of the heap all day."""
+    asyncio.get_event_loop().set_exception_handler(_fail)
+    for t in app.tasks():
+        asyncio.create_task(t)
+    await asyncio.sleep_ms(0)  # type: ignore[attr-defined]  # every task has reached its first await
     hal.buzzer("ready")
 
 
 async def run():
     app = App()
     app.draw()
-    await asyncio.gather(*app.tasks(), _ready())
+    await start(app)
+    while True:  # the tasks do the work
+        await asyncio.sleep_ms(_IDLE_MS)  # type: ignore[attr-defined]
 
 
 def main():

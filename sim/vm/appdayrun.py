@@ -69,14 +69,14 @@ if whole_app:
     import asyncio
 
     async def _power_up():
-        """main.run() up to the day: the app, its six tasks and the ready beep gathered as on a
-        device; two turns of the loop take each task to its steady await (a stream read or a sleep),
-        where it stays, its coroutine and locals alive, while the day below runs."""
+        """main.run() up to the day: the app, its six tasks started and the ready beep as on a
+        device; one more turn of the loop after main.start takes each task to its steady await (a
+        stream read or a sleep), where it stays, its coroutine and locals alive, while the day
+        below runs."""
         a = main.App()
         a.draw()
-        asyncio.create_task(asyncio.gather(*a.tasks(), main._ready()))
-        for _ in range(2):
-            await asyncio.sleep_ms(0)
+        await main.start(a)
+        await asyncio.sleep_ms(0)
         return a
 
     app = asyncio.run(_power_up())

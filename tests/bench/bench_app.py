@@ -22,8 +22,8 @@ def run(report) -> None:
     report("free_heap_bytes_1000_stops_flashed", f["least_free"] - excess, "B",
            f"least free heap over the day at 128K ({above - excess} B usable above the partition) on a "
            "virtual handheld flashed by `depot flash --romfs`, the whole app as main.run() starts it: "
-           "all five streams open (GNSS, scanner, keys, modem, dock: quiet FIFOs) and its six tasks "
-           "and the ready beep parked at their first await through the day; goal 16384")
+           "all five streams open (GNSS, scanner, keys, modem, dock: quiet FIFOs) and its six tasks, "
+           "started as main.start() starts them, parked at their first await through the day; goal 16384")
     d = app_heap.run(stops=1000, heap="256K")
     report("peak_heap_bytes_1000_stops_mpy", d["peak_live_heap"], "B",
            f"the same day with `depot flash --no-romfs`: .mpy files on littlefs, -X heapsize=256K "
