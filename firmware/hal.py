@@ -18,6 +18,7 @@ _EPOCH_OFFSET = const(946684800)  # 2000-01-01 in unix seconds: MCU ports count 
 
 _board = None
 _display = None
+_kept = None  # (buzzer pin, LED pin, battery ADC pin, divider): all the running app reads of the board
 
 
 def _sim():
@@ -42,6 +43,27 @@ def board(name=None):
         except ImportError:
             _board = _sim_board()
     return _board
+
+
+def _kept_pins():
+    global _kept
+    if _kept is None:
+        b = board()
+        _kept = (b["buzzer"]["pin"], b["led"]["pin"], b["battery"]["adc_pin"], b["battery"]["divider"])
+    return _kept
+
+
+def release_board():
+    """Drop the board definition (1.6 KB of nested dicts on the heap) once the app has opened what
+    it describes; the pins the buzzer, LED and battery read stay kept, and board() reads it again
+    if asked."""
+    global _board
+    _kept_pins()
+    _board = None
+    sys.modules.pop("firmware.board", None)
+    pkg = sys.modules.get("firmware")
+    if pkg is not None and hasattr(pkg, "board"):
+        delattr(pkg, "board")
 
 
 def _sim_board():
@@ -216,7 +238,7 @@ def buzzer(pattern):
     if UNIX:
         _sim().event("buzzer", pattern)
         return
-    pin = board()["buzzer"]["pin"]
+    pin = _kept_pins()[0]
     if pin is None:
         return
     if _pwm is None:
@@ -236,7 +258,7 @@ def led(pattern):
     if UNIX:
         _sim().event("led", pattern)
         return
-    pin = board()["led"]["pin"]
+    pin = _kept_pins()[1]
     if pin is None:
         return
     if _led_pin is None:
@@ -306,11 +328,11 @@ def battery_mv():
     """Battery voltage in millivolts (the simulator's is scripted through its control socket)."""
     if UNIX:
         return _sim().battery_mv()
-    cfg = board()["battery"]
+    _, _, pin, divider = _kept_pins()
     from machine import ADC, Pin  # type: ignore[attr-defined]
 
-    raw = ADC(Pin(cfg["adc_pin"])).read_u16()
-    return raw * 3300 * cfg["divider"] // 65535
+    raw = ADC(Pin(pin)).read_u16()
+    return raw * 3300 * divider // 65535
 
 
 # --- storage ---

@@ -49,7 +49,6 @@ def _server_ca():
 
 class App:
     def __init__(self):
-        self.board = hal.board()
         self.device_id, self.key, self.server_url = _load_config()
         self.status = ui.Status()
         self.screen = ui.Screen(hal.display())
@@ -277,7 +276,9 @@ class App:
         if s is not None:
             t.append(self.line_task(s, rx, lambda b: self.on_key(b.decode())))  # a key's name a line
         if self.journal is None or not self.device_id:
+            hal.release_board()
             return t
+        board = hal.board()
         # the largest buffer (the upload batch) first, while the freed heap is least fragmented
         signer = sign.Signer(self.key)  # one for the uploader and the dock: a rotation rekeys both
         s = hal.open_uart("modem")
@@ -286,7 +287,7 @@ class App:
 
             # one buffer for the upload batch and the modem's answer: the body is all sent first
             batch = bytearray(_BATCH_BYTES)
-            m = modem.Modem(s, self.board["modem"]["dialect"], self.board["modem"]["apn"], ca=_server_ca(),
+            m = modem.Modem(s, board["modem"]["dialect"], board["modem"]["apn"], ca=_server_ca(),
                             resp=batch)
             self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url,
                                               state_dir=layout.UPLOAD_DIR, signer=signer, buf=batch)
@@ -295,13 +296,14 @@ class App:
         if s is not None:
             from firmware import dock
 
-            fl = self.board["flash"]
+            fl = board["flash"]
             self.dock = dock.Dock(s, self.journal, self.device_id, self.key, layout.ROUTE_DIR,
-                                  status=self.on_dock, firmware=VERSION, board=self.board["name"],
+                                  status=self.on_dock, firmware=VERSION, board=board["name"],
                                   battery=hal.battery_mv, set_time=hal.set_time,
                                   route_max=fl["block_size"] * fl["block_count"] // _ROUTE_SHARE,
                                   save_key=self.save_key, signer=signer)
             t.append(self.dock.run())
+        hal.release_board()  # all of it is open now
         return t
 
 
