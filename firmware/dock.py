@@ -34,6 +34,9 @@ _CACHED = (P.ACK, P.PUT_BEGIN, P.PUT_END)
 _CACHE_MAX = const(64)
 _SPARE = const(16384)  # free flash a route push leaves: littlefs metadata, the journal's next segment
 _OPEN = (P.HELLO, P.AUTH)  # the only requests served before the host has proved the key
+# No byte from the host for this long and no stream running: the session is over, and its wire
+# buffers (2 KiB) and poll object go back to the heap until the host speaks again.
+_IDLE_MS = const(10000)
 
 
 def _nonce(buf):
@@ -66,8 +69,9 @@ def make_raw(stream):
 class Dock:
     def __init__(self, stream, journal, device_id, key, route_dir="/route", status=None,
                  firmware="", board="", battery=None, set_time=None, window=8, route_max=1 << 20,
-                 save_key=None, signer=None):
+                 save_key=None, signer=None, idle_ms=_IDLE_MS):
         self.s = stream
+        self.idle_ms = idle_ms
         self.j = journal
         self.device_id = device_id
         self.key = key
@@ -81,8 +85,10 @@ class Dock:
         self._save_key = save_key  # persists a rotated key (config file); None: rotation refused
         self.route_max = route_max  # the board's cap on a route package, whatever the free flash
         self.window = window
-        self.dec = P.Decoder()
-        self.enc = P.Encoder()
+        # the wire buffers exist only during a session (_open, _close); every use is after _open
+        self.dec: P.Decoder = None  # type: ignore[assignment]
+        self.enc: P.Encoder = None  # type: ignore[assignment]
+        self._poll = None
         self._rx = bytearray(256)
         self._rxv = memoryview(self._rx)
         # the journal's own frame buffer: a stream step and a route hash never await with it in use
@@ -119,13 +125,14 @@ class Dock:
         make_raw(self.s)
         reader = asyncio.StreamReader(self.s)
         rxv = self._rxv
-        poller = select.poll()
-        poller.register(self.s, select.POLLIN)
         while True:
             try:
                 if self._it is not None and self._inflight() < self.window and not self._last:
                     self._send_records()
-                    if poller.poll(0):  # whatever the host said meanwhile, without waiting
+                    if self._poll is None:  # the session's first stream
+                        self._poll = select.poll()
+                        self._poll.register(self.s, select.POLLIN)
+                    if self._poll.poll(0):  # whatever the host said meanwhile, without waiting
                         n = self.s.readinto(rxv)
                         if n:
                             self._input(n)
@@ -137,6 +144,12 @@ class Dock:
                     except asyncio.TimeoutError:
                         self._rewind()  # frames or their PROGRESS were lost
                         continue
+                elif self.enc is not None:
+                    try:
+                        n = await asyncio.wait_for_ms(reader.readinto(rxv), self.idle_ms)
+                    except asyncio.TimeoutError:
+                        self._close()  # the host has gone quiet: the session is over
+                        continue
                 else:
                     n = await reader.readinto(rxv)
                 if n:
@@ -146,9 +159,27 @@ class Dock:
             except OSError:
                 # unplugged (pty hung up, UART error): forget the stream, keep serving the carrier
                 self._stop_stream()
+                self._close()
                 await asyncio.sleep_ms(200)
 
+    def _open(self):
+        """The session's wire buffers, made when the host first speaks (the poll object when it
+        first asks for records): the carrier's day runs undocked, with these 2.3 KB left free."""
+        if self.enc is None:
+            self.dec = P.Decoder()
+            self.enc = P.Encoder()
+
+    def _close(self):
+        self.dec = None  # type: ignore[assignment]
+        self.enc = None  # type: ignore[assignment]
+        self._poll = None
+
     def _input(self, n):
+        try:
+            self._open()
+        except MemoryError:  # the bytes are dropped; the host repeats its request
+            self._event("error", "no memory for the dock session")
+            return
         dec = self.dec
         pos = 0
         while pos < n:
@@ -209,6 +240,7 @@ class Dock:
     # --- requests -------------------------------------------------------------------------------
 
     def _handle(self, t, seq, pl):
+        self._open()  # _input has made them; a caller handing a frame in directly may not have
         self._req = t
         try:
             self._dispatch(t, seq, pl)

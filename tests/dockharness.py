@@ -18,10 +18,10 @@ from pathlib import Path
 from sim import mpy
 
 DEVICE_SCRIPT = r"""
-import sys, asyncio, json, binascii, os
+import sys, asyncio, json, binascii, os, gc
 from firmware import journal, record, dock
 root, port, dev, keyhex = sys.argv[1:5]
-n, seg, after = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+n, seg, after, idle = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 for d in (root + "/route",):
     try:
         os.mkdir(d)
@@ -43,9 +43,14 @@ if after:
 ticks = [0]
 def ev(what, value):
     print(json.dumps([what, value, ticks[0]]))
-async def carrier():
+async def carrier(d):
+    wire = False
     while True:  # stands for the carrier's other tasks: it must keep running while docked
         ticks[0] += 1
+        if (d.enc is not None) != wire:  # the session's wire buffers made or let go
+            wire = not wire
+            gc.collect()
+            ev("wire", [wire, gc.mem_free()])
         await asyncio.sleep_ms(20)
 def save_key(k):
     with open(root + "/key.hex", "w") as f:
@@ -54,8 +59,8 @@ async def main():
     s = open(port, "r+b")
     d = dock.Dock(s, j, dev, binascii.unhexlify(keyhex), route_dir=root + "/route", status=ev,
                   firmware="test-1", board="sim", battery=lambda: 77, set_time=lambda t: ev("clock", t),
-                  save_key=save_key)
-    asyncio.create_task(carrier())
+                  save_key=save_key, idle_ms=idle)
+    asyncio.create_task(carrier(d))
     print(json.dumps(["ready", j.next_seq - 1, 0]))
     await d.run()
 asyncio.run(main())
@@ -160,14 +165,14 @@ class Device:
     """The firmware's dock session on the real `micropython`, journal in a temp dir (VfsPosix)."""
 
     def __init__(self, root: Path, port: str, device_id: str, key: bytes, records: int = 0,
-                 seg_max: int = 1024, heap: str = "256K", after_reboot: int = 0):
+                 seg_max: int = 1024, heap: str = "256K", after_reboot: int = 0, idle_ms: int = 10000):
         self.root = root
         self.log: list[list] = []
         script = root / "device.py"
         script.write_text(DEVICE_SCRIPT)
         self.proc = subprocess.Popen(
             [mpy.micropython_exe(), "-X", f"heapsize={heap}", str(script), str(root), port, device_id,
-             key.hex(), str(records), str(seg_max), str(after_reboot)],
+             key.hex(), str(records), str(seg_max), str(after_reboot), str(idle_ms)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=mpy.mpy_env())
         self._lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

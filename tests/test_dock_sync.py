@@ -5,6 +5,7 @@ corrupt bytes and cut the line."""
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -325,3 +326,31 @@ def test_rotate_key_reaches_the_device_at_its_next_sync_and_revoke_stops_it(rig)
     assert not gone.ok and gone.error.startswith("device 'DEV1' is revoked (depot revoke). Nothing was")
     assert store.key("DEV1") is None
     assert [e[0] for e in dev.events()].count("authenticated") == 3  # none for the revoked sync
+
+
+def test_the_session_wire_buffers_are_made_when_the_host_speaks_and_let_go_when_it_goes_quiet(
+        tmp_path: Path) -> None:
+    """The carrier's day runs undocked: the dock's two 1 KiB wire buffers are not held until a host
+    speaks, go back to the heap once it has been quiet for idle_ms, and the next sync gets new ones."""
+    store = Store(tmp_path / "depot.sqlite3")
+    key = store.enrol("DEV1")
+    relay = Relay()
+    relay.start()
+    dev = Device(tmp_path, relay.dev_path, "DEV1", key, records=40, idle_ms=400)
+    try:
+        assert [e for e in dev.events() if e[0] == "wire"] == []
+        for i, n in enumerate((40, 0)):
+            rep = sync_device(relay.host_path, store)
+            assert rep.ok, rep.error
+            assert rep.received == n
+            deadline = time.monotonic() + 30
+            while [e[1][0] for e in dev.events() if e[0] == "wire"].count(False) <= i:
+                assert time.monotonic() < deadline, dev.output()
+                time.sleep(0.05)
+        wire = [e[1] for e in dev.events() if e[0] == "wire"]
+        assert [w[0] for w in wire] == [True, False, True, False]
+        assert wire[1][1] - wire[0][1] >= 2 * P.MAX_WIRE  # both buffers back on the heap
+        assert store.count("DEV1") == 40
+    finally:
+        relay.close()
+        dev.stop()
