@@ -17,7 +17,7 @@ from mpremote import romfs
 
 from host_tools import flash, route_compile
 from host_tools.flash_image import mpy_cross
-from sim import gnss, mpy, town
+from sim import certs, gnss, mpy, town
 
 VM = Path(__file__).resolve().parent / "vm"
 KEY = bytes(range(64, 96))
@@ -83,7 +83,7 @@ def _harness(d: Path) -> Path:
 
 
 def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: bool = False,
-        walk: bool = False, flashed: Path | None = None) -> dict[str, Any]:
+        walk: bool = False, flashed: Path | None = None, https: bool = False) -> dict[str, Any]:
     """Run the day at `-X heapsize=heap`. rom=True: the modules come from a ROMFS image, and the
     VM's heap is `heap` plus the image (its first allocation), so the app has `heap` above it.
     irregular: surveyed-looking footprints (town.town(irregular=True)); walk: every second of the
@@ -91,7 +91,9 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
     largest free block (bytes) after a collection at the start, after the first scan, every 50
     scans and at the end. flashed: the ROMFS partition file `depot flash --romfs` left on a virtual
     handheld (flash_virtual_handheld): the firmware comes from it alone, mounted as the device
-    mounts it, and the VM's heap is `heap` plus the partition and the harness image."""
+    mounts it, and the VM's heap is `heap` plus the partition and the harness image. https: the
+    device is configured as `depot flash --server-ca` leaves a field device (an https server and
+    the depot's CA certificate, a real one from sim.certs), so the uploader's modem speaks TLS."""
     image = flash.build("sim", romfs=False)  # the firmware as the device holds it: .mpy bytecode
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -128,6 +130,10 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
             for var in ("SIM_UART_GNSS", "SIM_UART_SCANNER", "SIM_KEYS", "SIM_UART_MODEM", "SIM_UART_DOCK"):
                 ports[var] = str(d / var.lower())
                 os.mkfifo(ports[var])
+        if https:
+            ca = d / "ca.pem"
+            ca.write_bytes(certs.make_ca().pem)
+            ports["SIM_DAY_SERVER_CA"] = str(ca)
         env = dict(os.environ, **ports,
                    MICROPYPATH=".frozen" if flashed is not None else f"{lib}:{VM}:.frozen")
         proc = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={vm_heap}", str(entry),

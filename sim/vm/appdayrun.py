@@ -37,6 +37,11 @@ if not rom_bytes:
     main = load_firmware()  # from the host fs, before it goes away
 
 image, package, plan_path, device_id, key_hex = sys.argv[1:6]
+server = {"server_url": "http://127.0.0.1:1"}
+ca_path = os.getenv("SIM_DAY_SERVER_CA")
+if ca_path:  # app_heap.run(https=True): read while the host fs is still mounted
+    with open(ca_path) as f:
+        server = {"server_url": "https://127.0.0.1:1", "server_ca": f.read()}
 plan = open(plan_path, "rb")
 src = open(package, "rb")
 dev = FlashDevice(4096, 512, image, wear=False)  # a board's flash driver counts no wear in its heap
@@ -47,7 +52,9 @@ vfs.mount(fs, "/")
 for d in ("/config", "/data", "/data/route"):
     os.mkdir(d)
 with open("/config/device.json", "w") as f:
-    f.write(json.dumps({"device_id": device_id, "key": key_hex, "server_url": "http://127.0.0.1:1"}))
+    server["device_id"], server["key"] = device_id, key_hex
+    f.write(json.dumps(server))
+del server, ca_path
 buf = bytearray(512)
 with open("/data/route/active.pkg", "wb") as f:
     while True:
