@@ -6,6 +6,7 @@ import it) and the identity is in /config. (Data directories must not share a na
 FIRMWARE_DIR = "/lib/firmware"  # the package (firmware/manifest.py) and board.mpy, the board definition
 
 CONFIG = "/config/device.json"
+SERVER_CA = "/config/server_ca.pem"  # the depot's CA the modem pins https:// uploads to (if any)
 DATA = "/data"
 JOURNAL = "/data/journal"
 ROUTE_DIR = "/data/route"

@@ -38,15 +38,6 @@ def _load_config():
         return "", b"", ""
 
 
-def _server_ca():
-    """The depot's CA certificate (PEM) the modem pins https:// uploads to, or None."""
-    try:
-        with open(layout.CONFIG) as f:
-            return json.load(f).get("server_ca") or None
-    except (OSError, ValueError):
-        return None
-
-
 class App:
     def __init__(self):
         self.device_id, self.key, self.server_url = _load_config()
@@ -287,7 +278,7 @@ class App:
 
             # one buffer for the upload batch and the modem's answer: the body is all sent first
             batch = bytearray(_BATCH_BYTES)
-            m = modem.Modem(s, board["modem"]["dialect"], board["modem"]["apn"], ca=_server_ca(),
+            m = modem.Modem(s, board["modem"]["dialect"], board["modem"]["apn"], ca=layout.SERVER_CA,
                             resp=batch)
             self.uploader = uploader.Uploader(self.journal, m, self.device_id, self.key, self.server_url,
                                               state_dir=layout.UPLOAD_DIR, signer=signer, buf=batch)

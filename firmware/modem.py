@@ -99,11 +99,12 @@ class Modem:
         self.urcs = []  # unsolicited lines seen while waiting for something else (bounded)
         self.ready = False
         self.cr = False  # the last line ended at CR: its LF is still to come
-        self.tls = None  # https:// through the modem's TLS stack, pinned to the depot's CA
-        if ca:
-            from firmware import modem_tls
-
-            self.tls = modem_tls.TLS(self, ca)
+        # https:// goes through the modem's TLS stack, pinned to the depot's CA: `ca` is the path
+        # of its PEM file, streamed to the modem at setup and never held in RAM
+        self.ca = ca
+        self.tls = None  # modem_tls.TLS while the uploader has work (post ... release_tls)
+        self.tls_ready = False  # the modem holds the CA and its TLS context is set up
+        self.handshakes = 0  # TLS sessions opened (for tests and the bench)
 
     # -- bytes and lines -----------------------------------------------------------------------
 
@@ -319,8 +320,9 @@ class Modem:
         """Reset the module (a board with a power pin would pulse it here) and power it up."""
         self.ready = False
         self.urcs = []
+        self.tls_ready = False  # the CA and the session went with the reset
         if self.tls is not None:
-            self.tls.reset()  # the CA and the session went with the reset
+            self.tls.open = False
         try:
             await self.cmd("AT+CFUN=1,1", ms=2000)
         except ModemError:
@@ -373,12 +375,34 @@ class Modem:
         await self.context()
         if url.startswith("https://"):
             if self.tls is None:
-                raise ModemError("https needs the depot's CA certificate (depot flash --server-ca)")
+                if not self.ca:
+                    raise ModemError("https needs the depot's CA certificate (depot flash --server-ca)")
+                from firmware import modem_tls
+
+                self.tls = modem_tls.TLS(self)
             return await self.tls.post(url, body, content_type)
         self.urcs = []
         if self.dialect == SIM7600:
             return await self._post_simcom(url, body, content_type)
         return await self._post_quectel(url, body)
+
+    async def release_tls(self):
+        """Nothing left to send: end the TLS session and unload modem_tls, whose module, class and
+        functions are ~3 KB of RAM the idle day needs more (the server would end the idle session
+        within seconds anyway). The next https post loads it again; the modem keeps the CA."""
+        if self.tls is None:
+            return
+        try:
+            await self.tls.close()
+        finally:
+            self.tls = None
+            import sys
+
+            import firmware
+
+            sys.modules.pop("firmware.modem_tls", None)
+            if hasattr(firmware, "modem_tls"):
+                delattr(firmware, "modem_tls")  # an import binds it on the package too
 
     async def _post_simcom(self, url, body, content_type):
         try:

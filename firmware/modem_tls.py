@@ -1,9 +1,11 @@
 """HTTPS POST through the modem's own TLS stack (docs/upload-api.md, "TLS on the cellular path").
 
-The modem does the TLS: it holds the depot's CA certificate (downloaded once per power-up from
-/config/device.json, where `depot flash --server-ca` put it), verifies the server's chain and
-name against it, and carries our bytes over the session. We write the HTTP/1.1 request and read
-the answer ourselves, so the session can stay open across batches (one handshake for a backlog).
+The modem does the TLS: it holds the depot's CA certificate (streamed to it once per power-up
+from /config/server_ca.pem, where `depot flash --server-ca` put it: the text never sits in RAM),
+verifies the server's chain and name against it, and carries our bytes over the session. We write
+the HTTP/1.1 request and read the answer ourselves, so the session stays open across the batches of
+a backlog (one handshake). The Modem imports this module for its first https post and unloads it
+when the uploader has nothing left to send (Modem.release_tls).
 
     SIM7600  AT+CCERTDOWN (CA), AT+CSSLCFG (TLS 1.2+, server auth, CA, SNI), AT+CCHSET, AT+CCHSTART,
              AT+CCHSSLCFG, AT+CCHOPEN=0,"host",port,2 -> +CCHOPEN: 0,<err>, AT+CCHSEND=0,<n> -> ">",
@@ -54,37 +56,42 @@ def _open_error(dialect, err, host):
 
 
 class TLS:
-    """The TLS state of one Modem: CA loaded, session open, the answer buffer."""
+    """The session state of one Modem while the uploader has work (what outlives it, whether the
+    modem holds the CA and how many handshakes were made, is the Modem's)."""
 
-    def __init__(self, m, ca):
+    def __init__(self, m):
         self.m = m
-        self.ca = ca.encode() if isinstance(ca, str) else ca
-        self.ready = False  # CA downloaded and contexts configured since the modem's power-up
         self.open = False  # a session is up (kept across batches until the server closes it)
         self.rx = m.resp  # the whole HTTP answer lands in the modem's response buffer, then the
         # body moves to its start: status line and headers are ~200 bytes, an ack or error ~100
         self.got = 0
-        self.handshakes = 0  # sessions opened (for tests and the bench)
-
-    def reset(self):
-        self.ready = False
-        self.open = False
 
     # -- setup ---------------------------------------------------------------------------------
 
-    async def _prompted(self, command, data, prompt=b">"):
-        """Send a command that answers with a prompt, then `data`."""
+    async def _send_ca(self, command, prompt=b">"):
+        """Send a command (with %d for the CA's length) that answers with a prompt, then the CA
+        file, a line buffer at a time: the line buffer is idle until the modem's OK."""
         m = self.m
-        await m.send(command + "\r")
-        if not await m.wait_prompt(prompt, m.cmd_ms):
-            raise M.ModemState("no prompt for " + command)
-        for i in range(0, len(data), _CHUNK):
-            await m.send(data[i: i + _CHUNK])
+        try:
+            f = open(m.ca, "rb")
+        except OSError:
+            raise M.ModemError("https needs the depot's CA certificate (depot flash --server-ca)") from None
+        with f:
+            await m.send(command % f.seek(0, 2) + "\r")
+            f.seek(0)
+            if not await m.wait_prompt(prompt, m.cmd_ms):
+                raise M.ModemState("no prompt for the CA certificate")
+            chunk = memoryview(m.line)
+            while True:
+                n = f.readinto(chunk)
+                if not n:
+                    break
+                await m.send(chunk[:n])
 
     async def setup(self):
         m = self.m
         if m.dialect == M.SIM7600:
-            await self._prompted('AT+CCERTDOWN="%s",%d' % (_CA_FILE, len(self.ca)), self.ca)
+            await self._send_ca('AT+CCERTDOWN="' + _CA_FILE + '",%d')
             if not await m.wait_for(b"OK", m.cmd_ms):
                 raise M.ModemState("CA certificate not taken")
             await m.cmd('AT+CSSLCFG="sslversion",0,4')  # TLS 1.2 or later
@@ -103,14 +110,14 @@ class TLS:
                 await m.cmd('AT+QFDEL="UFS:%s"' % _CA_FILE)
             except M.ModemError:
                 pass  # not there yet
-            await self._prompted('AT+QFUPL="UFS:%s",%d,100' % (_CA_FILE, len(self.ca)), self.ca, b"CONNECT")
+            await self._send_ca('AT+QFUPL="UFS:' + _CA_FILE + '",%d,100', b"CONNECT")
             if not await m.wait_for(b"OK", m.cmd_ms):
                 raise M.ModemState("CA certificate not taken")
             await m.cmd('AT+QSSLCFG="sslversion",1,4')
             await m.cmd('AT+QSSLCFG="seclevel",1,1')
             await m.cmd('AT+QSSLCFG="cacert",1,"UFS:%s"' % _CA_FILE)
             await m.cmd('AT+QSSLCFG="sni",1,1')
-        self.ready = True
+        m.tls_ready = True
 
     async def _open(self, host, port):
         m = self.m
@@ -126,7 +133,7 @@ class TLS:
         if err != 0:
             raise _open_error(m.dialect, err, host)
         self.open = True
-        self.handshakes += 1
+        m.handshakes += 1
 
     async def close(self):
         if not self.open:
@@ -144,7 +151,7 @@ class TLS:
 
     async def post(self, url, body, content_type):
         host, port, path = split_url(url)
-        if not self.ready:
+        if not self.m.tls_ready:
             await self.setup()
         urcs = self.m.urcs
         for i in range(len(urcs) - 1, -1, -1):  # the server ended an idle session meanwhile

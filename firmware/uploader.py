@@ -36,6 +36,7 @@ BATCH = const(32)  # records per batch by default (bench: tests/bench/bench_cell
 # anyway, and an asyncio.Event would load asyncio's event module (1.3 KB of RAM) for this alone.
 _POLL_MS = const(1000)
 _MAX_EXP = const(16)  # keeps base * 2**attempt a small int
+_SESSION_MS = const(5000)  # a longer wait ends the TLS session: `depot serve` closes it after 5 s
 
 
 class Uploader:
@@ -92,6 +93,11 @@ class Uploader:
             except Exception as e:  # a queue that silently stops sending is the worst outcome
                 self.last_error = "uploader: %r" % e
                 ms = self._backoff()
+            if ms < 0 or ms > _SESSION_MS:  # a wait the server's session would not outlive
+                try:
+                    await self.modem.release_tls()  # its RAM back until the next post
+                except Exception:
+                    pass  # the server ends the session itself
             if ms < 0:  # nothing to send: wait for a new record or the idle period
                 left = self.idle_ms
                 while left > 0 and not self.woken:

@@ -106,6 +106,8 @@ def flash_one(port: str, device_id: str, image: Image, key: bytes | None, force:
             # its compiled one (.py is found first) or linger from an older layout (flat /lib/*.mpy,
             # /lib/board.py).
             stale = [f"/lib/{name}" for name, is_dir, _ in dev.listdir("/lib") if not is_dir]
+            if layout.SERVER_CA not in want and dev.hashes([layout.SERVER_CA]).get(layout.SERVER_CA):
+                stale.append(layout.SERVER_CA)  # flashed without a CA now: none left from before
             stale += [f"{layout.FIRMWARE_DIR}/{name}" for name, is_dir, _ in dev.listdir(layout.FIRMWARE_DIR)
                       if not is_dir and f"{layout.FIRMWARE_DIR}/{name}" not in want]
             for path in stale:

@@ -48,10 +48,11 @@ class Image:
         ident = {"device_id": device_id, "key": key.hex()}
         if server_url:
             ident["server_url"] = server_url  # where the modem uploads (depot serve)
-        if server_ca:
-            ident["server_ca"] = server_ca  # the CA the modem's TLS pins https:// uploads to
         files = self.littlefs_files() if rom else self.files
-        return files + [(layout.CONFIG, json.dumps(ident).encode())]
+        files = files + [(layout.CONFIG, json.dumps(ident).encode())]
+        if server_ca:  # its own file: the modem's TLS setup streams it, the device never holds it
+            files.append((layout.SERVER_CA, server_ca.encode()))
+        return files
 
 
 def mpy_cross() -> str:

@@ -36,8 +36,6 @@ import sys, asyncio, binascii
 from firmware import journal, modem, uploader, record
 DEV, KEY, TTY, DIALECT, URL, ROOT, CA = sys.argv[1:8]
 KEY = binascii.unhexlify(KEY)
-with open(CA) as f:
-    CA = f.read()
 stream = asyncio.StreamReader(open(TTY, "r+b"))
 
 def ctl(cmd):
@@ -60,7 +58,7 @@ async def day():
             await up.step()
             steps += 1
         ctl("after %s %d %d %s" % (phase, j.pending(), j.watermark, up.last_error.replace(" ", "_")))
-    print("DONE", j.pending(), j.watermark, up.quarantined, m.tls.handshakes, up.sent)
+    print("DONE", j.pending(), j.watermark, up.quarantined, m.handshakes, up.sent)
 
 asyncio.run(day())
 """
@@ -198,7 +196,10 @@ def test_depot_flash_pins_the_server_ca_in_the_device_config(tmp_path, pki):
     pem = cmd_flash.read_server_ca("https://depot.example:8443", pki["ca"])
     files = dict(flash.Image("sim", []).with_identity("H-1", bytes(32), "https://depot.example:8443", pem))
     config = json.loads(files["/config/device.json"])
-    assert config["server_ca"] == Path(pki["ca"]).read_text() and config["server_url"].startswith("https://")
+    assert config == {"device_id": "H-1", "key": "00" * 32, "server_url": "https://depot.example:8443"}
+    assert files["/config/server_ca.pem"] == Path(pki["ca"]).read_bytes()  # streamed to the modem from here
+    plain = dict(flash.Image("sim", []).with_identity("H-1", bytes(32), "http://127.0.0.1:8080"))
+    assert "/config/server_ca.pem" not in plain
     with pytest.raises(DepotError, match="needs the CA"):
         cmd_flash.read_server_ca("https://depot.example:8443", "")
     (tmp_path / "two.pem").write_text(pem + pem)

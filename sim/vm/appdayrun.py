@@ -39,9 +39,11 @@ if not rom_bytes:
 image, package, plan_path, device_id, key_hex = sys.argv[1:6]
 server = {"server_url": "http://127.0.0.1:1"}
 ca_path = os.getenv("SIM_DAY_SERVER_CA")
+ca = None
 if ca_path:  # app_heap.run(https=True): read while the host fs is still mounted
     with open(ca_path) as f:
-        server = {"server_url": "https://127.0.0.1:1", "server_ca": f.read()}
+        ca = f.read()
+    server = {"server_url": "https://127.0.0.1:1"}
 plan = open(plan_path, "rb")
 src = open(package, "rb")
 dev = FlashDevice(4096, 512, image, wear=False)  # a board's flash driver counts no wear in its heap
@@ -54,7 +56,10 @@ for d in ("/config", "/data", "/data/route"):
 with open("/config/device.json", "w") as f:
     server["device_id"], server["key"] = device_id, key_hex
     f.write(json.dumps(server))
-del server, ca_path
+if ca:
+    with open("/config/server_ca.pem", "w") as f:  # as depot flash --server-ca writes it
+        f.write(ca)
+del server, ca_path, ca
 buf = bytearray(512)
 with open("/data/route/active.pkg", "wb") as f:
     while True:
@@ -87,6 +92,16 @@ if whole_app:
         return a
 
     app = asyncio.run(_power_up())
+    if os.getenv("SIM_DAY_SERVER_CA"):
+        # as after the day's first upload over TLS: modem_tls was loaded for it and released
+        # when the uploader went idle, leaving its interned names behind (it is never parked)
+        from firmware import modem_tls
+
+        _m = app.uploader.modem  # type: ignore[union-attr]
+        _m.tls = modem_tls.TLS(_m)
+        del modem_tls
+        asyncio.run(_m.release_tls())
+        del _m
 else:
     app = main.App()
     tasks = app.tasks()  # dock, modem and uploader objects with their buffers, as at power-up
