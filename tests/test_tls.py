@@ -5,7 +5,7 @@ the emulator opens a real TLS session (Python's ssl) pinned to the CA the device
 
 A wrong CA, an expired certificate and a server that speaks plain HTTP are each refused by the
 device before a byte of its records leaves; a plain-HTTP client is refused by the TLS server; the
-day then uploads exactly once, over few handshakes."""
+day then uploads exactly once, over few handshakes, and gives the TLS driver's RAM back when idle."""
 
 from __future__ import annotations
 
@@ -58,6 +58,19 @@ async def day():
             await up.step()
             steps += 1
         ctl("after %s %d %d %s" % (phase, j.pending(), j.watermark, up.last_error.replace(" ", "_")))
+    task = asyncio.create_task(up.run())  # the task finds nothing to send and goes idle
+    await asyncio.sleep_ms(200)
+    before = m.handshakes
+    ctl("idle %s %s" % ("firmware.modem_tls" in sys.modules, m.tls is None))
+    for i in range(40, 43):  # the next records load it again and open one new session
+        j.append(record.Record(device_id=DEV, route_id="R1", stop_id="S%d" % i, item_id="RR%08d5GB" % i,
+                               verdict=record.V_INSIDE))
+        up.kick()
+    while j.pending():
+        await asyncio.sleep_ms(20)
+    await asyncio.sleep_ms(200)
+    ctl("idle_again %s %d" % ("firmware.modem_tls" in sys.modules, m.handshakes - before))
+    task.cancel()
     print("DONE", j.pending(), j.watermark, up.quarantined, m.handshakes, up.sent)
 
 asyncio.run(day())
@@ -110,6 +123,8 @@ def test_the_device_refuses_wrong_ca_expired_and_plain_servers_then_uploads_exac
                 cmd, _, arg = line.partition(" ")
                 if cmd == "phase":
                     emu.server_url = servers[arg].url.replace("http:", "https:")  # where localhost goes
+                elif cmd in ("idle", "idle_again"):
+                    after[cmd] = arg.split()
                 elif cmd == "after":
                     words = arg.split()
                     after[words[0]] = words[1:]
@@ -138,10 +153,12 @@ def test_the_device_refuses_wrong_ca_expired_and_plain_servers_then_uploads_exac
     assert any("certificate has expired" in r for r in refused)
     assert any("WRONG_VERSION_NUMBER" in r or "wrong version number" in r for r in refused)  # plain HTTP
     done = line.split()
-    assert done[:4] == ["DONE", "0", "40", "0"], line
+    assert done[:4] == ["DONE", "0", "43", "0"], line
     handshakes, batches = int(done[4]), int(done[5])
-    assert batches == 5 and handshakes < batches  # the session carried several batches
-    assert [r.seq for r in store.records(DEV)] == list(range(1, 41))  # exactly once
+    assert batches == 6 and handshakes < batches  # the session carried several batches
+    # idle, the uploader gave TLS's RAM back; the next record loaded it again for one new session
+    assert after["idle"] == ["False", "True"] and after["idle_again"] == ["False", "1"]
+    assert [r.seq for r in store.records(DEV)] == list(range(1, 44))  # exactly once
     assert store.conflicts(DEV) == []
 
 
