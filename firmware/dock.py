@@ -85,20 +85,22 @@ class Dock:
         self._save_key = save_key  # persists a rotated key (config file); None: rotation refused
         self.route_max = route_max  # the board's cap on a route package, whatever the free flash
         self.window = window
-        # the wire buffers exist only during a session (_open, _close); every use is after _open
+        # the wire buffers and the session's small ones exist only during a session (_open,
+        # _close); every use is after _open
         self.dec: P.Decoder = None  # type: ignore[assignment]
         self.enc: P.Encoder = None  # type: ignore[assignment]
         self._poll = None
+        self._carry: bytearray = None  # type: ignore[assignment]  # a record that did not fit the last frame
+        self._carry_n = 0
+        self._cache: bytearray = None  # type: ignore[assignment]  # last reply, resent if the host repeats
+        self._cache_n = 0
+        self._cache_req: bytearray = None  # type: ignore[assignment]  # (type, seq, payload) it answered
+        self._cache_req_n = 0
+        self._fhead: bytearray = None  # type: ignore[assignment]  # GET id, frame number: a frame MAC's header
         self._rx = bytearray(256)
         self._rxv = memoryview(self._rx)
         # the journal's own frame buffer: a stream step and a route hash never await with it in use
         self._rbuf = journal.frame
-        self._carry = bytearray(record.MAX_LEN)  # a record read that did not fit the last frame
-        self._carry_n = 0
-        self._cache = bytearray(_CACHE_MAX)  # last reply, resent when the host repeats a request
-        self._cache_n = 0
-        self._cache_req = bytearray(64)  # (type, seq, payload) of the request it answered
-        self._cache_req_n = 0
         self._gseq = 0
         self._gfrom = -1
         self._next = 0
@@ -112,7 +114,6 @@ class Dock:
         self._hello_seq = -1  # id of the HELLO the device nonce answers, until AUTH spends it
         self._ses = None  # sign.Signer under the session key once the host proved the key
         self._put_this_session = False
-        self._fhead = bytearray(2)  # GET id, frame number: the frame MAC's header
         self._it = None  # journal iterator of the running stream
         self.sent_frames = 0
         self.refused_acks = 0
@@ -164,16 +165,24 @@ class Dock:
                 await asyncio.sleep_ms(200)
 
     def _open(self):
-        """The session's wire buffers, made when the host first speaks (the poll object when it
-        first asks for records): the carrier's day runs undocked, with these 2.3 KB left free."""
+        """The session's buffers, made when the host first speaks (the poll object when it first
+        asks for records): the carrier's day runs undocked, with these 2.8 KB left free."""
         if self.enc is None:
+            self._carry = bytearray(record.MAX_LEN)
+            self._cache = bytearray(_CACHE_MAX)
+            self._cache_req = bytearray(64)
+            self._fhead = bytearray(2)
             self.dec = P.Decoder()
-            self.enc = P.Encoder()
+            self.enc = P.Encoder()  # last: a MemoryError before it leaves the session unopened
 
     def _close(self):
+        """The session is over (the host went quiet or the line dropped): a request repeated after
+        this runs again, as one after a new HELLO would; no stream is left to carry a record."""
         self.dec = None  # type: ignore[assignment]
         self.enc = None  # type: ignore[assignment]
         self._poll = None
+        self._carry = self._cache = self._cache_req = self._fhead = None  # type: ignore[assignment]
+        self._carry_n = self._cache_n = self._cache_req_n = 0
 
     def _input(self, n):
         try:
