@@ -90,8 +90,7 @@ class RoutePackage:
         except OSError:
             raise PackageError("route package %s cannot be opened" % path) from None
         try:
-            self._verify(key)
-            self._setup()
+            self._setup(*self._verify(key))
         except PackageError:
             self.file.close()
             raise
@@ -157,8 +156,7 @@ class RoutePackage:
             raise PackageError("route package signature invalid: tampered, or signed for another device")
         self.package_hash = whole.digest()[:8]
         self.size = size
-        self._head = h
-        self._secs = secs
+        return h, secs  # for _setup only: the header and section table are not kept all day
 
     def _crc(self, buf, off, ln):
         f = self.file
@@ -176,8 +174,7 @@ class RoutePackage:
         return crc & 0xFFFFFFFF
 
     # -- serving --------------------------------------------------------------------------------
-    def _setup(self):
-        h = self._head
+    def _setup(self, h, secs):
         self.stop_count = h[4]
         self.route_id = h[6].rstrip(b"\0").decode()
         self.service_date = h[7]
@@ -186,7 +183,6 @@ class RoutePackage:
         self.kx = h[10]
         self.ky = h[11]
         self.item_count = h[12]
-        secs = self._secs
         self.dir_off = secs[b"STOP"][0]
         if secs[b"STOP"][1] != self.stop_count * 28:
             raise PackageError("route package stop directory size mismatch")
@@ -217,17 +213,19 @@ class RoutePackage:
         self.cand = -1
         self.near_dist = 0
         self.near_in = False
-        self._reasons()
-        self._check_stops()
+        roff, rlen = secs[b"RECS"]
+        self.recs_end = roff + rlen
+        self._reasons(*secs[b"RSNS"])
+        self._check_stops(secs[b"GEOM"], roff)
         self._check_grid(goff + glen)
         self._check_items()
 
     # -- structure ------------------------------------------------------------------------------
-    def _check_stops(self):
+    def _check_stops(self, geom, roff):
         """Every directory entry's box, fence and record lie inside their sections; every fence's
         ring counts add up to its words; every record's texts end inside RECS and are UTF-8."""
-        goff, glen = self._secs[b"GEOM"]
-        roff, rlen = self._secs[b"RECS"]
+        goff, glen = geom
+        rend = self.recs_end
         geo = self.geo
         box = self.box
         f = self.file
@@ -237,7 +235,7 @@ class RoutePackage:
             words = box[5]
             if box[2] < box[0] or box[3] < box[1] or words < 1 or words > len(geo) \
                     or box[4] < goff or box[4] & 1 or box[4] + 2 * words > goff + glen \
-                    or not roff <= box[6] < roff + rlen:
+                    or not roff <= box[6] < rend:
                 raise PackageError("route package stop %d entry out of bounds" % i)
             f.seek(box[4])
             self.readn(geo, words + words)
@@ -252,7 +250,7 @@ class RoutePackage:
                 r += 1
             if nrings < 1 or used != words:
                 raise PackageError("route package stop %d fence corrupt" % i)
-            self._stop_at(i, box[6], roff + rlen)
+            self._stop_at(i, box[6], rend)
 
     def _check_grid(self, end):
         """Cell starts ascend and stay inside the list; every list entry names a stop."""
@@ -295,10 +293,10 @@ class RoutePackage:
             return self.file.readinto(buf, nbytes)
         return self.file.readinto(memoryview(buf).cast("B")[:nbytes])
 
-    def _reasons(self):
-        """Check the reason table and note where each entry starts, its code and its kind. The
-        labels stay on flash: `reasons(kind)` reads one when the screen shows it."""
-        off, ln = self._secs[b"RSNS"]
+    def _reasons(self, off, ln):
+        """Check the reason table (the RSNS section at off, ln bytes) and note where each entry
+        starts, its code and its kind. The labels stay on flash: `reasons(kind)` reads one when the
+        screen shows it."""
         f = self.file
         f.seek(off)
         data = f.read(ln)
@@ -344,8 +342,7 @@ class RoutePackage:
 
     def stop(self, i):
         """The stop at index i (walking order): Stop(index, stop_id, seq, address, items)."""
-        roff, rlen = self._secs[b"RECS"]
-        return self._stop_at(i, self._entry(i)[6], roff + rlen)
+        return self._stop_at(i, self._entry(i)[6], self.recs_end)
 
     def stop_id_into(self, i, buf):
         """Copy stop i's id into buf (256 bytes hold any); returns its length. Allocates nothing
