@@ -29,7 +29,8 @@ package(  # noqa: F821
         "dock_wire.py",
         "dock_route_inbox.py",
         "modem.py",
-        "modem_tls.py",  # TLS over the modem's AT commands (the uploader's https)
+        "modem_http.py",  # a post over the modem's HTTP stack (plain http://), loaded per post
+        "modem_tls.py",  # a post over the modem's TLS stack (https://), loaded per post
         "upload_wire.py",
         "uploader.py",
     ),

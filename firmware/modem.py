@@ -102,7 +102,7 @@ class Modem:
         # https:// goes through the modem's TLS stack, pinned to the depot's CA: `ca` is the path
         # of its PEM file, streamed to the modem at setup and never held in RAM
         self.ca = ca
-        self.tls = None  # modem_tls.TLS while the uploader has work (post ... release_tls)
+        self.driver = None  # modem_tls.TLS or modem_http.HTTP while the uploader has work
         self.tls_ready = False  # the modem holds the CA and its TLS context is set up
         self.handshakes = 0  # TLS sessions opened (for tests and the bench)
 
@@ -163,10 +163,6 @@ class Modem:
         except asyncio.TimeoutError:
             return False
         return True
-
-    async def read_raw(self, n, ms):
-        """Read exactly n bytes of a response body into self.resp (the rest is dropped)."""
-        return memoryview(self.resp)[: await self.read_into(self.resp, 0, n, ms)]
 
     async def read_into(self, buf, off, n, ms):
         """Read exactly n raw bytes into buf from `off` (bytes past its end are dropped); return
@@ -321,8 +317,8 @@ class Modem:
         self.ready = False
         self.urcs = []
         self.tls_ready = False  # the CA and the session went with the reset
-        if self.tls is not None:
-            self.tls.open = False
+        if self.driver is not None:
+            self.driver.open = False
         try:
             await self.cmd("AT+CFUN=1,1", ms=2000)
         except ModemError:
@@ -373,102 +369,41 @@ class Modem:
         if not await self.registered():
             raise NoCoverage("not registered")
         await self.context()
-        if url.startswith("https://"):
-            if self.tls is None:
+        https = url.startswith("https://")
+        d = self.driver
+        if d is not None and d.HTTPS != https:
+            await self.release()
+            d = None
+        if d is None:  # loaded for this post and what follows it, until the uploader goes idle
+            if https:
                 if not self.ca:
                     raise ModemError("https needs the depot's CA certificate (depot flash --server-ca)")
                 from firmware import modem_tls
 
-                self.tls = modem_tls.TLS(self)
-            return await self.tls.post(url, body, content_type)
-        self.urcs = []
-        if self.dialect == SIM7600:
-            return await self._post_simcom(url, body, content_type)
-        return await self._post_quectel(url, body)
+                d = modem_tls.TLS(self)
+            else:
+                from firmware import modem_http
 
-    async def release_tls(self):
-        """Nothing left to send: end the TLS session and unload modem_tls, whose module, class and
-        functions are ~3 KB of RAM the idle day needs more (the server would end the idle session
-        within seconds anyway). The next https post loads it again; the modem keeps the CA."""
-        if self.tls is None:
+                d = modem_http.HTTP(self)
+            self.driver = d
+        return await d.post(url, body, content_type)
+
+    async def release(self):
+        """Nothing left to send: end the session and unload the post's driver (modem_tls or
+        modem_http), whose module, class and functions are 2-4 KB of RAM the idle day needs more
+        (the server would end an idle session within seconds anyway). The next post loads it
+        again; the modem keeps the CA."""
+        if self.driver is None:
             return
+        name = self.driver.NAME
         try:
-            await self.tls.close()
+            await self.driver.close()  # no local holds it: a finished coroutine keeps its locals
         finally:
-            self.tls = None
+            self.driver = None
             import sys
 
             import firmware
 
-            sys.modules.pop("firmware.modem_tls", None)
-            if hasattr(firmware, "modem_tls"):
-                delattr(firmware, "modem_tls")  # an import binds it on the package too
-
-    async def _post_simcom(self, url, body, content_type):
-        try:
-            await self.cmd("AT+HTTPTERM")  # a session left over from an interrupted POST
-        except ModemError:
-            pass
-        await self.cmd("AT+HTTPINIT")
-        try:
-            await self.cmd('AT+HTTPPARA="URL","%s"' % url)
-            await self.cmd('AT+HTTPPARA="CONTENT","%s"' % content_type)
-            await self.send("AT+HTTPDATA=%d,%d\r" % (len(body), 10000))
-            if not await self.wait_for(b"DOWNLOAD", self.cmd_ms):
-                raise ModemState("no DOWNLOAD prompt")
-            await self.send(body)
-            if not await self.wait_for(b"OK", self.cmd_ms):
-                raise ModemState("body not taken")
-            await self.cmd("AT+HTTPACTION=1")
-            if not await self.wait_for(b"+HTTPACTION:", self.net_ms):
-                raise Transient("no HTTP result")
-            status = self.int_at(1, 12)
-            length = self.int_at(2, 12)
-            if status >= 600:
-                raise classify(self.dialect, status, "HTTP action failed")
-            data = memoryview(self.resp)[:0]
-            if length > 0:
-                await self.send("AT+HTTPREAD=0,%d\r" % length)
-                if not await self.wait_for(b"+HTTPREAD: DATA,", self.cmd_ms):
-                    raise Transient("no response data")
-                got = self.int_at(0, 16)
-                data = await self.read_raw(got, self.cmd_ms)
-                await self.wait_for(b"+HTTPREAD: 0", self.cmd_ms)
-                if got != length:
-                    raise Transient("response cut short")
-            return status, data
-        finally:
-            try:
-                await self.cmd("AT+HTTPTERM")
-            except ModemError:
-                pass
-
-    async def _post_quectel(self, url, body):
-        await self.cmd('AT+QHTTPCFG="contextid",1')
-        await self.cmd('AT+QHTTPCFG="contenttype",2')  # application/octet-stream
-        await self.send("AT+QHTTPURL=%d,30\r" % len(url))
-        if not await self.wait_for(b"CONNECT", self.cmd_ms):
-            raise ModemState("no CONNECT for URL")
-        await self.send(url)
-        if not await self.wait_for(b"OK", self.cmd_ms):
-            raise ModemState("URL not taken")
-        await self.send("AT+QHTTPPOST=%d,30,60\r" % len(body))
-        if not await self.wait_for(b"CONNECT", self.net_ms):
-            raise Transient("no CONNECT for body")
-        await self.send(body)
-        if not await self.wait_for(b"+QHTTPPOST:", self.net_ms):
-            raise Transient("no HTTP result")
-        err = self.int_at(0, 11)
-        if err != 0:
-            raise classify(self.dialect, err, "HTTP POST failed")
-        status = self.int_at(1, 11)
-        length = self.int_at(2, 11)
-        data = memoryview(self.resp)[:0]
-        if length > 0:
-            await self.send("AT+QHTTPREAD=30\r")
-            if not await self.wait_for(b"CONNECT", self.net_ms):
-                raise Transient("no response data")
-            data = await self.read_raw(length, self.cmd_ms)
-            if not await self.wait_for(b"+QHTTPREAD: 0", self.cmd_ms):
-                raise Transient("response cut short")
-        return status, data
+            sys.modules.pop("firmware." + name, None)
+            if hasattr(firmware, name):
+                delattr(firmware, name)  # an import binds it on the package too

@@ -5,7 +5,7 @@ from /config/server_ca.pem, where `depot flash --server-ca` put it: the text nev
 verifies the server's chain and name against it, and carries our bytes over the session. We write
 the HTTP/1.1 request and read the answer ourselves, so the session stays open across the batches of
 a backlog (one handshake). The Modem imports this module for its first https post and unloads it
-when the uploader has nothing left to send (Modem.release_tls).
+when the uploader has nothing left to send (Modem.release).
 
     SIM7600  AT+CCERTDOWN (CA), AT+CSSLCFG (TLS 1.2+, server auth, CA, SNI), AT+CCHSET, AT+CCHSTART,
              AT+CCHSSLCFG, AT+CCHOPEN=0,"host",port,2 -> +CCHOPEN: 0,<err>, AT+CCHSEND=0,<n> -> ">",
@@ -58,6 +58,9 @@ def _open_error(dialect, err, host):
 class TLS:
     """The session state of one Modem while the uploader has work (what outlives it, whether the
     modem holds the CA and how many handshakes were made, is the Modem's)."""
+
+    NAME = "modem_tls"  # the module Modem.release unloads
+    HTTPS = True
 
     def __init__(self, m):
         self.m = m

@@ -95,7 +95,7 @@ class Uploader:
                 ms = self._backoff()
             if ms < 0 or ms > _SESSION_MS:  # a wait the server's session would not outlive
                 try:
-                    await self.modem.release_tls()  # its RAM back until the next post
+                    await self.modem.release()  # the post's driver: its RAM back until the next post
                 except Exception:
                     pass  # the server ends the session itself
             if ms < 0:  # nothing to send: wait for a new record or the idle period

@@ -61,7 +61,7 @@ async def day():
     task = asyncio.create_task(up.run())  # the task finds nothing to send and goes idle
     await asyncio.sleep_ms(200)
     before = m.handshakes
-    ctl("idle %s %s" % ("firmware.modem_tls" in sys.modules, m.tls is None))
+    ctl("idle %s %s" % ("firmware.modem_tls" in sys.modules, m.driver is None))
     for i in range(40, 43):  # the next records load it again and open one new session
         j.append(record.Record(device_id=DEV, route_id="R1", stop_id="S%d" % i, item_id="RR%08d5GB" % i,
                                verdict=record.V_INSIDE))

@@ -92,16 +92,18 @@ if whole_app:
         return a
 
     app = asyncio.run(_power_up())
+    # as after the day's first upload: the post's driver (modem_tls for https, modem_http for
+    # http) was loaded for it and released when the uploader went idle, leaving its interned
+    # names behind (the measured tasks stay parked, so no post runs here)
     if os.getenv("SIM_DAY_SERVER_CA"):
-        # as after the day's first upload over TLS: modem_tls was loaded for it and released
-        # when the uploader went idle, leaving its interned names behind (it is never parked)
-        from firmware import modem_tls
-
-        _m = app.uploader.modem  # type: ignore[union-attr]
-        _m.tls = modem_tls.TLS(_m)
-        del modem_tls
-        asyncio.run(_m.release_tls())
-        del _m
+        from firmware.modem_tls import TLS as _Driver
+    else:
+        from firmware.modem_http import HTTP as _Driver
+    _m = app.uploader.modem  # type: ignore[union-attr]
+    _m.driver = _Driver(_m)
+    del _Driver
+    asyncio.run(_m.release())
+    del _m
 else:
     app = main.App()
     tasks = app.tasks()  # dock, modem and uploader objects with their buffers, as at power-up

@@ -14,7 +14,7 @@
 - modem_tls_heap_bytes: the heap TLS takes on micropython while the uploader has work (the module
   and its session state; the CA is streamed from its file, never held), measured with
   gc.mem_free() around loading it for a Modem; modem_tls_heap_bytes_idle: what is left once the
-  uploader has released it (Modem.release_tls).
+  uploader has released it (Modem.release).
 """
 
 from __future__ import annotations
@@ -77,11 +77,11 @@ m = modem.Modem(Port(), "sim7600", ca=CA_PATH)
 gc.collect()
 mid = gc.mem_free()
 from firmware import modem_tls
-m.tls = modem_tls.TLS(m)  # as Modem.post makes it for the first https post
+m.driver = modem_tls.TLS(m)  # as Modem.post makes it for the first https post
 del modem_tls
 gc.collect()
 loaded = gc.mem_free()
-asyncio.run(m.release_tls())  # as the uploader does when it has nothing left to send
+asyncio.run(m.release())  # as the uploader does when it has nothing left to send
 gc.collect()
 print(before - mid, mid - loaded, mid - gc.mem_free())
 """
