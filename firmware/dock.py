@@ -69,8 +69,12 @@ def make_raw(stream):
 class Dock:
     def __init__(self, stream, journal, device_id, key, route_dir="/route", status=None,
                  firmware="", board="", battery=None, set_time=None, window=8, route_max=1 << 20,
-                 save_key=None, signer=None, idle_ms=_IDLE_MS):
+                 save_key=None, signer=None, idle_ms=_IDLE_MS, lender=None):
         self.s = stream
+        # the uploader: lends its batch buffer as the session's wire buffers and stands down while
+        # docked (the dock carries the records), so a session costs the heap no 2 KiB
+        self._lender = lender
+        self._borrowed = False
         self.idle_ms = idle_ms
         self.j = journal
         self.device_id = device_id
@@ -172,6 +176,15 @@ class Dock:
             self._cache = bytearray(_CACHE_MAX)
             self._cache_req = bytearray(64)
             self._fhead = bytearray(2)
+            lent = self._lender.lend() if self._lender is not None else None  # None: it is posting
+            if lent is not None and len(lent) >= 2 * P.MAX_WIRE:
+                self._borrowed = True
+                lent = memoryview(lent)
+                self.dec = P.Decoder(lent[:P.MAX_WIRE])
+                self.enc = P.Encoder(lent[P.MAX_WIRE:2 * P.MAX_WIRE])
+                return
+            if lent is not None:
+                self._lender.give_back()  # type: ignore[union-attr]
             self.dec = P.Decoder()
             self.enc = P.Encoder()  # last: a MemoryError before it leaves the session unopened
 
@@ -181,6 +194,9 @@ class Dock:
         self.dec = None  # type: ignore[assignment]
         self.enc = None  # type: ignore[assignment]
         self._poll = None
+        if self._borrowed:
+            self._borrowed = False
+            self._lender.give_back()  # type: ignore[union-attr]
         self._carry = self._cache = self._cache_req = self._fhead = None  # type: ignore[assignment]
         self._carry_n = self._cache_n = self._cache_req_n = 0
 

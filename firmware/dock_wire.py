@@ -153,8 +153,8 @@ class Decoder:
     buf[HEAD:HEAD + plen]. Bad frames (CRC, stuffing, length) are counted in `bad` and dropped.
     """
 
-    def __init__(self):
-        self.buf = bytearray(MAX_WIRE)
+    def __init__(self, buf=None):
+        self.buf = bytearray(MAX_WIRE) if buf is None else buf  # buf: MAX_WIRE bytes lent
         self.n = 0
         self.over = False
         self.ready = False
@@ -232,8 +232,8 @@ class Encoder:
     Stuffing writes at most one byte ahead per 254 read (at most 3 in a frame of MAX_FRAME), so
     the writer never reaches a byte it has yet to read."""
 
-    def __init__(self):
-        self.out = bytearray(MAX_WIRE)
+    def __init__(self, buf=None):
+        self.out = bytearray(MAX_WIRE) if buf is None else buf  # buf: MAX_WIRE bytes lent
         self._out = memoryview(self.out)
         self._raw = self._out[_LEAD:]
         self.payload = self._out[_LEAD + HEAD:_LEAD + HEAD + MAX_PAYLOAD]

@@ -292,7 +292,7 @@ class App:
                                   status=self.on_dock, firmware=VERSION, board=board["name"],
                                   battery=hal.battery_mv, set_time=hal.set_time,
                                   route_max=fl["block_size"] * fl["block_count"] // _ROUTE_SHARE,
-                                  save_key=self.save_key, signer=signer)
+                                  save_key=self.save_key, signer=signer, lender=self.uploader)
             t.append(self.dock.run())
         hal.release_board()  # all of it is open now
         return t

@@ -71,6 +71,21 @@ class Uploader:
         self.last_error = ""
         self.quarantined = 0
         self.sent = 0  # batches the server acknowledged
+        self.posting = False  # a step is in flight: its batch buffer is in use
+        self.lent = False  # the dock holds the batch buffer for its session: stand down
+
+    # -- from the dock: its session's buffers ------------------------------------------------------
+
+    def lend(self):
+        """The batch buffer for a dock session, the uploader standing down until give_back (docked,
+        the dock carries the records); None while a post is in flight."""
+        if self.posting:
+            return None
+        self.lent = True
+        return self.writer.buf
+
+    def give_back(self):
+        self.lent = False
 
     # -- from the app: a rotated key, a new record ------------------------------------------------
 
@@ -88,12 +103,17 @@ class Uploader:
 
     async def run(self):
         while True:
-            try:
-                ms = await self.step()
-            except Exception as e:  # a queue that silently stops sending is the worst outcome
-                self.last_error = "uploader: %r" % e
-                ms = self._backoff()
-            if ms < 0 or ms > _SESSION_MS:  # a wait the server's session would not outlive
+            if self.lent:  # docked: the dock has the buffer and carries the records
+                ms = _POLL_MS
+            else:
+                self.posting = True
+                try:
+                    ms = await self.step()
+                except Exception as e:  # a queue that silently stops sending is the worst outcome
+                    self.last_error = "uploader: %r" % e
+                    ms = self._backoff()
+                self.posting = False
+            if ms < 0 or ms > _SESSION_MS or self.lent:  # a wait the server's session would not outlive
                 try:
                     await self.modem.release()  # the post's driver: its RAM back until the next post
                 except Exception:

@@ -22,6 +22,7 @@ import sys, asyncio, json, binascii, os, gc
 from firmware import journal, record, dock
 root, port, dev, keyhex = sys.argv[1:5]
 n, seg, after, idle = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
+modem_port = sys.argv[9]  # an uploader on this modem line lends the session its batch buffer
 for d in (root + "/route",):
     try:
         os.mkdir(d)
@@ -43,7 +44,7 @@ if after:
 ticks = [0]
 def ev(what, value):
     print(json.dumps([what, value, ticks[0]]))
-async def carrier(d):
+async def carrier(d, up):
     wire = False
     while True:  # stands for the carrier's other tasks: it must keep running while docked
         ticks[0] += 1
@@ -51,16 +52,35 @@ async def carrier(d):
             wire = not wire
             gc.collect()
             ev("wire", [wire, gc.mem_free()])
+            if wire and up is not None:  # whose buffers, and the uploader's task from now on
+                ev("borrowed", [up.lent, isinstance(d.dec.buf, memoryview), len(d.dec.buf) + len(d.enc.out)])
+                if not up.started:
+                    up.started = True
+                    asyncio.create_task(up.run())
+            elif up is not None:  # undocked: did it post meanwhile? A new record for it now
+                ev("posted_while_docked", up.posted_while_docked)
+                fill(j, 1)
+                up.kick()
+        if wire and up is not None and up.posting:
+            up.posted_while_docked = True
         await asyncio.sleep_ms(20)
 def save_key(k):
     with open(root + "/key.hex", "w") as f:
         f.write(binascii.hexlify(k).decode())
 async def main():
     s = open(port, "r+b")
+    up = None
+    if modem_port:
+        from firmware import modem, uploader
+        batch = bytearray(3072)  # as the app's: the modem's answers land in it too
+        m = modem.Modem(open(modem_port, "r+b"), "sim7600", resp=batch)
+        up = uploader.Uploader(j, m, dev, binascii.unhexlify(keyhex), "http://127.0.0.1:1",
+                               state_dir=root + "/upload", buf=batch)
+        up.started = up.posted_while_docked = False
     d = dock.Dock(s, j, dev, binascii.unhexlify(keyhex), route_dir=root + "/route", status=ev,
                   firmware="test-1", board="sim", battery=lambda: 77, set_time=lambda t: ev("clock", t),
-                  save_key=save_key, idle_ms=idle)
-    asyncio.create_task(carrier(d))
+                  save_key=save_key, idle_ms=idle, lender=up)
+    asyncio.create_task(carrier(d, up))
     print(json.dumps(["ready", j.next_seq - 1, 0]))
     await d.run()
 asyncio.run(main())
@@ -165,14 +185,15 @@ class Device:
     """The firmware's dock session on the real `micropython`, journal in a temp dir (VfsPosix)."""
 
     def __init__(self, root: Path, port: str, device_id: str, key: bytes, records: int = 0,
-                 seg_max: int = 1024, heap: str = "256K", after_reboot: int = 0, idle_ms: int = 10000):
+                 seg_max: int = 1024, heap: str = "256K", after_reboot: int = 0, idle_ms: int = 10000,
+                 modem_port: str = ""):
         self.root = root
         self.log: list[list] = []
         script = root / "device.py"
         script.write_text(DEVICE_SCRIPT)
         self.proc = subprocess.Popen(
             [mpy.micropython_exe(), "-X", f"heapsize={heap}", str(script), str(root), port, device_id,
-             key.hex(), str(records), str(seg_max), str(after_reboot), str(idle_ms)],
+             key.hex(), str(records), str(seg_max), str(after_reboot), str(idle_ms), modem_port],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=mpy.mpy_env())
         self._lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

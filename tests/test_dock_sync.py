@@ -4,8 +4,12 @@ corrupt bytes and cut the line."""
 
 from __future__ import annotations
 
+import os
+import pty
+import select
 import struct
 import time
+import tty
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -354,3 +358,43 @@ def test_the_session_wire_buffers_are_made_when_the_host_speaks_and_let_go_when_
     finally:
         relay.close()
         dev.stop()
+
+
+def test_a_session_borrows_the_uploaders_batch_buffer_and_the_uploader_stands_down_meanwhile(
+        tmp_path: Path) -> None:
+    """Docked, the dock carries the records: its session's wire buffers are the cellular uploader's
+    batch buffer, lent while no post is in flight, so a sync costs the heap no 2 KiB; the uploader
+    posts nothing until the session is over, then takes up the next record."""
+    store = Store(tmp_path / "depot.sqlite3")
+    key = store.enrol("DEV1")
+    relay = Relay()
+    relay.start()
+    modem_host, modem_dev = pty.openpty()
+    tty.setraw(modem_dev)
+    dev = Device(tmp_path, relay.dev_path, "DEV1", key, records=40, idle_ms=400,
+                 modem_port=os.ttyname(modem_dev))
+    try:
+        rep = sync_device(relay.host_path, store)
+        assert rep.ok and rep.received == 40, rep.error
+        deadline = time.monotonic() + 30
+        while not [e for e in dev.events() if e[0] == "posted_while_docked"]:
+            assert time.monotonic() < deadline, dev.output()
+            time.sleep(0.05)
+        events = dev.events()
+        assert [e[1] for e in events if e[0] == "borrowed"] == [[True, True, 2 * P.MAX_WIRE]]  # views of it
+        wire = [e[1] for e in events if e[0] == "wire"]
+        assert [w[0] for w in wire] == [True, False]
+        # the session held its small buffers (reply cache, carry, poll) but not 2 KiB of wire buffers
+        assert 0 < wire[1][1] - wire[0][1] < 2 * P.MAX_WIRE
+        assert [e[1] for e in events if e[0] == "posted_while_docked"] == [False]
+        got = b""
+        while b"AT\r" not in got:  # undocked again, the uploader wakes its modem for the new record
+            assert time.monotonic() < deadline, dev.output()
+            if select.select([modem_host], [], [], 0.2)[0]:
+                got += os.read(modem_host, 64)
+        assert store.count("DEV1") == 40
+    finally:
+        relay.close()
+        dev.stop()
+        os.close(modem_host)
+        os.close(modem_dev)
