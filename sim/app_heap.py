@@ -71,15 +71,44 @@ def flash_virtual_handheld(workdir: Path, board: str = "sim") -> Path:
     return partition
 
 
-def _harness(d: Path) -> Path:
-    """The day's driver and the simulator's hardware as their own ROMFS image (sim/vm/flashedday.py)."""
+def _harness(d: Path, partition: Path) -> Path:
+    """The day's driver and the simulator's hardware as their own ROMFS image (sim/vm/flashedday.py).
+    Zeros after the image (VfsRom reads only the image's own length) bring it and the partition to
+    whole _POOL_STEPs of the GC, so the heap above them can be exactly the board's (_heap_above)."""
     src = d / "harness"
     src.mkdir()
     for mod in ("flashdev", "simhw", "appdayrun"):
         subprocess.run([mpy_cross(), "-o", str(src / f"{mod}.mpy"), str(VM / f"{mod}.py")], check=True)
+    data = _romfs(src)
+    data += bytes(-(mpy.gc_bytes(partition.stat().st_size) + mpy.gc_bytes(len(data))) % _POOL_STEP)
     img = d / "harness.romfs"
-    img.write_bytes(_romfs(src))
+    img.write_bytes(data)
     return img
+
+
+# The unix port's GC heap grows its pool in steps of 4 blocks (one allocation-table byte each), and
+# each step costs 129.5 bytes of -X heapsize: 128 of pool, 1 of that table, half a finaliser byte.
+_POOL_STEP = 4 * mpy.GC_BLOCK
+
+
+def _pool(heapsize: int) -> int:
+    """The pool -X heapsize=heapsize gives, asked of the VM itself."""
+    out = subprocess.run([mpy.micropython_exe(), "-X", f"heapsize={heapsize}", "-c",
+                          "import gc; print(gc.mem_alloc() + gc.mem_free())"],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out)
+
+
+def _heap_above(heap: int, *regions: Path) -> int:
+    """The least -X heapsize whose pool holds the regions (allocated first, in whole GC blocks,
+    together a whole number of _POOL_STEPs: _harness pads them) with exactly what -X heapsize=heap
+    leaves above them; so the harness's or the firmware's size moves no byte of the app's heap."""
+    want = _pool(heap) + mpy.gc_bytes(*(r.stat().st_size for r in regions))
+    lo, hi = want * 259 // 256 - 1, want * 259 // 256 + 1024  # 129.5 / 128, and the port's alignment
+    while hi - lo > 1:  # the pool never shrinks as the heap grows
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _pool(mid) >= want else (mid, hi)
+    return hi
 
 
 def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: bool = False,
@@ -107,9 +136,9 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
         vm_heap = heap
         entry = VM / "appday.py"
         if flashed is not None:
-            harness = _harness(d)
+            harness = _harness(d, flashed)
             extra = [str(flashed), str(harness)]
-            vm_heap = f"{_bytes(heap) + mpy.heap_for_flash(flashed.stat().st_size, harness.stat().st_size)}"
+            vm_heap = f"{_heap_above(_bytes(heap), flashed, harness)}"
             entry = VM / "flashedday.py"
         elif rom:
             for mod in ("flashdev", "simhw", "appdayrun"):  # the simulator's hardware and the day, in ROM
