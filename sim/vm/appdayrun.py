@@ -119,6 +119,8 @@ def checkpoint():
     host reads it from stdout), so a heap shredded by objects kept between fixes shows here."""
     gc.collect()
     micropython.mem_info()
+    if whole_app is not True and whole_app:  # app_heap.run(uploads=True): sim/vm/dayuploads.py
+        whole_app()  # drains the uploads (no new name here: each would cost the parked day heap)
 
 
 checkpoint()
@@ -145,8 +147,8 @@ while True:
 checkpoint()
 peak = max(peak, gc.mem_alloc())
 assert app.journal is not None and app.route is not None, app.status.fault
-print(json.dumps({"romfs_bytes": rom_bytes, "whole_app": whole_app, "scans": scans, "fixes": fixes,
-                  "records": app.journal.last_seq,
+print(json.dumps({"romfs_bytes": rom_bytes, "whole_app": whole_app is not False, "scans": scans,
+                  "fixes": fixes, "records": app.journal.last_seq,
                   "heap_before_app": before,
                   "heap_after_start": started, "peak_live_heap": peak, "least_free": least_free,
                   "heap_total": gc.mem_alloc() + gc.mem_free(), "route": app.route.route_id,
