@@ -25,7 +25,8 @@ package(  # noqa: F821
         "nmea_sentences.py",
         "nmea_text.py",  # the fix state as text: tools only, the app never imports it
         "scan_code.py",
-        "dock.py",
+        "dock.py",  # the dock port: parked all day, loads dock_session when a host speaks
+        "dock_session.py",
         "dock_wire.py",
         "dock_route_inbox.py",
         "modem.py",

@@ -48,12 +48,13 @@ async def carrier(d, up):
     wire = False
     while True:  # stands for the carrier's other tasks: it must keep running while docked
         ticks[0] += 1
-        if (d.enc is not None) != wire:  # the session's wire buffers made or let go
+        if (d.session is not None) != wire:  # the session (its modules, its buffers) made or let go
             wire = not wire
             gc.collect()
             ev("wire", [wire, gc.mem_free()])
             if wire and up is not None:  # whose buffers, and the uploader's task from now on
-                ev("borrowed", [up.lent, isinstance(d.dec.buf, memoryview), len(d.dec.buf) + len(d.enc.out)])
+                w = d.session
+                ev("borrowed", [up.lent, isinstance(w.dec.buf, memoryview), len(w.dec.buf) + len(w.enc.out)])
                 if not up.started:
                     up.started = True
                     asyncio.create_task(up.run())

@@ -214,11 +214,12 @@ _TYPES = st.sampled_from([P.HELLO, P.AUTH, P.SET_KEY, P.SET_CLOCK, P.PUT_BEGIN, 
 @given(st.lists(st.tuples(_TYPES, st.integers(0, 255), st.binary(max_size=80)), max_size=30))
 @settings(max_examples=300, deadline=None)
 def test_random_requests_never_kill_the_dock_nor_acknowledge(tmp_path_factory, frames) -> None:
-    from firmware import dock
+    from firmware import dock_session
 
     route_dir = tmp_path_factory.mktemp("route")
     j = _Journal(20)
-    d = dock.Dock(_Stream(), j, "DEV1", b"\x07" * 32, route_dir=str(route_dir), set_time=lambda t: None)
+    d = dock_session.Session(_Stream(), j, "DEV1", b"\x07" * 32, route_dir=str(route_dir),
+                             set_time=lambda t: None)
     for t, seq, payload in frames:
         d._handle(t, seq, memoryview(payload))  # must not raise
         if d._it is not None:
@@ -228,12 +229,12 @@ def test_random_requests_never_kill_the_dock_nor_acknowledge(tmp_path_factory, f
 
 
 def test_dock_answers_a_repeated_ack_from_its_cache(tmp_path) -> None:
-    from firmware import dock
+    from firmware import dock_session
 
     key = b"\x07" * 32
     j = _Journal(20)
     s = _Stream()
-    d = dock.Dock(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None)
+    d = dock_session.Session(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None)
     ses = open_session(d, s, key)
     ack = struct.pack(P.ACK_FIXED, 12, ses.mac(P.ack_message("DEV1", 12)))
     d._handle(P.ACK, 9, memoryview(ack))
@@ -247,13 +248,13 @@ def test_dock_answers_a_repeated_ack_from_its_cache(tmp_path) -> None:
 def test_every_request_but_hello_and_auth_is_refused_until_the_host_proves_the_key(tmp_path) -> None:
     """Issue 13.1: a dock that proved nothing got PUT_BEGIN (size 0xFFFFFFFF), PUT_DATA,
     GET_RECORDS and SET_CLOCK obeyed. Each is now an ERROR E_AUTH, and nothing happens."""
-    from firmware import dock
+    from firmware import dock_session
 
     key = b"\x07" * 32
     j = _Journal(20)
     s = _Stream()
     clock: list[int] = []
-    d = dock.Dock(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=clock.append)
+    d = dock_session.Session(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=clock.append)
     host_nonce = b"n" * P.NONCE
     requests = [(P.SET_CLOCK, struct.pack("<I", 1)),
                 (P.PUT_BEGIN, struct.pack(P.PUT_BEGIN_FIXED, 0xFFFFFFFF, bytes(32))),
@@ -279,12 +280,12 @@ def test_every_request_but_hello_and_auth_is_refused_until_the_host_proves_the_k
 
 def test_an_ack_recorded_in_one_session_is_refused_in_the_next(tmp_path) -> None:
     """Issue 13.1: a genuine ACK replayed into another session moved the watermark."""
-    from firmware import dock
+    from firmware import dock_session
 
     key = b"\x07" * 32
     j = _Journal(50)
     s = _Stream()
-    d = dock.Dock(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None)
+    d = dock_session.Session(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None)
     first = open_session(d, s, key)
     recorded = struct.pack(P.ACK_FIXED, 50, first.mac(P.ack_message("DEV1", 50)))
     second = open_session(d, s, key)  # the next session: same host nonce even, fresh device nonce
@@ -303,15 +304,15 @@ def test_an_ack_recorded_in_one_session_is_refused_in_the_next(tmp_path) -> None
 def test_a_rotated_key_reaches_the_one_signer_the_dock_shares_with_the_uploader(tmp_path) -> None:
     # The app builds one Signer for both (RAM: one padded key, not two); a SET_KEY rekeys it, so the
     # uploader signs its next batch, and checks the server's acknowledgement, under the new key.
-    from firmware import dock, sign, uploader
+    from firmware import dock_session, sign, uploader
 
     key, new = b"\x07" * 32, b"\x09" * 32
     shared = sign.Signer(key)
     j = _Journal(3)
     s = _Stream()
     up = uploader.Uploader(j, None, "DEV1", key, "http://h", state_dir=str(tmp_path / "up"), signer=shared)
-    d = dock.Dock(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None,
-                  save_key=up.set_key, signer=shared)
+    d = dock_session.Session(s, j, "DEV1", key, route_dir=str(tmp_path), set_time=lambda t: None,
+                             save_key=up.set_key, signer=shared)
     ses = open_session(d, s, key)
     pad = ses.mac(P.KEY_TAG)
     sealed = bytes(new[i] ^ pad[i] for i in range(32))
