@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from host_tools.flash_image import mpy_cross
 from host_tools.server import BackgroundServer
 from host_tools.store import Store
 from sim import certs, gnss, mpy, town
-from sim.links import Pty
+from sim.links import DockLink, Pty
 from sim.modem_emulator import ModemEmulator
 
 VM = Path(__file__).resolve().parent / "vm"
@@ -133,9 +134,11 @@ class _Depot:
     enrolled (its key signs the route and the device's config), and the board's modem emulator on
     the host end of a pty the device opens as its modem UART. The device keeps the https day's
     server_url (https://127.0.0.1:1, so its config is byte for byte the parked day's): the modem
-    resolves it to the server's port, whose certificate names 127.0.0.1."""
+    resolves it to the server's port, whose certificate names 127.0.0.1. dock: the device is docked
+    too, its dock UART an unpaced dock link (USB CDC) where the depot syncs it again and again
+    (`depot sync`'s sync_device, the route not pushed) while the day runs."""
 
-    def __init__(self, d: Path, board: str = "sim"):
+    def __init__(self, d: Path, board: str = "sim", dock: bool = False):
         self.ca = certs.make_ca("Depot CA (heap day)")
         (d / "tls").mkdir()
         self.tls = certs.server_files(self.ca, d / "tls", "depot", hosts=("127.0.0.1", "localhost"))
@@ -145,6 +148,8 @@ class _Depot:
         self.dialect = boards.load(board)["modem"]["dialect"]
         self.handshakes: list[int] = []
         self.posts = 0
+        self.dock = dock
+        self.syncs: list[Any] = []  # each dock sync's SyncReport
 
     @contextlib.contextmanager
     def running(self) -> Iterator[dict[str, str]]:
@@ -153,12 +158,30 @@ class _Depot:
         with BackgroundServer(str(self.path), tls_cert=cert, tls_key=key) as server:
             link = Pty()
             modem = ModemEmulator(link.master, link.master, self.dialect, server_url=server.url).start()
+            env = {"SIM_UART_MODEM": link.path}
+            dock, done = DockLink(0), threading.Event()
+            syncing = threading.Thread(target=self._syncs, args=(dock.host.path, done), daemon=True)
+            if self.dock:
+                env.update(SIM_UART_DOCK=dock.device.path, SIM_DAY_DOCK="1")
+                syncing.start()
             try:
-                yield {"SIM_UART_MODEM": link.path}
+                yield env
             finally:
+                done.set()
+                dock.close()  # a sync in progress fails at once instead of waiting out its retries
+                if self.dock:
+                    syncing.join(timeout=30)
                 modem.stop()
                 link.close()
                 self.handshakes, self.posts = list(modem.tls_handshakes), modem.posts
+
+    def _syncs(self, port: str, done: threading.Event) -> None:
+        from host_tools.sync import sync_device
+
+        store = Store(self.path)  # the thread's own connection
+        while not done.is_set():
+            self.syncs.append(sync_device(port, store, push_route=False))
+            done.wait(0.2)
 
     def acknowledged(self, records: int) -> dict[str, Any]:
         """What reached the store: every record of the day (seq 1..records) exactly once, or the
@@ -169,14 +192,19 @@ class _Depot:
             missing = sorted(set(range(1, records + 1)) - set(seqs))
             raise mpy.MicroPythonError(f"the store holds {len(seqs)} records of {records} "
                                        f"({dup} duplicated, missing {missing[:10]})")
-        return {"records_acknowledged": len(seqs), "store_ack_seq": self.store.ack_seq(DEVICE),
-                "posts": self.posts, "tls_handshakes": len(self.handshakes),
-                "tls_handshake_bytes": sum(self.handshakes)}
+        out = {"records_acknowledged": len(seqs), "store_ack_seq": self.store.ack_seq(DEVICE),
+               "posts": self.posts, "tls_handshakes": len(self.handshakes),
+               "tls_handshake_bytes": sum(self.handshakes)}
+        if self.dock:
+            out.update(dock_syncs=sum(1 for r in self.syncs if r.ok),
+                       dock_syncs_failed=sum(1 for r in self.syncs if not r.ok),
+                       dock_records=sum(r.stored for r in self.syncs))
+        return out
 
 
 def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: bool = False,
         walk: bool = False, flashed: Path | None = None, https: bool = False,
-        uploads: bool = False) -> dict[str, Any]:
+        uploads: bool = False, dock: bool = False) -> dict[str, Any]:
     """Run the day at `-X heapsize=heap`. rom=True: the modules come from a ROMFS image, and the
     VM's heap is `heap` plus the image (its first allocation), so the app has `heap` above it.
     irregular: surveyed-looking footprints (town.town(irregular=True)); walk: every second of the
@@ -196,7 +224,11 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
     lower), `records_acknowledged` (checked: each record in the store exactly once), `posts` and
     `tls_handshakes` (the modem emulator's count), and `harness_extra_bytes`: the heap the sampler
     and its bigger entry script (sim/vm/flasheduploads.py) hold beyond the parked day's harness,
-    counted against the app in the figures above (add it to compare them with the parked day's)."""
+    counted against the app in the figures above (add it to compare them with the parked day's).
+    dock (implies uploads): the device is docked all day, the depot syncing it over an unpaced dock
+    link again and again, so dock sessions are in flight (and the uploader stands down while
+    docked); adds `dock_syncs`, `dock_syncs_failed` and `dock_records`."""
+    uploads = uploads or dock
     if uploads and flashed is None:
         raise ValueError("uploads run on a flashed virtual handheld (flashed=...)")
     https = https or uploads
@@ -225,7 +257,7 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
             img.write_bytes(_romfs(lib))
             extra = [str(img)]
             vm_heap = f"{_bytes(heap) + img.stat().st_size + _ALLOC_SLACK}"
-        depot = _Depot(d) if uploads else None
+        depot = _Depot(d, dock=dock) if uploads else None
         key = depot.key if depot else KEY
         fc = town.town(seed=11, stops=stops, area="north", irregular=irregular)
         pkg = d / "route.pkg"
@@ -243,7 +275,7 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
             ca.write_bytes((depot.ca if depot else certs.make_ca()).pem)
             ports["SIM_DAY_SERVER_CA"] = str(ca)
         with contextlib.ExitStack() as stack:
-            if depot is not None:  # the modem UART becomes a pty to the emulator
+            if depot is not None:  # the modem UART (and with dock, the dock's) becomes a pty
                 ports.update(stack.enter_context(depot.running()))
             env = dict(os.environ, **ports,
                        MICROPYPATH=".frozen" if flashed is not None else f"{lib}:{VM}:.frozen")

@@ -207,3 +207,15 @@ def test_the_flashed_day_with_its_uploads_in_flight_over_tls_puts_every_record_i
     assert d["least_free"] == min(d["least_free_parked"], d["least_free_uploading"])
     assert d["heap_total"] - d["romfs_bytes"] == mpy.usable_heap(128 * 1024)
     assert 0 < d["harness_extra_bytes"] < 2048
+
+
+def test_the_flashed_day_docked_all_day_syncs_every_record_to_the_store_once(tmp_path):
+    """Docked (app_heap.run(dock=True)): the depot syncs the device again and again over an unpaced
+    dock link while the day runs, so dock sessions are in flight at the sampled turns
+    (free_heap_bytes_1000_stops_flashed_docked); every record reaches the store exactly once."""
+    partition = app_heap.flash_virtual_handheld(tmp_path)
+    d = app_heap.run(stops=1000, heap="128K", flashed=partition, dock=True)
+    assert d["records"] == d["scans"] == 1692
+    assert d["records_acknowledged"] == d["store_ack_seq"] == d["watermark"] == 1692  # each once
+    assert d["dock_syncs"] >= 1 and d["dock_records"] >= 1
+    assert d["least_free"] == min(d["least_free_parked"], d["least_free_uploading"])

@@ -13,7 +13,8 @@ is therefore taken at every await point of the uploader and the modem driver: th
 AT command strings, the HTTP head and the modem's answer are all counted. Until the uploader
 notices the day's kick (it looks once a second, uploader._POLL_MS) it sleeps and holds nothing
 new, and the only other task that wakes is the screen's, once a second: the sampler then yields
-for _IDLE_MS, so a second's wait is not thousands of collections.
+for _IDLE_MS, so a second's wait is not thousands of collections. Docked (app_heap.run(dock=True))
+the dock's session runs meanwhile, so every turn is sampled.
 
 Small on purpose (two functions, a list): it is loaded before the app and its heap counts against
 the app's. `sampler_bytes` is what it holds: the module (measured by flasheduploads.py) and a
@@ -23,6 +24,7 @@ and the run fails with it.
 """
 
 import gc
+import os
 import sys
 import time
 
@@ -31,6 +33,7 @@ _IDLE_MS = 5
 # least free seen while the loop ran, drains, turns of the loop sampled, the sampler's own bytes
 # (this module, set by flasheduploads.py), the largest its task and coroutine took in a drain
 state = [1 << 30, 0, 0, 0, 0]
+_DOCKED = bool(os.getenv("SIM_DAY_DOCK"))  # app_heap.run(dock=True): the dock's awaits count too
 
 
 def drain():
@@ -71,4 +74,4 @@ async def _until_acknowledged(asyncio, u, j):
             raise RuntimeError("uploads stalled: watermark %d of %d after %d ms; uploader: %s" % (
                 j.watermark, j.last_seq, _TIMEOUT_MS, u.last_error if u else "none"))
         # woken: kicked but not yet noticed, so still in its idle wait (cleared when it wakes)
-        await asyncio.sleep_ms(_IDLE_MS if u is not None and u.woken else 0)  # type: ignore[attr-defined]
+        await asyncio.sleep_ms(_IDLE_MS if u is not None and u.woken and not _DOCKED else 0)  # type: ignore[attr-defined]

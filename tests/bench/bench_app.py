@@ -15,6 +15,7 @@ def run(report) -> None:
         f = app_heap.run(stops=1000, heap="128K", flashed=partition)
         t = app_heap.run(stops=1000, heap="128K", flashed=partition, https=True)
         u = app_heap.run(stops=1000, heap="128K", flashed=partition, uploads=True)
+        k = app_heap.run(stops=1000, heap="128K", flashed=partition, dock=True)
     outside = f["romfs_bytes"]  # the partition and the harness image: memory-mapped flash on a board
     above = f["heap_total"] - outside
     excess = max(0, above - mpy.usable_heap(128 * 1024))  # never credit the app with the rounding
@@ -40,6 +41,12 @@ def run(report) -> None:
     report("free_heap_bytes_1000_stops_flashed_after_uploads", u["least_free_parked"] + extra - excess, "B",
            "the same day's parked checkpoints (every 50 scans, tasks parked) once its uploads really ran, "
            "beside free_heap_bytes_1000_stops_flashed_https, where none has")
+    report("free_heap_bytes_1000_stops_flashed_docked",
+           k["least_free"] + k["harness_extra_bytes"] - excess, "B",
+           f"the same day docked all day: the depot syncs it again and again over an unpaced dock link "
+           f"(`depot sync`, real dock protocol; {k['dock_syncs']} syncs carried {k['dock_records']} records, "
+           f"the uploader standing down while docked), least free at every turn of the loop and at the "
+           f"parked checkpoints, the sampler's own {k['harness_extra_bytes']} B added back; goal 16384")
     d = app_heap.run(stops=1000, heap="256K")
     report("peak_heap_bytes_1000_stops_mpy", d["peak_live_heap"], "B",
            f"the same day with `depot flash --no-romfs`: .mpy files on littlefs, -X heapsize=256K "
