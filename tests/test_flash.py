@@ -76,6 +76,27 @@ def test_flash_blank_device_then_reflash_skips_unchanged(tmp_path, store, image)
         assert (again.status, again.written, again.skipped, again.bytes) == ("ok", 0, len(files), 0)
 
 
+def test_the_server_ca_is_its_own_file_and_a_flash_without_one_removes_it(tmp_path, store, image):
+    """The modem streams the CA from /config/server_ca.pem (never read into RAM whole); a device
+    reflashed for a plain-http server keeps no CA from an earlier https flash."""
+    from sim import certs
+
+    key = store.enrol("H-A")
+    pem = certs.make_ca("Depot CA").pem.decode()
+    with client.Device.start(tmp_path / "a.img") as dev:
+        res = flash.flash_one(dev.console, "H-A", image, key, server_url="https://depot.example:8443",
+                              server_ca=pem)
+        assert res.status == "ok", res.message
+        with mp.Device.connect(dev.console) as con:
+            assert con.read(layout.SERVER_CA) == pem.encode()
+            assert "server_ca" not in json.loads(con.read(layout.CONFIG))
+        res = flash.flash_one(dev.console, "H-A", image, key, server_url="http://127.0.0.1:8080")
+        assert res.status == "ok", res.message
+        with mp.Device.connect(dev.console) as con:
+            assert con.hashes([layout.SERVER_CA]) == {layout.SERVER_CA: None}
+            assert json.loads(con.read(layout.CONFIG))["server_url"] == "http://127.0.0.1:8080"
+
+
 def test_refuses_unsynced_journal_unless_forced(tmp_path, store, image, capsys):
     key = store.enrol("H-A")
     with client.Device.start(tmp_path / "a.img") as dev:

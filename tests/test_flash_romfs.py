@@ -144,6 +144,19 @@ def test_a_corrupted_deploy_is_refused_in_one_line_and_not_booted(tmp_path, stor
         assert (where, held) == ("/lib/firmware/main.mpy", False)  # the littlefs firmware still runs
 
 
+def test_an_image_too_large_for_the_partition_fails_that_device_and_keeps_its_firmware(tmp_path, store,
+                                                                                     rom_image):
+    store.enrol(DEV)
+    with Device.start(tmp_path / "hh.img") as dev:
+        assert _flash(store, dev.console) == 0  # the image that fits, running from ROM
+        big = (rom_image.romfs or b"") + bytes(131072)
+        res = flash.flash_one(dev.console, DEV, flash.Image("sim", rom_image.files, big), store.key(DEV))
+        assert (res.status, res.message) == (
+            "failed", f"the ROMFS image ({len(big)} B) does not fit the device's partition (131072 B): "
+                      "flash with --no-romfs")
+        assert _where(dev.console)[:2] == ("/rom/lib/firmware/main.mpy", True)  # untouched
+
+
 def test_a_device_without_the_partition_falls_back_to_littlefs(tmp_path, store, capsys):
     """A board definition without ROMFS (MicroPython before 1.25): one line, then .mpy files."""
     store.enrol(DEV)
