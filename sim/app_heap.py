@@ -225,6 +225,8 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
     `tls_handshakes` (the modem emulator's count), and `harness_extra_bytes`: the heap the sampler
     and its bigger entry script (sim/vm/flasheduploads.py) hold beyond the parked day's harness,
     counted against the app in the figures above (add it to compare them with the parked day's).
+    `low_point`: where the least free while uploading was seen (the drain, the post's driver then
+    loaded, the modem's last line, the firmware's modules loaded).
     dock (implies uploads): the device is docked all day, the depot syncing it over an unpaced dock
     link again and again, so dock sessions are in flight (and the uploader stands down while
     docked); adds `dock_syncs`, `dock_syncs_failed` and `dock_records`."""
@@ -289,6 +291,7 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
         figures["largest_free_blocks"] = [int(n) * mpy.GC_BLOCK for n in _MAX_FREE.findall(proc.stdout)]
         if depot is not None:  # sim/vm/dayuploads.py's line after the last drain
             inflight = json.loads(_UPLOADS.findall(proc.stdout)[-1])
+            inflight["low_point"] = json.loads(_LOW.findall(proc.stdout)[-1])
             figures.update(inflight, least_free_parked=figures["least_free"],
                            least_free=min(figures["least_free"], inflight["least_free_uploading"]),
                            harness_extra_bytes=inflight["sampler_bytes"] + _compiled_bytes(entry)
@@ -299,3 +302,4 @@ def run(stops: int = 1000, heap: str = "256K", rom: bool = False, irregular: boo
 
 _MAX_FREE = re.compile(r"max free sz: (\d+)")  # micropython.mem_info(), in GC blocks
 _UPLOADS = re.compile(r"^uploads (\{.*\})$", re.M)
+_LOW = re.compile(r"^low (\{.*\})$", re.M)

@@ -19,7 +19,8 @@ the dock's session runs meanwhile, so every turn is sampled.
 Small on purpose (two functions, a list): it is loaded before the app and its heap counts against
 the app's. `sampler_bytes` is what it holds: the module (measured by flasheduploads.py) and a
 drain's task and coroutine. asyncio and json are imported at the first drain, when the app has
-loaded them. A drain that does not end within _TIMEOUT_MS raises with the uploader's last error,
+loaded them. Each new least free prints where it was seen (app_heap's `low_point`). A drain that
+does not end within _TIMEOUT_MS raises with the uploader's last error,
 and the run fails with it.
 """
 
@@ -62,6 +63,20 @@ def _busy(u, j):
     return j.watermark < j.last_seq or (u is not None and getattr(u.modem, "driver", None) is not None)
 
 
+def _low(free, u):
+    """Where a new least free was seen: one line for the host (app_heap's `low_point`), printed at
+    once so nothing of it stays on the heap for the next sample."""
+    import json
+
+    m = getattr(u, "modem", None)
+    driver = getattr(m, "driver", None)
+    line = getattr(m, "line", b"")[:getattr(m, "n", 0)]
+    print("low", json.dumps({"free": free, "drain": state[1],
+                             "driver": type(driver).__name__ if driver is not None else None,
+                             "modem_line": repr(bytes(line)),
+                             "modules": sorted(k[9:] for k in sys.modules if k.startswith("firmware."))}))
+
+
 async def _until_acknowledged(asyncio, u, j):
     start = time.ticks_ms()  # type: ignore[attr-defined]
     while _busy(u, j):
@@ -69,6 +84,7 @@ async def _until_acknowledged(asyncio, u, j):
         free = gc.mem_free()
         if free < state[0]:
             state[0] = free
+            _low(free, u)
         state[2] += 1
         if time.ticks_diff(time.ticks_ms(), start) > _TIMEOUT_MS:  # type: ignore[attr-defined]
             raise RuntimeError("uploads stalled: watermark %d of %d after %d ms; uploader: %s" % (
