@@ -104,6 +104,13 @@ if whole_app:
     del _Driver
     asyncio.run(_m.release())
     del _m
+    # as after the morning's dock sync: the session's modules were loaded when the depot first
+    # spoke and let go when it fell quiet (dock._unload), leaving their interned names behind
+    if app.dock is not None:
+        from firmware import dock_session  # noqa: F401
+
+        del dock_session
+        sys.modules["firmware.dock"]._unload()
 else:
     app = main.App()
     tasks = app.tasks()  # dock, modem and uploader objects with their buffers, as at power-up
