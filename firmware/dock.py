@@ -1,10 +1,11 @@
 """The dock port (spec: docs/dock-protocol.md): one asyncio task parked on the dock stream.
 
-A handheld spends its day undocked, so the session that answers a host (firmware/dock_session.py,
-with dock_wire and dock_route_inbox: about 10 KB of RAM with its buffers) is imported when a host's
-first bytes arrive and let go, modules and all, once the host has been quiet for idle_ms or the
-line dropped; the next bytes load it again. What a session proved of the host outlives it (see
-dock_session.Session.proof): a host that pauses a sync longer than idle_ms goes on as before.
+A handheld spends its day undocked, so the session that answers a host (firmware/dock_session.py
+with dock_wire, and dock_route_inbox for a route push: about 10 KB of RAM with its buffers) is
+imported when a host's first bytes arrive and let go, modules and all, once the host has been
+quiet for idle_ms or the line dropped; the next bytes load it again. What a session proved of the
+host outlives it (see dock_session.Session.proof): a host that pauses a sync longer than idle_ms
+goes on as before.
 """
 
 import asyncio
@@ -62,9 +63,10 @@ class Dock:
 
     @property
     def inbox(self):
-        """The running session's route inbox (the app closes its file before a remount). Between
-        sessions no inbox file is open, and this port stands in with a close() that does nothing."""
-        return self.session.inbox if self.session is not None else self
+        """The running session's route inbox (the app closes its file before a remount). Without a
+        push under way no inbox file is open, and this port stands in with a close() that does nothing."""
+        ses = self.session
+        return ses.inbox if ses is not None and ses.inbox is not None else self
 
     def close(self):
         pass

@@ -1,10 +1,12 @@
 """The device's route inbox for the dock: receives a route package in chunks into
 /data/route/incoming.pkg (layout.ROUTE_DIR), resumable across cuts, and makes it active.pkg only
-once it passed every check. Spec: docs/dock-protocol.md ("Route package push")."""
+once it passed every check. Spec: docs/dock-protocol.md ("Route package push"). The dock session
+(firmware/dock_session.py) loads it when a push begins: most sessions push nothing."""
 
-import hashlib
 import os
 import struct
+
+from firmware.dock_session import file_sha
 
 try:
     from micropython import const
@@ -29,7 +31,6 @@ class RouteInbox:
         self._sha = b""
         self.have = 0
         self._unflushed = 0
-        self._info = None  # (route_id, first 8 bytes of sha256) of active.pkg
 
     @property
     def busy(self):
@@ -97,7 +98,7 @@ class RouteInbox:
         self.close()
         if self.have != self._size:
             raise RouteError("route incomplete: %d of %d bytes" % (self.have, self._size))
-        if self.file_sha(inc) != self._sha:
+        if file_sha(inc, self._buf) != self._sha:
             self.discard()
             raise RouteError("route transfer corrupt (sha256)")
         try:
@@ -114,23 +115,12 @@ class RouteInbox:
             os.remove(self.dir + "/incoming.meta")
         except OSError:
             pass
-        self._info = None
         return route_id
 
     def close(self):
         if self._f is not None:
             self._f.close()  # close syncs on littlefs
             self._f = None
-
-    def forget(self):
-        """Read the active package's id and hash again at the next info() (the key changed)."""
-        self._info = None
-
-    def discard_temp(self):
-        try:
-            os.remove(self.dir + "/incoming.meta.tmp")
-        except OSError:
-            pass
 
     def discard(self):
         """Remove a half-received package: it would hold flash until the next push."""
@@ -140,33 +130,3 @@ class RouteInbox:
                 os.remove(self.dir + name)
             except OSError:
                 pass
-
-    def info(self):
-        """(route_id, first 8 bytes of sha256) of the active package; ("", zeros) without one."""
-        if self._info is None:
-            path = self.dir + "/active.pkg"
-            route_id = ""
-            rhash = b"\0" * 8
-            try:
-                rhash = self.file_sha(path)[:8]
-                from firmware import route_package
-
-                pkg = route_package.RoutePackage(path, self.key)
-                route_id = pkg.route_id
-                pkg.close()
-            except (OSError, ValueError, ImportError):
-                pass
-            self._info = (route_id, rhash)
-        return self._info
-
-    def file_sha(self, path):
-        h = hashlib.sha256()
-        buf = self._buf
-        mv = memoryview(buf)
-        with open(path, "rb") as f:
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                h.update(mv[:n])
-        return h.digest()

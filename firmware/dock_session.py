@@ -13,13 +13,13 @@ The task never blocks the loop: it reads only what is there and yields after eve
 """
 
 import asyncio
+import hashlib
 import os
 import select
 import struct
 
 from firmware import dock_wire as P
 from firmware import record, sign
-from firmware.dock_route_inbox import RouteError, RouteInbox
 
 try:
     from micropython import const
@@ -36,6 +36,8 @@ _CACHE_MAX = const(64)
 _SPARE = const(16384)  # free flash a route push leaves: littlefs metadata, the journal's next segment
 _OPEN = (P.HELLO, P.AUTH)  # the only requests served before the host has proved the key
 _IDLE_MS = const(10000)  # dock._IDLE_MS: no byte from the host for this long ends the session
+_HALF_PUSH = ("/incoming.pkg", "/incoming.meta")  # dock_route_inbox's files of a push under way
+_TORN_META = "/incoming.meta.tmp"  # what a power cut in dock_route_inbox.begin can leave
 
 
 def _nonce(buf):
@@ -97,8 +99,10 @@ class Session:
         self._acked = 0
         self._acked_rec = 1
         self._last = False
-        self.inbox = RouteInbox(route_dir, key, self._rbuf)
-        self.inbox.discard_temp()  # a .tmp a power cut left behind
+        # dock_route_inbox.RouteInbox, the push's file work: loaded when a push begins (_inbox)
+        self.inbox = None
+        self._route = None  # (route id, first 8 bytes of sha256) of active.pkg, read at HELLO
+        self._remove(_TORN_META)
         self._hnonce = bytearray(P.NONCE)  # this session's nonces
         self._dnonce = bytearray(P.NONCE)
         self._hello_seq = -1  # id of the HELLO the device nonce answers, until AUTH spends it
@@ -129,7 +133,8 @@ class Session:
             await self._serve(reader, n)
         finally:
             self._close()
-            self.inbox.close()
+            if self.inbox is not None:
+                self.inbox.close()
 
     async def _serve(self, reader, n):
         rxv = self._rxv
@@ -339,7 +344,7 @@ class Session:
         self._cache_req_n = 0
         self._put_this_session = False
         j = self.j
-        route_id, rhash = self.inbox.info()
+        route_id, rhash = self._route_info()
         last = getattr(j, "last_seq", j.next_seq - 1)
         p = self.enc.payload
         struct.pack_into(P.HELLO_FIXED, p, 0, j.watermark + 1, last, j.watermark, j.pending(),
@@ -379,8 +384,9 @@ class Session:
         self._save_key(key)  # durable before the answer: the host switches keys on the answer
         self.key = key
         self._signer.rekey(key)  # shared with the uploader: both sign with the new key now
-        self.inbox.key = key
-        self.inbox.forget()  # the active package was signed under the old key
+        if self.inbox is not None:
+            self.inbox.key = key
+        self._route = None  # the active package was signed under the old key: read it again
         self._reply(P.SET_KEY | P.REPLY, seq, 0)
         self._event("key_rotated", self.device_id)
 
@@ -396,9 +402,9 @@ class Session:
 
     def _status(self, seq):
         j = self.j
-        if not self._put_this_session and not self.inbox.busy:
-            self.inbox.discard()  # a sync that pushed nothing ends: a half package is stale
-        route_id, _ = self.inbox.info()
+        if not self._put_this_session and (self.inbox is None or not self.inbox.busy):
+            self._remove(*_HALF_PUSH)  # a sync that pushed nothing ends: a half package is stale
+        route_id, _ = self._route_info()
         p = self.enc.payload
         last = getattr(j, "last_seq", j.next_seq - 1)
         struct.pack_into(P.STATUS_FIXED, p, 0, j.pending(), last, j.watermark, self._free(),
@@ -526,6 +532,41 @@ class Session:
 
     # --- route package (dock_route_inbox.RouteInbox does the file work) -----------------------------
 
+    def _route_info(self):
+        """(route id, first 8 bytes of sha256) of the active package; ("", zeros) without one. Read
+        once per session: only a push (PUT_END) or a new key (SET_KEY) changes it."""
+        if self._route is None:
+            path = self.route_dir + "/active.pkg"
+            route_id = ""
+            rhash = b"\0" * 8
+            try:
+                rhash = file_sha(path, self._rbuf)[:8]
+                from firmware import route_package
+
+                pkg = route_package.RoutePackage(path, self.key)
+                route_id = pkg.route_id
+                pkg.close()
+            except (OSError, ValueError, ImportError):
+                pass
+            self._route = (route_id, rhash)
+        return self._route
+
+    def _inbox(self):
+        """The route inbox, its module loaded for the first push of this session (a session that
+        pushes nothing, as most do, never holds it)."""
+        if self.inbox is None:
+            from firmware.dock_route_inbox import RouteInbox
+
+            self.inbox = RouteInbox(self.route_dir, self.key, self._rbuf)
+        return self.inbox
+
+    def _remove(self, *names):
+        for name in names:
+            try:
+                os.remove(self.route_dir + name)
+            except OSError:
+                pass
+
     def _put_begin(self, seq, pl):
         size, sha = struct.unpack_from(P.PUT_BEGIN_FIXED, pl, 0)
         self._put_this_session = True
@@ -533,33 +574,40 @@ class Session:
             self._error(seq, P.E_ROUTE, "route refused: %d bytes, this board takes %d at most"
                         % (size, self.route_max))
             return
-        held = self.inbox.held(size, sha)
+        inbox = self._inbox()
+        held = inbox.held(size, sha)
         if size - held > self._free() - _SPARE:
-            self.inbox.discard()
+            inbox.discard()
             self._error(seq, P.E_ROUTE, "route refused: %d bytes, %d free" % (size, self._free()))
             return
-        have = self.inbox.begin(size, sha)
+        have = inbox.begin(size, sha)
         struct.pack_into(P.PUT_REPLY, self.enc.payload, 0, have, 0)
         self._reply(P.PUT_BEGIN | P.REPLY, seq, 5)
         self._event("route_receiving", have)
 
     def _put_data(self, seq, pl):
+        from firmware.dock_route_inbox import RouteError
+
         off = struct.unpack_from(P.PUT_DATA_FIXED, pl, 0)[0]
+        inbox = self._inbox()
         try:
-            taken = self.inbox.put(off, pl[4:])
+            taken = inbox.put(off, pl[4:])
         except RouteError as e:
             self._error(seq, P.E_BAD_REQUEST, str(e))
             return
-        struct.pack_into(P.PUT_REPLY, self.enc.payload, 0, self.inbox.have, 0 if taken else 1)
+        struct.pack_into(P.PUT_REPLY, self.enc.payload, 0, inbox.have, 0 if taken else 1)
         self._reply(P.PUT_DATA | P.REPLY, seq, 5)
 
     def _put_end(self, seq):
+        from firmware.dock_route_inbox import RouteError
+
         try:
-            route_id = self.inbox.end()
+            route_id = self._inbox().end()
         except RouteError as e:
             self._event("route_error", str(e))
             self._error(seq, P.E_ROUTE, str(e))
             return
+        self._route = None  # a new active package
         n = P.put_str(self.enc.payload, 0, route_id)
         self._reply(P.PUT_END | P.REPLY, seq, n)
         self._event("route", route_id)
@@ -584,3 +632,16 @@ class Session:
         if v > 100:  # millivolts (hal.battery_mv): a Li-ion cell is empty at 3.3 V, full at 4.2 V
             v = (v - 3300) // 9
         return max(0, min(v, 100))
+
+
+def file_sha(path, buf):
+    """sha256 of a file, read through buf (the journal's frame buffer: no await while hashing)."""
+    h = hashlib.sha256()
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    return h.digest()
