@@ -33,6 +33,7 @@ _CACHED = (P.ACK, P.PUT_BEGIN, P.PUT_END)
 # Their replies are short: ACK 4 bytes, PUT_BEGIN 5, PUT_END a route id of 16 at most; framed and
 # stuffed, under 40 bytes. A longer one (none today) is simply not cached.
 _CACHE_MAX = const(64)
+_CACHE_REQ = const(64)  # a request remembered with its reply: type, seq, payload (ACK's is 36 bytes)
 _SPARE = const(16384)  # free flash a route push leaves: littlefs metadata, the journal's next segment
 _OPEN = (P.HELLO, P.AUTH)  # the only requests served before the host has proved the key
 _IDLE_MS = const(10000)  # dock._IDLE_MS: no byte from the host for this long ends the session
@@ -82,13 +83,13 @@ class Session:
         self.dec: P.Decoder = None  # type: ignore[assignment]
         self.enc: P.Encoder = None  # type: ignore[assignment]
         self._poll = None
-        self._carry: bytearray = None  # type: ignore[assignment]  # a record that did not fit the last frame
+        self._carry: memoryview = None  # type: ignore[assignment]  # a record that did not fit the last frame
         self._carry_n = 0
-        self._cache: bytearray = None  # type: ignore[assignment]  # last reply, resent if the host repeats
+        self._cache: memoryview = None  # type: ignore[assignment]  # last reply, resent if the host repeats
         self._cache_n = 0
-        self._cache_req: bytearray = None  # type: ignore[assignment]  # (type, seq, payload) it answered
+        self._cache_req: memoryview = None  # type: ignore[assignment]  # (type, seq, payload) it answered
         self._cache_req_n = 0
-        self._fhead: bytearray = None  # type: ignore[assignment]  # GET id, frame number: a frame MAC's header
+        self._fhead: memoryview = None  # type: ignore[assignment]  # GET id, frame number: a frame MAC's header
         self._rx = rx if rx is not None else bytearray(256)
         self._rxv = memoryview(self._rx)
         # the journal's own frame buffer: a stream step and a route hash never await with it in use
@@ -177,21 +178,31 @@ class Session:
         """The session's buffers, made when the host's first bytes arrive (the poll object when it
         first asks for records); a MemoryError leaves them unmade and the bytes dropped."""
         if self.enc is None:
-            self._carry = bytearray(record.MAX_LEN)
-            self._cache = bytearray(_CACHE_MAX)
-            self._cache_req = bytearray(64)
-            self._fhead = bytearray(2)
+            small = record.MAX_LEN + _CACHE_MAX + _CACHE_REQ + 2  # carry, caches, frame MAC header
+            wire = 2 * P.MAX_WIRE
             lent = self._lender.lend() if self._lender is not None else None  # None: it is posting
-            if lent is not None and len(lent) >= 2 * P.MAX_WIRE:
+            if lent is not None and len(lent) >= wire + small:  # all of them in the batch buffer
                 self._borrowed = True
                 lent = memoryview(lent)
+                self._carve(lent[wire:])
                 self.dec = P.Decoder(lent[:P.MAX_WIRE])
-                self.enc = P.Encoder(lent[P.MAX_WIRE:2 * P.MAX_WIRE])
+                self.enc = P.Encoder(lent[P.MAX_WIRE:wire])
                 return
             if lent is not None:
                 self._lender.give_back()  # type: ignore[union-attr]
+            self._carve(memoryview(bytearray(small)))
             self.dec = P.Decoder()
             self.enc = P.Encoder()  # last: a MemoryError before it leaves the session unopened
+
+    def _carve(self, buf):
+        """The session's small buffers, views one after another into buf."""
+        m = record.MAX_LEN
+        self._carry = buf[:m]
+        self._cache = buf[m:m + _CACHE_MAX]
+        m += _CACHE_MAX
+        self._cache_req = buf[m:m + _CACHE_REQ]
+        m += _CACHE_REQ
+        self._fhead = buf[m:m + 2]
 
     def _close(self):
         """The session is over (the host went quiet or the line dropped): a request repeated after
