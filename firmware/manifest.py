@@ -19,6 +19,7 @@ package(  # noqa: F821
         "journal.py",
         "sign.py",
         "route_package.py",
+        "route_package_check.py",  # the proof a package passes: loaded for an open only
         "geofence.py",
         "nmea.py",  # GNSS: the stream and the fix state
         "nmea_fields.py",

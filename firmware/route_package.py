@@ -1,18 +1,18 @@
 """Device-side reader of the route package (spec: docs/route-package.md).
 
-Opening a package proves it first: header and per-section CRC32, then the HMAC-SHA256 trailer under
-the device's key, all streamed through one small buffer. Then its structure: every directory entry,
-fence, stop record, grid list and item entry must lie inside its section and name stops that
-exist, so the geofence engine and the lookups can never index past what they read (a package
-signed with the right key may still have been built wrong). Any failure raises PackageError with a
-message for the carrier's screen, so the caller keeps the previous route. After that the package
+Opening a package proves it first (firmware/route_package_check.py, imported for the open and let
+go after): header and per-section CRC32, then the HMAC-SHA256 trailer under the device's key, all
+streamed through one small buffer. Then its structure: every directory entry, fence, stop record,
+grid list and item entry must lie inside its section and name stops that exist, so the geofence
+engine and the lookups can never index past what they read (a package signed with the right key
+may still have been built wrong). Any failure raises PackageError with a message for the
+carrier's screen, so the caller keeps the previous route. After that the package
 is served from the file by seek + readinto into buffers allocated once here: the route never sits
 in RAM, whatever its size.
 """
 
 import array
 import binascii
-import hashlib
 import struct
 import sys
 
@@ -20,8 +20,6 @@ try:
     from micropython import const
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
-
-from firmware import sign
 
 _StructError = getattr(struct, "error", ValueError)  # MicroPython's struct raises ValueError
 
@@ -43,7 +41,6 @@ K_ATTEMPT = const(1)  # EMH: why the item was not delivered
 K_ACTION = const(2)  # EMH: what was done with it / how it was delivered
 K_OVERRIDE = const(3)  # why the carrier confirmed a delivery the fence did not
 
-_CHUNK = const(256)
 _MARKS = const(32)  # fences one lookup tests, listed to clear their bits (more: clear all)
 MAX_FENCE_WORDS = const(4096)  # int16 words of the largest fence: 8 KiB of RAM, ~2,000 vertices
 _MPY = sys.implementation.name == "micropython"
@@ -90,7 +87,14 @@ class RoutePackage:
         except OSError:
             raise PackageError("route package %s cannot be opened" % path) from None
         try:
-            self._setup(*self._verify(key))
+            # the proof, loaded for an open and let go after: its checks and their messages would
+            # otherwise hold RAM all day for a package proved once
+            from firmware import route_package_check as check
+
+            self.package_hash, self.size, h, secs = check.verify(self.file, key)
+            check.header(self, h, secs)
+            self._setup(h, secs)
+            check.structure(self, secs)
         except PackageError:
             self.file.close()
             raise
@@ -100,78 +104,11 @@ class RoutePackage:
         except (ValueError, IndexError, KeyError, UnicodeError, OSError, _StructError):
             self.file.close()
             raise PackageError("route package is malformed") from None
-
-    # -- proof ----------------------------------------------------------------------------------
-    def _verify(self, key):
-        f = self.file
-        size = f.seek(0, 2)
-        if size < HEADER_LEN + TRAILER_LEN:
-            raise PackageError("route package truncated (%d bytes)" % size)
-        f.seek(0)
-        head = f.read(HEADER_LEN)
-        h = struct.unpack(HEADER, head)
-        if h[0] != MAGIC:
-            raise PackageError("not a route package (bad magic)")
-        if h[1] != VERSION:
-            raise PackageError("route package version %d not supported (want %d)" % (h[1], VERSION))
-        nsec = h[2]
-        hlen = h[3]
-        if hlen != HEADER_LEN + nsec * SECTION_LEN or hlen + TRAILER_LEN > size:
-            raise PackageError("route package truncated or header corrupt")
-        table = f.read(hlen - HEADER_LEN)
-        if binascii.crc32(table, binascii.crc32(head[:60])) & 0xFFFFFFFF != h[14]:
-            raise PackageError("route package header CRC mismatch (corrupt)")
-        body_end = size - TRAILER_LEN
-        buf = bytearray(_CHUNK)
-        secs = {}
-        for k in range(nsec):
-            tag, off, ln, crc = struct.unpack_from(SECTION, table, k * SECTION_LEN)
-            name = tag.decode()
-            if off < hlen or off + ln > body_end:
-                raise PackageError("route package truncated: section %s out of bounds" % name)
-            if self._crc(buf, off, ln) != crc:
-                raise PackageError("route package section %s CRC mismatch (corrupt)" % name)
-            secs[tag] = (off, ln)
-        for tag in TAGS:
-            if tag not in secs:
-                raise PackageError("route package lacks section %s" % tag.decode())
-        # HMAC over everything before the trailer, and sha256 of the whole file for records
-        signer = sign.Signer(key)
-        inner = signer.begin()
-        whole = hashlib.sha256()
-        mv = memoryview(buf)
-        f.seek(0)
-        pos = 0
-        while pos < size:
-            n = f.readinto(buf)
-            if not n:
-                raise PackageError("route package truncated while reading")
-            if pos < body_end:
-                inner.update(mv[: min(n, body_end - pos)])
-            whole.update(mv[:n])
-            pos += n
-        f.seek(body_end)
-        tag = f.read(TRAILER_LEN)
-        if not sign.equal(signer.finish(inner), tag):
-            raise PackageError("route package signature invalid: tampered, or signed for another device")
-        self.package_hash = whole.digest()[:8]
-        self.size = size
-        return h, secs  # for _setup only: the header and section table are not kept all day
-
-    def _crc(self, buf, off, ln):
-        f = self.file
-        f.seek(off)
-        crc = 0
-        mv = memoryview(buf)
-        while ln > 0:
-            n = f.readinto(buf)
-            if not n:
-                raise PackageError("route package truncated while reading")
-            if n > ln:
-                n = ln
-            crc = binascii.crc32(mv[:n], crc)
-            ln -= n
-        return crc & 0xFFFFFFFF
+        finally:
+            sys.modules.pop("firmware.route_package_check", None)
+            pkg = sys.modules.get("firmware")
+            if pkg is not None and hasattr(pkg, "route_package_check"):
+                delattr(pkg, "route_package_check")
 
     # -- serving --------------------------------------------------------------------------------
     def _setup(self, h, secs):
@@ -184,22 +121,12 @@ class RoutePackage:
         self.ky = h[11]
         self.item_count = h[12]
         self.dir_off = secs[b"STOP"][0]
-        if secs[b"STOP"][1] != self.stop_count * 28:
-            raise PackageError("route package stop directory size mismatch")
         self.item_off = secs[b"ITEM"][0]
-        if secs[b"ITEM"][1] != self.item_count * ITEM_LEN:
-            raise PackageError("route package item index size mismatch")
-        words = h[5]
-        if not 4 <= words <= MAX_FENCE_WORDS or words * 2 > secs[b"GEOM"][1]:
-            raise PackageError("route package fence size %d out of range" % words)
+        words = h[5]  # route_package_check.header has bounded it, and the grid's head
         f = self.file
-        goff, glen = secs[b"GRID"]
-        if glen < 16:
-            raise PackageError("route package grid corrupt")
+        goff = secs[b"GRID"][0]
         f.seek(goff)
         self.gx0, self.gy0, self.cell, self.nx, self.ny = struct.unpack(GRID_HEAD, f.read(16))
-        if self.cell <= 0 or self.nx * self.ny == 0 or 16 + 4 * (self.nx * self.ny + 1) > glen:
-            raise PackageError("route package grid corrupt")
         self.starts_off = goff + 16
         self.list_off = self.starts_off + 4 * (self.nx * self.ny + 1)
         # buffers the geofence engine reuses for every fix
@@ -216,76 +143,6 @@ class RoutePackage:
         roff, rlen = secs[b"RECS"]
         self.recs_end = roff + rlen
         self._reasons(*secs[b"RSNS"])
-        self._check_stops(secs[b"GEOM"], roff)
-        self._check_grid(goff + glen)
-        self._check_items()
-
-    # -- structure ------------------------------------------------------------------------------
-    def _check_stops(self, geom, roff):
-        """Every directory entry's box, fence and record lie inside their sections; every fence's
-        ring counts add up to its words; every record's texts end inside RECS and are UTF-8."""
-        goff, glen = geom
-        rend = self.recs_end
-        geo = self.geo
-        box = self.box
-        f = self.file
-        for i in range(self.stop_count):
-            f.seek(self.dir_off + 28 * i)
-            f.readinto(box)
-            words = box[5]
-            if box[2] < box[0] or box[3] < box[1] or words < 1 or words > len(geo) \
-                    or box[4] < goff or box[4] & 1 or box[4] + 2 * words > goff + glen \
-                    or not roff <= box[6] < rend:
-                raise PackageError("route package stop %d entry out of bounds" % i)
-            f.seek(box[4])
-            self.readn(geo, words + words)
-            nrings = geo[0]
-            used = 1 + nrings
-            r = 0
-            while r < nrings and used <= words:
-                n = geo[1 + r] if 1 + r < words else 0
-                if n < 3:
-                    raise PackageError("route package stop %d fence corrupt" % i)
-                used += n + n
-                r += 1
-            if nrings < 1 or used != words:
-                raise PackageError("route package stop %d fence corrupt" % i)
-            self._stop_at(i, box[6], rend)
-
-    def _check_grid(self, end):
-        """Cell starts ascend and stay inside the list; every list entry names a stop."""
-        cells = self.nx * self.ny
-        total = (end - self.list_off) // 2
-        buf = self.pair
-        f = self.file
-        last = 0
-        for c in range(cells + 1):
-            f.seek(self.starts_off + 4 * c)
-            self.readn(buf, 4)
-            start = buf[0]
-            if start < last or start > total:
-                raise PackageError("route package grid corrupt")
-            last = start
-        lst = self.lst
-        pos = 0
-        while pos < last:
-            n = min(last - pos, len(lst))
-            f.seek(self.list_off + 2 * pos)
-            self.readn(lst, n + n)
-            for q in range(n):
-                if lst[q] >= self.stop_count:
-                    raise PackageError("route package grid names stop %d of %d" % (lst[q], self.stop_count))
-            pos += n
-
-    def _check_items(self):
-        f = self.file
-        f.seek(self.item_off)
-        prev = 0
-        for _ in range(self.item_count):
-            crc, idx = struct.unpack(ITEM_ENTRY, f.read(ITEM_LEN))
-            if idx >= self.stop_count or crc < prev:
-                raise PackageError("route package item index corrupt")
-            prev = crc
 
     def readn(self, buf, nbytes):
         """Read nbytes at the file position into the start of buf, without allocating on the VM."""

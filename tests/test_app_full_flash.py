@@ -27,8 +27,13 @@ pkg = open(PKG, "rb").read()
 plan = open(PLAN, "rb").read().split(b"\\n")
 dev = FlashDevice(4096, 48)
 vfs.VfsLfs2.mkfs(dev)
+import firmware
+_FW = firmware.__path__  # "firmware" (from the cwd) or absolute: where its submodules are looked for
+_FW_DIR = _FW if _FW[0] == "/" else os.getcwd() + "/" + _FW
+_FW = _FW if _FW[0] == "/" else "/" + _FW  # relative paths resolve from "/" once it is the flash
 vfs.umount("/")
 vfs.mount(vfs.VfsLfs2(dev), "/")
+vfs.mount(vfs.VfsPosix(_FW_DIR), _FW)  # the firmware stays importable (route_package_check), as on flash
 for d in ("/config", "/data", "/data/route"):
     os.mkdir(d)
 with open("/config/device.json", "w") as f:

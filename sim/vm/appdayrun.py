@@ -28,8 +28,9 @@ def load_firmware():
     from firmware import main
 
     if not rom_bytes:  # from the host fs, which goes away: now. From ROMFS, main.App.tasks imports
-        # them when it opens their ports, after the upload batch buffer, as on a device
-        from firmware import dock, modem, uploader  # noqa: F401
+        # them when it opens their ports, after the upload batch buffer, as on a device; and the
+        # route's proof, which the first route_package.RoutePackage imports and lets go
+        from firmware import dock, modem, route_package_check, uploader  # noqa: F401
     return main
 
 
