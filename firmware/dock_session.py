@@ -90,16 +90,16 @@ class Session:
         self._cache_req: memoryview = None  # type: ignore[assignment]  # (type, seq, payload) it answered
         self._cache_req_n = 0
         self._fhead: memoryview = None  # type: ignore[assignment]  # GET id, frame number: a frame MAC's header
-        self._rx = rx if rx is not None else bytearray(256)
-        self._rxv = memoryview(self._rx)
-        # the journal's own frame buffer: a stream step and a route hash never await with it in use
-        self._rbuf = journal.frame
+        self._rxv = memoryview(rx if rx is not None else bytearray(256))
+        # the journal's own frame buffer (j.frame) reads the stream's records and hashes the route
+        # files: neither awaits with it in use
         self._gseq = 0
         self._gfrom = -1
         self._next = 0
         self._acked = 0
         self._acked_rec = 1
         self._last = False
+        self._fmax = P.MAX_PAYLOAD  # payload bytes per frame at most: the GET's, then PROGRESS's
         # dock_route_inbox.RouteInbox, the push's file work: loaded when a push begins (_inbox)
         self.inbox = None
         self._route = None  # (route id, first 8 bytes of sha256) of active.pkg, read at HELLO
@@ -110,9 +110,6 @@ class Session:
         self._ses = None  # sign.Signer under the session key once the host proved the key
         self._put_this_session = False
         self._it = None  # journal iterator of the running stream
-        self.sent_frames = 0
-        self.refused_acks = 0
-        self.refused_auth = 0  # AUTH proofs that failed, and requests made without one
         self._req = 0  # type of the request being handled, named in an ERROR reply
         self.no_memory = 0  # requests dropped for want of heap for the session's wire buffers
 
@@ -225,7 +222,7 @@ class Session:
         dec = self.dec
         pos = 0
         while pos < n:
-            pos = dec.feed(self._rx, pos, n)
+            pos = dec.feed(self._rxv, pos, n)
             if dec.ready:
                 self._handle(dec.type, dec.seq, memoryview(dec.buf)[P.HEAD: P.HEAD + dec.plen])
 
@@ -299,7 +296,6 @@ class Session:
                 self._progress(seq, pl)
             return
         if self._ses is None and t not in _OPEN:
-            self.refused_auth += 1
             self._event("auth_refused", "request %d before AUTH" % t)
             self._error(seq, P.E_AUTH, "authenticate first")
             return
@@ -373,7 +369,6 @@ class Session:
         msg = P.auth_message(self._hnonce, self._dnonce, self.device_id)
         self._hello_seq = -1  # this device nonce is spent, whatever the outcome
         if not self._signer.verify(pl, msg):
-            self.refused_auth += 1
             self._event("auth_refused", "bad proof")
             self._error(seq, P.E_AUTH, "host proof refused")
             return
@@ -427,13 +422,11 @@ class Session:
     def _ack(self, seq, pl):
         upto, tag = struct.unpack_from(P.ACK_FIXED, pl, 0)
         if not self._session().verify(tag, P.ack_message(self.device_id, upto)):
-            self.refused_acks += 1
             self._event("ack_refused", "bad signature")
             self._error(seq, P.E_ACK_REFUSED, "ack refused: bad signature")
             return
         last = getattr(self.j, "last_seq", self.j.next_seq - 1)
         if upto > last:  # the host cannot have what was never written
-            self.refused_acks += 1
             self._event("ack_refused", "beyond last seq")
             self._error(seq, P.E_ACK_REFUSED, "ack refused: seq %d beyond last %d" % (upto, last))
             return
@@ -463,7 +456,7 @@ class Session:
         self._acked = 0
         self._acked_rec = max(from_seq, 1)
         self._last = False
-        self._it = self.j.records(self._acked_rec, self._rbuf)
+        self._it = self.j.records(self._acked_rec, self.j.frame)
 
     def _inflight(self):
         return (self._next - self._acked) & 0xFF
@@ -502,7 +495,6 @@ class Session:
         off += P.TAG
         self._write(self.enc.frame(P.RECORDS, self._next, self._gseq, off))
         self._next = (self._next + 1) & 0xFF
-        self.sent_frames += 1
         if flags:
             self._last = True
 
@@ -525,7 +517,7 @@ class Session:
         if self._it is None:
             return
         self._close_it()
-        self._it = self.j.records(self._acked_rec, self._rbuf)
+        self._it = self.j.records(self._acked_rec, self.j.frame)
         self._next = self._acked
         self._carry_n = 0
         self._last = False
@@ -551,7 +543,7 @@ class Session:
             route_id = ""
             rhash = b"\0" * 8
             try:
-                rhash = file_sha(path, self._rbuf)[:8]
+                rhash = file_sha(path, self.j.frame)[:8]
                 from firmware import route_package
 
                 pkg = route_package.RoutePackage(path, self.key)
@@ -568,7 +560,7 @@ class Session:
         if self.inbox is None:
             from firmware.dock_route_inbox import RouteInbox
 
-            self.inbox = RouteInbox(self.route_dir, self.key, self._rbuf)
+            self.inbox = RouteInbox(self.route_dir, self.key, self.j.frame)
         return self.inbox
 
     def _remove(self, *names):
