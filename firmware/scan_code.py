@@ -29,10 +29,10 @@ PATTERN_OK = "ok"
 PATTERN_MISREAD = "misread"
 PATTERN_INVALID = "invalid"
 PATTERN_UNKNOWN = "unknown"
-PATTERNS = {OK: PATTERN_OK, E_MISREAD: PATTERN_MISREAD, E_CHECK: PATTERN_INVALID,
-            E_UNKNOWN: PATTERN_UNKNOWN, E_TOO_LONG: PATTERN_INVALID}
-MESSAGES = {OK: "", E_MISREAD: "Misread: scan again", E_CHECK: "Bad check digit",
-            E_UNKNOWN: "Unknown code", E_TOO_LONG: "Code too long"}
+# indexed by the error code (OK, E_MISREAD, E_CHECK, E_UNKNOWN, E_TOO_LONG): a constant tuple, where
+# a dict would be built in RAM at import
+PATTERNS = (PATTERN_OK, PATTERN_MISREAD, PATTERN_INVALID, PATTERN_UNKNOWN, PATTERN_INVALID)
+MESSAGES = ("", "Misread: scan again", "Bad check digit", "Unknown code", "Code too long")
 
 MAX_RAW = const(160)  # longest scan accepted (a GS1 DataMatrix with several AIs)
 MAX_ITEM = const(40)  # record.MAX_TEXT: an item id must fit the delivery record

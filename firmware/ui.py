@@ -12,16 +12,17 @@ except ImportError:  # CPython
 _CH = const(8)  # font cell; a text row is 10 px
 _VERDICT_TEXT = ("NO FIX", "INSIDE", "OUTSIDE", "UNSURE")
 
-# prompt kind -> buzzer/LED pattern name (hal plays them)
-SOUNDS = {
-    delivery.P_READY: None,
-    delivery.P_RECORDED: "ok",
-    delivery.P_ASK: "override",
-    delivery.P_REFUSED: "error",
-    delivery.P_INVALID: "invalid",
-    delivery.P_FULL: "error",
-    delivery.P_BUSY: "error",  # the refusal tone: this scan is not recorded, the question stays
-}
+# prompt kind (delivery.P_*, 0-6) -> buzzer/LED pattern name (hal plays them); a constant tuple,
+# where a dict would be built in RAM at import
+SOUNDS = (
+    None,  # P_READY
+    "ok",  # P_RECORDED
+    "override",  # P_ASK
+    "error",  # P_REFUSED
+    "invalid",  # P_INVALID
+    "error",  # P_FULL
+    "error",  # P_BUSY: the refusal tone: this scan is not recorded, the question stays
+)
 
 
 class Status:

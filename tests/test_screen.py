@@ -191,3 +191,15 @@ sounds.append("record %d reason %d" % (r.outcome, r.reason))
         " Refused by addressee", " Address not found", " Addressee unknown / moved", " Item damaged",
         ">Business closed", " Unsafe to deliver (dog,~", " Payment / ID required"]  # 30 columns
     assert sounds == ["override", "ok", "record 2 reason 7"]  # attempted, Business closed
+
+
+def test_each_prompt_kind_sounds_its_own_pattern():
+    from firmware import delivery, ui
+
+    kinds = {"ready": delivery.P_READY, "recorded": delivery.P_RECORDED, "ask": delivery.P_ASK,
+             "refused": delivery.P_REFUSED, "invalid": delivery.P_INVALID, "full": delivery.P_FULL,
+             "busy": delivery.P_BUSY}
+    assert {name: ui.SOUNDS[k] for name, k in kinds.items()} == {
+        "ready": None, "recorded": "ok", "ask": "override", "refused": "error", "invalid": "invalid",
+        "full": "error", "busy": "error"}
+    assert len(ui.SOUNDS) == len(kinds)

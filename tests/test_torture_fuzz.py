@@ -339,7 +339,7 @@ def check_scan(s: scan_code.Scan) -> int:
     """What the scan path relies on: a known code, its message and buzzer pattern; an item id
     that fits a record when OK, none otherwise."""
     assert s.error in ERRORS
-    assert isinstance(s.message, str) and s.pattern in scan_code.PATTERNS.values()
+    assert isinstance(s.message, str) and s.pattern in scan_code.PATTERNS
     if s.ok:
         assert 0 < len(s.item_id.encode()) <= record.MAX_TEXT and s.kind
     else:
