@@ -150,7 +150,7 @@ class Session:
                             self._input(n)
                     await asyncio.sleep_ms(0)
                     continue
-                if self._it is not None:
+                if self._streaming():
                     try:
                         n = await asyncio.wait_for_ms(reader.readinto(rxv), _RTO_MS)
                     except asyncio.TimeoutError:
@@ -301,7 +301,7 @@ class Session:
             return
         if t != P.GET_RECORDS:
             self._gfrom = -1  # a later GET is new even if its id repeats
-            if self._it is not None and t != P.PUT_DATA:
+            if self._streaming() and t != P.PUT_DATA:
                 self._stop_stream()  # any new request ends a stream the host has given up on
         if t in _CACHED:
             if self._repeated(t, seq, pl):
@@ -458,6 +458,10 @@ class Session:
         self._last = False
         self._it = self.j.records(self._acked_rec, self.j.frame)
 
+    def _streaming(self):
+        """A GET's stream runs: records to send (_it), or the last frame sent and not yet confirmed."""
+        return self._it is not None or self._last
+
     def _inflight(self):
         return (self._next - self._acked) & 0xFF
 
@@ -478,6 +482,9 @@ class Session:
                 _, mv = next(it)
             except StopIteration:
                 flags = P.F_LAST
+                # the stream runs on (_last) until the host confirms its last frame, without the
+                # spent generator: its frame still points at the segment file it closed
+                self._it = None
                 break
             n = len(mv)
             if off + 1 + n > limit and off > 1:  # full; but one record always goes
@@ -499,7 +506,7 @@ class Session:
             self._last = True
 
     def _progress(self, gseq, pl):
-        if self._it is None or gseq != self._gseq:
+        if not self._streaming() or gseq != self._gseq:
             return  # about a stream that has ended
         nxt, next_rec, flags, fmax = struct.unpack_from(P.PROGRESS_FIXED, pl, 0)
         self._fmax = max(16, min(fmax, P.MAX_PAYLOAD))
@@ -514,7 +521,7 @@ class Session:
 
     def _rewind(self):
         """Go back to the first frame the host has not confirmed (go-back-N)."""
-        if self._it is None:
+        if not self._streaming():
             return
         self._close_it()
         self._it = self.j.records(self._acked_rec, self.j.frame)
