@@ -26,6 +26,7 @@ package(  # noqa: F821
         "nmea_sentences.py",
         "nmea_text.py",  # the fix state as text: tools only, the app never imports it
         "scan_code.py",
+        "scan_code_format.py",  # a route's own code formats: no route carries them yet
         "dock.py",  # the dock port: parked all day, loads dock_session when a host speaks
         "dock_session.py",
         "dock_wire.py",

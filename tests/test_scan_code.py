@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum import ean, gs1_128  # pyright: ignore[reportMissingImports]
 
-from firmware import scan_code
+from firmware import scan_code, scan_code_format
 
 GS = "\x1d"
 
@@ -82,8 +82,8 @@ def test_refusals_each_have_their_own_code_message_and_pattern():
 
 
 def test_route_formats_match_by_pattern_and_length_range():
-    fmts = [scan_code.Format("dhl", "JJD#{12,24}"), scan_code.Format("local", "AA#########AA"),
-            scan_code.Format("crate", "C-#{7}", check="mod10")]
+    fmts = [scan_code_format.Format("dhl", "JJD#{12,24}"), scan_code_format.Format("local", "AA#########AA"),
+            scan_code_format.Format("crate", "C-#{7}", check="mod10")]
     assert scan_code.parse(b"JJD000390007827240066", fmts).kind == "dhl"
     assert scan_code.parse(b"JJD00039", fmts).error == scan_code.E_UNKNOWN  # too short for {12,24}
     r = scan_code.parse(b"XY123456789ZZ", fmts)
@@ -156,14 +156,15 @@ def _summary(r) -> list:
 
 
 def test_the_vm_reads_every_code_as_cpython_does(mpy):
-    fmts = [scan_code.Format("dhl", "JJD#{12,24}"), scan_code.Format("crate", "C-#{7}", check="mod10")]
+    fmts = [scan_code_format.Format("dhl", "JJD#{12,24}"),
+            scan_code_format.Format("crate", "C-#{7}", check="mod10")]
     expected = [_summary(scan_code.parse(c.encode() + b"\r\n", fmts)) for c in CODES]
     raws = [c.encode() + b"\r\n" for c in CODES]
     out = mpy(f"""
         import json
-        from firmware import scan_code
-        fmts = [scan_code.Format("dhl", "JJD#{{12,24}}"),
-                scan_code.Format("crate", "C-#{{7}}", check="mod10")]
+        from firmware import scan_code, scan_code_format
+        fmts = [scan_code_format.Format("dhl", "JJD#{{12,24}}"),
+                scan_code_format.Format("crate", "C-#{{7}}", check="mod10")]
         for c in {raws!r}:
             r = scan_code.parse(c, fmts)
             print(json.dumps([r.kind, r.item_id, r.postal, r.country, r.symbology, r.error, r.message,

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware import dock_wire as P
-from firmware import journal, nmea, record, route_package, scan_code, upload_wire
+from firmware import journal, nmea, record, route_package, scan_code, scan_code_format, upload_wire
 from firmware.sign import Signer
 from host_tools import route_compile
 from host_tools.server import BackgroundServer
@@ -348,7 +348,7 @@ def check_scan(s: scan_code.Scan) -> int:
 
 
 def test_scanned_codes_hypothesis_parse_never_raises_and_says_why():
-    fmts = [scan_code.Format(*f) for f in SCAN_CODE_FORMATS]
+    fmts = [scan_code_format.Format(*f) for f in SCAN_CODE_FORMATS]
     seen: dict[int, int] = {}
 
     @fuzz_settings()
@@ -367,8 +367,8 @@ def test_scanned_codes_hypothesis_parse_never_raises_and_says_why():
 
 
 SCAN_CODE_VM = r"""
-from firmware import scan_code
-fmts = [scan_code.Format(n, p, c) for n, p, c in FORMATS]
+from firmware import scan_code, scan_code_format
+fmts = [scan_code_format.Format(n, p, c) for n, p, c in FORMATS]
 rng = Rng(5)
 seen = [0, 0, 0, 0, 0]
 crashes = bad = 0
