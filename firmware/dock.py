@@ -107,7 +107,7 @@ class Dock:
             if ses is None:
                 continue
             try:
-                await ses.serve(reader, n)
+                await ses.serve(n)
             finally:
                 self.key = ses.key  # rotated during the session, perhaps
                 self._proof = ses.proof()

@@ -9,7 +9,8 @@ refused. Every MAC after that (record frames, ACK, SET_KEY) is under a session k
 both nonces, so nothing recorded in one session verifies in another. Records leave the journal
 only through `journal.acknowledge`, and only for an ACK that verifies under this session's key:
 a rogue dock cannot make the device forget deliveries, read them, set its clock or push a route.
-The task never blocks the loop: it reads only what is there and yields after every frame.
+The task never blocks the loop: it reads only what is there and yields after every frame; waiting
+for the host, it polls the line for at most a millisecond between turns of the loop.
 """
 
 import asyncio
@@ -17,6 +18,7 @@ import hashlib
 import os
 import select
 import struct
+import time
 
 from firmware import dock_wire as P
 from firmware import record, sign
@@ -27,6 +29,7 @@ except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
 _RTO_MS = const(700)  # no PROGRESS for this long: resend from the last frame the host confirmed
+_LOOK_MS = const(1)  # a wait for the host holds up the other tasks this long at most
 # Requests whose repeat must get the first answer rather than run again (a PUT_BEGIN run twice
 # would restart a transfer the host has moved on with). The others are idempotent and run again.
 _CACHED = (P.ACK, P.PUT_BEGIN, P.PUT_END)
@@ -82,7 +85,6 @@ class Session:
         # _close); every use is after _open
         self.dec: P.Decoder = None  # type: ignore[assignment]
         self.enc: P.Encoder = None  # type: ignore[assignment]
-        self._poll = None
         self._carry: memoryview = None  # type: ignore[assignment]  # a record that did not fit the last frame
         self._carry_n = 0
         self._cache: memoryview = None  # type: ignore[assignment]  # last reply, resent if the host repeats
@@ -123,48 +125,55 @@ class Session:
 
     # --- the task -------------------------------------------------------------------------------
 
-    async def serve(self, reader, n):
+    async def serve(self, n):
         """Answer the host, its first n bytes already in rx, until it has been quiet for idle_ms
         or the line drops; this returns with the session's buffers let go (or given back) and its
         route inbox closed (a push in progress resumes at the next PUT_BEGIN)."""
         try:
-            await self._serve(reader, n)
+            await self._serve(n)
         finally:
             self._close()
             if self.inbox is not None:
                 self.inbox.close()
 
-    async def _serve(self, reader, n):
+    async def _serve(self, n):
         rxv = self._rxv
+        poll = select.poll()  # the host's bytes looked for without waiting, or for _LOOK_MS
+        poll.register(self.s, select.POLLIN)
         self._input(n)
+        since = None  # ticks when the wait for the host began
         while True:
             try:
                 if self._it is not None and self._inflight() < self.window and not self._last:
                     self._send_records()
-                    if self._poll is None:  # the session's first stream
-                        self._poll = select.poll()
-                        self._poll.register(self.s, select.POLLIN)
-                    if self._poll.poll(0):  # whatever the host said meanwhile, without waiting
+                    if poll.poll(0):  # whatever the host said meanwhile, without waiting
                         n = self.s.readinto(rxv)
                         if n:
                             self._input(n)
+                    since = None
                     await asyncio.sleep_ms(0)
                     continue
-                if self._streaming():
-                    try:
-                        n = await asyncio.wait_for_ms(reader.readinto(rxv), _RTO_MS)
-                    except asyncio.TimeoutError:
-                        self._rewind()  # frames or their PROGRESS were lost
-                        continue
-                else:
-                    try:
-                        n = await asyncio.wait_for_ms(reader.readinto(rxv), self.idle_ms)
-                    except asyncio.TimeoutError:
-                        return  # the host has gone quiet: the session is over
+                # Nothing to send (the window full, the last frame out, or no stream): wait for the
+                # host, polling the line for up to _LOOK_MS between turns of the loop. Not awaited
+                # with asyncio.wait_for_ms: its two tasks and closure were the heap's low point
+                # of a docked day.
+                readable = poll.poll(_LOOK_MS)
+                n = self.s.readinto(rxv) if readable else 0
                 if n:
                     self._input(n)
-                else:
-                    await asyncio.sleep_ms(50)  # readable yet empty: a hung-up line; do not spin
+                    since = None
+                    continue
+                now = time.ticks_ms()  # type: ignore[attr-defined]
+                if since is None:
+                    since = now
+                elif not self._streaming():
+                    if time.ticks_diff(now, since) >= self.idle_ms:  # type: ignore[attr-defined]
+                        return  # the host has gone quiet: the session is over
+                elif time.ticks_diff(now, since) >= _RTO_MS:  # type: ignore[attr-defined]
+                    self._rewind()  # frames or their PROGRESS were lost
+                    since = None
+                    continue
+                await asyncio.sleep_ms(50 if readable else 0)  # readable yet empty: a hung-up line
             except OSError:
                 # unplugged (pty hung up, UART error): forget the stream, keep serving the carrier
                 self._stop_stream()
@@ -172,8 +181,8 @@ class Session:
                 return
 
     def _open(self):
-        """The session's buffers, made when the host's first bytes arrive (the poll object when it
-        first asks for records); a MemoryError leaves them unmade and the bytes dropped."""
+        """The session's buffers, made when the host's first bytes arrive; a MemoryError leaves them
+        unmade and the bytes dropped."""
         if self.enc is None:
             small = record.MAX_LEN + _CACHE_MAX + _CACHE_REQ + 2  # carry, caches, frame MAC header
             wire = 2 * P.MAX_WIRE
@@ -206,7 +215,6 @@ class Session:
         this runs again, as one after a new HELLO would; no stream is left to carry a record."""
         self.dec = None  # type: ignore[assignment]
         self.enc = None  # type: ignore[assignment]
-        self._poll = None
         if self._borrowed:
             self._borrowed = False
             self._lender.give_back()  # type: ignore[union-attr]
