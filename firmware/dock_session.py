@@ -30,6 +30,11 @@ except ImportError:  # CPython
 
 _RTO_MS = const(700)  # no PROGRESS for this long: resend from the last frame the host confirmed
 _LOOK_MS = const(1)  # a wait for the host holds up the other tasks this long at most
+# A host quiet this long between requests has paused (or gone): from then on the session naps
+# _NAP_MS between looks instead of turning the loop at once, so the idle tail of a sync (idle_ms)
+# leaves the CPU to the other tasks; a request answered after a pause waits a nap at most.
+_PAUSE_MS = const(100)
+_NAP_MS = const(20)
 # Requests whose repeat must get the first answer rather than run again (a PUT_BEGIN run twice
 # would restart a transfer the host has moved on with). The others are idempotent and run again.
 _CACHED = (P.ACK, P.PUT_BEGIN, P.PUT_END)
@@ -173,7 +178,12 @@ class Session:
                     self._rewind()  # frames or their PROGRESS were lost
                     since = None
                     continue
-                await asyncio.sleep_ms(50 if readable else 0)  # readable yet empty: a hung-up line
+                if readable:
+                    await asyncio.sleep_ms(50)  # readable yet empty: a hung-up line; do not spin
+                elif not self._streaming() and time.ticks_diff(now, since) >= _PAUSE_MS:  # type: ignore[attr-defined]
+                    await asyncio.sleep_ms(_NAP_MS)
+                else:
+                    await asyncio.sleep_ms(0)
             except OSError:
                 # unplugged (pty hung up, UART error): forget the stream, keep serving the carrier
                 self._stop_stream()
