@@ -6,7 +6,7 @@ once it passed every check. Spec: docs/dock-protocol.md ("Route package push"). 
 import os
 import struct
 
-from firmware.dock_session import file_sha
+from firmware.dock_session import HALF_PUSH, INCOMING, INCOMING_META, file_sha
 
 try:
     from micropython import const
@@ -39,18 +39,18 @@ class RouteInbox:
     def held(self, size, sha):
         """Bytes of this same package incoming.pkg already holds (0: another or none)."""
         try:
-            with open(self.dir + "/incoming.meta", "rb") as f:
+            with open(self.dir + INCOMING_META, "rb") as f:
                 m = f.read(_META_LEN)
             if len(m) == _META_LEN and struct.unpack_from("<I", m, 0)[0] == size and m[4:] == sha:
-                return min(os.stat(self.dir + "/incoming.pkg")[6], size)
+                return min(os.stat(self.dir + INCOMING)[6], size)
         except OSError:
             pass
         return 0
 
     def begin(self, size, sha):
         """Open a transfer; return how many bytes of this same package are already held."""
-        inc = self.dir + "/incoming.pkg"
-        meta = self.dir + "/incoming.meta"
+        inc = self.dir + INCOMING
+        meta = self.dir + INCOMING_META
         self.close()
         have = -1
         try:
@@ -92,7 +92,7 @@ class RouteInbox:
 
     def end(self):
         """Verify the whole package and make it active; return its route id."""
-        inc = self.dir + "/incoming.pkg"
+        inc = self.dir + INCOMING
         if self._f is None:
             raise RouteError("no route transfer open")
         self.close()
@@ -112,7 +112,7 @@ class RouteInbox:
             raise RouteError("route refused, previous kept: %s" % e) from None
         os.rename(inc, self.dir + "/active.pkg")  # atomic on littlefs: old or new, never half
         try:
-            os.remove(self.dir + "/incoming.meta")
+            os.remove(self.dir + INCOMING_META)
         except OSError:
             pass
         return route_id
@@ -125,7 +125,7 @@ class RouteInbox:
     def discard(self):
         """Remove a half-received package: it would hold flash until the next push."""
         self.close()
-        for name in ("/incoming.pkg", "/incoming.meta"):
+        for name in HALF_PUSH:
             try:
                 os.remove(self.dir + name)
             except OSError:

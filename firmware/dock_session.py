@@ -45,7 +45,11 @@ _CACHE_REQ = const(64)  # a request remembered with its reply: type, seq, payloa
 _SPARE = const(16384)  # free flash a route push leaves: littlefs metadata, the journal's next segment
 _OPEN = (P.HELLO, P.AUTH)  # the only requests served before the host has proved the key
 _IDLE_MS = const(10000)  # dock._IDLE_MS: no byte from the host for this long ends the session
-_HALF_PUSH = ("/incoming.pkg", "/incoming.meta")  # dock_route_inbox's files of a push under way
+# A push under way (dock_route_inbox) in the route directory: the package so far and its size and
+# sha256; the session removes them itself when a sync ends without a push, never loading the inbox.
+INCOMING = "/incoming.pkg"
+INCOMING_META = "/incoming.meta"
+HALF_PUSH = (INCOMING, INCOMING_META)
 _TORN_META = "/incoming.meta.tmp"  # what a power cut in dock_route_inbox.begin can leave
 
 
@@ -171,19 +175,18 @@ class Session:
                 now = time.ticks_ms()  # type: ignore[attr-defined]
                 if since is None:
                     since = now
-                elif not self._streaming():
-                    if time.ticks_diff(now, since) >= self.idle_ms:  # type: ignore[attr-defined]
-                        return  # the host has gone quiet: the session is over
-                elif time.ticks_diff(now, since) >= _RTO_MS:  # type: ignore[attr-defined]
+                quiet = time.ticks_diff(now, since)  # type: ignore[attr-defined]
+                streaming = self._streaming()
+                if streaming and quiet >= _RTO_MS:
                     self._rewind()  # frames or their PROGRESS were lost
                     since = None
                     continue
+                if not streaming and quiet >= self.idle_ms:
+                    return  # the host has gone quiet: the session is over
                 if readable:
                     await asyncio.sleep_ms(50)  # readable yet empty: a hung-up line; do not spin
-                elif not self._streaming() and time.ticks_diff(now, since) >= _PAUSE_MS:  # type: ignore[attr-defined]
-                    await asyncio.sleep_ms(_NAP_MS)
                 else:
-                    await asyncio.sleep_ms(0)
+                    await asyncio.sleep_ms(0 if streaming or quiet < _PAUSE_MS else _NAP_MS)
             except OSError:
                 # unplugged (pty hung up, UART error): forget the stream, keep serving the carrier
                 self._stop_stream()
@@ -427,7 +430,7 @@ class Session:
     def _status(self, seq):
         j = self.j
         if not self._put_this_session and (self.inbox is None or not self.inbox.busy):
-            self._remove(*_HALF_PUSH)  # a sync that pushed nothing ends: a half package is stale
+            self._remove(*HALF_PUSH)  # a sync that pushed nothing ends: a half package is stale
         route_id, _ = self._route_info()
         p = self.enc.payload
         last = getattr(j, "last_seq", j.next_seq - 1)
